@@ -1,0 +1,210 @@
+"""The typed artifacts that stages write and read, one Struct per stage output.
+
+Each artifact is JSON on disk with a `kind` tag and a schema `version`; bump
+`schema_version` on a class whenever its fields change meaning, so old files
+are refused with a clear message instead of being misread. Payload files
+(audio, video, images) are referenced by paths relative to the run directory
+(see `ipc.files.resolve_in_run`). Times are seconds from the start of the
+narration.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import msgspec
+
+
+class Artifact(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="kind"):
+    """Base of every stage output: carries the schema version."""
+
+    kind_name: ClassVar[str] = ""
+    schema_version: ClassVar[int] = 1
+    version: int = 0
+
+    def __post_init__(self) -> None:
+        self.version = type(self).schema_version
+
+
+class Theme(Artifact, tag="theme"):
+    kind_name: ClassVar[str] = "theme"
+    topic: str
+    angle: str
+    keywords: list[str]
+    category: str | None = None
+    backend: str = "user"
+
+
+class Script(Artifact, tag="script"):
+    kind_name: ClassVar[str] = "script"
+    title: str
+    hook: str
+    body: list[str]
+    cta: str
+    broll_queries: list[str]
+    language: str = "en-us"
+    backend: str = "user"
+    attempts: int = 1
+
+    @property
+    def sentences(self) -> list[str]:
+        """The narration, sentence by sentence, in reading order."""
+        return [s for s in [self.hook, *self.body, self.cta] if s.strip()]
+
+    @property
+    def word_count(self) -> int:
+        return sum(len(s.split()) for s in self.sentences)
+
+
+class WordSpan(msgspec.Struct, forbid_unknown_fields=True):
+    text: str
+    start: float
+    end: float
+
+
+class SentenceSpan(msgspec.Struct, forbid_unknown_fields=True):
+    index: int
+    text: str
+    start: float
+    end: float
+    words: list[WordSpan]
+
+
+class Narration(Artifact, tag="narration"):
+    kind_name: ClassVar[str] = "narration"
+    wav: str
+    sample_rate: int
+    duration_s: float
+    sentences: list[SentenceSpan]
+    voice: str
+    language: str
+    speed: float
+    backend: str
+    device: str = "cpu"
+
+
+class Candidate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: str
+    media: Literal["video", "still"]
+    path: str
+    title: str
+    description: str = ""
+    tags: list[str] = []
+    query: str = ""
+    duration_s: float | None = None
+    width: int = 0
+    height: int = 0
+    source: str = ""
+    origin: str = ""
+    thumbnail: str | None = None
+
+
+class SkippedSource(msgspec.Struct, forbid_unknown_fields=True):
+    ref: str
+    reason: str
+
+
+class Candidates(Artifact, tag="candidates"):
+    kind_name: ClassVar[str] = "candidates"
+    source: str
+    source_reason: str
+    items: list[Candidate]
+    skipped: list[SkippedSource] = []
+
+
+class RankedCandidate(msgspec.Struct, forbid_unknown_fields=True):
+    candidate_id: str
+    score: float
+    offset_s: float = 0.0
+
+
+class SentenceMatch(msgspec.Struct, forbid_unknown_fields=True):
+    sentence_index: int
+    text: str
+    ranked: list[RankedCandidate]
+    chosen_id: str
+    offset_s: float = 0.0
+
+
+class Matches(Artifact, tag="matches"):
+    kind_name: ClassVar[str] = "matches"
+    scorer: str
+    scorer_reason: str
+    model: str
+    device: str
+    sentences: list[SentenceMatch]
+
+
+class Segment(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    start: float
+    end: float
+    candidate_id: str
+    path: str
+    media: Literal["video", "still"]
+    source_offset_s: float = 0.0
+    motion: Literal["none", "zoom_in", "zoom_out", "pan_left", "pan_right"] = "none"
+    transition_s: float = 0.0
+
+
+class Caption(msgspec.Struct, forbid_unknown_fields=True):
+    start: float
+    end: float
+    words: list[WordSpan]
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text for w in self.words)
+
+
+class MusicBed(msgspec.Struct, forbid_unknown_fields=True):
+    path: str
+    title: str
+    gain_db: float
+    duck_db: float
+
+
+class Timeline(Artifact, tag="timeline"):
+    kind_name: ClassVar[str] = "timeline"
+    width: int
+    height: int
+    fps: int
+    duration_s: float
+    narration_wav: str
+    narration_duration_s: float
+    segments: list[Segment]
+    captions: list[Caption]
+    music: MusicBed | None
+    platform: str
+    max_duration_s: float
+    video_bitrate: str
+    audio_bitrate: str
+    caption_margin_v: int = 0
+
+
+class Render(Artifact, tag="render"):
+    kind_name: ClassVar[str] = "render"
+    video: str
+    srt: str
+    ass: str
+    thumbnail: str
+    duration_s: float
+    width: int
+    height: int
+    fps: float
+    has_audio: bool
+    renderer: str
+    size_bytes: int
+
+
+class Balloon(Artifact, tag="balloon"):
+    """Output of the developers' balloon stage (tools/balloon.py), used to cross ceilings on purpose."""
+
+    kind_name: ClassVar[str] = "balloon"
+    allocated_mb: int
+    child_mb: int
+    seconds: float
+
+
+ARTIFACT_TYPES: dict[str, type[Artifact]] = {
+    cls.kind_name: cls for cls in (Theme, Script, Narration, Candidates, Matches, Timeline, Render, Balloon)
+}

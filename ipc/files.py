@@ -1,0 +1,130 @@
+"""Writing and reading artifacts safely: atomic writes, strict typed reads, run-dir paths.
+
+An artifact on disk is either complete or absent: it is written to a temporary
+file in the same folder, fsynced and renamed over the final name, so a stage
+killed mid-write leaves only a `.tmp` file that nothing reads. Reads are strict
+msgspec decodes against the expected Struct; every way a file can be wrong
+(missing, truncated, corrupt, wrong kind, wrong schema version) becomes one
+`ArtifactError` that names the file.
+
+Payload paths (WAV, MP4, images) are stored relative to the run directory and
+resolved through `resolve_in_run`, which refuses anything that escapes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+
+class ArtifactError(Exception):
+    """An artifact or payload that cannot be trusted; the message names the file."""
+
+
+class _Header(msgspec.Struct):
+    kind: str
+    version: int
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file, or all of the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def encode_json(obj: object) -> bytes:
+    """Indented JSON, so artifacts stay readable by people."""
+    return msgspec.json.format(msgspec.json.encode(obj), indent=2) + b"\n"
+
+
+def write_struct(path: Path, obj: msgspec.Struct) -> None:
+    atomic_write_bytes(path, encode_json(obj))
+
+
+def read_struct(path: Path, cls: type[T]) -> T:
+    """Decode `path` as `cls`, checking its `kind` and `version` first when it has them."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot read ({exc.strerror})") from None
+    if not data.strip():
+        raise ArtifactError(f"{path}: file is empty")
+    expected_version = getattr(cls, "schema_version", None)
+    expected_kind = getattr(cls, "kind_name", None)
+    if expected_version is not None:
+        try:
+            header = msgspec.json.decode(data, type=_Header)
+        except msgspec.DecodeError as exc:
+            raise ArtifactError(f"{path}: not a valid {expected_kind or cls.__name__} artifact ({exc})") from None
+        if expected_kind is not None and header.kind != expected_kind:
+            raise ArtifactError(f"{path}: holds a {header.kind!r} artifact, expected {expected_kind!r}")
+        if header.version != expected_version:
+            raise ArtifactError(
+                f"{path}: schema version {header.version}, this program reads version {expected_version};"
+                " rerun the stage that wrote it (--from STAGE)"
+            )
+    try:
+        return msgspec.json.decode(data, type=cls, strict=True)
+    except msgspec.DecodeError as exc:
+        raise ArtifactError(f"{path}: invalid {expected_kind or cls.__name__} ({exc})") from None
+
+
+def resolve_in_run(run_dir: Path, relative: str) -> Path:
+    """The absolute path of `relative` inside `run_dir`; refuses anything outside it."""
+    if not relative or Path(relative).is_absolute():
+        raise ArtifactError(f"payload path {relative!r} must be relative to the run directory")
+    root = Path(run_dir).resolve()
+    target = (root / relative).resolve()
+    if target != root and root not in target.parents:
+        raise ArtifactError(f"payload path {relative!r} escapes the run directory {root}")
+    return target
+
+
+def relative_to_run(run_dir: Path, path: Path) -> str:
+    """The run-relative form of `path`, which must lie inside `run_dir`."""
+    root = Path(run_dir).resolve()
+    target = Path(path).resolve()
+    if root not in target.parents:
+        raise ArtifactError(f"{target} is not inside the run directory {root}")
+    return target.relative_to(root).as_posix()
+
+
+def sha256_bytes(*parts: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "little"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,41 @@
+"""Messages between the supervisor and a stage process: the call file and progress events.
+
+A stage is started as `python -m stages.<name> CALL_FILE`. The call file is a
+`StageCall`; the stage sends `ProgressEvent`s back, one JSON object per line,
+on the pipe whose descriptor the call names. Nothing else crosses.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+
+class StageCall(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    stage: str
+    module: str
+    run_dir: str
+    out_dir: str
+    inputs: dict[str, str]
+    """Upstream stage name -> artifact path relative to the run directory."""
+    input_kinds: dict[str, str]
+    """Upstream stage name -> artifact kind expected there."""
+    output_kind: str
+    params: msgspec.Raw = msgspec.Raw(b"{}")
+    device: str = "auto"
+    ceiling_bytes: int = 0
+    progress_fd: int | None = None
+
+
+class ProgressEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    t: float
+    kind: Literal["progress", "phase", "log"] = "progress"
+    message: str = ""
+    fraction: float | None = None
+    phase_s: float | None = None
+    """For `phase` events: how long the named phase took (e.g. model load)."""
+
+
+progress_encoder = msgspec.json.Encoder()
+progress_decoder = msgspec.json.Decoder(ProgressEvent)

@@ -1,0 +1,115 @@
+"""What each stage is asked to do: one typed parameter Struct per stage.
+
+The runner fills these from the command line and config; each stage process
+receives only its own Struct, and the resume hash covers exactly that Struct,
+so changing the renderer does not redo the narration.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+CATEGORIES = (
+    "science", "history", "nature", "technology", "culture",
+    "space", "animals", "psychology", "geography", "food",
+)
+
+
+class PlatformPreset(msgspec.Struct, frozen=True):
+    max_duration_s: float
+    video_bitrate: str
+    audio_bitrate: str
+
+
+PLATFORMS: dict[str, PlatformPreset] = {
+    "shorts": PlatformPreset(60.0, "8M", "192k"),
+    "tiktok": PlatformPreset(60.0, "6M", "128k"),
+    "reels": PlatformPreset(90.0, "5M", "128k"),
+}
+
+
+class LlmParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    backend: Literal["local", "openai"] = "local"
+    base_url: str = "https://openrouter.ai/api/v1"
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = 60.0
+    max_tokens: int = 400
+    temperature: float = 0.7
+    seed: int = 0
+
+
+class ThemeParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    topic: str | None = None
+    category: str | None = None
+    llm: LlmParams = msgspec.field(default_factory=LlmParams)
+
+
+class ScriptParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    script_text: str | None = None
+    language: str = "en-us"
+    platform: str = "shorts"
+    min_words: int = 110
+    max_words: int = 160
+    max_attempts: int = 3
+    llm: LlmParams = msgspec.field(default_factory=LlmParams)
+
+
+class TtsParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    backend: Literal["onnx", "kokoro"] = "onnx"
+    voice: str = "jm_kumo"
+    speed: float = 1.0
+    language: str = "en-us"
+
+
+class BrollParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    source: Literal["auto", "youtube", "urls", "local", "builtin"] = "auto"
+    local_dir: str | None = None
+    urls: list[str] = []
+    max_items: int = 12
+    per_query: int = 2
+    max_clip_s: float = 60.0
+    max_height: int = 1080
+    max_filesize_mb: int = 80
+    download_timeout_s: float = 120.0
+
+
+class MatchParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    scorer: Literal["auto", "clip", "text"] = "auto"
+    clip_model: str = "openai/clip-vit-base-patch32"
+    frames_per_clip: int = 4
+
+
+class TimelineParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    platform: str = "shorts"
+    width: int = 1080
+    height: int = 1920
+    fps: int = 30
+    min_segment_s: float = 1.5
+    caption_max_words: int = 3
+    music: bool = True
+    music_mood: str | None = None
+    tail_s: float = 0.5
+
+
+class RenderParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    renderer: Literal["ffmpeg", "moviepy"] = "ffmpeg"
+    preset: str = "veryfast"
+    threads: int = 0
+
+
+class PipelineParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """All stage parameters of one run; `for_stage(name)` picks one stage's share."""
+
+    theme: ThemeParams = msgspec.field(default_factory=ThemeParams)
+    script: ScriptParams = msgspec.field(default_factory=ScriptParams)
+    tts: TtsParams = msgspec.field(default_factory=TtsParams)
+    broll: BrollParams = msgspec.field(default_factory=BrollParams)
+    match: MatchParams = msgspec.field(default_factory=MatchParams)
+    timeline: TimelineParams = msgspec.field(default_factory=TimelineParams)
+    render: RenderParams = msgspec.field(default_factory=RenderParams)
+
+    def for_stage(self, name: str) -> msgspec.Struct | None:
+        return getattr(self, name, None) if name in self.__struct_fields__ else None

@@ -1,0 +1,37 @@
+"""The shape of the pipeline: which stages exist, what each reads and writes.
+
+The runner plans from these specs without importing any stage code; a stage
+process uses them to know which artifacts to decode. Developer pipelines
+(balloon stages in tests and benchmarks) are built from the same `StageSpec`.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class StageSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: str
+    module: str
+    inputs: tuple[str, ...] = ()
+    output: str
+    params: msgspec.Raw | None = None
+    """Fixed parameters (developer pipelines); None means the run's own for this stage."""
+
+
+DEFAULT_PIPELINE: tuple[StageSpec, ...] = (
+    StageSpec(name="theme", module="stages.theme", output="theme"),
+    StageSpec(name="script", module="stages.script", inputs=("theme",), output="script"),
+    StageSpec(name="tts", module="stages.tts", inputs=("script",), output="narration"),
+    StageSpec(name="broll", module="stages.broll", inputs=("script",), output="candidates"),
+    StageSpec(name="match", module="stages.match", inputs=("script", "broll"), output="matches"),
+    StageSpec(name="timeline", module="stages.timeline", inputs=("tts", "match"), output="timeline"),
+    StageSpec(name="render", module="stages.render", inputs=("timeline",), output="render"),
+)
+
+STAGE_NAMES = tuple(spec.name for spec in DEFAULT_PIPELINE)
+
+
+def artifact_path(stage: str) -> str:
+    """Where a stage's artifact lives, relative to the run directory."""
+    return f"{stage}/artifact.json"

@@ -1,0 +1,151 @@
+"""Running one stage: decode its call, inputs and params, call it, write its artifact.
+
+`stage_main` is the entry of a stage process (`python -m stages.<name> CALL`);
+`execute` is the same work without the process, used by `--isolation none`.
+This module does not supervise anything: limits, kills and reports belong to
+`runner/`. It makes the process the kernel's preferred OOM victim and asks to
+be killed if the supervisor dies, so no stage outlives its parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ipc.artifacts import ARTIFACT_TYPES, Artifact
+from ipc.files import ArtifactError, read_struct, relative_to_run, resolve_in_run, write_struct
+from ipc.messages import ProgressEvent, StageCall, progress_encoder
+from ipc.pipeline import artifact_path
+
+ProgressSink = Callable[[ProgressEvent], None]
+
+
+class StageError(Exception):
+    """A stage cannot do its job; the message says why in words a user can act on."""
+
+
+class StageContext:
+    """What a stage function may use besides its inputs: its folders, device, and a progress channel."""
+
+    def __init__(self, call: StageCall, sink: ProgressSink | None = None) -> None:
+        self.call = call
+        self.run_dir = Path(call.run_dir)
+        self.out_dir = Path(call.out_dir)
+        self.ceiling_bytes = call.ceiling_bytes
+        self._sink = sink
+
+    @property
+    def device(self) -> str:
+        return self.call.device
+
+    def progress(self, message: str, fraction: float | None = None) -> None:
+        self._emit(ProgressEvent(t=time.time(), kind="progress", message=message, fraction=fraction))
+
+    def log(self, message: str) -> None:
+        self._emit(ProgressEvent(t=time.time(), kind="log", message=message))
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a named phase (e.g. `load_model`, `synthesise`) and report it."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._emit(ProgressEvent(t=time.time(), kind="phase", message=name, phase_s=time.perf_counter() - start))
+
+    def path(self, relative: str) -> Path:
+        """A payload path from an artifact, checked to stay inside the run directory."""
+        return resolve_in_run(self.run_dir, relative)
+
+    def rel(self, path: Path) -> str:
+        """The run-relative form of a payload this stage wrote."""
+        return relative_to_run(self.run_dir, path)
+
+    def _emit(self, event: ProgressEvent) -> None:
+        if self._sink is not None:
+            self._sink(event)
+
+
+def load_inputs(call: StageCall) -> dict[str, Artifact]:
+    run_dir = Path(call.run_dir)
+    inputs: dict[str, Artifact] = {}
+    for name, relative in call.inputs.items():
+        kind = call.input_kinds[name]
+        inputs[name] = read_struct(resolve_in_run(run_dir, relative), ARTIFACT_TYPES[kind])
+    return inputs
+
+
+def execute(call: StageCall, sink: ProgressSink | None = None) -> Artifact:
+    """Run the stage named in `call` in this process and write its artifact."""
+    module = importlib.import_module(call.module)
+    return _run(call, module.run, module.Params, sink)
+
+
+def _run(call: StageCall, func: Callable[..., Any], params_type: type, sink: ProgressSink | None) -> Artifact:
+    inputs = load_inputs(call)
+    try:
+        params = msgspec.json.decode(call.params, type=params_type, strict=True)
+    except msgspec.DecodeError as exc:
+        raise StageError(f"stage {call.stage}: invalid parameters ({exc})") from None
+    Path(call.out_dir).mkdir(parents=True, exist_ok=True)
+    result = func(StageContext(call, sink), params, **inputs)
+    expected = ARTIFACT_TYPES[call.output_kind]
+    if not isinstance(result, expected):
+        raise TypeError(f"stage {call.stage} returned {type(result).__name__}, expected {expected.__name__}")
+    write_struct(Path(call.run_dir) / artifact_path(call.stage), result)
+    return result
+
+
+def _become_preferred_oom_victim() -> None:
+    with contextlib.suppress(OSError):
+        Path("/proc/self/oom_score_adj").write_text("1000")
+
+
+def _die_with_parent() -> None:
+    """PR_SET_PDEATHSIG: if the supervisor is killed outright, take this stage with it."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() == 1:
+            os._exit(137)
+
+
+def stage_main(func: Callable[..., Any], params_type: type) -> None:
+    """Process entry: `python -m stages.<name> CALL_FILE`. Exit 0 on success, 1 with a message on failure."""
+    _become_preferred_oom_victim()
+    _die_with_parent()
+    if len(sys.argv) != 2:
+        sys.exit(f"usage: python -m {func.__module__} CALL_FILE (started by aishorts-runner)")
+    try:
+        call = read_struct(Path(sys.argv[1]), StageCall)
+    except ArtifactError as exc:
+        sys.exit(f"stage call: {exc}")
+    sink = _pipe_sink(call.progress_fd)
+    try:
+        _run(call, func, params_type, sink)
+    except (StageError, ArtifactError) as exc:
+        print(f"{call.stage}: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _pipe_sink(fd: int | None) -> ProgressSink | None:
+    if fd is None:
+        return None
+    pipe = os.fdopen(fd, "wb", buffering=0)
+
+    def send(event: ProgressEvent) -> None:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            pipe.write(progress_encoder.encode(event) + b"\n")
+
+    return send

@@ -1,0 +1,47 @@
+"""Shared test helpers: running one stage on saved inputs without the supervisor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from ipc.artifacts import Artifact
+from ipc.files import write_struct
+from ipc.messages import ProgressEvent, StageCall
+from ipc.pipeline import DEFAULT_PIPELINE, artifact_path
+
+
+def stage_call(run_dir: Path, stage: str, params: msgspec.Struct, device: str = "cpu") -> StageCall:
+    spec = next(s for s in DEFAULT_PIPELINE if s.name == stage)
+    kinds = {s.name: s.output for s in DEFAULT_PIPELINE}
+    return StageCall(
+        stage=stage,
+        module=spec.module,
+        run_dir=str(run_dir),
+        out_dir=str(run_dir / stage),
+        inputs={name: artifact_path(name) for name in spec.inputs},
+        input_kinds={name: kinds[name] for name in spec.inputs},
+        output_kind=spec.output,
+        params=msgspec.Raw(msgspec.json.encode(params)),
+        device=device,
+    )
+
+
+@pytest.fixture
+def run_stage_inline():
+    """Call `run_stage_inline(run_dir, stage, params, **upstream_artifacts)`: writes the
+    upstream artifacts where the stage expects them, runs it in this process, returns
+    (artifact, progress events)."""
+    from stages.harness import execute
+
+    def run(run_dir: Path, stage: str, params: msgspec.Struct, **upstream: Artifact):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name, artifact in upstream.items():
+            write_struct(run_dir / artifact_path(name), artifact)
+        events: list[ProgressEvent] = []
+        result = execute(stage_call(run_dir, stage, params), events.append)
+        return result, events
+
+    return run
