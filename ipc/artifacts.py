@@ -203,6 +203,7 @@ class Balloon(Artifact, tag="balloon"):
     allocated_mb: int
     child_mb: int
     seconds: float
+    padding: str = ""
 
 
 ARTIFACT_TYPES: dict[str, type[Artifact]] = {

@@ -92,6 +92,8 @@ class TimelineParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     music: bool = True
     music_mood: str | None = None
     tail_s: float = 0.5
+    max_segment_s: float = 6.0
+    transition_s: float = 0.25
 
 
 class RenderParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -25,7 +25,7 @@ DEFAULT_PIPELINE: tuple[StageSpec, ...] = (
     StageSpec(name="tts", module="stages.tts", inputs=("script",), output="narration"),
     StageSpec(name="broll", module="stages.broll", inputs=("script",), output="candidates"),
     StageSpec(name="match", module="stages.match", inputs=("script", "broll"), output="matches"),
-    StageSpec(name="timeline", module="stages.timeline", inputs=("tts", "match"), output="timeline"),
+    StageSpec(name="timeline", module="stages.timeline", inputs=("tts", "match", "broll"), output="timeline"),
     StageSpec(name="render", module="stages.render", inputs=("timeline",), output="render"),
 )
 

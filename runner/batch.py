@@ -1,0 +1,163 @@
+"""Several shorts side by side under one --max-ram: `--topics-file FILE --jobs N`.
+
+Each topic gets its own run directory inside the batch directory; N worker
+threads each run one pipeline at a time; every stage of every pipeline takes
+its ceiling from one shared `MemoryBudget`, so a stage waits rather than
+overcommits. One topic's failure does not stop the others. The batch ends
+with `batch.json` and a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+
+from ipc.files import write_struct
+from ipc.pipeline import StageSpec
+from runner.budget import MemoryBudget
+from runner.errors import UsageError
+from runner.limits import Limits
+from runner.meter import MemoryMeter
+from runner.report import downsample, Sample
+from runner.run import EXIT_CODES, run_pipeline, plan_ceilings
+from runner.session import _display, default_run_dir, interrupt_handling, run_options, validate_topic
+
+
+class BatchItem(msgspec.Struct, kw_only=True):
+    topic: str
+    run_dir: str
+    status: str
+    failed_stage: str | None = None
+    message: str = ""
+    peak_rss_bytes: int = 0
+    wall_s: float = 0.0
+    rerun_command: str = ""
+
+
+class BatchReport(msgspec.Struct, kw_only=True):
+    version: int = 1
+    batch_dir: str
+    status: str
+    exit_code: int
+    jobs: int
+    max_ram_bytes: int | None
+    peak_rss_bytes: int
+    """Parent plus every stage tree of every run, sampled together."""
+    wall_s: float
+    waited_for_budget_s: float
+    items: list[BatchItem]
+    timeline: list[Sample] = []
+
+
+def read_topics(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UsageError(f"--topics-file {path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--topics-file {path}: cannot read as text ({exc})") from None
+    topics = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not topics:
+        raise UsageError(f"--topics-file {path}: no topics (one a line; # starts a comment)")
+    return [validate_topic(topic) for topic in topics]
+
+
+def run_batch(args: argparse.Namespace, limits: Limits, pipeline: tuple[StageSpec, ...], max_ram: int | None) -> int:
+    topics = read_topics(args.topics_file)
+    if args.topic is not None:
+        raise UsageError("--topic and --topics-file are exclusive")
+    batch_dir = args.run_dir or default_run_dir(f"batch-{args.topics_file.stem}")
+    runs = []
+    for index, topic in enumerate(topics, start=1):
+        slug = re.sub(r"[^a-z0-9]+", "-", topic.lower()).strip("-")[:40]
+        run_dir = batch_dir / f"{index:02d}-{slug}"
+        runs.append(run_options(args, limits, pipeline, max_ram, run_dir=run_dir, topic=topic, label=f"{index:02d}"))
+    for opts in runs:
+        plan_ceilings(opts)  # fail before anything starts if a stage cannot fit
+    budget = MemoryBudget(None if max_ram is None else max_ram - limits.parent_reserve)
+    work: queue.Queue = queue.Queue()
+    for opts in runs:
+        work.put(opts)
+    results: dict[str, object] = {}
+    start = time.monotonic()
+    with interrupt_handling() as cancel, _display(args) as observer, MemoryMeter(limits.poll_s) as meter:
+        def worker() -> None:
+            while not cancel.is_set():
+                try:
+                    opts = work.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    results[str(opts.run_dir)] = run_pipeline(opts, observer, cancel, budget, meter)
+                except UsageError as exc:  # e.g. a saved artifact missing for --only in this run
+                    results[str(opts.run_dir)] = exc
+
+        threads = [threading.Thread(target=worker, name=f"pipeline-{i}") for i in range(min(args.jobs, len(runs)))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)  # keep the main thread free to take Ctrl-C
+    report = _batch_report(batch_dir, topics, runs, results, args.jobs, max_ram, meter, time.monotonic() - start)
+    write_struct(batch_dir / "batch.json", report)
+    _print_batch(args, report)
+    return report.exit_code
+
+
+def _batch_report(batch_dir, topics, runs, results, jobs, max_ram, meter, wall_s) -> BatchReport:
+    items = []
+    waited = 0.0
+    for topic, opts in zip(topics, runs):
+        result = results.get(str(opts.run_dir))
+        if result is None:
+            items.append(BatchItem(topic=topic, run_dir=str(opts.run_dir), status="interrupted", message="not started"))
+        elif isinstance(result, Exception):
+            items.append(BatchItem(topic=topic, run_dir=str(opts.run_dir), status="failed", message=str(result)))
+        else:
+            failed = next((s.name for s in result.stages if s.status not in ("done", "skipped")), None)
+            waited += sum(s.waited_for_budget_s for s in result.stages)
+            items.append(BatchItem(
+                topic=topic, run_dir=str(opts.run_dir), status=result.status, failed_stage=failed,
+                message=result.message, peak_rss_bytes=result.peak_rss_bytes, wall_s=result.wall_s,
+                rerun_command=result.rerun_command,
+            ))
+    statuses = {item.status for item in items}
+    status = next((s for s in ("interrupted", "oom", "failed") if s in statuses), "done")
+    return BatchReport(
+        batch_dir=str(batch_dir), status=status, exit_code=EXIT_CODES[status], jobs=jobs, max_ram_bytes=max_ram,
+        peak_rss_bytes=meter.peak, wall_s=round(wall_s, 3), waited_for_budget_s=round(waited, 3), items=items,
+        timeline=downsample(list(meter.samples)),
+    )
+
+
+def _print_batch(args: argparse.Namespace, report: BatchReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ipc.files import encode_json
+    from ipc.sizes import format_size
+
+    console = Console(stderr=args.json, highlight=False)
+    table = Table(title=f"batch {report.batch_dir}: {report.status}")
+    for column in ("topic", "status", "failed stage", "peak", "time", "run dir"):
+        table.add_column(column)
+    for item in report.items:
+        table.add_row(item.topic[:40], item.status, item.failed_stage or "", format_size(item.peak_rss_bytes),
+                      f"{item.wall_s:.1f}s", item.run_dir)
+    console.print(table)
+    console.print(f"whole batch: peak {format_size(report.peak_rss_bytes)} of --max-ram"
+                  f" {format_size(report.max_ram_bytes)}, {report.wall_s:.1f}s; batch.json in {report.batch_dir}",
+                  markup=False)
+    for item in report.items:
+        if item.status != "done":
+            console.print(f"{item.topic}: {item.message}", markup=False)
+    if args.json:
+        sys.stdout.buffer.write(encode_json(report))
+        sys.stdout.flush()

@@ -1,0 +1,94 @@
+"""The `aishorts-runner` command: read what the user asked for, run it, report, exit.
+
+This is the edge where errors become messages and exit codes: 0 done, 1 a
+stage failed, 2 bad usage or input, 3 a stage crossed its memory ceiling,
+130 interrupted. Everything heavy is imported only after the arguments are
+read, so `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ipc.params import CATEGORIES, PLATFORMS
+from ipc.pipeline import STAGE_NAMES
+
+MAX_TOPIC_CHARS = 200
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aishorts-runner",
+        description="Turn a topic into a vertical short, each heavy stage in its own process under a memory ceiling.",
+        epilog="Stages: " + ", ".join(STAGE_NAMES) + ". Exit codes: 0 done, 1 stage failed, 2 bad usage,"
+        " 3 memory ceiling crossed, 130 interrupted. `aishorts-runner probe --help` finds what each stage needs.",
+    )
+    what = parser.add_argument_group("what to make")
+    what.add_argument("--topic", help="the subject of the short, used as is")
+    what.add_argument("--category", choices=CATEGORIES, help="let the theme stage pick a topic (default: random)")
+    what.add_argument("--script", type=Path, metavar="FILE", help="your own narration text (skips generation)")
+    what.add_argument("--topics-file", type=Path, metavar="FILE", help="one topic a line: a batch of shorts")
+    what.add_argument("--platform", choices=sorted(PLATFORMS), help="duration and bitrate preset (default shorts)")
+    what.add_argument("--language", help="narration language, e.g. en-us (default) or pt-br")
+    what.add_argument("--voice", help="Kokoro voice (default jm_kumo)")
+    what.add_argument("--speed", type=float, help="narration speed (default 1.0)")
+    what.add_argument("--llm", choices=("local", "openai"), help="script backend (default local SmolLM2)")
+    what.add_argument("--llm-url", help="OpenAI-compatible base URL for --llm openai")
+    what.add_argument("--llm-model", help="model name for --llm openai")
+    what.add_argument("--llm-key-env", help="environment variable holding the API key (default OPENAI_API_KEY)")
+    what.add_argument("--tts", choices=("onnx", "kokoro"), help="narration backend (default onnx)")
+    what.add_argument("--broll", choices=("auto", "youtube", "urls", "local", "builtin"), help="b-roll source")
+    what.add_argument("--broll-dir", type=Path, metavar="DIR", help="folder of your clips and stills (--broll local)")
+    what.add_argument("--broll-url", action="append", metavar="URL", help="a clip URL for --broll urls (repeatable)")
+    what.add_argument("--scorer", choices=("auto", "clip", "text"), help="how visuals are matched to sentences")
+    what.add_argument("--clip-model", help="CLIP model name in the local cache, or a folder")
+    what.add_argument("--renderer", choices=("ffmpeg", "moviepy"), help="video renderer (default ffmpeg)")
+    what.add_argument("--no-music", action="store_true", default=None, help="no background music")
+
+    memory = parser.add_argument_group("memory")
+    memory.add_argument("--max-ram", metavar="SIZE", help="budget for the supervisor plus all running stages, e.g. 4G")
+    memory.add_argument("--limit", action="append", default=[], metavar="STAGE=SIZE",
+                        help="override one stage's ceiling (repeatable); reproduces an OOM on purpose")
+    memory.add_argument("--limits", type=Path, metavar="FILE", help="limits file replacing limits.toml")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--run-dir", type=Path, metavar="DIR", help="run directory (default: new folder under runs/); reuse it to resume")
+    order = run.add_mutually_exclusive_group()
+    order.add_argument("--from", dest="start_from", choices=STAGE_NAMES, metavar="STAGE", help="rerun from this stage on")
+    order.add_argument("--only", choices=STAGE_NAMES, metavar="STAGE", help="rerun this stage alone on saved inputs")
+    run.add_argument("--jobs", type=int, default=1, metavar="N", help="pipelines side by side with --topics-file")
+    run.add_argument("--isolation", choices=("process", "none"), default="process",
+                     help="process (default): each stage in its own process; none: the old single-process design")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where models run")
+    run.add_argument("--json", action="store_true", help="print the final report as JSON on stdout")
+    run.add_argument("--pipeline", type=Path, metavar="FILE", help=argparse.SUPPRESS)  # developers: tests, benchmarks
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["probe"]:
+        from runner.probe import main as probe_main
+
+        return probe_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    from runner.errors import RunnerError
+
+    try:
+        from runner.session import run_from_args
+
+        return run_from_args(args)
+    except RunnerError as exc:
+        print(f"aishorts-runner: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,154 @@
+"""Showing a run while it happens: a rich live table on a terminal, plain lines otherwise.
+
+Both displays are `Observer`s fed from watchdog threads; they only show what
+they hear and never change the run.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+from ipc.messages import ProgressEvent
+from ipc.sizes import format_size
+from runner.report import StageReport
+from runner.run import Observer
+
+
+def _key(label: str, stage: str) -> str:
+    return f"{label}:{stage}" if label else stage
+
+
+class PlainDisplay(Observer):
+    """One line per event worth a line; progress messages at most once a second per stage."""
+
+    def __init__(self, stream: TextIO = sys.stdout) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+        self._last_progress: dict[str, float] = {}
+
+    def _say(self, label: str, stage: str, text: str) -> None:
+        with self._lock:
+            print(f"[{_key(label, stage)}] {text}", file=self.stream, flush=True)
+
+    def stage_waiting(self, label: str, stage: str, ceiling: int) -> None:
+        self._say(label, stage, f"waiting for {format_size(ceiling)} of the memory budget")
+
+    def stage_started(self, label: str, stage: str, ceiling: int) -> None:
+        self._say(label, stage, f"started (ceiling {format_size(ceiling)})")
+
+    def stage_event(self, label: str, stage: str, event: ProgressEvent) -> None:
+        key = _key(label, stage)
+        now = time.monotonic()
+        if event.kind == "progress" and now - self._last_progress.get(key, 0.0) < 1.0 and (event.fraction or 0) < 1:
+            return
+        self._last_progress[key] = now
+        if event.kind == "phase":
+            self._say(label, stage, f"{event.message} took {event.phase_s or 0:.1f}s")
+        else:
+            pct = f" {event.fraction:.0%}" if event.fraction is not None else ""
+            self._say(label, stage, f"{event.message}{pct}")
+
+    def stage_warning(self, label: str, stage: str, message: str) -> None:
+        self._say(label, stage, f"warning: {message}")
+
+    def stage_finished(self, label: str, report: StageReport) -> None:
+        if report.status == "skipped":
+            self._say(label, report.name, "skipped (artifact up to date)")
+        else:
+            self._say(label, report.name, f"{report.status}: peak {format_size(report.peak_rss_bytes)}"
+                      f" of {format_size(report.ceiling_bytes)} in {report.wall_s:.1f}s")
+
+
+@dataclass
+class _Row:
+    label: str
+    stage: str
+    state: str
+    ceiling: int
+    started: float | None = None
+    ended: float | None = None
+    rss: int = 0
+    peak: int = 0
+    message: str = ""
+    fraction: float | None = None
+
+
+class LiveDisplay(Observer):
+    """A live table: each stage's state, elapsed time, RSS against its ceiling, and its latest progress."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console()
+        self._rows: dict[str, _Row] = {}
+        self._lock = threading.Lock()
+        self._live = Live(get_renderable=self._render, console=self.console, refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> LiveDisplay:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._live.__exit__(*exc)
+
+    def _row(self, label: str, stage: str, ceiling: int = 0) -> _Row:
+        key = _key(label, stage)
+        with self._lock:
+            if key not in self._rows:
+                self._rows[key] = _Row(label, stage, "pending", ceiling)
+            return self._rows[key]
+
+    def stage_waiting(self, label: str, stage: str, ceiling: int) -> None:
+        self._row(label, stage, ceiling).state = "waiting for memory"
+
+    def stage_started(self, label: str, stage: str, ceiling: int) -> None:
+        row = self._row(label, stage, ceiling)
+        row.state, row.started, row.ceiling = "running", time.monotonic(), ceiling
+
+    def stage_sample(self, label: str, stage: str, rss: int) -> None:
+        row = self._row(label, stage)
+        row.rss, row.peak = rss, max(row.peak, rss)
+
+    def stage_event(self, label: str, stage: str, event: ProgressEvent) -> None:
+        row = self._row(label, stage)
+        if event.kind == "phase":
+            row.message = f"{event.message}: {event.phase_s or 0:.1f}s"
+        else:
+            row.message, row.fraction = event.message, event.fraction
+
+    def stage_warning(self, label: str, stage: str, message: str) -> None:
+        self.console.log(f"[yellow]{_key(label, stage)}: {message}[/yellow]")
+
+    def stage_finished(self, label: str, report: StageReport) -> None:
+        row = self._row(label, report.name, report.ceiling_bytes)
+        row.state, row.ended = report.status, time.monotonic()
+        row.peak = max(row.peak, report.peak_rss_bytes)
+        row.rss = 0
+
+    def _render(self):
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        table = Table(expand=False, box=None, padding=(0, 1))
+        for column in ("stage", "state", "time", "memory", "", "progress"):
+            table.add_column(column)
+        colours = {"done": "green", "skipped": "dim", "oom": "red", "failed": "red", "interrupted": "yellow"}
+        with self._lock:
+            rows = list(self._rows.values())
+        now = time.monotonic()
+        for row in rows:
+            elapsed = ((row.ended or now) - row.started) if row.started else 0.0
+            shown = row.rss if row.state == "running" else row.peak
+            bar = ProgressBar(total=max(row.ceiling, 1), completed=min(shown, row.ceiling), width=20,
+                              complete_style="red" if shown > 0.85 * row.ceiling else "cyan")
+            fraction = f" {row.fraction:.0%}" if row.fraction is not None and row.state == "running" else ""
+            table.add_row(
+                _key(row.label, row.stage), f"[{colours.get(row.state, 'cyan')}]{row.state}[/]", f"{elapsed:5.1f}s",
+                bar, f"{format_size(shown)}/{format_size(row.ceiling)}", f"{row.message[:60]}{fraction}",
+            )
+        return table

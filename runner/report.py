@@ -1,0 +1,157 @@
+"""What a run leaves behind for people and tools: report.json, a memory timeline SVG, a table.
+
+The report is rewritten after every stage, so a run that dies or is
+interrupted still says how far it got. This module only records and draws;
+it decides nothing about the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from ipc.files import atomic_write_bytes, encode_json, write_struct
+from ipc.sizes import format_size
+
+REPORT_VERSION = 1
+TIMELINE_POINTS = 200
+
+
+class Sample(msgspec.Struct, array_like=True):
+    t: float
+    rss: int
+
+
+class StageReport(msgspec.Struct, kw_only=True):
+    name: str
+    status: str  # pending | running | done | skipped | oom | failed | interrupted
+    ceiling_bytes: int = 0
+    peak_rss_bytes: int = 0
+    sampled_peak_rss_bytes: int = 0
+    ru_maxrss_bytes: int = 0
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    exit_code: int | None = None
+    signal: int | None = None
+    started_at_s: float | None = None
+    """Seconds from the start of the run."""
+    waited_for_budget_s: float = 0.0
+    crossed_ceiling_at_s: float | None = None
+    gone_after_crossing_s: float | None = None
+    killed_by_os: bool = False
+    warnings: list[str] = []
+    phases: dict[str, float] = {}
+    message: str = ""
+    log: str = ""
+    timeline: list[Sample] = []
+
+
+class RunReport(msgspec.Struct, kw_only=True):
+    version: int = REPORT_VERSION
+    run_dir: str
+    status: str  # running | done | oom | failed | interrupted
+    exit_code: int | None = None
+    isolation: str = "process"
+    max_ram_bytes: int | None = None
+    peak_rss_bytes: int = 0
+    """Parent plus every running stage tree, sampled together."""
+    parent_peak_rss_bytes: int = 0
+    wall_s: float = 0.0
+    message: str = ""
+    rerun_command: str = ""
+    stages: list[StageReport] = []
+    timeline: list[Sample] = []
+    """The whole run (parent plus stages), downsampled."""
+
+
+def downsample(samples: list[tuple[float, int]], points: int = TIMELINE_POINTS) -> list[Sample]:
+    """At most `points` samples, keeping each bucket's maximum so peaks survive."""
+    if len(samples) <= points:
+        return [Sample(round(t, 3), rss) for t, rss in samples]
+    size = len(samples) / points
+    out = []
+    for i in range(points):
+        bucket = samples[int(i * size): max(int((i + 1) * size), int(i * size) + 1)]
+        t, rss = max(bucket, key=lambda s: s[1])
+        out.append(Sample(round(t, 3), rss))
+    return out
+
+
+def write_report(run_dir: Path, report: RunReport) -> None:
+    write_struct(run_dir / "report.json", report)
+    atomic_write_bytes(run_dir / "memory.svg", timeline_svg(report).encode())
+
+
+def report_json(report: RunReport) -> bytes:
+    return encode_json(report)
+
+
+_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+
+def timeline_svg(report: RunReport, width: int = 900, height: int = 360) -> str:
+    """The run's memory over time: the whole run's RSS, each stage's RSS, its ceiling, and --max-ram."""
+    left, right, top, bottom = 70, 20, 30, 40
+    t_end = max([s.t for s in report.timeline] + [s.started_at_s + s.wall_s for s in report.stages if s.started_at_s is not None] + [1.0])
+    ceilings = [s.ceiling_bytes for s in report.stages] + [report.max_ram_bytes or 0, report.peak_rss_bytes]
+    y_max = max(ceilings + [1]) * 1.1
+
+    def x(t: float) -> float:
+        return left + (width - left - right) * t / t_end
+
+    def y(rss: float) -> float:
+        return height - bottom - (height - top - bottom) * rss / y_max
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{left}" y="18" font-size="13">Memory of run {Path(report.run_dir).name}: {report.status},'
+        f' peak {format_size(report.peak_rss_bytes)}</text>',
+        f'<line x1="{left}" y1="{y(0)}" x2="{width - right}" y2="{y(0)}" stroke="black"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{y(0)}" stroke="black"/>',
+        f'<text x="{width - right}" y="{height - 10}" text-anchor="end">{t_end:.1f} s</text>',
+    ]
+    for frac in (0.25, 0.5, 0.75, 1.0):
+        value = y_max * frac / 1.1
+        parts.append(f'<text x="{left - 5}" y="{y(value) + 4}" text-anchor="end">{format_size(value)}</text>')
+    if report.max_ram_bytes:
+        parts.append(_hline(x(0), x(t_end), y(report.max_ram_bytes), "red", f"--max-ram {format_size(report.max_ram_bytes)}"))
+    if report.timeline:
+        parts.append(_polyline([(x(s.t), y(s.rss)) for s in report.timeline], "black", 2))
+    for i, stage in enumerate(s for s in report.stages if s.timeline and s.started_at_s is not None):
+        colour = _COLOURS[i % len(_COLOURS)]
+        t0 = stage.started_at_s or 0.0
+        parts.append(_polyline([(x(t0 + s.t), y(s.rss)) for s in stage.timeline], colour, 1))
+        parts.append(_hline(x(t0), x(t0 + stage.wall_s), y(stage.ceiling_bytes), colour, f"{stage.name} ceiling", dash=True))
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _polyline(points: list[tuple[float, float]], colour: str, width: int) -> str:
+    coords = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
+    return f'<polyline fill="none" stroke="{colour}" stroke-width="{width}" points="{coords}"/>'
+
+
+def _hline(x1: float, x2: float, y: float, colour: str, label: str, dash: bool = False) -> str:
+    style = ' stroke-dasharray="4 3"' if dash else ""
+    return (
+        f'<line x1="{x1:.1f}" y1="{y:.1f}" x2="{x2:.1f}" y2="{y:.1f}" stroke="{colour}"{style}/>'
+        f'<text x="{x1 + 3:.1f}" y="{y - 3:.1f}" fill="{colour}">{label}</text>'
+    )
+
+
+def summary_table(report: RunReport, title: str | None = None):
+    from rich.table import Table
+
+    table = Table(title=title or f"run {report.run_dir}: {report.status}")
+    for column in ("stage", "status", "peak", "ceiling", "time"):
+        table.add_column(column, justify="right" if column in ("peak", "ceiling", "time") else "left")
+    for stage in report.stages:
+        table.add_row(
+            stage.name, stage.status, format_size(stage.peak_rss_bytes or None),
+            format_size(stage.ceiling_bytes or None), f"{stage.wall_s:.1f}s",
+        )
+    table.add_row("[b]run[/b]", report.status, format_size(report.peak_rss_bytes),
+                  format_size(report.max_ram_bytes), f"{report.wall_s:.1f}s")
+    return table

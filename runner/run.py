@@ -1,0 +1,370 @@
+"""Running one pipeline in one run directory: plan, resume, supervise each stage, report.
+
+For each stage in order: skip it when its artifact is complete and its inputs'
+hash is unchanged (resume), otherwise start it (in its own process under the
+watchdog, or in this process for `--isolation none`), then validate its
+artifact and stamp it as complete. The report is rewritten after every stage.
+The first stage that does not finish ends the run; everything already written
+stays. Deciding what the user asked for is `runner.cli`'s job; watching a
+process is `runner.watchdog`'s.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import psutil
+
+from ipc.artifacts import ARTIFACT_TYPES
+from ipc.files import ArtifactError, read_struct, sha256_bytes, sha256_file, write_struct
+from ipc.messages import ProgressEvent, StageCall
+from ipc.params import PipelineParams
+from ipc.pipeline import StageSpec, artifact_path
+from ipc.sizes import format_size
+from runner.budget import MemoryBudget
+from runner.errors import UsageError
+from runner.limits import Limits, effective_ceiling
+from runner.meter import MemoryMeter
+from runner.report import RunReport, StageReport, downsample, write_report
+from runner.watchdog import ProcessOutcome, WatchSettings, supervise
+
+EXIT_CODES = {"done": 0, "failed": 1, "oom": 3, "interrupted": 130}
+STDERR_TAIL_LINES = 15
+
+
+class Stamp(msgspec.Struct):
+    """Written by the supervisor after a stage's artifact validated: the proof it is complete."""
+
+    inputs_hash: str
+    artifact_sha256: str
+
+
+class RunManifest(msgspec.Struct, kw_only=True):
+    """The parameters a run directory was made with, so `--run-dir DIR` alone can resume it."""
+
+    version: int = 1
+    params: PipelineParams
+    pipeline_file: str | None = None
+
+
+@dataclass
+class RunOptions:
+    run_dir: Path
+    pipeline: tuple[StageSpec, ...]
+    params: PipelineParams
+    limits: Limits
+    max_ram: int | None = None
+    isolation: str = "process"
+    start_from: str | None = None
+    only: str | None = None
+    device: str = "auto"
+    resume_args: list[str] = field(default_factory=list)
+    """Options besides --run-dir, --max-ram and --limit that a rerun must repeat (e.g. --limits FILE)."""
+    label: str = ""
+
+
+class Observer:
+    """What a display hears about a run; every method may be called from a watchdog thread."""
+
+    def stage_waiting(self, label: str, stage: str, ceiling: int) -> None: ...
+    def stage_started(self, label: str, stage: str, ceiling: int) -> None: ...
+    def stage_sample(self, label: str, stage: str, rss: int) -> None: ...
+    def stage_event(self, label: str, stage: str, event: ProgressEvent) -> None: ...
+    def stage_warning(self, label: str, stage: str, message: str) -> None: ...
+    def stage_finished(self, label: str, report: StageReport) -> None: ...
+
+
+def plan_ceilings(opts: RunOptions) -> dict[str, int]:
+    """Every stage's effective ceiling; raises UsageError before anything starts if one cannot fit."""
+    return {
+        spec.name: effective_ceiling(opts.limits.for_stage(spec.name), spec.name, opts.max_ram, opts.limits.parent_reserve)
+        for spec in opts.pipeline
+        if opts.only is None or spec.name == opts.only
+    }
+
+
+def stage_params(spec: StageSpec, params: PipelineParams) -> bytes:
+    if spec.params is not None:
+        return bytes(spec.params)
+    own = params.for_stage(spec.name)
+    return msgspec.json.encode(own) if own is not None else b"{}"
+
+
+def inputs_hash(run_dir: Path, spec: StageSpec, params: bytes) -> str:
+    """Hash of what a stage's output depends on: its code's name, its parameters, its input artifacts."""
+    parts = [spec.name.encode(), spec.module.encode(), params]
+    for name in spec.inputs:
+        path = run_dir / artifact_path(name)
+        try:
+            parts.append(path.read_bytes())
+        except FileNotFoundError:
+            raise UsageError(
+                f"stage {spec.name} needs the artifact of stage {name} ({path}), which is missing;"
+                f" run the pipeline up to {name} first"
+            ) from None
+    return sha256_bytes(*parts)
+
+
+def is_complete(run_dir: Path, spec: StageSpec, expected_hash: str) -> bool:
+    stamp_path = run_dir / spec.name / "stamp.json"
+    artifact = run_dir / artifact_path(spec.name)
+    try:
+        stamp = read_struct(stamp_path, Stamp)
+        if stamp.inputs_hash != expected_hash or stamp.artifact_sha256 != sha256_file(artifact):
+            return False
+        read_struct(artifact, ARTIFACT_TYPES[spec.output])
+    except (ArtifactError, OSError):
+        return False
+    return True
+
+
+def run_pipeline(
+    opts: RunOptions,
+    observer: Observer,
+    cancel: threading.Event,
+    budget: MemoryBudget | None = None,
+    batch_meter: MemoryMeter | None = None,
+) -> RunReport:
+    ceilings = plan_ceilings(opts)
+    budget = budget or MemoryBudget(None if opts.max_ram is None else opts.max_ram - opts.limits.parent_reserve)
+    run_dir = opts.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    report = RunReport(run_dir=str(run_dir), status="running", isolation=opts.isolation, max_ram_bytes=opts.max_ram)
+    names = [spec.name for spec in opts.pipeline]
+    from_index = names.index(opts.start_from) if opts.start_from else len(names)
+    with MemoryMeter(opts.limits.poll_s, parent=batch_meter) as meter:
+        for index, spec in enumerate(opts.pipeline):
+            if opts.only is not None and spec.name != opts.only:
+                continue
+            forced = spec.name == opts.only or index >= from_index
+            stage = _run_stage(opts, spec, ceilings[spec.name], forced, observer, cancel, budget, meter)
+            stage.started_at_s = None if stage.status == "skipped" else stage.started_at_s
+            report.stages.append(stage)
+            observer.stage_finished(opts.label, stage)
+            _update_totals(report, meter)
+            write_report(run_dir, report)
+            if stage.status not in ("done", "skipped"):
+                report.status = stage.status
+                report.message = stage.message
+                if stage.status == "oom":
+                    report.rerun_command = rerun_command(opts, spec.name, stage)
+                break
+            if cancel.is_set():
+                report.status, report.message = "interrupted", "interrupted before the next stage started"
+                break
+        else:
+            report.status = "done"
+    _update_totals(report, meter)
+    report.exit_code = EXIT_CODES[report.status]
+    write_report(run_dir, report)
+    return report
+
+
+def _update_totals(report: RunReport, meter: MemoryMeter) -> None:
+    report.peak_rss_bytes = meter.peak
+    report.parent_peak_rss_bytes = meter.parent_peak
+    report.wall_s = round(meter.elapsed(), 3)
+    report.timeline = downsample(list(meter.samples))
+
+
+def _run_stage(
+    opts: RunOptions, spec: StageSpec, ceiling: int, forced: bool, observer: Observer,
+    cancel: threading.Event, budget: MemoryBudget, meter: MemoryMeter,
+) -> StageReport:
+    run_dir = opts.run_dir
+    params = stage_params(spec, opts.params)
+    expected_hash = inputs_hash(run_dir, spec, params)
+    if not forced and is_complete(run_dir, spec, expected_hash):
+        return StageReport(name=spec.name, status="skipped", ceiling_bytes=ceiling,
+                           message="inputs unchanged since its artifact was written")
+    stage_dir = run_dir / spec.name
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    (stage_dir / "stamp.json").unlink(missing_ok=True)  # a half-rerun must never look complete
+    kinds = {s.name: s.output for s in opts.pipeline}
+    call = StageCall(
+        stage=spec.name, module=spec.module, run_dir=str(run_dir.resolve()), out_dir=str(stage_dir.resolve()),
+        inputs={name: artifact_path(name) for name in spec.inputs},
+        input_kinds={name: kinds[name] for name in spec.inputs},
+        output_kind=spec.output, params=msgspec.Raw(params), device=opts.device, ceiling_bytes=ceiling,
+    )
+    report = StageReport(name=spec.name, status="running", ceiling_bytes=ceiling, log=f"{spec.name}/stage.log")
+
+    def on_event(event: ProgressEvent) -> None:
+        if event.kind == "phase" and event.phase_s is not None:
+            report.phases[event.message] = round(report.phases.get(event.message, 0.0) + event.phase_s, 3)
+        observer.stage_event(opts.label, spec.name, event)
+
+    def on_warning(message: str) -> None:
+        report.warnings.append(message)
+        observer.stage_warning(opts.label, spec.name, message)
+
+    with budget.reserve(ceiling, cancel, lambda: observer.stage_waiting(opts.label, spec.name, ceiling)) as waited:
+        report.waited_for_budget_s = round(waited, 3)
+        if cancel.is_set():
+            report.status, report.message = "interrupted", "interrupted while waiting for memory budget"
+            return report
+        report.started_at_s = round(meter.elapsed(), 3)
+        observer.stage_started(opts.label, spec.name, ceiling)
+        if opts.isolation == "none":
+            outcome = _execute_in_process(call, opts.limits.poll_s, on_event, cancel)
+        else:
+            outcome = _execute_in_child(call, stage_dir, opts, ceiling, cancel, observer, meter, on_event, on_warning)
+    _fill_from_outcome(report, outcome)
+    _finish(report, run_dir, spec, expected_hash, outcome)
+    return report
+
+
+def _execute_in_child(
+    call: StageCall, stage_dir: Path, opts: RunOptions, ceiling: int, cancel: threading.Event,
+    observer: Observer, meter: MemoryMeter, on_event: Callable, on_warning: Callable,
+) -> ProcessOutcome:
+    read_fd, write_fd = os.pipe()
+    call.progress_fd = write_fd
+    call_path = stage_dir / "call.json"
+    write_struct(call_path, call)
+    settings = WatchSettings(ceiling=ceiling, poll_s=opts.limits.poll_s,
+                             warn_fraction=opts.limits.warn_fraction, kill_grace_s=opts.limits.kill_grace_s)
+
+    def on_sample(rss: int) -> None:
+        meter.set(call.stage, rss)
+        observer.stage_sample(opts.label, call.stage, rss)
+
+    try:
+        return supervise(
+            [sys.executable, "-m", call.module, str(call_path)], settings, stage_dir / "stage.log", cancel,
+            on_sample=on_sample, on_event=on_event, on_warning=on_warning,
+            env=_stage_env(), progress_pipe=(read_fd, write_fd),
+        )
+    finally:
+        meter.clear(call.stage)
+
+
+def _stage_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
+
+
+def _execute_in_process(call: StageCall, poll_s: float, on_event: Callable, cancel: threading.Event) -> ProcessOutcome:
+    """The old design, kept as a baseline: the stage runs inside the supervisor; nothing is enforced."""
+    from stages.harness import StageError, execute  # the baseline imports stage code into the parent on purpose
+
+    me = psutil.Process()
+    samples: list[tuple[float, int]] = []
+    done = threading.Event()
+    start = time.monotonic()
+    cpu_start = me.cpu_times()
+
+    def sample() -> None:
+        while not done.wait(poll_s):
+            samples.append((time.monotonic() - start, me.memory_info().rss))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    status, exit_code, message = "done", 0, ""
+    try:
+        execute(call, on_event)
+    except KeyboardInterrupt:
+        status, exit_code, message = "interrupted", None, "interrupted"
+        cancel.set()
+    except (StageError, ArtifactError) as exc:
+        status, exit_code, message = "failed", 1, str(exc)
+    except Exception as exc:  # the baseline reports a stage's crash like a child's non-zero exit
+        status, exit_code, message = "failed", 1, f"{type(exc).__name__}: {exc}"
+    finally:
+        done.set()
+        sampler.join()
+    samples.append((time.monotonic() - start, me.memory_info().rss))
+    cpu_end = me.cpu_times()
+    outcome = ProcessOutcome(
+        status=status, exit_code=exit_code, signal=None, sampled_peak=max(rss for _, rss in samples),
+        ru_maxrss=0, wall_s=time.monotonic() - start,
+        cpu_s=(cpu_end.user + cpu_end.system) - (cpu_start.user + cpu_start.system), samples=samples,
+    )
+    outcome.in_process_message = message  # type: ignore[attr-defined]
+    return outcome
+
+
+def _fill_from_outcome(report: StageReport, outcome: ProcessOutcome) -> None:
+    report.status = outcome.status
+    report.exit_code = outcome.exit_code
+    report.signal = outcome.signal
+    report.peak_rss_bytes = outcome.peak
+    report.sampled_peak_rss_bytes = outcome.sampled_peak
+    report.ru_maxrss_bytes = outcome.ru_maxrss
+    report.wall_s = round(outcome.wall_s, 3)
+    report.cpu_s = round(outcome.cpu_s, 3)
+    report.crossed_ceiling_at_s = outcome.crossed_at
+    report.gone_after_crossing_s = None if outcome.gone_after_crossing_s is None else round(outcome.gone_after_crossing_s, 4)
+    report.killed_by_os = outcome.killed_by_os
+    report.timeline = downsample(outcome.samples)
+
+
+def _finish(report: StageReport, run_dir: Path, spec: StageSpec, expected_hash: str, outcome: ProcessOutcome) -> None:
+    in_process_message = getattr(outcome, "in_process_message", None)
+    if report.status == "done":
+        artifact = run_dir / artifact_path(spec.name)
+        try:
+            read_struct(artifact, ARTIFACT_TYPES[spec.output])
+        except ArtifactError as exc:
+            report.status, report.message = "failed", f"stage {spec.name} finished but its artifact is unusable: {exc}"
+            return
+        write_struct(run_dir / spec.name / "stamp.json", Stamp(expected_hash, sha256_file(artifact)))
+        report.message = ""
+    elif report.status == "oom" and report.killed_by_os:
+        report.message = (
+            f"stage {spec.name} was killed by SIGKILL that aishorts-runner did not send, most likely by the"
+            f" operating system for lack of memory (peak seen {format_size(report.peak_rss_bytes)}, ceiling"
+            f" {format_size(report.ceiling_bytes)}); close other programs or lower --max-ram and --jobs"
+        )
+    elif report.status == "oom":
+        over = report.peak_rss_bytes - report.ceiling_bytes
+        report.message = (
+            f"stage {spec.name} crossed its memory ceiling: peak {format_size(report.peak_rss_bytes)},"
+            f" ceiling {format_size(report.ceiling_bytes)} ({format_size(max(over, 0))} over); it was stopped"
+        )
+    elif report.status == "interrupted":
+        report.message = f"stage {spec.name} interrupted; finished artifacts are kept"
+    else:
+        tail = in_process_message if in_process_message is not None else _log_tail(run_dir / report.log)
+        how = f"exit code {report.exit_code}" if report.signal is None else f"signal {report.signal}"
+        report.message = f"stage {spec.name} failed ({how}): {tail}".rstrip()
+
+
+def _log_tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    return "\n".join(tail)
+
+
+def suggested_ceiling(stage: StageReport) -> int:
+    """Half again over what it reached, rounded up to 100 MiB."""
+    step = 100 * 1024 * 1024
+    need = max(stage.peak_rss_bytes, stage.ceiling_bytes) * 3 // 2
+    return -(-need // step) * step
+
+
+def rerun_command(opts: RunOptions, stage_name: str, stage: StageReport) -> str:
+    new_limit = suggested_ceiling(stage)
+    args = ["aishorts-runner", "--run-dir", str(opts.run_dir), *opts.resume_args]
+    if opts.max_ram is not None:
+        args += ["--max-ram", f"{max(opts.max_ram, new_limit + opts.limits.parent_reserve) // 2**20}M"]
+    for name, limit in sorted(opts.limits.stages.items()):
+        if limit.overridden and name != stage_name:
+            args += ["--limit", f"{name}={limit.ceiling // 2**20}M"]
+    args += ["--limit", f"{stage_name}={new_limit // 2**20}M"]
+    return shlex.join(args)

@@ -1,0 +1,269 @@
+"""Supervising one stage process: spawn it alone, watch its tree's RSS, kill it at its ceiling.
+
+The stage starts as a fresh interpreter in its own session (so its process
+group holds every descendant that does not escape on purpose), with its
+`oom_score_adj` raised so the kernel prefers it over the parent. Every
+`poll_s` the RSS of the whole tree is summed; above the warning fraction a
+warning is recorded once; above the ceiling the group gets SIGTERM, then
+SIGKILL after the grace. The child is reaped with `wait4`, whose `ru_maxrss`
+is a floor for the true peak between samples.
+
+Failure modes this module names: `oom` (killed here for crossing the ceiling,
+or killed by SIGKILL that was not ours: most likely the kernel's OOM killer),
+`interrupted` (the caller set `cancel`), `failed` (non-zero exit). It does not
+decide what a stage is, whether to run it, or how to report it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import psutil
+
+from ipc.messages import ProgressEvent, progress_decoder
+
+
+@dataclass
+class WatchSettings:
+    ceiling: int
+    poll_s: float
+    warn_fraction: float
+    kill_grace_s: float
+
+
+@dataclass
+class ProcessOutcome:
+    status: str  # done | oom | failed | interrupted
+    exit_code: int | None
+    signal: int | None
+    sampled_peak: int
+    ru_maxrss: int
+    wall_s: float
+    cpu_s: float
+    samples: list[tuple[float, int]]
+    warned: bool = False
+    crossed_at: float | None = None
+    crossed_rss: int | None = None
+    gone_after_crossing_s: float | None = None
+    killed_by_os: bool = False
+    survivors: list[int] = field(default_factory=list)
+
+    @property
+    def peak(self) -> int:
+        return max(self.sampled_peak, self.ru_maxrss)
+
+
+class TreeSampler:
+    """RSS of a process and all its descendants, keeping psutil handles between samples."""
+
+    def __init__(self, root_pid: int) -> None:
+        self.root_pid = root_pid
+        self._root = psutil.Process(root_pid)
+        self._known: dict[int, psutil.Process] = {root_pid: self._root}
+
+    def rss(self) -> int:
+        try:
+            members = [self._root, *self._root.children(recursive=True)]
+        except psutil.Error:
+            return 0
+        total = 0
+        for proc in members:
+            proc = self._known.setdefault(proc.pid, proc)
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_info().rss
+        return total
+
+    def known_alive(self) -> list[psutil.Process]:
+        """Every descendant ever seen that still runs (escapees from the group included)."""
+        alive = []
+        for proc in self._known.values():
+            with contextlib.suppress(psutil.Error):
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+        return alive
+
+
+def signal_tree(pgid: int, sampler: TreeSampler | None, sig: int) -> None:
+    """Send `sig` to the stage's process group and to any known descendant outside it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+    if sampler is not None:
+        for proc in sampler.known_alive():
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(sig)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _prefer_as_oom_victim(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/oom_score_adj").write_text("1000")
+
+
+def _read_progress(fd: int, on_event: Callable[[ProgressEvent], None]) -> None:
+    with os.fdopen(fd, "rb") as pipe:
+        for line in pipe:
+            try:
+                event = progress_decoder.decode(line)
+            except msgspec.DecodeError:
+                continue  # a stage's garbage never reaches the display
+            with contextlib.suppress(Exception):
+                on_event(event)
+
+
+def supervise(
+    argv: list[str],
+    settings: WatchSettings,
+    log_path: Path,
+    cancel: threading.Event,
+    on_sample: Callable[[int], None] = lambda rss: None,
+    on_event: Callable[[ProgressEvent], None] = lambda event: None,
+    on_warning: Callable[[str], None] = lambda message: None,
+    env: dict[str, str] | None = None,
+    progress_pipe: tuple[int, int] | None = None,
+) -> ProcessOutcome:
+    """Run `argv` under `settings` until it exits, is killed at its ceiling, or `cancel` is set.
+
+    `progress_pipe` is an `os.pipe()` whose write end the child inherits and
+    whose read end delivers its progress events; both ends are closed here.
+    """
+    read_fd, write_fd = progress_pipe if progress_pipe is not None else os.pipe()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    with open(log_path, "ab") as log:
+        try:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, pass_fds=(write_fd,), env=env, close_fds=True,
+            )
+        finally:
+            os.close(write_fd)
+    _prefer_as_oom_victim(proc.pid)
+    reader = threading.Thread(target=_read_progress, args=(read_fd, on_event), daemon=True)
+    reader.start()
+    try:
+        outcome = _watch(proc, settings, start, cancel, on_sample, on_warning)
+    finally:
+        if proc.returncode is None:  # the watch loop itself failed: never leave the tree behind
+            signal_tree(proc.pid, None, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(proc.pid, 0)
+            proc.returncode = -signal.SIGKILL
+    reader.join(timeout=2)
+    return outcome
+
+
+def _watch(
+    proc: subprocess.Popen,
+    settings: WatchSettings,
+    start: float,
+    cancel: threading.Event,
+    on_sample: Callable[[int], None],
+    on_warning: Callable[[str], None],
+) -> ProcessOutcome:
+    pgid = proc.pid
+    try:
+        sampler: TreeSampler | None = TreeSampler(proc.pid)
+    except psutil.Error:
+        sampler = None
+    samples: list[tuple[float, int]] = []
+    sampled_peak = 0
+    warned = False
+    reason: str | None = None  # oom | interrupted, once we decide to kill
+    term_sent_at: float | None = None
+    killed = False
+    crossed_at = crossed_rss = None
+    warn_at = settings.warn_fraction * settings.ceiling
+    while True:
+        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        now = time.monotonic()
+        if pid:
+            break
+        rss = sampler.rss() if sampler else 0
+        samples.append((now - start, rss))
+        sampled_peak = max(sampled_peak, rss)
+        on_sample(rss)
+        if rss > warn_at and not warned:
+            warned = True
+            on_warning(f"at {rss / settings.ceiling:.0%} of its ceiling")
+        if reason is None and rss > settings.ceiling:
+            reason, crossed_at, crossed_rss = "oom", now, rss
+        if reason is None and cancel.is_set():
+            reason = "interrupted"
+        if reason is not None and term_sent_at is None:
+            term_sent_at = now
+            signal_tree(pgid, sampler, signal.SIGTERM)
+        elif term_sent_at is not None and not killed and now - term_sent_at >= settings.kill_grace_s:
+            killed = True
+            signal_tree(pgid, sampler, signal.SIGKILL)
+        time.sleep(settings.poll_s if term_sent_at is None else min(settings.poll_s, 0.01))
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    # Whatever the leader left behind in its group (a background ffmpeg) goes too.
+    if group_alive(pgid) or (sampler and sampler.known_alive()):
+        signal_tree(pgid, sampler, signal.SIGKILL)
+    gone_at = time.monotonic()
+    survivors = _wait_gone(pgid, sampler)
+    return _outcome(
+        proc.returncode, reason, killed or term_sent_at is not None, samples, sampled_peak, rusage,
+        gone_at - start, warned, crossed_at, crossed_rss, (gone_at - crossed_at) if crossed_at else None,
+        survivors, start,
+    )
+
+
+def _wait_gone(pgid: int, sampler: TreeSampler | None, timeout: float = 2.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = sampler.known_alive() if sampler else []
+        if not group_alive(pgid) and not alive:
+            return []
+        time.sleep(0.01)
+    return [p.pid for p in (sampler.known_alive() if sampler else [])]
+
+
+def _outcome(
+    returncode: int, reason: str | None, we_signalled: bool, samples, sampled_peak, rusage, wall_s,
+    warned, crossed_at, crossed_rss, gone_after, survivors, start,
+) -> ProcessOutcome:
+    sig = -returncode if returncode < 0 else None
+    killed_by_os = sig == signal.SIGKILL and not we_signalled
+    if reason is not None:
+        status = reason
+    elif returncode == 0:
+        status = "done"
+    elif killed_by_os:
+        status = "oom"
+    else:
+        status = "failed"
+    return ProcessOutcome(
+        status=status,
+        exit_code=returncode,
+        signal=sig,
+        sampled_peak=sampled_peak,
+        ru_maxrss=rusage.ru_maxrss * 1024,
+        wall_s=wall_s,
+        cpu_s=rusage.ru_utime + rusage.ru_stime,
+        samples=samples,
+        warned=warned,
+        crossed_at=(crossed_at - start) if crossed_at else None,
+        crossed_rss=crossed_rss,
+        gone_after_crossing_s=gone_after,
+        killed_by_os=killed_by_os,
+        survivors=survivors,
+    )

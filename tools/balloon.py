@@ -1,0 +1,87 @@
+"""The balloon stage: allocates and touches memory at a set rate, to cross ceilings on purpose.
+
+Used by the tests and benchmarks, never by the product pipeline. As a stage
+(`python -m tools.balloon CALL_FILE`) it grows to `mb` megabytes at
+`rate_mb_s`, optionally through a child process that grows `child_mb` the
+same way (as ffmpeg would under a render stage), holds for `hold_s`, and
+writes a `Balloon` artifact (padded by `padding_mb` of text, to make the
+artifact write itself slow enough to interrupt). `--grow MB RATE HOLD` is the
+child's entry.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import msgspec
+
+from ipc.artifacts import Balloon
+from stages.harness import StageContext, StageError, stage_main
+
+PAGE = 4096
+CHUNK_MB = 8
+
+
+class BalloonParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    mb: int = 100
+    rate_mb_s: float = 500.0
+    child_mb: int = 0
+    hold_s: float = 0.0
+    padding_mb: int = 0
+    fail: bool = False
+
+
+Params = BalloonParams
+
+
+def grow(mb: int, rate_mb_s: float, on_step=None) -> list[bytearray]:
+    """Allocate `mb` MiB in chunks, writing every page so it is resident, at about `rate_mb_s`."""
+    held: list[bytearray] = []
+    start = time.monotonic()
+    done = 0
+    while done < mb:
+        step = min(CHUNK_MB, mb - done)
+        block = bytearray(step * 1024 * 1024)
+        block[::PAGE] = b"\x01" * len(range(0, len(block), PAGE))
+        held.append(block)
+        done += step
+        if on_step is not None:
+            on_step(done)
+        ahead = done / rate_mb_s - (time.monotonic() - start)
+        if ahead > 0:
+            time.sleep(ahead)
+    return held
+
+
+def run(ctx: StageContext, params: BalloonParams, **_inputs) -> Balloon:
+    if params.fail:
+        raise StageError("asked to fail (balloon fail=true)")
+    start = time.monotonic()
+    child = None
+    if params.child_mb:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "tools.balloon", "--grow", str(params.child_mb), str(params.rate_mb_s), "3600"]
+        )
+    held = grow(params.mb, params.rate_mb_s, lambda done: ctx.progress(f"{done} MB", done / max(params.mb, 1)))
+    if child is not None:
+        time.sleep(params.child_mb / params.rate_mb_s + 0.5)
+        child.terminate()
+        child.wait()
+    time.sleep(params.hold_s)
+    del held
+    return Balloon(
+        allocated_mb=params.mb,
+        child_mb=params.child_mb,
+        seconds=round(time.monotonic() - start, 3),
+        padding="x" * (params.padding_mb * 1024 * 1024),
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--grow":
+        kept = grow(int(sys.argv[2]), float(sys.argv[3]))
+        time.sleep(float(sys.argv[4]))
+    else:
+        stage_main(run, BalloonParams)
