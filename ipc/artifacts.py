@@ -10,9 +10,17 @@ narration.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
+
+RunPath = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^(?!/)(?!.*(?:^|/)\.\.(?:/|$))[^\x00\\]+$",
+        description="a payload path relative to the run directory, never absolute, never through '..'",
+    ),
+]
 
 
 class Artifact(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="kind"):
@@ -72,7 +80,7 @@ class SentenceSpan(msgspec.Struct, forbid_unknown_fields=True):
 
 class Narration(Artifact, tag="narration"):
     kind_name: ClassVar[str] = "narration"
-    wav: str
+    wav: RunPath
     sample_rate: int
     duration_s: float
     sentences: list[SentenceSpan]
@@ -86,7 +94,7 @@ class Narration(Artifact, tag="narration"):
 class Candidate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     id: str
     media: Literal["video", "still"]
-    path: str
+    path: RunPath
     title: str
     description: str = ""
     tags: list[str] = []
@@ -96,7 +104,7 @@ class Candidate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     height: int = 0
     source: str = ""
     origin: str = ""
-    thumbnail: str | None = None
+    thumbnail: RunPath | None = None
 
 
 class SkippedSource(msgspec.Struct, forbid_unknown_fields=True):
@@ -139,7 +147,7 @@ class Segment(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     start: float
     end: float
     candidate_id: str
-    path: str
+    path: RunPath
     media: Literal["video", "still"]
     source_offset_s: float = 0.0
     motion: Literal["none", "zoom_in", "zoom_out", "pan_left", "pan_right"] = "none"
@@ -157,7 +165,7 @@ class Caption(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class MusicBed(msgspec.Struct, forbid_unknown_fields=True):
-    path: str
+    path: RunPath
     title: str
     gain_db: float
     duck_db: float
@@ -169,7 +177,7 @@ class Timeline(Artifact, tag="timeline"):
     height: int
     fps: int
     duration_s: float
-    narration_wav: str
+    narration_wav: RunPath
     narration_duration_s: float
     segments: list[Segment]
     captions: list[Caption]
@@ -183,10 +191,10 @@ class Timeline(Artifact, tag="timeline"):
 
 class Render(Artifact, tag="render"):
     kind_name: ClassVar[str] = "render"
-    video: str
-    srt: str
-    ass: str
-    thumbnail: str
+    video: RunPath
+    srt: RunPath
+    ass: RunPath
+    thumbnail: RunPath
     duration_s: float
     width: int
     height: int

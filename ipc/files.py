@@ -91,7 +91,11 @@ def read_struct(path: Path, cls: type[T]) -> T:
     try:
         return msgspec.json.decode(data, type=cls, strict=True)
     except msgspec.DecodeError as exc:
-        raise ArtifactError(f"{path}: invalid {expected_kind or cls.__name__} ({exc})") from None
+        reason = str(exc)
+        if "matching regex" in reason:
+            where = reason.rsplit(" - at ", 1)[-1]
+            reason = f"a payload path at {where} is absolute or leaves the run directory"
+        raise ArtifactError(f"{path}: invalid {expected_kind or cls.__name__} ({reason})") from None
 
 
 def resolve_in_run(run_dir: Path, relative: str) -> Path:

@@ -152,12 +152,15 @@ def _print_batch(args: argparse.Namespace, report: BatchReport) -> None:
         table.add_row(item.topic[:40], item.status, item.failed_stage or "", format_size(item.peak_rss_bytes),
                       f"{item.wall_s:.1f}s", item.run_dir)
     console.print(table)
-    console.print(f"whole batch: peak {format_size(report.peak_rss_bytes)} of --max-ram"
-                  f" {format_size(report.max_ram_bytes)}, {report.wall_s:.1f}s; batch.json in {report.batch_dir}",
-                  markup=False)
+    stream = console.file
+    print(f"whole batch: peak {format_size(report.peak_rss_bytes)} of --max-ram {format_size(report.max_ram_bytes)},"
+          f" {report.wall_s:.1f}s; batch.json in {report.batch_dir}", file=stream)
     for item in report.items:
         if item.status != "done":
-            console.print(f"{item.topic}: {item.message}", markup=False)
+            print(f"{item.topic}: {item.message}", file=stream)
+            if item.rerun_command:
+                print(f"  to rerun it with more memory: {item.rerun_command}", file=stream)
+    stream.flush()
     if args.json:
         sys.stdout.buffer.write(encode_json(report))
         sys.stdout.flush()

@@ -42,10 +42,7 @@ class Limits:
         updated = StageLimit(ceiling=ceiling, minimum=min(current.minimum, ceiling), overridden=True)
         return replace(self, stages={**self.stages, name: updated})
 
-    def with_defaults_for(self, name: str, limit: StageLimit) -> Limits:
-        """Add a stage's limit unless the limits file already names it."""
-        if name in self.stages:
-            return self
+    def with_stage(self, name: str, limit: StageLimit) -> Limits:
         return replace(self, stages={**self.stages, name: limit})
 
 

@@ -5,7 +5,7 @@
     module = "tools.balloon"
     output = "balloon"
     inputs = []                      # names of earlier stages
-    ceiling = "300M"                 # optional; else limits.toml [default]
+    ceiling = "300M"                 # optional; else the limits file's
     params = { mb = 400, rate_mb_s = 200 }
 
 The product pipeline is `ipc.pipeline.DEFAULT_PIPELINE`; this only reads files.
@@ -47,7 +47,7 @@ def load_pipeline(path: Path, limits: Limits) -> tuple[tuple[StageSpec, ...], Li
             raise UsageError(f"pipeline file {path}: {exc}") from None
         specs.append(spec)
         if limit is not None:
-            limits = limits.with_defaults_for(spec.name, limit)
+            limits = limits.with_stage(spec.name, limit)
     return tuple(specs), limits
 
 

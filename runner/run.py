@@ -103,14 +103,22 @@ def inputs_hash(run_dir: Path, spec: StageSpec, params: bytes) -> str:
     parts = [spec.name.encode(), spec.module.encode(), params]
     for name in spec.inputs:
         path = run_dir / artifact_path(name)
-        try:
-            parts.append(path.read_bytes())
-        except FileNotFoundError:
+        if not path.exists():
             raise UsageError(
                 f"stage {spec.name} needs the artifact of stage {name} ({path}), which is missing;"
                 f" run the pipeline up to {name} first"
-            ) from None
+            )
+        parts.append(path.read_bytes())
     return sha256_bytes(*parts)
+
+
+def check_inputs(run_dir: Path, spec: StageSpec, kinds: dict[str, str]) -> None:
+    """Refuse to start a stage on an input artifact that is corrupt, truncated, of another version or unsafe."""
+    for name in spec.inputs:
+        try:
+            read_struct(run_dir / artifact_path(name), ARTIFACT_TYPES[kinds[name]])
+        except ArtifactError as exc:
+            raise UsageError(f"stage {spec.name} cannot start: {exc}") from None
 
 
 def is_complete(run_dir: Path, spec: StageSpec, expected_hash: str) -> bool:
@@ -185,10 +193,11 @@ def _run_stage(
     if not forced and is_complete(run_dir, spec, expected_hash):
         return StageReport(name=spec.name, status="skipped", ceiling_bytes=ceiling,
                            message="inputs unchanged since its artifact was written")
+    kinds = {s.name: s.output for s in opts.pipeline}
+    check_inputs(run_dir, spec, kinds)
     stage_dir = run_dir / spec.name
     stage_dir.mkdir(parents=True, exist_ok=True)
     (stage_dir / "stamp.json").unlink(missing_ok=True)  # a half-rerun must never look complete
-    kinds = {s.name: s.output for s in opts.pipeline}
     call = StageCall(
         stage=spec.name, module=spec.module, run_dir=str(run_dir.resolve()), out_dir=str(stage_dir.resolve()),
         inputs={name: artifact_path(name) for name in spec.inputs},
@@ -352,9 +361,12 @@ def _log_tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
 
 
 def suggested_ceiling(stage: StageReport) -> int:
-    """Half again over what it reached, rounded up to 100 MiB."""
+    """Twice the ceiling it was stopped at (its real need is unknown past that), rounded up to 100 MiB.
+
+    `aishorts-runner probe` finds the real need when this guess is not enough.
+    """
     step = 100 * 1024 * 1024
-    need = max(stage.peak_rss_bytes, stage.ceiling_bytes) * 3 // 2
+    need = max(stage.peak_rss_bytes * 3 // 2, stage.ceiling_bytes * 2)
     return -(-need // step) * step
 
 

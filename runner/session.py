@@ -247,16 +247,17 @@ def _display(args: argparse.Namespace):
 def print_outcome(args: argparse.Namespace, report: RunReport) -> None:
     from rich.console import Console
 
-    console = Console(stderr=args.json, highlight=False)
-    console.print(summary_table(report))
+    stream = sys.stderr if args.json else sys.stdout
+    Console(file=stream, highlight=False).print(summary_table(report))
     if report.status == "done":
         video = Path(report.run_dir) / "final.mp4"
-        console.print(f"done: {video if video.exists() else report.run_dir}")
+        print(f"done: {video if video.exists() else report.run_dir}", file=stream)
     else:
-        console.print(f"{report.status}: {report.message}", style="red", markup=False)
+        print(f"{report.status}: {report.message}", file=stream)
         if report.rerun_command:
-            console.print(f"to rerun it with more memory:\n  {report.rerun_command}", markup=False)
-        console.print(f"report: {Path(report.run_dir) / 'report.json'}", markup=False)
+            print(f"to rerun it with more memory:\n  {report.rerun_command}", file=stream)
+        print(f"report: {Path(report.run_dir) / 'report.json'}", file=stream)
+    stream.flush()
     if args.json:
         sys.stdout.buffer.write(report_json(report))
         sys.stdout.flush()

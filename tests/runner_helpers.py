@@ -1,0 +1,67 @@
+"""Helpers for tests that drive `aishorts-runner` as users do: a real process, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psutil
+
+RUNNER = [sys.executable, "-m", "runner.cli"]
+
+
+def balloon_pipeline(path: Path, *stages: dict) -> Path:
+    """Write a developer pipeline of balloon stages; each dict holds name, ceiling and params."""
+    lines = []
+    previous = None
+    for stage in stages:
+        params = ", ".join(f"{k} = {json.dumps(v)}" for k, v in stage.get("params", {}).items())
+        inputs = stage.get("inputs", [previous] if previous else [])
+        lines += [
+            "[[stage]]",
+            f'name = "{stage["name"]}"',
+            f'module = "{stage.get("module", "tools.balloon")}"',
+            f'output = "{stage.get("output", "balloon")}"',
+            f"inputs = {json.dumps(inputs)}",
+            f'ceiling = "{stage.get("ceiling", "1G")}"',
+            f"params = {{ {params} }}",
+            "",
+        ]
+        previous = stage["name"]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def marker_env() -> tuple[dict[str, str], str]:
+    """An environment carrying a unique marker, inherited by every process the run starts."""
+    marker = uuid.uuid4().hex
+    return {**os.environ, "AISHORTS_TEST_MARKER": marker}, marker
+
+
+def processes_with_marker(marker: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("AISHORTS_TEST_MARKER") == marker:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def run_cli(*args: str | Path, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*RUNNER, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def report(run_dir: Path) -> dict:
+    return json.loads((run_dir / "report.json").read_text())
+
+
+def stage(report_data: dict, name: str) -> dict:
+    return next(s for s in report_data["stages"] if s["name"] == name)

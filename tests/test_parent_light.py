@@ -1,0 +1,39 @@
+"""The supervisor stays light: no heavy library is ever imported by runner/ or ipc/."""
+
+import subprocess
+import sys
+import time
+
+HEAVY = ("torch", "transformers", "onnxruntime", "moviepy", "llama_cpp", "kokoro_onnx", "sentence_transformers", "cv2", "numpy")
+
+PROBE = """
+import sys, io, contextlib
+from runner.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        main(["--help"])
+    except SystemExit:
+        pass
+import runner.cli, runner.session, runner.run, runner.watchdog, runner.batch, runner.display, runner.report
+import runner.limits, runner.budget, runner.meter, runner.pipeline_file
+import ipc.artifacts, ipc.files, ipc.messages, ipc.params, ipc.pipeline, ipc.sizes
+print(",".join(sorted(m for m in {heavy!r} if m in sys.modules)))
+"""
+
+
+def test_help_and_every_supervisor_module_import_nothing_heavy():
+    out = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_help_answers_quickly():
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "runner.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "--max-ram" in out.stdout and "--limit" in out.stdout
+    assert time.monotonic() - start < 5  # generous: the benchmark holds the real target (0.3 s)
+
+
+def test_importing_stages_package_is_cheap():
+    code = "import stages, stages.harness, sys; print(','.join(m for m in %r if m in sys.modules))" % (HEAVY[:-1],)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

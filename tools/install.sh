@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install aishorts-runner into ./.venv, CPU torch first.
+#
+# torch is pinned to 2.13.0 and installed on its own, before everything else:
+# with no torch present, any unpinned `torch` requirement (ours, or
+# sentence-transformers') lets pip pick the newest build, a multi-GB CUDA one.
+# Set TORCH_SPEC to install another build (e.g. a CUDA one on a GPU machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+    "${pip[@]}" install "${TORCH_SPEC:-torch==2.13.0}"
+fi
+"${pip[@]}" install -e ".[test]" 2>&1 | { grep -v -e "^WARNING: Location" || true; }
