@@ -57,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--run-dir", type=Path, metavar="DIR", help="run directory (default: new folder under runs/); reuse it to resume")
     order = run.add_mutually_exclusive_group()
-    order.add_argument("--from", dest="start_from", choices=STAGE_NAMES, metavar="STAGE", help="rerun from this stage on")
-    order.add_argument("--only", choices=STAGE_NAMES, metavar="STAGE", help="rerun this stage alone on saved inputs")
+    order.add_argument("--from", dest="start_from", metavar="STAGE", help="rerun from this stage on")
+    order.add_argument("--only", metavar="STAGE", help="rerun this stage alone on saved inputs")
     run.add_argument("--jobs", type=int, default=1, metavar="N", help="pipelines side by side with --topics-file")
     run.add_argument("--isolation", choices=("process", "none"), default="process",
                      help="process (default): each stage in its own process; none: the old single-process design")

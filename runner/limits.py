@@ -84,7 +84,7 @@ def _limits_from_table(raw: dict) -> Limits:
         poll_s=poll_ms / 1000,
         warn_fraction=float(warn),
         kill_grace_s=grace_ms / 1000,
-        parent_reserve=parse_size(raw.get("parent_reserve", "100M")),
+        parent_reserve=_size(raw.get("parent_reserve", "100M"), "parent_reserve"),
         default=default,
         stages=stages,
     )
@@ -96,6 +96,13 @@ def _number(value: object, key: str) -> float:
     return float(value)
 
 
+def _size(value: object, key: str) -> int:
+    try:
+        return parse_size(value)  # type: ignore[arg-type]
+    except SizeError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+
+
 def _stage_limit(table: object, where: str) -> StageLimit:
     if not isinstance(table, dict):
         raise ValueError(f"[{where}] must be a table with ceiling and minimum")
@@ -104,8 +111,11 @@ def _stage_limit(table: object, where: str) -> StageLimit:
         raise ValueError(f"[{where}] has unknown key(s) {', '.join(sorted(unknown))}")
     if "ceiling" not in table:
         raise ValueError(f"[{where}] needs a ceiling")
-    ceiling = parse_size(table["ceiling"])
-    minimum = parse_size(table.get("minimum", ceiling))
+    try:
+        ceiling = parse_size(table["ceiling"])
+        minimum = parse_size(table.get("minimum", ceiling))
+    except SizeError as exc:
+        raise ValueError(f"[{where}] {exc}") from None
     if minimum > ceiling:
         raise ValueError(f"[{where}] minimum {format_size(minimum)} is above its ceiling {format_size(ceiling)}")
     return StageLimit(ceiling=ceiling, minimum=minimum)

@@ -1,0 +1,115 @@
+"""Ctrl-C, kill -9 and memory release: nothing survives, nothing half-written is trusted."""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import psutil
+
+from ipc.files import read_struct
+from ipc.artifacts import Balloon
+from ipc.params import PipelineParams
+from ipc.sizes import parse_size
+from runner.limits import load_limits
+from runner.pipeline_file import load_pipeline
+from runner.run import Observer, RunOptions, run_pipeline
+from tests.runner_helpers import RUNNER, balloon_pipeline, marker_env, processes_with_marker, report, run_cli, stage
+
+
+def _wait_for(predicate, timeout: float, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+def test_ctrl_c_stops_the_stage_tree_keeps_finished_artifacts_and_exits_130(tmp_path):
+    pipeline = balloon_pipeline(
+        tmp_path / "p.toml",
+        {"name": "first", "params": {"mb": 10}},
+        {"name": "long", "params": {"mb": 50, "child_mb": 50, "rate_mb_s": 200, "hold_s": 120}},
+    )
+    env, marker = marker_env()
+    run_dir = tmp_path / "run"
+    parent = subprocess.Popen([*RUNNER, "--pipeline", str(pipeline), "--run-dir", str(run_dir)], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: len(processes_with_marker(marker)) >= 3, timeout=60)  # parent, stage, its child
+        parent.send_signal(signal.SIGINT)
+        out, _ = parent.communicate(timeout=30)
+    finally:
+        parent.kill()
+    assert parent.returncode == 130, out
+    assert _wait_for(lambda: not processes_with_marker(marker), timeout=5)
+    data = report(run_dir)
+    assert data["status"] == "interrupted"
+    assert stage(data, "long")["status"] == "interrupted"
+    assert read_struct(run_dir / "first" / "artifact.json", Balloon).allocated_mb == 10
+
+
+def test_kill_9_while_writing_an_artifact_never_leaves_one_a_resume_would_trust(tmp_path):
+    # a 200 MB artifact takes long enough to write that a kill lands during the write
+    pipeline = balloon_pipeline(tmp_path / "p.toml", {"name": "big", "params": {"mb": 1, "padding_mb": 200}})
+    run_dir = tmp_path / "run"
+    parent = subprocess.Popen([*RUNNER, "--pipeline", str(pipeline), "--run-dir", str(run_dir)], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: any((run_dir / "big").glob(".artifact.json.*.tmp")), timeout=60, step=0.005)
+        for child in psutil.Process(parent.pid).children():
+            child.send_signal(signal.SIGKILL)
+        out, _ = parent.communicate(timeout=30)
+    finally:
+        parent.kill()
+    assert parent.returncode == 3  # a SIGKILL the supervisor did not send reads as the OS's OOM killer
+    assert "operating system" in out
+    assert not (run_dir / "big" / "stamp.json").exists()
+    if (run_dir / "big" / "artifact.json").exists():  # the rename won the race: the file is whole
+        read_struct(run_dir / "big" / "artifact.json", Balloon)
+
+    again = run_cli("--run-dir", run_dir, "--pipeline", pipeline, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout
+    assert stage(report(run_dir), "big")["status"] == "done"  # redone, not skipped
+
+
+def test_a_truncated_artifact_after_its_stamp_is_redone_on_resume(tmp_path):
+    pipeline = balloon_pipeline(tmp_path / "p.toml", {"name": "a", "params": {"mb": 1}})
+    run_dir = tmp_path / "run"
+    assert run_cli("--run-dir", run_dir, "--pipeline", pipeline, cwd=tmp_path).returncode == 0
+    artifact = run_dir / "a" / "artifact.json"
+    artifact.write_bytes(artifact.read_bytes()[:20])
+    assert run_cli("--run-dir", run_dir, "--pipeline", pipeline, cwd=tmp_path).returncode == 0
+    assert stage(report(run_dir), "a")["status"] == "done"
+    read_struct(artifact, Balloon)
+
+
+class _Quiet(Observer):
+    pass
+
+
+def test_memory_comes_back_when_a_heavy_stage_exits(tmp_path):
+    """The parent barely grows, and the system's available memory returns in well under a second."""
+    pipeline_file = balloon_pipeline(tmp_path / "p.toml", {"name": "heavy", "ceiling": "2G", "params": {"mb": 500, "rate_mb_s": 1000, "hold_s": 1.0}})
+    pipeline, limits = load_pipeline(pipeline_file, load_limits())
+    opts = RunOptions(run_dir=tmp_path / "run", pipeline=pipeline, params=PipelineParams(), limits=limits)
+    me = psutil.Process()
+    parent_before = me.memory_info().rss
+    available_before = psutil.virtual_memory().available
+    lowest_available = [available_before]
+
+    class Watch(_Quiet):
+        def stage_sample(self, label, stage_name, rss):
+            lowest_available[0] = min(lowest_available[0], psutil.virtual_memory().available)
+
+    result = run_pipeline(opts, Watch(), threading.Event())
+    finished = time.monotonic()
+    assert result.status == "done"
+    assert available_before - lowest_available[0] > parse_size("300M")  # the measurement can see the stage
+    margin = parse_size("100M")
+    assert _wait_for(lambda: psutil.virtual_memory().available > available_before - margin, timeout=5, step=0.01)
+    assert time.monotonic() - finished < 1.0
+    assert me.memory_info().rss - parent_before < parse_size("20M")
+    assert stage(report(tmp_path / "run"), "heavy")["peak_rss_bytes"] > parse_size("500M")
