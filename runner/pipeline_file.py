@@ -29,7 +29,12 @@ _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
-def load_pipeline(path: Path, limits: Limits) -> tuple[tuple[StageSpec, ...], Limits]:
+def load_pipeline(path: Path, limits: Limits, limits_file_wins: bool = False) -> tuple[tuple[StageSpec, ...], Limits]:
+    """The stages of a pipeline file, and `limits` with their ceilings added.
+
+    A stage's ceiling in the pipeline file replaces the default limits.toml's
+    entry of the same name, but not that of a limits file the user chose.
+    """
     try:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -46,7 +51,7 @@ def load_pipeline(path: Path, limits: Limits) -> tuple[tuple[StageSpec, ...], Li
         except (KeyError, TypeError, ValueError, SizeError) as exc:
             raise UsageError(f"pipeline file {path}: {exc}") from None
         specs.append(spec)
-        if limit is not None:
+        if limit is not None and not (limits_file_wins and spec.name in limits.stages):
             limits = limits.with_stage(spec.name, limit)
     return tuple(specs), limits
 

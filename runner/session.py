@@ -54,7 +54,7 @@ def _limits_and_pipeline(args: argparse.Namespace) -> tuple[Limits, tuple[StageS
     limits = load_limits(args.limits)
     pipeline = DEFAULT_PIPELINE
     if args.pipeline is not None:
-        pipeline, limits = load_pipeline(args.pipeline, limits)
+        pipeline, limits = load_pipeline(args.pipeline, limits, limits_file_wins=args.limits is not None)
     names = tuple(spec.name for spec in pipeline)
     for text in args.limit:
         name, size = parse_limit_override(text, names)

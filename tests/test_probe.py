@@ -1,0 +1,34 @@
+"""`aishorts-runner probe` finds the smallest ceiling a stage finishes with, without touching the run."""
+
+import tomllib
+
+from ipc.sizes import parse_size
+from tests.runner_helpers import balloon_pipeline, report, run_cli, stage
+
+
+def test_probe_brackets_a_stage_need_and_writes_a_limits_file_that_works(tmp_path):
+    pipeline = balloon_pipeline(tmp_path / "p.toml", {"name": "a", "params": {"mb": 1}},
+                                {"name": "grow", "ceiling": "1G", "params": {"mb": 200, "rate_mb_s": 800}})
+    run_dir = tmp_path / "run"
+    assert run_cli("--pipeline", pipeline, "--run-dir", run_dir, cwd=tmp_path).returncode == 0
+    before = (run_dir / "grow" / "artifact.json").read_bytes()
+    peak = stage(report(run_dir), "grow")["peak_rss_bytes"]
+
+    found = tmp_path / "found.toml"
+    out = run_cli("probe", "--run-dir", run_dir, "--stage", "grow", "--step", "25M", "--write-limits", found, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    limits = tomllib.loads(found.read_text())["stages"]["grow"]
+    passing = parse_size(limits["minimum"])
+    assert peak - parse_size("25M") <= passing <= peak + parse_size("60M")
+    assert "--limit grow=" in out.stdout
+    assert (run_dir / "grow" / "artifact.json").read_bytes() == before  # the run itself was not touched
+
+    failing_limit = out.stdout.split("reproduce its OOM with --limit ")[1].split(";")[0]
+    again = run_cli("--pipeline", pipeline, "--run-dir", tmp_path / "again", "--limit", failing_limit, cwd=tmp_path)
+    assert again.returncode == 3
+    assert run_cli("--pipeline", pipeline, "--run-dir", tmp_path / "fits", "--limits", found, cwd=tmp_path).returncode == 0
+
+
+def test_probe_needs_a_finished_run(tmp_path):
+    out = run_cli("probe", "--run-dir", tmp_path / "nothing", cwd=tmp_path)
+    assert out.returncode == 2 and "not a run" in out.stderr
