@@ -202,11 +202,11 @@ def write_limits(path: Path, findings: list[Finding], limits: Limits, margin: fl
         f"poll_ms = {round(limits.poll_s * 1000)}",
         f"warn_fraction = {limits.warn_fraction}",
         f"kill_grace_ms = {round(limits.kill_grace_s * 1000)}",
-        f'parent_reserve = "{limits.parent_reserve // MiB}M"',
+        f'parent_reserve = "{_mib(limits.parent_reserve)}M"',
         "",
         "[default]",
-        f'ceiling = "{limits.default.ceiling // MiB}M"',
-        f'minimum = "{limits.default.minimum // MiB}M"',
+        f'ceiling = "{_mib(limits.default.ceiling)}M"',
+        f'minimum = "{_mib(limits.default.minimum)}M"',
     ]
     found = {f.stage: f for f in findings}
     for name in sorted(set(limits.stages) | set(found)):
@@ -214,5 +214,9 @@ def write_limits(path: Path, findings: list[Finding], limits: Limits, margin: fl
             ceiling, minimum = _round_up(int(found[name].passing * (1 + margin)), MiB), found[name].passing
         else:
             ceiling, minimum = limits.stages[name].ceiling, limits.stages[name].minimum
-        lines += ["", f"[stages.{name}]", f'ceiling = "{ceiling // MiB}M"', f'minimum = "{minimum // MiB}M"']
+        lines += ["", f"[stages.{name}]", f'ceiling = "{_mib(ceiling)}M"', f'minimum = "{_mib(minimum)}M"']
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+
+
+def _mib(size: int) -> int:
+    return max(1, -(-size // MiB))
