@@ -80,11 +80,11 @@ class _Row:
 class LiveDisplay(Observer):
     """A live table: each stage's state, elapsed time, RSS against its ceiling, and its latest progress."""
 
-    def __init__(self) -> None:
+    def __init__(self, console=None) -> None:
         from rich.console import Console
         from rich.live import Live
 
-        self.console = Console()
+        self.console = console or Console()
         self._rows: dict[str, _Row] = {}
         self._lock = threading.Lock()
         self._live = Live(get_renderable=self._render, console=self.console, refresh_per_second=4, transient=False)
