@@ -63,29 +63,54 @@ class ProcessOutcome:
 
 
 class TreeSampler:
-    """RSS of a process and all its descendants, keeping psutil handles between samples."""
+    """RSS of a process and all its descendants, found incrementally.
+
+    psutil's `children(recursive=True)` reads every process's stat file on
+    each call (about 9 ms with 100 processes here: 18% of a core at 20 Hz).
+    Instead only pids that appeared since the last sample are examined, once
+    each: a new pid whose parent is a member becomes a member. Members stay
+    members when their parent dies and they are re-parented, so an orphaned
+    ffmpeg is still counted and still killed.
+    """
 
     def __init__(self, root_pid: int) -> None:
         self.root_pid = root_pid
-        self._root = psutil.Process(root_pid)
-        self._known: dict[int, psutil.Process] = {root_pid: self._root}
+        self._members: dict[int, psutil.Process] = {root_pid: psutil.Process(root_pid)}
+        self._seen: set[int] = set(psutil.pids())
+
+    def _discover(self) -> None:
+        pids = set(psutil.pids())
+        new = pids - self._seen
+        self._seen = pids
+        while new:
+            joined = set()
+            for pid in new:
+                with contextlib.suppress(psutil.Error):
+                    proc = psutil.Process(pid)
+                    if proc.ppid() in self._members:
+                        self._members[pid] = proc
+                        joined.add(pid)
+            if not joined:
+                break
+            new -= joined  # a grandchild may have appeared before its parent was known
 
     def rss(self) -> int:
-        try:
-            members = [self._root, *self._root.children(recursive=True)]
-        except psutil.Error:
-            return 0
+        self._discover()
         total = 0
-        for proc in members:
-            proc = self._known.setdefault(proc.pid, proc)
-            with contextlib.suppress(psutil.Error):
+        for pid, proc in list(self._members.items()):
+            try:
                 total += proc.memory_info().rss
+            except psutil.NoSuchProcess:
+                if pid != self.root_pid:
+                    del self._members[pid]
+            except psutil.Error:
+                pass
         return total
 
     def known_alive(self) -> list[psutil.Process]:
         """Every descendant ever seen that still runs (escapees from the group included)."""
         alive = []
-        for proc in self._known.values():
+        for proc in list(self._members.values()):
             with contextlib.suppress(psutil.Error):
                 if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
                     alive.append(proc)
