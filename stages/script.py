@@ -1,0 +1,621 @@
+"""Script stage: the narration of the short, sentence by sentence, and its b-roll queries.
+
+Two sources. The user's own text (`ScriptParams.script_text`) is split into
+sentences and used as written; it is refused only when it is empty, is not
+text, or would clearly run past the platform's maximum duration. Otherwise an
+LLM (`stages.llm`) writes it: a model that follows instructions is asked for
+the whole script at once and retried with a firmer instruction while its
+answer fails validation; the tiny local model, which ignores length requests,
+is asked for a hook, short facts and a call to action in separate calls whose
+sentences are cleaned, deduplicated and assembled up to the word budget.
+Either way the result is validated (word count, hook length, no markup or
+leftover prompt text) and a script that still fails is a `StageError`.
+
+B-roll queries come from the model when it wrote them cleanly, topped up with
+phrases of adjacent content words from the narration itself.
+
+`Script.attempts` counts the whole-script answers asked for, or, in parts mode,
+the model calls made. This module does not time the speech (that is `stages.tts`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ipc.artifacts import Script, Theme
+from ipc.params import PLATFORMS, ScriptParams
+from stages.harness import StageContext, StageError, stage_main
+from stages.llm import LOCAL_LANGUAGES, SMOLLM2_NAME, ChatBackend, Message, open_backend
+from stages.theme import (
+    FIRST_PERSON, STOPWORDS, clean_line, content_words, looks_binary, markup_left, split_sentences,
+    strip_list_marks, word_count, words,
+)
+
+Params = ScriptParams
+
+WORDS_PER_MINUTE = 150
+OVERRUN_TOLERANCE = 1.1
+"""A user script is refused only when it would run more than 10% past the limit: speaking rates vary."""
+MAX_HOOK_WORDS = 12
+QUERIES = (3, 5)
+SENTENCE_WORDS = (4, 40)
+FACT_MAX_TOKENS = 72
+LINE_MAX_TOKENS = 32
+FACT_CALLS_PER_ATTEMPT = 6
+DUPLICATE_OVERLAP = 0.6
+
+_SEPARATOR = re.compile(
+    r"^\s*(?:-{3,}|={3,}|\*{3,}|_{3,}"
+    r"|(?:b-?roll|visuals?|visual (?:search )?(?:phrases|queries)|search (?:phrases|queries)|stock footage"
+    r"|buscas?|imagens)\b[^:]*:)\s*$",
+    re.IGNORECASE,
+)
+_ECHO = re.compile(
+    r"\bwords? in total\b|\bcall to action\b|\bhook of at most\b|\bb-?roll\b|\bstock footage\b|\bvisual search\b"
+    r"|\bas an ai\b|\blanguage model\b|\bi'?m sorry\b|\bi cannot\b|\bi can't\b|\bsure[,!]|\bword count\b"
+    r"|\bhere(?:'s| is) (?:a|the|your)\b.{0,40}\b(?:script|narration|video)\b|\(\d+[- ]words?\)"
+    r"|\bchamada para ação\b|\bpalavras no total\b|\baqui está\b|\bbuscas? visua",
+    re.IGNORECASE,
+)
+_CTA = re.compile(
+    r"\b(?:follow|subscribe|like|share|comment|more|next|watch|tell us|let us know"
+    r"|siga|inscreva|curta|compartilhe|comente|mais|próximo)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Draft:
+    hook: str
+    body: list[str]
+    cta: str
+    queries: list[str] = field(default_factory=list)
+
+    @property
+    def sentences(self) -> list[str]:
+        return [s for s in (self.hook, *self.body, self.cta) if s]
+
+    @property
+    def word_total(self) -> int:
+        return sum(word_count(s) for s in self.sentences)
+
+
+def run(ctx: StageContext, params: ScriptParams, *, theme: Theme) -> Script:
+    _platform(params.platform)
+    if params.script_text is not None:
+        script = script_from_text(params.script_text, theme, params)
+        ctx.progress(f"your script: {script.word_count} words, {len(script.sentences)} sentences", 1.0)
+        return script
+    low, high = word_range(params)
+    lang = prompt_language(params.language)
+    if params.llm.backend == "local" and lang not in LOCAL_LANGUAGES:
+        raise StageError(
+            f"the local model ({SMOLLM2_NAME}) cannot write {params.language} narration; use --llm openai"
+            " with a model that can, or pass your own text with --script FILE"
+        )
+    backend = open_backend(params.llm, ctx)
+    ctx.progress(f"writing {low}-{high} words for {params.platform} with {backend.label}", 0.05)
+    with ctx.phase("generate"):
+        if backend.follows_length_requests:
+            draft, attempts = write_whole(backend, theme, params, lang, (low, high), ctx)
+        else:
+            draft, attempts = write_in_parts(backend, theme, params, lang, (low, high), ctx)
+    ctx.progress(f"script ready: {draft.word_total} words", 1.0)
+    return _script(draft, theme, params.language, backend.label, attempts)
+
+
+# --- the user's own text -------------------------------------------------------------------
+
+
+def script_from_text(text: str, theme: Theme, params: ScriptParams) -> Script:
+    """The user's narration as written: hook = first sentence, CTA = last one when there are 3 or more."""
+    if looks_binary(text):
+        raise StageError("the script is not readable text (binary data or control characters); pass a plain text file")
+    if not text.strip():
+        raise StageError("the script is empty; write the narration in a plain text file")
+    sentences = [s for s in (strip_list_marks(s) for s in split_sentences(text)) if words(s)]
+    if not sentences:
+        raise StageError("the script has no words to narrate")
+    check_duration(sum(word_count(s) for s in sentences), params.platform)
+    hook, rest = sentences[0], sentences[1:]
+    cta = rest.pop() if len(sentences) >= 3 else ""
+    draft = Draft(hook, rest, cta)
+    draft.queries = derive_queries(draft.sentences, theme)
+    return _script(draft, theme, params.language, "user", 1)
+
+
+def check_duration(words_total: int, platform: str) -> None:
+    """Refuse narration that would clearly run past the platform's maximum length at ~150 words a minute."""
+    limit_s = _platform(platform).max_duration_s
+    spoken_s = words_total * 60 / WORDS_PER_MINUTE
+    if spoken_s > limit_s * OVERRUN_TOLERANCE:
+        fits = int(limit_s * WORDS_PER_MINUTE / 60)
+        longer = [f"{name} ({p.max_duration_s:g} s)" for name, p in PLATFORMS.items() if p.max_duration_s > limit_s]
+        hint = f", or choose a longer platform: {', '.join(longer)}" if longer else ""
+        raise StageError(
+            f"the script has {words_total} words, about {spoken_s:.0f} s of narration at {WORDS_PER_MINUTE} words"
+            f" a minute, past the {limit_s:g} s limit of {platform}; cut it to about {fits} words{hint}"
+        )
+
+
+# --- limits and languages ------------------------------------------------------------------
+
+
+def word_range(params: ScriptParams) -> tuple[int, int]:
+    """The words to aim for: the asked-for range, capped by what the platform's duration can hold."""
+    fits = int(_platform(params.platform).max_duration_s * WORDS_PER_MINUTE / 60)
+    high = min(params.max_words, fits)
+    low = min(params.min_words, high)
+    if low < 1 or high < low:
+        raise StageError(
+            f"invalid word range {params.min_words}-{params.max_words}: min_words must be at least 1"
+            " and at most max_words"
+        )
+    return low, high
+
+
+def prompt_language(language: str) -> str:
+    code = language.strip().lower().replace("_", "-")
+    if code.startswith("en"):
+        return "en"
+    if code.startswith("pt"):
+        return "pt"
+    raise StageError(
+        f"script generation speaks en-us and pt-br, not {language!r}; write the narration yourself"
+        " and pass it with --script FILE"
+    )
+
+
+def _platform(name: str):
+    if name not in PLATFORMS:
+        raise StageError(f"unknown platform {name!r}; choose one of: {', '.join(sorted(PLATFORMS))}")
+    return PLATFORMS[name]
+
+
+# --- validation ----------------------------------------------------------------------------
+
+
+def problems(draft: Draft, low: int, high: int) -> list[str]:
+    """Everything that makes `draft` unfit to narrate; empty when it is fine."""
+    found: list[str] = []
+    if not draft.hook:
+        found.append("no hook")
+    elif word_count(draft.hook) > MAX_HOOK_WORDS:
+        found.append(f"the hook has {word_count(draft.hook)} words (at most {MAX_HOOK_WORDS})")
+    if not draft.body:
+        found.append("no body sentences")
+    if not draft.cta:
+        found.append("no closing call to action")
+    if not low <= draft.word_total <= high:
+        found.append(f"{draft.word_total} words (wanted {low}-{high})")
+    for sentence in draft.sentences:
+        why = markup_left(sentence) or ("leftover prompt text" if _ECHO.search(sentence) else None)
+        if why:
+            found.append(f"{why} in {_preview(sentence)!r}")
+            break
+    return found
+
+
+def _usable_sentence(sentence: str) -> bool:
+    n = word_count(sentence)
+    return (
+        SENTENCE_WORDS[0] <= n <= SENTENCE_WORDS[1]
+        and sentence[-1] in ".!?…"
+        and not markup_left(sentence)
+        and not _ECHO.search(sentence)
+        and not FIRST_PERSON.search(sentence)
+        and not looks_binary(sentence)
+    )
+
+
+def _duplicate(sentence: str, kept: list[str], topical: set[str]) -> bool:
+    """Whether `sentence` says what a kept one says; the topic's own words, shared by all, do not count."""
+    mine = set(content_words(sentence)) - topical
+    for other in kept:
+        theirs = set(content_words(other)) - topical
+        if mine and theirs and len(mine & theirs) / min(len(mine), len(theirs)) >= DUPLICATE_OVERLAP:
+            return True
+        if sentence.lower() == other.lower():
+            return True
+    return False
+
+
+# --- whole-script generation (models that follow instructions) -----------------------------
+
+
+def write_whole(
+    backend: ChatBackend, theme: Theme, params: ScriptParams, lang: str, limits: tuple[int, int], ctx: StageContext,
+) -> tuple[Draft, int]:
+    low, high = limits
+    seconds = int(_platform(params.platform).max_duration_s)
+    base = whole_prompt(theme, lang, low, high, seconds)
+    messages = base
+    reasons: list[str] = []
+    tries = max(1, params.max_attempts)
+    for attempt in range(1, tries + 1):
+        ctx.progress(f"attempt {attempt} of {tries}", 0.1 + 0.8 * (attempt - 1) / tries)
+        answer = backend.complete(
+            messages, max_tokens=params.llm.max_tokens, temperature=params.llm.temperature,
+            seed=params.llm.seed + attempt - 1,
+        )
+        draft = parse_whole(answer)
+        reasons = problems(draft, low, high)
+        if not reasons:
+            draft.queries = _queries(draft, theme)
+            return draft, attempt
+        ctx.log(f"attempt {attempt} rejected: {'; '.join(reasons)}")
+        messages = [*base, {"role": "assistant", "content": answer}, _firmer(lang, reasons, low, high)]
+    raise StageError(
+        f"{backend.label} wrote no usable script in {tries} attempts (last answer: {'; '.join(reasons)});"
+        " try another model, raise max_attempts, or pass your own text with --script FILE"
+    )
+
+
+def whole_prompt(theme: Theme, lang: str, low: int, high: int, seconds: int) -> list[Message]:
+    angle = f" ({theme.angle})" if theme.angle else ""
+    if lang == "pt":
+        system = "Você escreve a narração de vídeos verticais curtos. Responda só com texto falado."
+        user = (
+            "Escreva, em português do Brasil, a narração de um vídeo vertical de até"
+            f" {seconds} segundos sobre: {theme.topic}{angle}\n"
+            f"Regras:\n- Cerca de {(low + high) // 2} palavras no total (nunca menos de {low} nem mais de {high}).\n"
+            f"- Primeira linha: uma frase de abertura com no máximo {MAX_HOOK_WORDS} palavras.\n"
+            "- Depois, frases curtas faladas, uma por linha.\n"
+            "- Última linha da narração: um convite para seguir o canal ou comentar.\n"
+            "- Só texto simples: sem markdown, sem títulos, sem marcadores, sem emojis, sem rótulos.\n"
+            "- Depois da narração, uma linha só com \"---\" e então de 3 a 5 buscas visuais curtas para vídeos"
+            " de banco de imagens (2 a 4 palavras, coisas concretas que uma câmera pode filmar), uma por linha."
+        )
+    else:
+        system = "You write narration for vertical short videos. You answer with plain spoken text only."
+        user = (
+            f"Write the narration for a vertical video of at most {seconds} seconds about: {theme.topic}{angle}\n"
+            f"Rules:\n- About {(low + high) // 2} words in total (never fewer than {low} or more than {high}).\n"
+            f"- First line: a hook of at most {MAX_HOOK_WORDS} words.\n"
+            "- Then short spoken sentences, one per line.\n"
+            "- Last line of the narration: invite viewers to follow or comment.\n"
+            "- Plain text only: no markdown, no headings, no bullet points, no emojis, no labels.\n"
+            "- After the narration, a line with only \"---\", then 3 to 5 short visual search phrases for stock"
+            " footage (2 to 4 words, concrete things a camera can film), one per line."
+        )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def _firmer(lang: str, reasons: list[str], low: int, high: int) -> Message:
+    listed = "; ".join(reasons)
+    if lang == "pt":
+        text = (
+            f"Essa resposta foi rejeitada: {listed}. Escreva de novo seguindo todas as regras: entre {low} e {high}"
+            f" palavras, abertura com no máximo {MAX_HOOK_WORDS} palavras, só texto falado,"
+            " sem rótulos nem markdown, depois \"---\" e as buscas visuais."
+        )
+    else:
+        text = (
+            f"That answer was rejected: {listed}. Write it again following every rule: {low} to {high} words,"
+            f" a hook of at most {MAX_HOOK_WORDS} words, spoken text only with no labels or markdown, then \"---\""
+            " and the visual search phrases."
+        )
+    return {"role": "user", "content": text}
+
+
+def parse_whole(answer: str) -> Draft:
+    """Split an answer into narration and queries, stripping what is trivially fixable (labels, bullets, bold)."""
+    lines = answer.strip().splitlines()
+    cut = next((i for i, line in enumerate(lines) if _SEPARATOR.match(line)), len(lines))
+    # A markdown heading is a title, not narration: dropped rather than read aloud as the hook.
+    narration = [clean_line(line) for line in lines[:cut] if not re.match(r"\s*#{1,6}\s", line)]
+    # A preamble such as "Here is your script:" is dropped; anything else ending in ":" stays and fails validation.
+    if narration and narration[0].endswith(":") and _ECHO.search(narration[0]):
+        narration = narration[1:]
+    sentences = split_sentences("\n".join(line for line in narration if line))
+    queries = [q for q in (_clean_query(line) for line in lines[cut + 1:]) if q]
+    if len(sentences) < 3:
+        return Draft(sentences[0] if sentences else "", sentences[1:], "", queries)
+    return Draft(sentences[0], sentences[1:-1], sentences[-1], queries)
+
+
+def _clean_query(line: str) -> str:
+    text = clean_line(line).strip(" .,;:!?")
+    n = word_count(text)
+    if not 1 <= n <= 6 or markup_left(text) or looks_binary(text) or not words(text) or _ECHO.search(text):
+        return ""
+    return text.lower()
+
+
+# --- generation in parts (the tiny local model) --------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartPrompts:
+    """What the tiny model is asked, with worked examples: it copies a format far better than it follows rules."""
+
+    hook_ask: str
+    hook_shots: tuple[tuple[str, str], ...]
+    cta_asks: tuple[str, ...]
+    cta_shots: tuple[tuple[tuple[str, str], ...], ...]
+    fact_asks: tuple[str, ...]
+    fact_shots: tuple[tuple[str, str], ...]
+
+    def examples(self) -> list[str]:
+        """The example answers: the model sometimes repeats them, and they must not reach the script."""
+        shots = [*self.hook_shots, *self.fact_shots, *(s for group in self.cta_shots for s in group)]
+        return [sentence for _, answer in shots for sentence in split_sentences(answer)]
+
+
+PARTS = {
+    "en": PartPrompts(
+        hook_ask="Write a one-line hook for a short video about: {}",
+        hook_shots=(
+            ("how bees make honey", "Every spoonful of honey took bees a lifetime of work."),
+            ("why the sky is blue", "The sky is not blue for the reason you think."),
+        ),
+        cta_asks=(
+            "Write the closing line of a short video about: {}. Ask viewers to follow.",
+            "Write a closing question for viewers of a short video about: {}. Ask them to comment.",
+        ),
+        cta_shots=(
+            (("volcanoes", "Follow for more secrets of our restless planet."),
+             ("ancient Rome", "Follow for more stories from the ancient world.")),
+            (("volcanoes", "Which volcano would you visit first? Tell us in the comments."),
+             ("ancient Rome", "Would you have survived in ancient Rome? Comment below.")),
+        ),
+        fact_asks=(
+            "Tell me two short, surprising facts about: {}",
+            "Explain in two short sentences something people rarely know about: {}",
+        ),
+        fact_shots=(
+            ("how bees make honey", "A single bee makes only a twelfth of a teaspoon of honey in its whole life."
+             " Bees fan the nectar with their wings until most of the water is gone."),
+            ("the Moon", "The Moon is slowly drifting away from Earth, about four centimetres every year."
+             " Long ago, a day on Earth lasted only a few hours."),
+        ),
+    ),
+    "pt": PartPrompts(
+        hook_ask="Escreva uma frase de abertura curta para um vídeo sobre: {}",
+        hook_shots=(
+            ("como as abelhas fazem mel", "Cada colher de mel custou a vida inteira de uma abelha."),
+            ("por que o céu é azul", "O céu não é azul pelo motivo que você imagina."),
+        ),
+        cta_asks=(
+            "Escreva a frase final de um vídeo curto sobre: {}. Peça para seguir o canal.",
+            "Escreva uma pergunta final para quem assistiu a um vídeo sobre: {}. Peça um comentário.",
+        ),
+        cta_shots=(
+            (("vulcões", "Siga para descobrir mais segredos da Terra."),
+             ("Roma antiga", "Siga para mais histórias do mundo antigo.")),
+            (("vulcões", "Qual vulcão você visitaria primeiro? Conte nos comentários."),
+             ("Roma antiga", "Você sobreviveria na Roma antiga? Comente aqui.")),
+        ),
+        fact_asks=(
+            "Conte dois fatos curtos e surpreendentes sobre: {}",
+            "Explique em duas frases curtas algo que poucas pessoas sabem sobre: {}",
+        ),
+        fact_shots=(
+            ("como as abelhas fazem mel", "Uma abelha produz só um duodécimo de colher de chá de mel na vida"
+             " inteira. As abelhas abanam o néctar com as asas até quase toda a água evaporar."),
+            ("a Lua", "A Lua se afasta da Terra cerca de quatro centímetros por ano."
+             " Há muito tempo, um dia na Terra durava só algumas horas."),
+        ),
+    ),
+}
+
+
+def write_in_parts(
+    backend: ChatBackend, theme: Theme, params: ScriptParams, lang: str, limits: tuple[int, int], ctx: StageContext,
+) -> tuple[Draft, int]:
+    """Hook, facts and call to action in separate short calls, assembled up to the word budget."""
+    low, high = limits
+    prompts = PARTS[lang]
+    asker = _PartAsker(backend, params, ctx)
+    hook = asker.line(
+        [_few_shot(prompts.hook_ask, prompts.hook_shots, theme.topic)], lambda s: 3 <= word_count(s) <= MAX_HOOK_WORDS,
+    )
+    ctx.progress(f"hook: {hook or '(none yet)'}", 0.1)
+    cta = asker.line(
+        [_few_shot(ask, shots, theme.topic) for ask, shots in zip(prompts.cta_asks, prompts.cta_shots)],
+        lambda s: 3 <= word_count(s) <= 20 and (bool(_CTA.search(s)) or s.endswith("?")),
+    )
+    ctx.progress(f"call to action: {cta or '(none)'}", 0.2)
+    body = _facts(asker, prompts, theme, [s for s in (hook, cta) if s], (low, high), ctx)
+    if not hook:
+        # The model would not keep a hook short; its shortest fact can open the short instead.
+        short = [s for s in body if word_count(s) <= MAX_HOOK_WORDS]
+        if short:
+            hook = short[0]
+            body.remove(hook)
+    draft = Draft(hook, body, cta)
+    reasons = problems(draft, low, high)
+    if reasons:
+        raise StageError(
+            f"{backend.label} produced no usable script about {theme.topic!r} in {asker.calls} calls"
+            f" ({'; '.join(reasons)}); use a stronger model (--llm openai), lower min_words,"
+            " or pass your own text with --script FILE"
+        )
+    draft.queries = _queries(draft, theme)
+    return draft, asker.calls
+
+
+def _facts(
+    asker: _PartAsker, prompts: PartPrompts, theme: Theme, fixed: list[str], limits: tuple[int, int],
+    ctx: StageContext,
+) -> list[str]:
+    """Body sentences from repeated fact calls, new ones only, until the middle of the word range."""
+    low, high = limits
+    target = (low + high) // 2
+    room = high - sum(map(word_count, fixed))
+    topical = set(content_words(theme.topic))
+    seen = [*fixed, *prompts.examples()]
+    asks = [_few_shot(ask, prompts.fact_shots, theme.topic) for ask in prompts.fact_asks]
+    body: list[str] = []
+    for call in range(FACT_CALLS_PER_ATTEMPT * max(1, asker.params.max_attempts)):
+        for sentence in asker.sentences(asks[call % len(asks)]):
+            fits = sum(map(word_count, body)) + word_count(sentence) <= room
+            if fits and not _duplicate(sentence, [*seen, *body], topical):
+                body.append(sentence)
+        done = sum(map(word_count, [*fixed, *body]))
+        ctx.progress(f"{done} of ~{target} words after {asker.calls} model calls", 0.2 + 0.75 * min(1.0, done / target))
+        if done >= target:
+            break
+    return body
+
+
+class _PartAsker:
+    """Short calls to the model, each with its own seed so that asking again gives a new answer."""
+
+    def __init__(self, backend: ChatBackend, params: ScriptParams, ctx: StageContext) -> None:
+        self.backend = backend
+        self.params = params
+        self.ctx = ctx
+        self.calls = 0
+
+    def _ask(self, messages: list[Message], max_tokens: int) -> str:
+        # Greedy decoding would give the same answer every time; these calls always sample.
+        temperature = self.params.llm.temperature if self.params.llm.temperature > 0 else 0.7
+        answer = self.backend.complete(
+            messages, max_tokens=max_tokens, temperature=temperature, seed=self.params.llm.seed + self.calls,
+        )
+        self.calls += 1
+        return answer
+
+    def sentences(self, messages: list[Message]) -> list[str]:
+        answer = self._ask(messages, FACT_MAX_TOKENS)
+        found = split_sentences("\n".join(clean_line(line) for line in answer.splitlines()))
+        kept = [s for s in found if _usable_sentence(s)]
+        if len(kept) < len(found):
+            self.ctx.log(f"kept {len(kept)} of {len(found)} sentences from {_preview(answer, 120)!r}")
+        return kept
+
+    def line(self, prompts: list[list[Message]], fits) -> str:
+        """The first answer whose first line (or first sentence) fits; empty when none did."""
+        for _ in range(max(1, self.params.max_attempts)):
+            for messages in prompts:
+                answer = self._ask(messages, LINE_MAX_TOKENS)
+                first_line = next((c for c in map(clean_line, answer.splitlines()) if c), "")
+                sentences = split_sentences(first_line)
+                for candidate in (first_line, sentences[0] if sentences else ""):
+                    if candidate and candidate[-1] in ".!?…" and fits(candidate) and _plain(candidate):
+                        return candidate
+                self.ctx.log(f"rejected {_preview(answer, 120)!r}")
+        return ""
+
+
+def _plain(text: str) -> bool:
+    return not (markup_left(text) or _ECHO.search(text) or looks_binary(text))
+
+
+def _few_shot(ask: str, shots: tuple[tuple[str, str], ...], topic: str) -> list[Message]:
+    messages: list[Message] = []
+    for subject, answer in shots:
+        messages += [{"role": "user", "content": ask.format(subject)}, {"role": "assistant", "content": answer}]
+    return [*messages, {"role": "user", "content": ask.format(topic)}]
+
+
+# --- b-roll queries ------------------------------------------------------------------------
+
+
+def _queries(draft: Draft, theme: Theme) -> list[str]:
+    """The model's queries when it wrote usable ones, topped up from the narration."""
+    chosen: list[str] = []
+    for query in draft.queries:
+        if query not in chosen and len(chosen) < QUERIES[1]:
+            chosen.append(query)
+    if len(chosen) < QUERIES[0]:
+        for query in derive_queries(draft.sentences, theme):
+            if len(chosen) >= QUERIES[1]:
+                break
+            if not any(set(query.split()) <= set(c.split()) for c in chosen):
+                chosen.append(query)
+    return chosen
+
+
+def derive_queries(sentences: list[str], theme: Theme, count: int = QUERIES[1]) -> list[str]:
+    """Short visual phrases from the text: noun-phrase-like runs of content words, best first.
+
+    Without a part-of-speech tagger this cannot tell nouns from verbs for sure.
+    It leans on two cues: a run of content words right after a determiner or
+    number ("the *sea floor*", "three *hearts*") or at the start of a sentence
+    is almost always a noun phrase, and words the text keeps repeating, or that
+    name the topic, are what the footage should show.
+    """
+    phrases: Counter[str] = Counter()
+    nounish: Counter[str] = Counter()
+    first_seen: dict[str, int] = {}
+    for sentence in sentences:
+        for run, after_determiner in _content_runs(sentence):
+            phrase = " ".join(run[:2] if after_determiner else run[-2:])
+            phrases[phrase] += 1
+            nounish[phrase] += after_determiner
+            first_seen.setdefault(phrase, len(first_seen))
+    frequency = Counter(w for s in sentences for w in content_words(s))
+    topical = set(theme.keywords) | set(content_words(theme.topic))
+
+    def score(phrase: str) -> tuple[float, int]:
+        parts = phrase.split()
+        weight = phrases[phrase] + 1.5 * min(nounish[phrase], 1) + sum(frequency[w] for w in parts) / len(parts)
+        weight += 2.0 * any(w in topical for w in parts) + 0.5 * (len(parts) > 1)
+        weight -= 1.5 * sum(_VERBISH.search(w) is not None for w in parts) / len(parts)
+        return -weight, first_seen[phrase]
+
+    chosen: list[str] = []
+    for phrase in sorted(phrases, key=score):
+        if len(chosen) == count:
+            break
+        if not any(set(phrase.split()) & set(c.split()) for c in chosen):
+            chosen.append(phrase)
+    for extra in [*theme.keywords, theme.topic.lower()]:
+        if len(chosen) >= QUERIES[0]:
+            break
+        if extra and not any(extra in c.split() for c in chosen):
+            chosen.append(extra)
+    return chosen
+
+
+# Past participles and gerunds (en, pt) are rarely what a camera films.
+_VERBISH = re.compile(r"..(?:ed|ing|ando|endo|indo|ado|ido)$")
+
+DETERMINERS = frozenset(
+    "a an the this that these those its their his her our your my some many every each no any of"
+    " two three four five six seven eight nine ten hundred hundreds thousand thousands million millions"
+    " o a os as um uma uns umas do da dos das no na nos nas seu sua seus suas este esta esse essa"
+    " dois duas três quatro cinco seis sete oito nove dez cem mil milhões".split()
+)
+
+
+def _content_runs(sentence: str) -> list[tuple[list[str], bool]]:
+    """Runs of adjacent content words, each with whether a determiner (or the sentence start) led into it."""
+    runs: list[tuple[list[str], bool]] = []
+    current: list[str] = []
+    led = True
+    for token in re.findall(r"[^\W_]+(?:['’-][^\W_]+)*|[^\w\s]", sentence):
+        word = token.lower().replace("’", "'")
+        if word.isalpha() and len(word) > 2 and word not in STOPWORDS and word not in DETERMINERS:
+            current.append(word)
+            continue
+        if current:
+            runs.append((current, led))
+            current = []
+        led = word in DETERMINERS
+    if current:
+        runs.append((current, led))
+    return runs
+
+
+# --- assembly ------------------------------------------------------------------------------
+
+
+def _script(draft: Draft, theme: Theme, language: str, backend: str, attempts: int) -> Script:
+    return Script(
+        title=theme.topic, hook=draft.hook, body=list(draft.body), cta=draft.cta,
+        broll_queries=list(draft.queries), language=language, backend=backend, attempts=attempts,
+    )
+
+
+def _preview(text: str, limit: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+if __name__ == "__main__":
+    stage_main(run, Params)

@@ -1,0 +1,120 @@
+"""A real OpenAI-compatible chat server on 127.0.0.1 for tests: scripted replies, recorded requests.
+
+`ChatServer([reply, ...])` answers each POST to `/v1/chat/completions` with
+the next reply in its list (the last one repeats once the list is used up)
+and records every request body and its headers, so tests can check both what
+the backend sent and how it coped with what it got back.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+
+
+def chat(text: str) -> Reply:
+    """A well-formed chat completion whose one choice says `text`."""
+    payload = {
+        "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": "test-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": len(text.split()), "total_tokens": 10 + len(text.split())},
+    }
+    return Reply(200, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+
+def raw(status: int, body: bytes | str, headers: dict[str, str] | None = None, delay_s: float = 0.0) -> Reply:
+    data = body.encode() if isinstance(body, str) else body
+    return Reply(status, data, headers or {"Content-Type": "application/json"}, delay_s)
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+    body: dict
+
+    def text(self) -> str:
+        """Every message's content, joined: what the model was asked."""
+        return "\n".join(m.get("content", "") for m in self.body.get("messages", []))
+
+
+class ChatServer:
+    def __init__(self, replies: list[Reply]) -> None:
+        if not replies:
+            raise ValueError("give at least one reply")
+        self.replies = list(replies)
+        self.requests: list[Seen] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> ChatServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _next(self, seen: Seen) -> Reply:
+        with self._lock:
+            self.requests.append(seen)
+            return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length") or 0)
+                data = self.rfile.read(length)
+                try:
+                    body = json.loads(data)
+                except ValueError:
+                    body = {"unparsed": data.decode("utf-8", "replace")}
+                reply = server._next(Seen(self.path, dict(self.headers.items()), body))
+                if self.path != "/v1/chat/completions":
+                    reply = raw(404, '{"error": {"message": "no such route"}}')
+                if reply.delay_s:
+                    time.sleep(reply.delay_s)
+                try:
+                    self.send_response(reply.status)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        return Handler
+
+
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens: connecting is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"

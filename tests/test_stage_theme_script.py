@@ -1,0 +1,305 @@
+"""The theme and script stages: user topics and scripts used as written, LLM output validated.
+
+The OpenAI-compatible backend runs against a real loopback HTTP server that
+answers with scripted text; the local SmolLM2 backend runs for real in the
+slow test at the end.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ipc.artifacts import Script, Theme
+from ipc.params import CATEGORIES, LlmParams, ScriptParams, ThemeParams
+from llm_server import ChatServer, chat, closed_port_url
+from stages.harness import StageError
+from stages.script import MAX_HOOK_WORDS
+
+THEME = Theme(topic="Why octopuses have three hearts", angle="", keywords=["octopuses", "three", "hearts"])
+
+GOOD_SCRIPT = """An octopus has three hearts, and two of them take breaks.
+Two small hearts push blood through the gills, where it picks up oxygen.
+The third heart sends that blood around the rest of the body.
+Octopus blood is blue, because it carries oxygen with copper instead of iron.
+That copper works well in cold water, but it is not very efficient.
+So the main heart needs help from the two smaller ones.
+When an octopus swims, the main heart simply stops beating.
+That is why octopuses prefer to crawl along the sea floor.
+Swimming tires them out fast, so they save it for escapes.
+Next time you see an octopus crawling, you will know why.
+Follow for more strange facts about the ocean.
+---
+octopus crawling on sea floor
+blue blood cells
+octopus swimming
+coral reef"""
+
+# Right length, right shape, but markup that no cleaning can make speakable: a table and a link.
+MARKDOWN_SCRIPT = GOOD_SCRIPT.replace(
+    "Octopus blood is blue,",
+    "| Heart | Job |\n|-------|-----|\nRead [the study](https://example.com/octopus) first.\nOctopus blood is blue,",
+)
+
+
+def llm(server: ChatServer, **extra) -> LlmParams:
+    return LlmParams(backend="openai", base_url=server.url, model="test-model", api_key_env="AISHORTS_NO_SUCH_KEY",
+                     timeout_s=5.0, **extra)
+
+
+def words_of(script: Script) -> list[str]:
+    return [w.lower() for s in script.sentences for w in re.findall(r"[^\W\d_]+", s)]
+
+
+# --- theme ---------------------------------------------------------------------------------
+
+
+def test_a_user_topic_is_used_as_is_with_keywords_from_its_own_words(run_stage_inline, tmp_path):
+    theme, events = run_stage_inline(tmp_path, "theme", ThemeParams(topic="  Why octopuses   have three hearts "))
+    assert isinstance(theme, Theme)
+    assert theme.topic == "Why octopuses have three hearts"
+    assert theme.backend == "user" and theme.angle == ""
+    assert {"octopuses", "hearts"} <= set(theme.keywords)
+    assert not {"why", "have"} & set(theme.keywords)
+    assert (tmp_path / "theme" / "artifact.json").is_file()
+
+
+def test_a_user_topic_wins_over_a_category_which_is_kept(run_stage_inline, tmp_path):
+    theme, _ = run_stage_inline(tmp_path, "theme", ThemeParams(topic="Tides", category="nature"))
+    assert (theme.topic, theme.category, theme.backend) == ("Tides", "nature", "user")
+
+
+@pytest.mark.parametrize(
+    ("topic", "message"),
+    [
+        ("", "topic is empty"),
+        ("   \n\t ", "topic is empty"),
+        ("octopus " * 700, "at most 200 characters"),
+        ("\x00\x01\x02binary\xff", "not readable text"),
+        ("?!", "has no words"),
+    ],
+)
+def test_a_topic_that_cannot_be_a_subject_is_refused(run_stage_inline, tmp_path, topic, message):
+    with pytest.raises(StageError, match=message):
+        run_stage_inline(tmp_path, "theme", ThemeParams(topic=topic))
+
+
+def test_without_topic_or_known_category_the_theme_stage_says_what_it_needs(run_stage_inline, tmp_path):
+    with pytest.raises(StageError, match="needs a topic or a category"):
+        run_stage_inline(tmp_path / "a", "theme", ThemeParams())
+    with pytest.raises(StageError, match="unknown category 'gossip'; choose one of: science"):
+        run_stage_inline(tmp_path / "b", "theme", ThemeParams(category="gossip"))
+
+
+def test_a_category_theme_comes_from_the_llm_after_rejecting_a_rambling_answer(run_stage_inline, tmp_path):
+    rambling = ("Space is a vast and wonderful place full of stars and planets and galaxies that people have"
+                " studied for thousands of years with telescopes and rockets")
+    replies = [chat(rambling), chat('"How black holes bend light"'), chat("A black hole can bend light into a ring.")]
+    with ChatServer(replies) as server:
+        theme, events = run_stage_inline(tmp_path, "theme", ThemeParams(category="space", llm=llm(server)))
+    assert theme.topic == "How black holes bend light"
+    assert theme.angle == "A black hole can bend light into a ring."
+    assert theme.category == "space" and theme.backend == "openai:test-model"
+    assert {"black", "holes", "bend", "light"} <= set(theme.keywords)
+    assert len(server.requests) == 3
+    assert "space" in server.requests[0].text() and "space" in server.requests[1].text()
+    assert "How black holes bend light" in server.requests[2].text()
+    assert any(e.kind == "phase" and e.message == "generate" for e in events)
+
+
+def test_a_category_theme_from_an_llm_that_never_answers_usefully_is_an_error(run_stage_inline, tmp_path):
+    with ChatServer([chat("# Topics\n\n* **1.** | space | stars |")]) as server:
+        with pytest.raises(StageError, match="did not give a space topic after 5 attempts.*pass --topic"):
+            run_stage_inline(tmp_path, "theme", ThemeParams(category="space", llm=llm(server)))
+
+
+def test_a_category_theme_without_a_usable_angle_keeps_the_topic_and_says_so(run_stage_inline, tmp_path):
+    with ChatServer([chat("How black holes bend light"), chat("I'm sorry, I cannot help with that.")]) as server:
+        theme, events = run_stage_inline(tmp_path, "theme", ThemeParams(category="space", llm=llm(server)))
+    assert (theme.topic, theme.angle) == ("How black holes bend light", "")
+    assert len(server.requests) == 1 + 5
+    assert any(e.kind == "log" and "no usable angle after 5 attempts" in e.message for e in events)
+
+
+def test_a_category_theme_with_the_llm_down_is_a_clear_error(run_stage_inline, tmp_path):
+    params = ThemeParams(category=CATEGORIES[0], llm=LlmParams(backend="openai", base_url=closed_port_url(), model="m"))
+    with pytest.raises(StageError, match="cannot reach the LLM endpoint"):
+        run_stage_inline(tmp_path, "theme", params)
+
+
+# --- script from the user's text -----------------------------------------------------------
+
+
+def test_a_user_script_is_split_into_hook_body_and_call_to_action(run_stage_inline, tmp_path):
+    text = ("Octopuses have three hearts. Two hearts pump blood through the gills.\n"
+            "The third heart feeds the body while copper turns their blood blue!\n\nFollow for more ocean facts.")
+    script, events = run_stage_inline(tmp_path, "script", ScriptParams(script_text=text), theme=THEME)
+    assert script.hook == "Octopuses have three hearts."
+    assert script.body == ["Two hearts pump blood through the gills.",
+                           "The third heart feeds the body while copper turns their blood blue!"]
+    assert script.cta == "Follow for more ocean facts."
+    assert script.backend == "user" and script.title == THEME.topic and script.word_count == 28
+    assert 3 <= len(script.broll_queries) <= 5
+    text_words = set(words_of(script)) | set(THEME.keywords)
+    for query in script.broll_queries:
+        assert set(query.split()) <= text_words, query
+    assert len(set(script.broll_queries)) == len(script.broll_queries)
+
+
+def test_a_two_sentence_user_script_has_no_call_to_action(run_stage_inline, tmp_path):
+    script, _ = run_stage_inline(
+        tmp_path, "script", ScriptParams(script_text="Cats sleep a lot. They dream too"), theme=THEME,
+    )
+    assert (script.hook, script.body, script.cta) == ("Cats sleep a lot.", ["They dream too"], "")
+    assert "cats" in " ".join(script.broll_queries)
+
+
+def test_a_portuguese_user_script_keeps_its_language_and_gets_portuguese_queries(run_stage_inline, tmp_path):
+    text = ("Os polvos têm três corações. O sangue deles é azul por causa do cobre."
+            " Siga para mais curiosidades do oceano.")
+    theme = Theme(topic="Por que os polvos têm três corações", angle="", keywords=["polvos", "corações"])
+    script, _ = run_stage_inline(tmp_path, "script", ScriptParams(script_text=text, language="pt-br"), theme=theme)
+    assert script.language == "pt-br"
+    assert script.hook == "Os polvos têm três corações." and script.cta.startswith("Siga")
+    assert "polvos" in script.broll_queries or any("polvos" in q for q in script.broll_queries)
+    assert not {"para", "por", "do", "os"} & set(" ".join(script.broll_queries).split())
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "script is empty"),
+        ("  \n\n \t ", "script is empty"),
+        ("\x7fELF\x02\x01\x01\x00\x00\x00" + "\x00" * 40, "not readable text"),
+        ("PK\x03\x04\ufffd\ufffd\x14\x00 word", "not readable text"),
+        ("%$#@ 1234 5678 !!!! ???? 0000 ---- ++++ ====", "not readable text"),
+    ],
+)
+def test_a_user_script_that_is_not_narration_is_refused(run_stage_inline, tmp_path, text, message):
+    with pytest.raises(StageError, match=message):
+        run_stage_inline(tmp_path, "script", ScriptParams(script_text=text), theme=THEME)
+
+
+def test_a_user_script_too_long_for_the_platform_is_refused_with_what_to_do(run_stage_inline, tmp_path):
+    text = "The ocean hides many strange animals in the deep dark water. " * 20  # 220 words, ~88 s
+    with pytest.raises(StageError, match=r"220 words, about 88 s .* past the 60 s limit of shorts; cut it to about 150"
+                                         r" words, or choose a longer platform: reels \(90 s\)"):
+        run_stage_inline(tmp_path / "a", "script", ScriptParams(script_text=text), theme=THEME)
+    reels = ScriptParams(script_text=text, platform="reels")
+    script, _ = run_stage_inline(tmp_path / "b", "script", reels, theme=THEME)
+    assert script.word_count == 220
+
+
+# --- script written by an OpenAI-compatible model ------------------------------------------
+
+
+def test_a_generated_script_is_validated_and_uses_the_model_queries(run_stage_inline, tmp_path):
+    with ChatServer([chat(GOOD_SCRIPT)]) as server:
+        script, _ = run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server)), theme=THEME)
+    assert script.backend == "openai:test-model" and script.attempts == 1
+    assert script.hook == "An octopus has three hearts, and two of them take breaks."
+    assert script.cta == "Follow for more strange facts about the ocean."
+    assert len(script.body) == 9 and 110 <= script.word_count <= 150
+    assert script.broll_queries == [
+        "octopus crawling on sea floor", "blue blood cells", "octopus swimming", "coral reef",
+    ]
+    [seen] = server.requests
+    asked = seen.text()
+    assert THEME.topic in asked
+    assert "never fewer than 110 or more than 150" in asked  # 160 asked for, capped by 60 s at 150 words a minute
+    assert "at most 60 seconds" in asked
+
+
+def test_labels_and_bullets_are_stripped_when_that_is_all_that_is_wrong(run_stage_inline, tmp_path):
+    lines = GOOD_SCRIPT.split("---")[0].strip().splitlines()
+    labelled = "\n".join(
+        ["Here is your script about octopus hearts:", f"**Hook:** {lines[0]}", "Body:"]
+        + [f"- {line}" for line in lines[1:-1]] + [f"CTA: {lines[-1]}"]
+    )
+    with ChatServer([chat(labelled)]) as server:
+        script, _ = run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server)), theme=THEME)
+    assert script.attempts == 1
+    assert script.hook == lines[0] and script.cta == lines[-1] and script.body == lines[1:-1]
+    assert 3 <= len(script.broll_queries) <= 5  # none written by the model: taken from the narration
+
+
+def test_markdown_debris_is_rejected_and_retried_with_a_firmer_instruction(run_stage_inline, tmp_path):
+    with ChatServer([chat(MARKDOWN_SCRIPT), chat(GOOD_SCRIPT)]) as server:
+        script, events = run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server)), theme=THEME)
+    assert script.attempts == 2
+    assert script.hook.startswith("An octopus has three hearts")
+    first, second = server.requests
+    assert "rejected" not in first.text()
+    assert "That answer was rejected" in second.text() and "Write it again" in second.text()
+    assert second.body["messages"][-2] == {"role": "assistant", "content": MARKDOWN_SCRIPT}
+    assert second.body["seed"] != first.body["seed"]
+    assert any(e.kind == "log" and "attempt 1 rejected: a table" in e.message for e in events)
+
+
+def test_leftover_prompt_text_is_rejected_and_retried(run_stage_inline, tmp_path):
+    leftover = GOOD_SCRIPT.replace("\n---", "\nWord count: 124 (within the requested range)\n---")
+    with ChatServer([chat(leftover), chat(GOOD_SCRIPT)]) as server:
+        script, events = run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server)), theme=THEME)
+    assert script.attempts == 2
+    assert not any("count" in s.lower() for s in script.sentences)
+    assert any(e.kind == "log" and "leftover prompt text in 'Word count: 124" in e.message for e in events)
+
+
+def test_a_script_that_never_passes_validation_is_an_error_not_a_bad_video(run_stage_inline, tmp_path):
+    short = "Octopuses have three hearts.\nThey are strange.\nFollow for more."
+    with ChatServer([chat(short)]) as server:
+        with pytest.raises(StageError, match=r"no usable script in 2 attempts .*10 words \(wanted 110-150\)"):
+            run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server), max_attempts=2), theme=THEME)
+    assert len(server.requests) == 2
+
+
+def test_a_hook_longer_than_twelve_words_is_rejected(run_stage_inline, tmp_path):
+    long_hook = "Did you know that every single octopus swimming in the ocean today has three hearts?"
+    body = GOOD_SCRIPT.replace("An octopus has three hearts, and two of them take breaks.", long_hook)
+    with ChatServer([chat(body)]) as server:
+        with pytest.raises(StageError, match=rf"the hook has 15 words \(at most {MAX_HOOK_WORDS}\)"):
+            run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server), max_attempts=1), theme=THEME)
+
+
+def test_portuguese_generation_asks_in_portuguese(run_stage_inline, tmp_path):
+    with ChatServer([chat(GOOD_SCRIPT)]) as server:
+        script, _ = run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server), language="pt-br"), theme=THEME)
+    assert script.language == "pt-br"
+    assert "português do Brasil" in server.requests[0].text()
+
+
+def test_generation_in_an_unsupported_language_points_to_a_user_script(run_stage_inline, tmp_path):
+    with pytest.raises(StageError, match="speaks en-us and pt-br, not 'de-de'.*--script FILE"):
+        run_stage_inline(tmp_path, "script", ScriptParams(language="de-de"), theme=THEME)
+
+
+def test_the_local_model_is_not_asked_for_portuguese_it_cannot_write(run_stage_inline, tmp_path):
+    with pytest.raises(StageError, match="cannot write pt-br narration; use --llm openai"):
+        run_stage_inline(tmp_path, "script", ScriptParams(language="pt-br"), theme=THEME)
+
+
+def test_a_longer_platform_raises_the_word_target_only_as_far_as_asked(run_stage_inline, tmp_path):
+    with ChatServer([chat(GOOD_SCRIPT)]) as server:
+        run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server), platform="reels"), theme=THEME)
+    assert "never fewer than 110 or more than 160" in server.requests[0].text()
+
+
+# --- the local model, for real -------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_local_smollm2_backend_writes_a_valid_short_script(run_stage_inline, tmp_path):
+    params = ScriptParams(min_words=30, max_words=60, llm=LlmParams(backend="local", seed=3))
+    script, events = run_stage_inline(tmp_path, "script", params, theme=THEME)
+    assert script.backend == "local:SmolLM2-135M-Instruct"
+    assert 30 <= script.word_count <= 60
+    assert script.hook and len(script.hook.split()) <= MAX_HOOK_WORDS
+    assert script.body and script.cta
+    assert 3 <= len(script.broll_queries) <= 5
+    for sentence in script.sentences:
+        assert not re.search(r"[#*|`<>_]|hook:|body:", sentence, re.IGNORECASE), sentence
+    phases = {e.message: e.phase_s for e in events if e.kind == "phase"}
+    assert phases.keys() >= {"load_model", "generate"}
+    assert script.attempts >= 3  # hook, call to action and at least one fact call
