@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--clip-model", help="CLIP model name in the local cache, or a folder")
     what.add_argument("--renderer", choices=("ffmpeg", "moviepy"), help="video renderer (default ffmpeg)")
     what.add_argument("--no-music", action="store_true", default=None, help="no background music")
+    what.add_argument("--seed", type=int, help="seed of the generated topic and script (default: a new one per run)")
 
     memory = parser.add_argument_group("memory")
     memory.add_argument("--max-ram", metavar="SIZE", help="budget for the supervisor plus all running stages, e.g. 4G")

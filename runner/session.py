@@ -129,6 +129,9 @@ def build_params(args: argparse.Namespace, saved: PipelineParams | None, topic: 
             params.theme.topic, params.theme.category = _topic_from_script(script_text), None
     if saved is None and params.theme.topic is None and params.theme.category is None:
         params.theme.category = random.choice(CATEGORIES)
+    if saved is None or args.seed is not None:
+        seed = args.seed if args.seed is not None else random.randrange(2**31)
+        params.theme.llm.seed = params.script.llm.seed = seed
     _apply_options(args, params)
     return params
 

@@ -1,0 +1,191 @@
+"""Caption files for the render stage: SRT, ASS with the spoken word highlighted, and the font they use.
+
+The timeline decides which words are shown when; this module only writes them
+down (and finds a font file, since fontconfig may have none configured). It
+encodes no video: the renderers burn `captions.ass` (ffmpeg/libass) or draw
+the same events (MoviePy) themselves.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ipc.artifacts import Caption
+
+FONT_ENV = "AISHORTS_FONT"
+_KNOWN_FONTS = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf",
+)
+# ASS colours are &HAABBGGRR.
+TEXT_COLOUR = "&H00FFFFFF"
+HIGHLIGHT_COLOUR = "&H0000D7FF"
+_TEXT_OVERRIDE = "&HFFFFFF&"
+_HIGHLIGHT_OVERRIDE = "&H00D7FF&"
+OUTLINE_COLOUR = "&H00000000"
+SHADOW_COLOUR = "&H80000000"
+HIGHLIGHT_RGB = (255, 215, 0)
+
+
+class FontMissing(Exception):
+    """No usable font file; the message says how to provide one."""
+
+
+@dataclass(frozen=True)
+class Font:
+    path: Path
+    family: str
+
+
+@dataclass(frozen=True)
+class CaptionStyle:
+    """Sizes in pixels of the output frame (ASS PlayRes equals the video size)."""
+
+    width: int
+    height: int
+    margin_v: int
+
+    @property
+    def font_size(self) -> int:
+        return round(self.height * 0.0375)
+
+    @property
+    def margin_h(self) -> int:
+        return round(self.width * 0.083)
+
+    @property
+    def outline(self) -> int:
+        return max(2, round(self.font_size * 0.07))
+
+
+@dataclass(frozen=True)
+class WordEvent:
+    """One caption shown with word `highlight` lit, from `start` to `end`."""
+
+    start: float
+    end: float
+    words: tuple[str, ...]
+    highlight: int
+
+
+def find_font() -> Font:
+    """A bold sans font file: $AISHORTS_FONT, fontconfig, Debian/Arch paths, then matplotlib's DejaVu."""
+    for candidate in _font_candidates():
+        if candidate and Path(candidate).is_file():
+            path = Path(candidate).resolve()
+            return Font(path, _family(path))
+    raise FontMissing(
+        "no font file found for the captions; install one (Debian/Ubuntu: apt-get install fonts-dejavu-core)"
+        f" or point {FONT_ENV} at a .ttf file"
+    )
+
+
+def _font_candidates() -> list[str]:
+    found = [os.environ.get(FONT_ENV, "")]
+    if shutil.which("fc-match"):
+        try:
+            proc = subprocess.run(["fc-match", "-f", "%{file}", "DejaVu Sans:bold"],
+                                  capture_output=True, text=True, timeout=10, check=False)
+            if proc.stdout.lower().endswith((".ttf", ".otf")):
+                found.append(proc.stdout)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    found += list(_KNOWN_FONTS)
+    spec = importlib.util.find_spec("matplotlib")
+    if spec and spec.submodule_search_locations:
+        base = Path(next(iter(spec.submodule_search_locations)))
+        found.append(str(base / "mpl-data" / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"))
+    return found
+
+
+def _family(path: Path) -> str:
+    try:
+        from PIL import ImageFont
+
+        return ImageFont.truetype(str(path), 12).getname()[0] or path.stem
+    except (ImportError, OSError):
+        return path.stem
+
+
+def word_events(captions: list[Caption]) -> list[WordEvent]:
+    """Per-word events: each caption repeated once per word, that word lit, back to back in time."""
+    events: list[WordEvent] = []
+    for caption in captions:
+        texts = tuple(clean_text(w.text) for w in caption.words)
+        for k, word in enumerate(caption.words):
+            start = caption.start if k == 0 else max(word.start, events[-1].end)
+            end = caption.words[k + 1].start if k + 1 < len(caption.words) else caption.end
+            end = min(max(end, start), caption.end)
+            if end - start >= 0.01:
+                events.append(WordEvent(start, end, texts, k))
+    return events
+
+
+def clean_text(text: str) -> str:
+    """Caption text without ASS override braces, backslashes or line breaks."""
+    return " ".join(text.replace("{", "(").replace("}", ")").replace("\\", "/").split())
+
+
+def write_srt(captions: list[Caption], path: Path) -> None:
+    blocks = []
+    for number, caption in enumerate(captions, start=1):
+        text = clean_text(caption.text)
+        blocks.append(f"{number}\n{_srt_time(caption.start)} --> {_srt_time(caption.end)}\n{text}\n")
+    Path(path).write_text("\n".join(blocks), encoding="utf-8")
+
+
+def write_ass(captions: list[Caption], path: Path, font: Font, style: CaptionStyle) -> None:
+    lines = [
+        "[Script Info]",
+        "ScriptType: v4.00+",
+        f"PlayResX: {style.width}",
+        f"PlayResY: {style.height}",
+        "WrapStyle: 0",
+        "ScaledBorderAndShadow: yes",
+        "",
+        "[V4+ Styles]",
+        "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic,"
+        " Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment,"
+        " MarginL, MarginR, MarginV, Encoding",
+        f"Style: Caption,{font.family},{style.font_size},{TEXT_COLOUR},{HIGHLIGHT_COLOUR},{OUTLINE_COLOUR},"
+        f"{SHADOW_COLOUR},-1,0,0,0,100,100,0,0,1,{style.outline},2,2,"
+        f"{style.margin_h},{style.margin_h},{style.margin_v},1",
+        "",
+        "[Events]",
+        "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text",
+    ]
+    for event in word_events(captions):
+        lines.append(
+            f"Dialogue: 0,{_ass_time(event.start)},{_ass_time(event.end)},Caption,,0,0,0,,{_ass_text(event)}"
+        )
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _ass_text(event: WordEvent) -> str:
+    parts = []
+    for k, word in enumerate(event.words):
+        parts.append(f"{{\\1c{_HIGHLIGHT_OVERRIDE}}}{word}{{\\1c{_TEXT_OVERRIDE}}}" if k == event.highlight else word)
+    return " ".join(parts)
+
+
+def _srt_time(seconds: float) -> str:
+    millis = max(0, round(seconds * 1000))
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
+
+
+def _ass_time(seconds: float) -> str:
+    centis = max(0, round(seconds * 100))
+    hours, rest = divmod(centis, 360_000)
+    minutes, rest = divmod(rest, 6000)
+    secs, centis = divmod(rest, 100)
+    return f"{hours:d}:{minutes:02d}:{secs:02d}.{centis:02d}"
