@@ -171,8 +171,10 @@ def supervise(
     """
     read_fd, write_fd = progress_pipe if progress_pipe is not None else os.pipe()
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if log_path.exists():  # the previous attempt's log stays readable, but its errors are not this one's
+        log_path.replace(log_path.with_suffix(".previous.log"))
     start = time.monotonic()
-    with open(log_path, "ab") as log:
+    with open(log_path, "wb") as log:
         try:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

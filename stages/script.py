@@ -425,11 +425,17 @@ def write_in_parts(
     ctx.progress(f"call to action: {cta or '(none)'}", 0.2)
     body = _facts(asker, prompts, theme, [s for s in (hook, cta) if s], (low, high), ctx)
     if not hook:
-        # The model would not keep a hook short; its shortest fact can open the short instead.
-        short = [s for s in body if word_count(s) <= MAX_HOOK_WORDS]
+        # The model would not keep a hook short and on topic; its shortest fact can open the short
+        # instead, or else the topic itself, asked as the question the short answers.
+        short = [s for s in body if word_count(s) <= MAX_HOOK_WORDS and _on_topic(s, topical)]
         if short:
             hook = short[0]
             body.remove(hook)
+        elif 3 <= word_count(theme.topic) <= MAX_HOOK_WORDS:
+            hook = _topic_as_hook(theme.topic)
+            ctx.log(f"no usable hook from the model; the topic opens the short: {hook!r}")
+            while len(body) > 1 and sum(map(word_count, [hook, cta, *body])) > high:
+                body.pop()  # the facts were gathered for a script without this hook
     draft = Draft(hook, body, cta)
     reasons = problems(draft, low, high)
     if reasons:
@@ -504,6 +510,16 @@ class _PartAsker:
                         return candidate
                 self.ctx.log(f"rejected {_preview(answer, 120)!r}")
         return ""
+
+
+_QUESTION_WORDS = ("why", "how", "what", "when", "where", "who", "which", "can", "do", "does", "is", "are",
+                   "por que", "como", "o que", "quando", "onde", "quem", "qual")
+
+
+def _topic_as_hook(topic: str) -> str:
+    text = topic.strip().rstrip(".!?")
+    text = text[0].upper() + text[1:]
+    return text + ("?" if text.lower().startswith(_QUESTION_WORDS) else ".")
 
 
 def _on_topic(sentence: str, topical: set[str]) -> bool:
