@@ -125,8 +125,8 @@ def build_params(args: argparse.Namespace, saved: PipelineParams | None, topic: 
         params.theme.topic, params.theme.category = None, args.category
     if script_text is not None:
         params.script.script_text = script_text
-        if params.theme.topic is None and topic is None:
-            params.theme.topic, params.theme.category = _topic_from_script(script_text), None
+        if params.theme.topic is None and params.theme.category is None:
+            params.theme.topic = _topic_from_script(script_text)
     if saved is None and params.theme.topic is None and params.theme.category is None:
         params.theme.category = random.choice(CATEGORIES)
     if saved is None or args.seed is not None:

@@ -72,3 +72,18 @@ def test_isolation_none_reports_a_failing_stage_like_the_isolated_runner(tmp_pat
     out = run_cli("--pipeline", pipeline, "--run-dir", tmp_path / "run", "--isolation", "none", cwd=tmp_path)
     assert out.returncode == 1
     assert "asked to fail" in stage(report(tmp_path / "run"), "broken")["message"]
+
+
+def test_real_stages_write_the_same_artifacts_in_either_isolation(tmp_path):
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(
+        '[[stage]]\nname = "theme"\nmodule = "stages.theme"\noutput = "theme"\n'
+        'params = { topic = "Why octopuses have three hearts" }\n\n'
+        '[[stage]]\nname = "script"\nmodule = "stages.script"\noutput = "script"\ninputs = ["theme"]\n'
+        'params = { script_text = "Octopuses have three hearts. Two pump blood through the gills. Follow for more." }\n'
+    )
+    for mode in ("process", "none"):
+        out = run_cli("--pipeline", pipeline, "--run-dir", tmp_path / mode, "--isolation", mode, cwd=tmp_path)
+        assert out.returncode == 0, out.stdout + out.stderr
+    for name in ("theme", "script"):
+        assert (tmp_path / "process" / name / "artifact.json").read_bytes() == (tmp_path / "none" / name / "artifact.json").read_bytes()

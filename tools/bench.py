@@ -216,10 +216,205 @@ def bench_release(results: Results, work: Path, repeats: int) -> None:
                 f"{delay * 1000:.0f} ms", "< 1 s", delay < 1.0, "aishorts-runner --pipeline release.toml")
 
 
+SHORT_SCRIPT = (
+    "Octopuses have three hearts and blue blood. "
+    "Two hearts pump blood through the gills, while the third serves the rest of the body. "
+    "Follow for more strange facts about the ocean."
+)
+PIPELINE_SCRIPT = (
+    "Octopuses have three hearts, and one of them stops when they swim. "
+    "Two small hearts push blood through the gills, where it picks up oxygen. "
+    "The third heart, the biggest, sends that blood around the rest of the body. "
+    "Their blood is blue, because it carries oxygen with copper instead of iron. "
+    "That copper works better in cold water with little oxygen. "
+    "But it is less efficient than our blood, so swimming tires them quickly. "
+    "That is why octopuses would rather crawl along the sea floor. "
+    "Follow for more strange facts about the ocean."
+)
+STAGE_ORDER = ("theme", "script", "tts", "broll", "match", "timeline", "render")
+
+
+def _run_short(work: Path, name: str, *extra: str, script: str = PIPELINE_SCRIPT) -> tuple[Measured, dict, Path]:
+    script_file = work / f"{name}.txt"
+    script_file.write_text(script)
+    run_dir = work / name
+    argv = [*RUNNER, "--script", str(script_file), "--run-dir", str(run_dir), "--json", *extra]
+    m = measure(argv, cwd=work)
+    if m.returncode != 0:
+        raise RuntimeError(f"{cmd(argv)} failed ({m.returncode}): {m.stderr[-2000:]}")
+    return m, json.loads(m.stdout), run_dir
+
+
+def _after_each_stage(report: dict) -> list[int]:
+    """The run's RSS (parent plus stages, from the report's own timeline) just after each stage ended."""
+    timeline = report["timeline"]
+    left = []
+    for stage in report["stages"]:
+        if stage["started_at_s"] is None:
+            continue
+        end = stage["started_at_s"] + stage["wall_s"]
+        after = [rss for t, rss in timeline if end + 0.05 <= t <= end + 1.0]
+        if after:
+            left.append(min(after))
+    return left
+
+
+def bench_isolation(results: Results, work: Path, repeats: int) -> None:
+    """The same pipeline in one process (the old design) and with a process per stage, side by side.
+
+    `--category science --seed 7` makes the theme stage load SmolLM2, so all four models run:
+    SmolLM2 (theme), Kokoro (tts), MiniLM (match) and ffmpeg (render).
+    """
+    extra = ("--category", "science", "--seed", "7", "--max-ram", "4G")
+    figures: dict[str, dict[str, list]] = {m: {"peak": [], "wall": [], "left": [], "last_left": []} for m in ("none", "process")}
+    for i in range(max(1, repeats // 2)):
+        for mode in ("none", "process") if i % 2 == 0 else ("process", "none"):
+            m, report, _ = _run_short(work, f"iso-{mode}-{i}", "--isolation", mode, *extra)
+            left = _after_each_stage(report)
+            f = figures[mode]
+            f["peak"].append(m.peak_rss)
+            f["wall"].append(m.wall_s)
+            f["left"].append(max(left[:-1]) if len(left) > 1 else 0)
+            f["last_left"].append(left[-1] if left else 0)
+    results.raw["isolation"] = figures
+    command = "aishorts-runner --script octopus.txt --category science --seed 7 --max-ram 4G --isolation {}"
+    none_peak, proc_peak = median(figures["none"]["peak"]), median(figures["process"]["peak"])
+    results.add("isolation vs the old design", "peak RSS of the whole run, `--isolation none`", format_size(none_peak),
+                command=command.format("none"))
+    results.add("isolation vs the old design", "peak RSS of the whole run, `--isolation process`", format_size(proc_peak),
+                "not above the `none` peak", proc_peak <= none_peak, command.format("process"))
+    results.add("isolation vs the old design", "peak ratio process / none", f"{proc_peak / none_peak:.2f}")
+    none_left, proc_left = median(figures["none"]["left"]), median(figures["process"]["left"])
+    results.add("isolation vs the old design", "RSS left between stages (worst gap), `none`", format_size(none_left),
+                command=command.format("none"))
+    results.add("isolation vs the old design", "RSS left between stages (worst gap), `process`", format_size(proc_left),
+                "< 100M within 1 s", proc_left < 100 * MiB, command.format("process"))
+    none_wall, proc_wall = median(figures["none"]["wall"]), median(figures["process"]["wall"])
+    results.add("isolation vs the old design", "total time none / process",
+                f"{none_wall:.1f} s / {proc_wall:.1f} s (ratio process/none {proc_wall / none_wall:.2f})")
+    results.add("isolation vs the old design", "the seed system, for scale",
+                "1.46G for CLIP alone, 8G or more for the whole pipeline (its own diagnosis)")
+
+
+def bench_stages(results: Results, work: Path, repeats: int) -> None:
+    """Per stage: peak RSS, wall and CPU time, model load vs work, and which backend ran."""
+    runs = []
+    for i in range(max(1, repeats // 2)):
+        _, report, run_dir = _run_short(work, f"stages-{i}", "--category", "science", "--seed", "7", "--max-ram", "4G")
+        runs.append((report, run_dir))
+    backends = _backends(runs[0][1])
+    results.raw["stages"] = [r for r, _ in runs]
+    for name in STAGE_ORDER:
+        stages = [next(s for s in r["stages"] if s["name"] == name) for r, _ in runs]
+        peak = median([s["peak_rss_bytes"] for s in stages])
+        wall = median([s["wall_s"] for s in stages])
+        cpu = median([s["cpu_s"] for s in stages])
+        phases = {k: median([s["phases"].get(k, 0.0) for s in stages]) for k in stages[0]["phases"]}
+        phase_text = ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
+        results.add("per stage", f"{name} ({backends.get(name, '')})",
+                    f"peak {format_size(peak)}, wall {wall:.1f} s, CPU {cpu:.1f} s" + (f"; {phase_text}" if phase_text else ""),
+                    command="aishorts-runner --script octopus.txt --category science --seed 7 --max-ram 4G")
+
+
+def _backends(run_dir: Path) -> dict[str, str]:
+    def artifact(name: str) -> dict:
+        return json.loads((run_dir / name / "artifact.json").read_text())
+
+    return {
+        "theme": artifact("theme")["backend"],
+        "script": artifact("script")["backend"],
+        "tts": f"{artifact('tts')['backend']} {artifact('tts')['voice']}",
+        "broll": artifact("broll")["source"],
+        "match": f"{artifact('match')['scorer']} {artifact('match')['model']}",
+        "timeline": "no model",
+        "render": artifact("render")["renderer"],
+    }
+
+
+def bench_render(results: Results, work: Path, repeats: int) -> None:
+    """The ffmpeg renderer against MoviePy on one timeline, and both against a plain one-source encode."""
+    import shutil
+
+    from stages.media import ffmpeg_exe
+
+    _, _, base = _run_short(work, "render-base", "--no-music", script=SHORT_SCRIPT)
+    timeline = json.loads((base / "timeline" / "artifact.json").read_text())
+    duration = timeline["duration_s"]
+    source = base / timeline["segments"][0]["path"]
+    walls: dict[str, list[float]] = {"ffmpeg": [], "moviepy": [], "floor": []}
+    peaks: dict[str, list[int]] = {"ffmpeg": [], "moviepy": [], "floor": []}
+    floor_argv = [ffmpeg_exe(), "-v", "error", "-y", "-loop", "1", "-framerate", "30", "-i", str(source),
+                  "-i", str(base / timeline["narration_wav"]), "-t", f"{duration:.3f}",
+                  "-vf", "scale=1080:1920:force_original_aspect_ratio=increase,crop=1080:1920",
+                  "-c:v", "libx264", "-preset", "veryfast", "-b:v", timeline["video_bitrate"], "-pix_fmt", "yuv420p",
+                  "-r", "30", "-c:a", "aac", "-b:a", timeline["audio_bitrate"], "-movflags", "+faststart",
+                  str(work / "floor.mp4")]
+    for i in range(max(1, repeats // 2) + (0 if repeats == 1 else 1)):
+        for renderer in ("ffmpeg", "moviepy", "floor") if i % 2 == 0 else ("moviepy", "floor", "ffmpeg"):
+            if renderer == "floor":
+                m = measure(floor_argv, cwd=work)
+            else:
+                run_dir = work / f"render-{renderer}-{i}"
+                shutil.copytree(base, run_dir)
+                m = measure([*RUNNER, "--run-dir", str(run_dir), "--only", "render", "--renderer", renderer], cwd=work)
+            if m.returncode != 0:
+                raise RuntimeError(f"render with {renderer} failed: {m.stderr[-2000:]}")
+            walls[renderer].append(m.wall_s)
+            peaks[renderer].append(m.peak_rss)
+    results.raw["render"] = {"duration_s": duration, "walls": walls, "peaks": peaks}
+    w = {k: median(v) for k, v in walls.items()}
+    for name, label in (("floor", "plain ffmpeg encode of one source (the floor)"), ("ffmpeg", "ffmpeg renderer (default)"),
+                        ("moviepy", "MoviePy renderer")):
+        results.add("render", f"{label}: {duration:.1f} s of 1080x1920 video",
+                    f"{w[name]:.1f} s wall, {duration / w[name]:.2f} s of video per s, peak {format_size(median(peaks[name]))}",
+                    command="ffmpeg -loop 1 -i STILL -i narration.wav ... (see tools/bench.py)" if name == "floor"
+                    else f"aishorts-runner --run-dir RUN --only render --renderer {name}")
+    results.add("render", "ffmpeg renderer / floor", f"{w['ffmpeg'] / w['floor']:.2f}x", "within 1.5x",
+                w["ffmpeg"] / w["floor"] <= 1.5)
+    results.add("render", "MoviePy / ffmpeg renderer", f"{w['moviepy'] / w['ffmpeg']:.2f}x", "at least 2x",
+                w["moviepy"] / w["ffmpeg"] >= 2.0)
+
+
+def bench_concurrency(results: Results, work: Path, repeats: int) -> None:
+    """One short alone, then two with --jobs 1 and --jobs 2, all under the same --max-ram."""
+    script = work / "conc.txt"
+    script.write_text(PIPELINE_SCRIPT)
+    one, two = work / "one.txt", work / "two.txt"
+    one.write_text("octopus hearts\n")
+    two.write_text("octopus hearts\nocean copper blood\n")
+    figures: dict[str, list] = {"one": [], "jobs1": [], "jobs2": [], "jobs2_peak": [], "jobs2_waited": []}
+    for i in range(max(1, repeats // 2)):
+        for label, topics, jobs in (("one", one, 1), ("jobs1", two, 1), ("jobs2", two, 2)):
+            argv = [*RUNNER, "--topics-file", str(topics), "--script", str(script), "--jobs", str(jobs),
+                    "--max-ram", "3G", "--run-dir", str(work / f"conc-{label}-{i}"), "--json"]
+            m = measure(argv, cwd=work)
+            if m.returncode != 0:
+                raise RuntimeError(f"{cmd(argv)} failed: {m.stderr[-2000:]}")
+            batch = json.loads(m.stdout)
+            figures[label].append(m.wall_s)
+            if label == "jobs2":
+                figures["jobs2_peak"].append(m.peak_rss)
+                figures["jobs2_waited"].append(batch["waited_for_budget_s"])
+    results.raw["concurrency"] = figures
+    w = {k: median(figures[k]) for k in ("one", "jobs1", "jobs2")}
+    command = "aishorts-runner --topics-file two.txt --script conc.txt --max-ram 3G --jobs {}"
+    results.add("concurrency", "one short alone", f"{w['one']:.1f} s", command=command.format(1).replace("two", "one"))
+    results.add("concurrency", "two shorts, --jobs 1", f"{w['jobs1']:.1f} s", command=command.format(1))
+    results.add("concurrency", "two shorts, --jobs 2", f"{w['jobs2']:.1f} s ({w['jobs2'] / w['one']:.2f}x one short)",
+                "under 1.6x one short", w["jobs2"] / w["one"] < 1.6, command.format(2))
+    results.add("concurrency", "--jobs 2: peak of the whole / time stages waited for budget",
+                f"{format_size(median(figures['jobs2_peak']))} of 3G / {median(figures['jobs2_waited']):.1f} s",
+                "peak under --max-ram", median(figures["jobs2_peak"]) < 3 * 1024 * MiB, command.format(2))
+
+
 SECTIONS = {
     "startup": bench_startup,
     "watchdog": bench_watchdog,
     "release": bench_release,
+    "isolation": bench_isolation,
+    "stages": bench_stages,
+    "render": bench_render,
+    "concurrency": bench_concurrency,
 }
 
 
