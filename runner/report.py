@@ -40,6 +40,8 @@ class StageReport(msgspec.Struct, kw_only=True):
     crossed_ceiling_at_s: float | None = None
     gone_after_crossing_s: float | None = None
     killed_by_os: bool = False
+    run_rss_after_bytes: int = 0
+    """The whole run's RSS (parent plus anything still running) right after this stage ended."""
     warnings: list[str] = []
     phases: dict[str, float] = {}
     message: str = ""

@@ -226,6 +226,7 @@ def _run_stage(
             outcome = _execute_in_process(call, opts.limits.poll_s, on_event, cancel)
         else:
             outcome = _execute_in_child(call, stage_dir, opts, ceiling, cancel, observer, meter, on_event, on_warning)
+    report.run_rss_after_bytes = meter.sample()
     _fill_from_outcome(report, outcome)
     _finish(report, run_dir, spec, expected_hash, outcome)
     return report

@@ -65,6 +65,7 @@ def test_isolation_none_runs_the_same_stages_in_the_parent_with_the_same_reports
     assert [s["status"] for s in results["none"]["stages"]] == ["done", "done"]
     # in one process the 50 MB of `a` may stay resident; the isolated parent never holds a stage's memory
     assert results["process"]["parent_peak_rss_bytes"] < results["none"]["parent_peak_rss_bytes"]
+    assert all(s["run_rss_after_bytes"] < 100 * 2**20 for s in results["process"]["stages"])
 
 
 def test_isolation_none_reports_a_failing_stage_like_the_isolated_runner(tmp_path):

@@ -246,17 +246,8 @@ def _run_short(work: Path, name: str, *extra: str, script: str = PIPELINE_SCRIPT
 
 
 def _after_each_stage(report: dict) -> list[int]:
-    """The run's RSS (parent plus stages, from the report's own timeline) just after each stage ended."""
-    timeline = report["timeline"]
-    left = []
-    for stage in report["stages"]:
-        if stage["started_at_s"] is None:
-            continue
-        end = stage["started_at_s"] + stage["wall_s"]
-        after = [rss for t, rss in timeline if end + 0.05 <= t <= end + 1.0]
-        if after:
-            left.append(min(after))
-    return left
+    """The run's RSS (parent plus anything running) right after each stage ended, as the runner sampled it."""
+    return [s["run_rss_after_bytes"] for s in report["stages"] if s["status"] == "done"]
 
 
 def bench_isolation(results: Results, work: Path, repeats: int) -> None:
