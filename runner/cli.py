@@ -15,8 +15,6 @@ from pathlib import Path
 from ipc.params import CATEGORIES, PLATFORMS
 from ipc.pipeline import STAGE_NAMES
 
-MAX_TOPIC_CHARS = 200
-EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,13 +25,12 @@ from ipc.files import ArtifactError, read_struct, write_struct
 from ipc.params import CATEGORIES, PipelineParams
 from ipc.pipeline import DEFAULT_PIPELINE, StageSpec
 from ipc.sizes import SizeError, parse_size
+from ipc.text import MAX_TOPIC_CHARS, TextError, tidy_topic
 from runner.errors import UsageError
 from runner.limits import Limits, load_limits, parse_limit_override
 from runner.pipeline_file import load_pipeline
 from runner.report import RunReport, report_json, summary_table
 from runner.run import RunManifest, RunOptions, run_pipeline
-
-MAX_TOPIC_CHARS = 200
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -182,15 +181,10 @@ def _existing_dir(path: Path) -> Path:
 
 
 def validate_topic(topic: str) -> str:
-    topic = " ".join(topic.split())
-    if not topic:
-        raise UsageError("--topic is empty; give a subject such as --topic \"Why octopuses have three hearts\"")
-    if len(topic) > MAX_TOPIC_CHARS:
-        raise UsageError(
-            f"--topic is {len(topic)} characters; a topic is a subject of at most {MAX_TOPIC_CHARS}"
-            " characters (to narrate your own text, put it in a file and pass --script FILE)"
-        )
-    return topic
+    try:
+        return tidy_topic(topic)
+    except TextError as exc:
+        raise UsageError(f"--topic: {exc}") from None
 
 
 def read_script_file(path: Path) -> str:

@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ipc.artifacts import Segment, Timeline
+from ipc.artifacts import Timeline
 from ipc.params import RenderParams
 from stages.captions import HIGHLIGHT_RGB, CaptionStyle, Font, WordEvent, word_events
 from stages.harness import StageContext, StageError

@@ -14,16 +14,15 @@ write the narration (that is `stages.script`).
 from __future__ import annotations
 
 import re
-import unicodedata
 
 from ipc.artifacts import Theme
+from ipc.text import TextError, looks_binary, tidy_topic
 from ipc.params import CATEGORIES, ThemeParams
 from stages.harness import StageContext, StageError, stage_main
 from stages.llm import ChatBackend, open_backend
 
 Params = ThemeParams
 
-MAX_TOPIC_CHARS = 200
 """Same bound as the runner's --topic check: a subject, not a script."""
 THEME_ATTEMPTS = 5
 TOPIC_WORDS = (2, 16)
@@ -135,19 +134,6 @@ def markup_left(text: str) -> str | None:
     return next((why for bad, why in checks if bad), None)
 
 
-def looks_binary(text: str) -> bool:
-    """True for text that is not human language: NULs, control bytes, decode damage, or almost no letters."""
-    if "\x00" in text or "\ufffd" in text:
-        return True
-    if any(unicodedata.category(c) in ("Cc", "Co", "Cs") and c not in "\n\r\t\f" for c in text):
-        return True
-    visible = [c for c in text if not c.isspace()]
-    # Too little text to judge by proportions: "1969" is a fine topic.
-    if len(visible) < 20:
-        return False
-    return sum(1 for c in visible if c.isalpha()) / len(visible) < 0.5
-
-
 def word_count(text: str) -> int:
     return len(text.split())
 
@@ -170,19 +156,10 @@ def run(ctx: StageContext, params: ThemeParams) -> Theme:
 
 def validate_topic(topic: str) -> str:
     """The topic with its whitespace tidied, or a StageError saying what is wrong with it."""
-    if looks_binary(topic):
-        raise StageError("the topic is not readable text (binary or control characters); give a plain subject")
-    tidy = " ".join(topic.split())
-    if not tidy:
-        raise StageError('the topic is empty; give a subject such as "Why octopuses have three hearts"')
-    if len(tidy) > MAX_TOPIC_CHARS:
-        raise StageError(
-            f"the topic is {len(tidy)} characters; a topic is a subject of at most {MAX_TOPIC_CHARS} characters"
-            " (to narrate your own text, pass it as a script)"
-        )
-    if not re.search(r"\w", tidy):
-        raise StageError(f"the topic {tidy!r} has no words; give a subject such as \"How volcanoes form\"")
-    return tidy
+    try:
+        return tidy_topic(topic)
+    except TextError as exc:
+        raise StageError(str(exc)) from None
 
 
 def theme_from_topic(topic: str, category: str | None = None) -> Theme:

@@ -11,29 +11,14 @@ from pathlib import Path
 
 import psutil
 
+from tools.balloon import write_pipeline
+
 RUNNER = [sys.executable, "-m", "runner.cli"]
 
 
 def balloon_pipeline(path: Path, *stages: dict) -> Path:
     """Write a developer pipeline of balloon stages; each dict holds name, ceiling and params."""
-    lines = []
-    previous = None
-    for stage in stages:
-        params = ", ".join(f"{k} = {json.dumps(v)}" for k, v in stage.get("params", {}).items())
-        inputs = stage.get("inputs", [previous] if previous else [])
-        lines += [
-            "[[stage]]",
-            f'name = "{stage["name"]}"',
-            f'module = "{stage.get("module", "tools.balloon")}"',
-            f'output = "{stage.get("output", "balloon")}"',
-            f"inputs = {json.dumps(inputs)}",
-            f'ceiling = "{stage.get("ceiling", "1G")}"',
-            f"params = {{ {params} }}",
-            "",
-        ]
-        previous = stage["name"]
-    path.write_text("\n".join(lines))
-    return path
+    return write_pipeline(path, *stages)
 
 
 def marker_env() -> tuple[dict[str, str], str]:

@@ -4,8 +4,6 @@ import json
 
 import pytest
 
-from ipc.artifacts import Balloon
-from ipc.files import write_struct
 from ipc.sizes import SizeError, parse_size
 from tests.runner_helpers import balloon_pipeline, run_cli
 
@@ -40,7 +38,7 @@ def _assert_usage_error(out, *words):
     (["--limit", "tts"], ["STAGE=SIZE"]),
     (["--only", "nosuchstage"], ["nosuchstage"]),
     (["--limits", "missing.toml"], ["missing.toml", "not found"]),
-    (["--topic", "   "], ["--topic is empty"]),
+    (["--topic", "   "], ["topic is empty"]),
     (["--topic", "x" * 5000], ["5000 characters"]),
     (["--script", "missing.txt"], ["missing.txt", "not found"]),
     (["--jobs", "2", "--topic", "a"], ["--topics-file"]),

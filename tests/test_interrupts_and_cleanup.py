@@ -1,6 +1,5 @@
 """Ctrl-C, kill -9 and memory release: nothing survives, nothing half-written is trusted."""
 
-import os
 import signal
 import subprocess
 import threading

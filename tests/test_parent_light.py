@@ -16,7 +16,7 @@ with contextlib.redirect_stdout(io.StringIO()):
         pass
 import runner.cli, runner.session, runner.run, runner.watchdog, runner.batch, runner.display, runner.report
 import runner.limits, runner.budget, runner.meter, runner.pipeline_file
-import ipc.artifacts, ipc.files, ipc.messages, ipc.params, ipc.pipeline, ipc.sizes
+import ipc.artifacts, ipc.files, ipc.messages, ipc.params, ipc.pipeline, ipc.sizes, ipc.text, runner.probe
 print(",".join(sorted(m for m in {heavy!r} if m in sys.modules)))
 """
 

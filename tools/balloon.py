@@ -11,9 +11,11 @@ child's entry.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import msgspec
 
@@ -53,6 +55,31 @@ def grow(mb: int, rate_mb_s: float, on_step=None) -> list[bytearray]:
         if ahead > 0:
             time.sleep(ahead)
     return held
+
+
+def write_pipeline(path: Path, *stages: dict) -> Path:
+    """A developer pipeline file of balloon stages, each after the one before unless `inputs` says otherwise.
+
+    Each dict holds `name` and optionally `ceiling`, `params`, `inputs`, `module` and `output`.
+    """
+    lines: list[str] = []
+    previous = None
+    for stage in stages:
+        params = ", ".join(f"{key} = {json.dumps(value)}" for key, value in stage.get("params", {}).items())
+        inputs = stage.get("inputs", [previous] if previous else [])
+        lines += [
+            "[[stage]]",
+            f'name = "{stage["name"]}"',
+            f'module = "{stage.get("module", "tools.balloon")}"',
+            f'output = "{stage.get("output", "balloon")}"',
+            f"inputs = {json.dumps(inputs)}",
+            f'ceiling = "{stage.get("ceiling", "1G")}"',
+            f"params = {{ {params} }}",
+            "",
+        ]
+        previous = stage["name"]
+    path.write_text("\n".join(lines))
+    return path
 
 
 def run(ctx: StageContext, params: BalloonParams, **_inputs) -> Balloon:

@@ -31,6 +31,7 @@ import psutil
 
 from ipc.sizes import format_size
 from runner.watchdog import TreeSampler
+from tools.balloon import write_pipeline
 
 MiB = 1024 * 1024
 RUNNER = [sys.executable, "-m", "runner.cli"]
@@ -106,17 +107,7 @@ def median(values):
 
 
 def balloon_pipeline(path: Path, stages: list[dict]) -> Path:
-    lines = []
-    previous = None
-    for stage in stages:
-        params = ", ".join(f"{k} = {json.dumps(v)}" for k, v in stage.get("params", {}).items())
-        inputs = [previous] if previous else []
-        lines += ["[[stage]]", f'name = "{stage["name"]}"', 'module = "tools.balloon"', 'output = "balloon"',
-                  f"inputs = {json.dumps(inputs)}", f'ceiling = "{stage.get("ceiling", "2G")}"',
-                  f"params = {{ {params} }}", ""]
-        previous = stage["name"]
-    path.write_text("\n".join(lines))
-    return path
+    return write_pipeline(path, *[{"ceiling": "2G", **stage} for stage in stages])
 
 
 def cmd(argv: list[str]) -> str:
