@@ -27,7 +27,7 @@ from runner.limits import Limits
 from runner.meter import MemoryMeter
 from runner.report import downsample, Sample
 from runner.run import EXIT_CODES, run_pipeline, plan_ceilings
-from runner.session import _display, default_run_dir, interrupt_handling, run_options, validate_topic
+from runner.session import display_for, default_run_dir, interrupt_handling, run_options, validate_topic
 
 
 class BatchItem(msgspec.Struct, kw_only=True):
@@ -87,7 +87,7 @@ def run_batch(args: argparse.Namespace, limits: Limits, pipeline: tuple[StageSpe
         work.put(opts)
     results: dict[str, object] = {}
     start = time.monotonic()
-    with interrupt_handling() as cancel, _display(args) as observer, MemoryMeter(limits.poll_s) as meter:
+    with interrupt_handling() as cancel, display_for(args) as observer, MemoryMeter(limits.poll_s) as meter:
         def worker() -> None:
             while not cancel.is_set():
                 try:

@@ -297,13 +297,12 @@ def _execute_in_process(call: StageCall, poll_s: float, on_event: Callable, canc
         sampler.join()
     samples.append((time.monotonic() - start, me.memory_info().rss))
     cpu_end = me.cpu_times()
-    outcome = ProcessOutcome(
+    return ProcessOutcome(
         status=status, exit_code=exit_code, signal=None, sampled_peak=max(rss for _, rss in samples),
         ru_maxrss=0, wall_s=time.monotonic() - start,
         cpu_s=(cpu_end.user + cpu_end.system) - (cpu_start.user + cpu_start.system), samples=samples,
+        message=message,
     )
-    outcome.in_process_message = message  # type: ignore[attr-defined]
-    return outcome
 
 
 def _fill_from_outcome(report: StageReport, outcome: ProcessOutcome) -> None:
@@ -322,7 +321,6 @@ def _fill_from_outcome(report: StageReport, outcome: ProcessOutcome) -> None:
 
 
 def _finish(report: StageReport, run_dir: Path, spec: StageSpec, expected_hash: str, outcome: ProcessOutcome) -> None:
-    in_process_message = getattr(outcome, "in_process_message", None)
     if report.status == "done":
         artifact = run_dir / artifact_path(spec.name)
         try:
@@ -347,7 +345,7 @@ def _finish(report: StageReport, run_dir: Path, spec: StageSpec, expected_hash: 
     elif report.status == "interrupted":
         report.message = f"stage {spec.name} interrupted; finished artifacts are kept"
     else:
-        tail = in_process_message if in_process_message is not None else _log_tail(run_dir / report.log)
+        tail = outcome.message or _log_tail(run_dir / report.log)
         how = f"exit code {report.exit_code}" if report.signal is None else f"signal {report.signal}"
         report.message = f"stage {spec.name} failed ({how}): {tail}".rstrip()
 

@@ -43,7 +43,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     if args.jobs != 1:
         raise UsageError("--jobs needs --topics-file (one topic a line)")
     opts = run_options(args, limits, pipeline, max_ram, run_dir=args.run_dir, topic=args.topic)
-    with interrupt_handling() as cancel, _display(args) as observer:
+    with interrupt_handling() as cancel, display_for(args) as observer:
         report = run_pipeline(opts, observer, cancel)
     print_outcome(args, report)
     return report.exit_code or 0
@@ -231,7 +231,7 @@ def interrupt_handling() -> Iterator[threading.Event]:
 
 
 @contextlib.contextmanager
-def _display(args: argparse.Namespace):
+def display_for(args: argparse.Namespace):
     from runner.display import LiveDisplay, PlainDisplay
 
     if sys.stdout.isatty() and not args.json:

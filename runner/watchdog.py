@@ -56,6 +56,8 @@ class ProcessOutcome:
     gone_after_crossing_s: float | None = None
     killed_by_os: bool = False
     survivors: list[int] = field(default_factory=list)
+    message: str = ""
+    """Why it failed, when known without reading its log (a stage run in the supervisor's own process)."""
 
     @property
     def peak(self) -> int:

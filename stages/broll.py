@@ -30,6 +30,7 @@ from pathlib import Path
 from ipc.artifacts import Candidate, Candidates, Script, SkippedSource
 from ipc.params import BrollParams
 from stages.harness import StageContext, StageError, stage_main
+from stages.media import ffmpeg_exe
 
 Params = BrollParams
 
@@ -46,12 +47,12 @@ IMAGE_DEMUXERS = ("image2",)
 FfmpegRunner = Callable[[list[str], float], "subprocess.CompletedProcess[str]"]
 
 
-class MediaError(Exception):
+class UnusableMedia(Exception):
     """A file or URL that cannot become a candidate; the message is the recorded reason."""
 
 
 @dataclass(frozen=True)
-class MediaInfo:
+class VisualFacts:
     media: str  # "video" or "still"
     width: int
     height: int
@@ -63,7 +64,7 @@ class Fetched:
     """A payload on disk with what is known about it, before it becomes a `Candidate`."""
 
     path: Path
-    info: MediaInfo
+    info: VisualFacts
     title: str
     origin: str
     description: str = ""
@@ -193,14 +194,8 @@ def _candidate(ctx: StageContext, cid: str, source: str, query: str, fetched: Fe
 # ---------------------------------------------------------------- probing with ffmpeg
 
 
-def ffmpeg_exe() -> str:
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def probe_media(path: Path) -> MediaInfo:
-    """Read a file's stream facts with `ffmpeg -i` and decode one frame; raise MediaError if unusable."""
+def probe_media(path: Path) -> VisualFacts:
+    """Read a file's stream facts with `ffmpeg -i` and decode one frame; raise UnusableMedia if unusable."""
     cmd = [
         ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path),
         "-map", "0:v:0", "-frames:v", "1", "-f", "null", "-",
@@ -208,30 +203,30 @@ def probe_media(path: Path) -> MediaInfo:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        raise MediaError(f"ffmpeg could not read it within {PROBE_TIMEOUT_S:g} s") from None
+        raise UnusableMedia(f"ffmpeg could not read it within {PROBE_TIMEOUT_S:g} s") from None
     return parse_probe(done.stderr, done.returncode)
 
 
-def parse_probe(stderr: str, returncode: int) -> MediaInfo:
-    """Turn `ffmpeg -i ... -frames:v 1 -f null -` stderr into MediaInfo, or the reason it is unusable."""
+def parse_probe(stderr: str, returncode: int) -> VisualFacts:
+    """Turn `ffmpeg -i ... -frames:v 1 -f null -` stderr into VisualFacts, or the reason it is unusable."""
     demuxer = re.search(r"^Input #0, (.+?), from ", stderr, re.MULTILINE)
     if demuxer is None:
-        raise MediaError(f"not a media file ffmpeg can read ({_last_line(stderr)})")
+        raise UnusableMedia(f"not a media file ffmpeg can read ({_last_line(stderr)})")
     video = _video_stream_line(stderr)
     if video is None:
-        raise MediaError("has no video or image stream")
+        raise UnusableMedia("has no video or image stream")
     if returncode != 0:
-        raise MediaError(f"ffmpeg could not decode a frame ({_last_line(stderr)})")
+        raise UnusableMedia(f"ffmpeg could not decode a frame ({_last_line(stderr)})")
     size = re.search(r"[ ,](\d{2,5})x(\d{2,5})\b", video)
     if size is None:
-        raise MediaError("ffmpeg reported no frame size")
+        raise UnusableMedia("ffmpeg reported no frame size")
     width, height = int(size.group(1)), int(size.group(2))
     if re.search(r"rotation of -?(90|270)\.", stderr):
         width, height = height, width
     duration = _duration(stderr)
     kind = demuxer.group(1)
     still = kind in IMAGE_DEMUXERS or kind.endswith("_pipe") or duration is None or duration <= 0.05
-    return MediaInfo("still" if still else "video", width, height, None if still else duration)
+    return VisualFacts("still" if still else "video", width, height, None if still else duration)
 
 
 def _video_stream_line(stderr: str) -> str | None:
@@ -254,7 +249,7 @@ def _last_line(text: str) -> str:
     return lines[-1][:200] if lines else "no output"
 
 
-def over_caps(info: MediaInfo, params: BrollParams) -> str | None:
+def over_caps(info: VisualFacts, params: BrollParams) -> str | None:
     """Why a downloaded file breaks the configured caps, or None when it fits."""
     if info.duration_s is not None and info.duration_s > params.max_clip_s + 0.5:
         return f"{info.duration_s:.1f} s is longer than broll.max_clip_s={params.max_clip_s:g}"
@@ -278,7 +273,7 @@ def collect_builtin(
         try:
             path = write_png(still, ctx.out_dir)
             info = probe_media(path)
-        except (ModuleNotFoundError, OSError, ValueError, MediaError) as exc:
+        except (ModuleNotFoundError, OSError, ValueError, UnusableMedia) as exc:
             skipped.append(SkippedSource(f"builtin:{still.name}", f"not available offline ({exc})"))
             continue
         fetched = Fetched(path, info, still.title, f"skimage.data.{still.name}", still.description, list(still.tags))
@@ -319,7 +314,7 @@ def collect_local(ctx: StageContext, params: BrollParams) -> tuple[list[Candidat
         ctx.progress(f"probing {path.name}", index / max(len(files), 1))
         try:
             info = probe_media(path)
-        except MediaError as exc:
+        except UnusableMedia as exc:
             skipped.append(SkippedSource(str(path), str(exc)))
             continue
         cid = _unique_id(f"local-{_slug(path.relative_to(root).with_suffix('').as_posix())}", items)
@@ -385,7 +380,7 @@ def collect_urls(ctx: StageContext, params: BrollParams) -> tuple[list[Candidate
         cid = f"url-{index + 1}"
         try:
             fetched = download(url, ctx.out_dir, cid, params)
-        except MediaError as exc:
+        except UnusableMedia as exc:
             skipped.append(SkippedSource(url, str(exc)))
             continue
         items.append(_candidate(ctx, cid, "urls", "", fetched))
@@ -417,7 +412,7 @@ def collect_youtube(
         ctx.progress(f"searching: {query}", q_index / max(len(queries), 1))
         try:
             hits = search_videos(search_target(query, params.per_query * SEARCH_OVERFETCH), params)
-        except MediaError as exc:
+        except UnusableMedia as exc:
             skipped.append(SkippedSource(f"search:{query}", str(exc)))
             continue
         found = 0
@@ -430,7 +425,7 @@ def collect_youtube(
             cid = f"yt-{_safe_id(hit.id)}"
             try:
                 fetched = download(hit.url, ctx.out_dir, cid, params)
-            except MediaError as exc:
+            except UnusableMedia as exc:
                 skipped.append(SkippedSource(hit.url, str(exc)))
                 continue
             items.append(_candidate(ctx, cid, "youtube", query, fetched))
@@ -449,7 +444,7 @@ def search_videos(target: str, params: BrollParams) -> list[SearchHit]:
     try:
         listing = json.loads(stdout)
     except json.JSONDecodeError:
-        raise MediaError(f"search gave no results ({_ytdlp_error(stderr + stdout)})") from None
+        raise UnusableMedia(f"search gave no results ({_ytdlp_error(stderr + stdout)})") from None
     return parse_search(listing, params.max_clip_s)
 
 
@@ -481,7 +476,7 @@ def download(url: str, out_dir: Path, cid: str, params: BrollParams) -> Fetched:
         media = _downloaded_file(work, info)
         probe = probe_media(media)
         if reason := over_caps(probe, params):
-            raise MediaError(reason)
+            raise UnusableMedia(reason)
         return _keep_download(work, media, out_dir, cid, probe, info, url)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -527,9 +522,9 @@ def _run_bounded(cmd: list[str], timeout_s: float, what: str) -> tuple[str, str]
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            raise MediaError(f"{what} took longer than {timeout_s:g} s and was stopped") from None
+            raise UnusableMedia(f"{what} took longer than {timeout_s:g} s and was stopped") from None
     if proc.returncode != 0:
-        raise MediaError(_ytdlp_error(stderr + stdout))
+        raise UnusableMedia(_ytdlp_error(stderr + stdout))
     return stdout, stderr
 
 
@@ -545,20 +540,20 @@ def _read_info(path: Path, output: str, params: BrollParams) -> dict:
     if lines:
         return json.loads(lines[-1])
     if "larger than max-filesize" in output:
-        raise MediaError(f"larger than broll.max_filesize_mb={params.max_filesize_mb}")
+        raise UnusableMedia(f"larger than broll.max_filesize_mb={params.max_filesize_mb}")
     if "does not pass filter" in output:
-        raise MediaError(f"longer than broll.max_clip_s={params.max_clip_s:g} or a live stream")
-    raise MediaError(f"yt-dlp downloaded nothing ({_ytdlp_error(output)})")
+        raise UnusableMedia(f"longer than broll.max_clip_s={params.max_clip_s:g} or a live stream")
+    raise UnusableMedia(f"yt-dlp downloaded nothing ({_ytdlp_error(output)})")
 
 
 def _downloaded_file(work: Path, info: dict) -> Path:
     path = Path(info.get("filepath") or "")
     if not path.is_file() or work.resolve() not in path.resolve().parents:
-        raise MediaError("yt-dlp reported a download that is not in its folder")
+        raise UnusableMedia("yt-dlp reported a download that is not in its folder")
     return path
 
 
-def _keep_download(work: Path, media: Path, out_dir: Path, cid: str, probe: MediaInfo, info: dict, url: str) -> Fetched:
+def _keep_download(work: Path, media: Path, out_dir: Path, cid: str, probe: VisualFacts, info: dict, url: str) -> Fetched:
     target = out_dir / f"{cid}{media.suffix.lower()}"
     shutil.move(media, target)
     thumbs = sorted(work.glob("thumb.*"))

@@ -373,11 +373,12 @@ def frame_offsets(candidate: Candidate, per_clip: int) -> list[float]:
 
 def extract_frame(path: Path, offset_s: float):
     """One frame at `offset_s` as an RGB PIL image scaled to a short side of FRAME_SHORT_SIDE, or None."""
-    import imageio_ffmpeg
     from PIL import Image
 
+    from stages.media import ffmpeg_exe
+
     side = FRAME_SHORT_SIDE
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error"]
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error"]
     if offset_s > 0:
         cmd += ["-ss", f"{offset_s:.3f}"]
     cmd += [

@@ -253,7 +253,7 @@ def test_urls_that_all_fail_are_an_error(tmp_path, run_stage_inline, server):
 
 def test_downloads_are_capped_in_height(tmp_path, server):
     params = BrollParams(max_height=100)
-    with pytest.raises(broll.MediaError, match="max_height=100"):
+    with pytest.raises(broll.UnusableMedia, match="max_height=100"):
         broll.download(f"{server}/clip.mp4", tmp_path, "tall", params)
 
 

@@ -389,6 +389,21 @@ def bench_concurrency(results: Results, work: Path, repeats: int) -> None:
                 "peak under --max-ram", median(figures["jobs2_peak"]) < 3 * 1024 * MiB, command.format(2))
 
 
+def bench_budget(results: Results, work: Path, repeats: int) -> None:
+    """The main job, SmolLM2 script included, under the --max-ram the target names."""
+    argv = [*RUNNER, "--topic", "Why octopuses have three hearts", "--seed", "3", "--max-ram", "1.5G",
+            "--run-dir", str(work / "budget"), "--json"]
+    m = measure(argv, cwd=work)
+    report = json.loads(m.stdout) if m.stdout.strip() else {"status": f"exit {m.returncode}", "stages": []}
+    heaviest = max(report["stages"], key=lambda s: s["peak_rss_bytes"], default=None)
+    results.raw["budget"] = {"status": report["status"], "peak_sampled_outside": m.peak_rss, "wall_s": m.wall_s}
+    results.add("budget", "the default pipeline (SmolLM2 script) under --max-ram 1.5G",
+                f"{report['status']}, peak {format_size(m.peak_rss)} (sampled outside), {m.wall_s:.0f} s"
+                + (f"; heaviest stage {heaviest['name']} {format_size(heaviest['peak_rss_bytes'])}" if heaviest else ""),
+                "finishes", report["status"] == "done",
+                'aishorts-runner --topic "Why octopuses have three hearts" --seed 3 --max-ram 1.5G')
+
+
 SECTIONS = {
     "startup": bench_startup,
     "watchdog": bench_watchdog,
@@ -397,6 +412,7 @@ SECTIONS = {
     "stages": bench_stages,
     "render": bench_render,
     "concurrency": bench_concurrency,
+    "budget": bench_budget,
 }
 
 
@@ -410,12 +426,13 @@ def machine() -> dict:
     }
 
 
-def write_markdown(path: Path, results: Results, info: dict, argv: list[str]) -> None:
+def write_markdown(path: Path, results: Results, info: dict, commands: list[str]) -> None:
+    made_by = ", then ".join(f"`{c}`" for c in commands)
     lines = [
         "# Benchmarks",
         "",
         f"Measured on {info['date']}: {info['cores']} cores, {info['memory']} of memory, Python {info['python']}.",
-        f"Made by `python -m tools.bench {' '.join(argv)}`; raw figures in `benchmarks.json`.",
+        f"Made by {made_by}; raw figures in `benchmarks.json`. Each row names the runs it measured.",
         "Figures are medians of several runs; ratios come from runs made side by side in the same invocation.",
         "",
     ]
@@ -430,6 +447,15 @@ def write_markdown(path: Path, results: Results, info: dict, argv: list[str]) ->
     path.write_text("\n".join(lines) + "\n")
 
 
+def _merge_previous(results: Results, previous: dict) -> None:
+    """Earlier rows of the sections not run now, in their earlier order, before this run's rows."""
+    fresh = {row.section for row in results.rows}
+    kept = [Row(**row) for row in previous.get("rows", []) if row["section"] not in fresh]
+    results.rows[:0] = kept
+    for key, value in previous.get("raw", {}).items():
+        results.raw.setdefault(key, value)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
@@ -437,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated: " + ", ".join(SECTIONS))
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks.json")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other sections' rows from the existing --json file; replace only those run now")
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SECTIONS]
@@ -449,8 +477,14 @@ def main(argv: list[str] | None = None) -> int:
         for name in chosen:
             print(f"[{name}]", flush=True)
             SECTIONS[name](results, Path(tmp), repeats)
-    write_markdown(args.out, results, info, argv)
-    args.json.write_text(json.dumps({"machine": info, "rows": [asdict(r) for r in results.rows], "raw": results.raw}, indent=2))
+    commands = [" ".join(["python -m tools.bench", *argv])]
+    if args.merge and args.json.exists():
+        previous = json.loads(args.json.read_text())
+        _merge_previous(results, previous)
+        commands = previous.get("commands", []) + commands
+    write_markdown(args.out, results, info, commands)
+    args.json.write_text(json.dumps({"machine": info, "commands": commands, "rows": [asdict(r) for r in results.rows],
+                                     "raw": results.raw}, indent=2))
     missed = [r for r in results.rows if r.met is False]
     print(f"{len(results.rows)} figures, {len(missed)} targets missed; see {args.out}")
     return 0
