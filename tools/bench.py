@@ -203,7 +203,8 @@ def bench_release(results: Results, work: Path, repeats: int) -> None:
         proc.wait()
     results.raw["release_s"] = delays
     delay = median(delays)
-    results.add("release", "available memory back within 50 MB after an 800 MB stage exits (median)",
+    results.add("release", "available memory back within 50 MB of its level before an 800 MB stage,"
+                " counted from the supervisor reporting the stage done (median)",
                 f"{delay * 1000:.0f} ms", "< 1 s", delay < 1.0, "aishorts-runner --pipeline release.toml")
 
 
