@@ -139,25 +139,25 @@ def probe_stage(run_dir: Path, spec: StageSpec, pipeline, manifest: RunManifest,
             ok, peak = attempt(hi)
         lo = 0
         passing_peak = peak
-        # The answer lies near the measured peak: bracket it there before bisecting.
-        for candidate in (_round_up(peak * 11 // 10, step), _round_up(peak, step) - step):
-            if not lo < candidate < hi:
-                continue
+        # The answer lies near the measured peak: bracket it there, then bisect.
+        bracket = [_round_up(peak * 11 // 10, step), _round_up(peak, step) - step]
+        while (candidate := _next_candidate(lo, hi, step, bracket)) is not None:
             ok, attempt_peak = attempt(candidate)
             if ok:
                 hi, passing_peak = candidate, attempt_peak
             else:
                 lo = candidate
-        while hi - lo > step:
-            mid = _round_up((lo + hi) // 2, step)
-            if mid >= hi or mid <= lo:
-                break
-            ok, attempt_peak = attempt(mid)
-            if ok:
-                hi, passing_peak = mid, attempt_peak
-            else:
-                lo = mid
     return Finding(spec.name, hi, lo or None, passing_peak, configured, attempts)
+
+
+def _next_candidate(lo: int, hi: int, step: int, bracket: list[int]) -> int | None:
+    """The next ceiling to try between a failing `lo` and a passing `hi`, or None when they are a step apart."""
+    while bracket:
+        candidate = bracket.pop(0)
+        if lo < candidate < hi:
+            return candidate
+    mid = _round_up((lo + hi) // 2, step)
+    return mid if hi - lo > step and lo < mid < hi else None
 
 
 def _round_up(value: int, step: int) -> int:
