@@ -24,6 +24,8 @@ class StageCall(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     output_kind: str
     params: msgspec.Raw = msgspec.Raw(b"{}")
     device: str = "auto"
+    threads: int = 0
+    """CPU threads the stage may use (0: as many as it likes); set when pipelines share the cores."""
     ceiling_bytes: int = 0
     progress_fd: int | None = None
 

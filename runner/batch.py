@@ -10,6 +10,7 @@ with `batch.json` and a table.
 from __future__ import annotations
 
 import argparse
+import os
 import queue
 import re
 import sys
@@ -79,8 +80,11 @@ def run_batch(args: argparse.Namespace, limits: Limits, pipeline: tuple[StageSpe
         slug = re.sub(r"[^a-z0-9]+", "-", topic.lower()).strip("-")[:40]
         run_dir = batch_dir / f"{index:02d}-{slug}"
         runs.append(run_options(args, limits, pipeline, max_ram, run_dir=run_dir, topic=topic, label=f"{index:02d}"))
+    side_by_side = min(args.jobs, len(runs))
     for opts in runs:
         plan_ceilings(opts)  # fail before anything starts if a stage cannot fit
+        if side_by_side > 1:  # pipelines share the cores instead of each stage fighting for all of them
+            opts.threads = max(1, len(os.sched_getaffinity(0)) // side_by_side)
     budget = MemoryBudget(None if max_ram is None else max_ram - limits.parent_reserve)
     work: queue.Queue = queue.Queue()
     for opts in runs:
@@ -99,7 +103,7 @@ def run_batch(args: argparse.Namespace, limits: Limits, pipeline: tuple[StageSpe
                 except UsageError as exc:  # e.g. a saved artifact missing for --only in this run
                     results[str(opts.run_dir)] = exc
 
-        threads = [threading.Thread(target=worker, name=f"pipeline-{i}") for i in range(min(args.jobs, len(runs)))]
+        threads = [threading.Thread(target=worker, name=f"pipeline-{i}") for i in range(side_by_side)]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -66,6 +66,8 @@ class RunOptions:
     start_from: str | None = None
     only: str | None = None
     device: str = "auto"
+    threads: int = 0
+    """CPU threads each stage may use; 0 leaves it to the stage (a single run has the machine to itself)."""
     resume_args: list[str] = field(default_factory=list)
     """Options besides --run-dir, --max-ram and --limit that a rerun must repeat (e.g. --limits FILE)."""
     label: str = ""
@@ -202,7 +204,8 @@ def _run_stage(
         stage=spec.name, module=spec.module, run_dir=str(run_dir.resolve()), out_dir=str(stage_dir.resolve()),
         inputs={name: artifact_path(name) for name in spec.inputs},
         input_kinds={name: kinds[name] for name in spec.inputs},
-        output_kind=spec.output, params=msgspec.Raw(params), device=opts.device, ceiling_bytes=ceiling,
+        output_kind=spec.output, params=msgspec.Raw(params), device=opts.device, threads=opts.threads,
+        ceiling_bytes=ceiling,
     )
     report = StageReport(name=spec.name, status="running", ceiling_bytes=ceiling, log=f"{spec.name}/stage.log")
 

@@ -28,6 +28,12 @@ from ipc.messages import ProgressEvent, StageCall, progress_encoder
 from ipc.pipeline import artifact_path
 
 ProgressSink = Callable[[ProgressEvent], None]
+_cpu_budget: int = 0
+
+
+def cpu_budget() -> int:
+    """How many CPU threads this stage should use: its call's share when pipelines run side by side."""
+    return _cpu_budget or len(os.sched_getaffinity(0))
 
 
 class StageError(Exception):
@@ -92,6 +98,8 @@ def execute(call: StageCall, sink: ProgressSink | None = None) -> Artifact:
 
 
 def _run(call: StageCall, func: Callable[..., Any], params_type: type, sink: ProgressSink | None) -> Artifact:
+    global _cpu_budget
+    _cpu_budget = call.threads
     inputs = load_inputs(call)
     try:
         params = msgspec.json.decode(call.params, type=params_type, strict=True)

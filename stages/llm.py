@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ipc.params import LlmParams
-from stages.harness import StageContext, StageError
+from stages.harness import StageContext, StageError, cpu_budget
 
 Message = dict[str, str]
 
@@ -318,7 +318,7 @@ def _offline() -> None:
 def _generation_threads() -> int:
     """Token-by-token decoding of a 135M model gains little from threads and loses a lot when the
     cores are busy: on a loaded 2-core machine 1 thread ran 4-6x faster than 2."""
-    return max(1, min(4, (os.cpu_count() or 1) // 2))
+    return max(1, min(4, cpu_budget() // 2))
 
 
 def _torch_device(requested: str) -> str:

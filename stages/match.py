@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ipc.artifacts import Candidate, Candidates, Matches, RankedCandidate, Script, SentenceMatch
 from ipc.params import MatchParams
-from stages.harness import StageContext, StageError, stage_main
+from stages.harness import StageContext, StageError, cpu_budget, stage_main
 
 Params = MatchParams
 
@@ -178,7 +178,7 @@ def _offline() -> None:
 def _prepare_torch():
     import torch
 
-    threads = max(1, min(len(os.sched_getaffinity(0)), 4))
+    threads = max(1, min(cpu_budget(), 4))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return torch

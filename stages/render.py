@@ -18,6 +18,7 @@ where users look for them.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import subprocess
@@ -30,7 +31,7 @@ from ipc.artifacts import Caption, Render, Segment, Timeline
 from ipc.files import ArtifactError
 from ipc.params import RenderParams
 from stages.captions import CaptionStyle, Font, FontMissing, find_font, write_ass, write_srt
-from stages.harness import StageContext, StageError, stage_main
+from stages.harness import StageContext, StageError, cpu_budget, stage_main
 from stages.media import MediaError, MediaInfo, ffmpeg_exe, probe
 
 Params = RenderParams
@@ -271,8 +272,9 @@ def encoder_args(timeline: Timeline, params: Params) -> list[str]:
         "-c:a", "aac", "-b:a", timeline.audio_bitrate, "-ar", "48000", "-ac", "2",
         "-movflags", "+faststart", "-t", f"{timeline.duration_s:.6f}",
     ]
-    if params.threads > 0:
-        args += ["-threads", str(params.threads), "-filter_complex_threads", str(params.threads)]
+    threads = params.threads or (cpu_budget() if cpu_budget() < len(os.sched_getaffinity(0)) else 0)
+    if threads > 0:
+        args += ["-threads", str(threads), "-filter_complex_threads", str(threads)]
     return args
 
 

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from ipc.artifacts import Narration, Script, SentenceSpan, WordSpan
 from ipc.params import TtsParams
-from stages.harness import StageContext, StageError, stage_main
+from stages.harness import StageContext, StageError, cpu_budget, stage_main
 
 Params = TtsParams
 
@@ -210,7 +210,7 @@ class OnnxNarrator:
 
 def _threads() -> int:
     """Kokoro gains little past a few threads; more only fight the other stages for cores."""
-    return max(1, min(4, len(os.sched_getaffinity(0))))
+    return max(1, min(4, cpu_budget()))
 
 
 def _onnx_session(model: Path, device: str):

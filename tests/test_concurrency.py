@@ -1,6 +1,7 @@
 """Several pipelines under one --max-ram: stages wait for budget instead of overcommitting."""
 
 import json
+import os
 
 from ipc.sizes import parse_size
 from tests.runner_helpers import balloon_pipeline, run_cli
@@ -25,6 +26,11 @@ def test_two_jobs_under_a_budget_for_one_heavy_stage_both_finish_within_it(tmp_p
     # 600M less the 100M reserve leaves room for one 350M ceiling: one heavy stage waited for the other
     assert batch["waited_for_budget_s"] > 0.5
     assert batch["peak_rss_bytes"] < parse_size("600M")
+    # side by side, each stage is given its share of the cores instead of all of them
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    for item in batch["items"]:
+        call = json.loads((tmp_path / item["run_dir"] / "heavy" / "call.json").read_text())
+        assert call["threads"] == share
 
 
 def test_one_topics_failure_does_not_stop_the_others(tmp_path):
