@@ -96,9 +96,15 @@ class TimelineParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     transition_s: float = 0.25
 
 
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
+
+
 class RenderParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     renderer: Literal["ffmpeg", "moviepy"] = "ffmpeg"
-    preset: str = "veryfast"
+    # superfast: on a 35.8 s short at 8 Mbit/s it spent 19 s of x264 CPU against veryfast's 36 s,
+    # for 0.07 dB less luma PSNR (37.50 against 37.57) and SSIM 0.9814 against 0.9823.
+    preset: X264Preset = "superfast"
     threads: int = 0
 
 

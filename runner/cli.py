@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ipc.params import CATEGORIES, PLATFORMS
+from ipc.params import CATEGORIES, PLATFORMS, X264_PRESETS
 from ipc.pipeline import STAGE_NAMES
 
 
@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--scorer", choices=("auto", "clip", "text"), help="how visuals are matched to sentences")
     what.add_argument("--clip-model", help="CLIP model name in the local cache, or a folder")
     what.add_argument("--renderer", choices=("ffmpeg", "moviepy"), help="video renderer (default ffmpeg)")
+    what.add_argument("--encoder-preset", choices=X264_PRESETS,
+                      help="x264 preset of the ffmpeg renderer: slower ones spend more CPU for a little quality"
+                           " (default superfast)")
     what.add_argument("--no-music", action="store_true", default=None, help="no background music")
     what.add_argument("--seed", type=int, help="seed of the generated topic and script (default: a new one per run)")
 

@@ -152,6 +152,7 @@ def _apply_options(args: argparse.Namespace, params: PipelineParams) -> None:
         (args.scorer, lambda v: setattr(params.match, "scorer", v)),
         (args.clip_model, lambda v: setattr(params.match, "clip_model", v)),
         (args.renderer, lambda v: setattr(params.render, "renderer", v)),
+        (args.encoder_preset, lambda v: setattr(params.render, "preset", v)),
         (args.no_music, lambda v: setattr(params.timeline, "music", not v)),
     )
     for value, setter in setters:

@@ -219,6 +219,9 @@ def _onnx_session(model: Path, device: str):
     options = ort.SessionOptions()
     options.intra_op_num_threads = _threads()
     options.inter_op_num_threads = 1
+    # Idle pool threads sleep instead of spinning: 22.9 s of CPU for the bench script against 26.7 s,
+    # in the same wall time (13.2 s against 13.5 s, 2 threads); spun cycles are taken from the other stages.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CPUExecutionProvider"]
     if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")

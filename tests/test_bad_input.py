@@ -42,6 +42,7 @@ def _assert_usage_error(out, *words):
     (["--topic", "x" * 5000], ["5000 characters"]),
     (["--script", "missing.txt"], ["missing.txt", "not found"]),
     (["--jobs", "2", "--topic", "a"], ["--topics-file"]),
+    (["--encoder-preset", "turbo"], ["--encoder-preset", "turbo"]),
     (["--max-ram", "300M", "--topic", "octopus"], ["needs at least", "--max-ram"]),
 ])
 def test_bad_usage_is_exit_2_with_a_one_line_message(tmp_path, args, words):

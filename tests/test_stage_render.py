@@ -309,6 +309,26 @@ def test_segments_land_on_their_frames_and_crossfades_blend_with_two_ffmpegs_at_
     assert 60 < red < 200 and 60 < blue < 200, "half way through the crossfade"
 
 
+def test_only_the_crossfade_frames_pass_through_xfade(tmp_path):
+    """xfade works in 4:4:4; the rest of a segment must not be converted there and back, frame by frame."""
+    from stages.render import frame_plan, producer_graph
+
+    def still(start: float, end: float, fade: float) -> Segment:
+        return Segment(start=start, end=end, candidate_id="s", path="broll/s.png", media="still",
+                       motion="pan_left", transition_s=fade)
+
+    timeline = msgspec.structs.replace(make_timeline_stub(), duration_s=4.0,
+                                       segments=[still(0, 2, 0.0), still(2, 4, 0.5)])
+    cuts = frame_plan(timeline)
+    ctx = type("Ctx", (), {"path": lambda self, p: tmp_path / p})()
+    _inputs, graph = producer_graph(ctx, timeline, cuts, 1)
+    xfade = next(s for s in graph.split(";") if "xfade=" in s)
+    incoming = xfade.split("]")[1].lstrip("[")
+    head = next(s for s in graph.split(";") if s.endswith(f"[{incoming}]"))
+    assert f"trim=end_frame={cuts[1].fade_in}" in head and cuts[1].fade_in == 15
+    assert "concat=n=2" in graph
+
+
 def make_timeline_stub() -> Timeline:
     """A timeline's fixed fields (platform, bitrates, frame rate) for tests that set the rest."""
     preset = PLATFORMS["shorts"]

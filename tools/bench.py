@@ -29,6 +29,7 @@ from pathlib import Path
 
 import psutil
 
+from ipc.params import RenderParams
 from ipc.sizes import format_size
 from runner.watchdog import TreeSampler
 from tools.balloon import write_pipeline
@@ -329,7 +330,7 @@ def bench_render(results: Results, work: Path, repeats: int) -> None:
     floor_argv = [ffmpeg_exe(), "-v", "error", "-y", "-loop", "1", "-framerate", "30", "-i", str(source),
                   "-i", str(base / timeline["narration_wav"]), "-t", f"{duration:.3f}",
                   "-vf", "scale=1080:1920:force_original_aspect_ratio=increase,crop=1080:1920",
-                  "-c:v", "libx264", "-preset", "veryfast", "-b:v", timeline["video_bitrate"], "-pix_fmt", "yuv420p",
+                  "-c:v", "libx264", "-preset", RenderParams().preset, "-b:v", timeline["video_bitrate"], "-pix_fmt", "yuv420p",
                   "-r", "30", "-c:a", "aac", "-b:a", timeline["audio_bitrate"], "-movflags", "+faststart",
                   str(work / "floor.mp4")]
     for i in range(max(1, repeats // 2) + (0 if repeats == 1 else 1)):
