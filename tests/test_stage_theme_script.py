@@ -304,3 +304,35 @@ def test_the_local_smollm2_backend_writes_a_valid_short_script(run_stage_inline,
     phases = {e.message: e.phase_s for e in events if e.kind == "phase"}
     assert phases.keys() >= {"load_model", "generate"}
     assert script.attempts >= 3  # hook, call to action and at least one fact call
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_smollm2_is_converted_once_and_a_damaged_conversion_is_redone(tmp_path, monkeypatch):
+    """The GGUF is dequantised on first use only; later loads read the kept float32 copy, which answers alike."""
+    from stages.llm import LocalSmolLM, converted_smollm2, smollm2_gguf
+
+    monkeypatch.setenv("AISHORTS_CACHE", str(tmp_path))
+    folder, name = smollm2_gguf()
+    converted = converted_smollm2(folder / name)
+    assert converted.parent == tmp_path / "smollm2" and not converted.exists()
+    question = [{"role": "user", "content": "Name one ocean animal."}]
+
+    first = LocalSmolLM()
+    first.load()
+    weights = converted / "model.safetensors"
+    assert weights.is_file() and not list(converted.parent.glob(".*.tmp")), "published whole, no scratch left"
+    size, built = weights.stat().st_size, weights.stat().st_mtime_ns
+    answer = first.complete(question, max_tokens=8, temperature=0, seed=1)
+
+    second = LocalSmolLM()
+    second.load()
+    assert weights.stat().st_mtime_ns == built, "read from the cache, not converted again"
+    assert second.complete(question, max_tokens=8, temperature=0, seed=1) == answer
+
+    with open(weights, "r+b") as handle:
+        handle.truncate(size // 2)
+    third = LocalSmolLM()
+    third.load()
+    assert weights.stat().st_size == size, "the damaged copy was replaced by a fresh conversion"
+    assert third.complete(question, max_tokens=8, temperature=0, seed=1) == answer
