@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shlex
 import statistics
 import subprocess
@@ -70,11 +71,14 @@ class Measured:
     stdout: str
     stderr: str
     cpu_s: float = 0.0
+    tree_cpu_s: float = 0.0
+    """CPU of the whole tree (every process it started and reaped), user plus system."""
 
 
 def measure(argv: list[str], cwd: Path, poll_s: float = 0.02, env: dict | None = None, timeout: float = 900) -> Measured:
     """Run `argv`, sampling the RSS of its whole process tree from outside."""
     start = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     sampler = TreeSampler(proc.pid)
     samples: list[tuple[float, int]] = []
@@ -99,8 +103,10 @@ def measure(argv: list[str], cwd: Path, poll_s: float = 0.02, env: dict | None =
     finally:
         done.set()
         thread.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    tree_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return Measured(proc.returncode, time.monotonic() - start, max((s[1] for s in samples), default=0),
-                    samples, stdout, stderr, cpu[0])
+                    samples, stdout, stderr, cpu[0], tree_cpu)
 
 
 def median(values):
@@ -360,35 +366,69 @@ def bench_render(results: Results, work: Path, repeats: int) -> None:
 
 
 def bench_concurrency(results: Results, work: Path, repeats: int) -> None:
-    """One short alone, then two with --jobs 1 and --jobs 2, all under the same --max-ram."""
+    """One short alone, then two with --jobs 1 and --jobs 2, all under the same --max-ram.
+
+    Two cases: the main job (a topic, so SmolLM2 writes the script; the target is
+    held against this one) and a given script, where every stage left is CPU-heavy
+    and the ratio shows what two cores allow. Both shorts of a pair are the same
+    short, so the ratio measures concurrency and nothing else.
+    """
     script = work / "conc.txt"
     script.write_text(PIPELINE_SCRIPT)
-    one, two = work / "one.txt", work / "two.txt"
-    one.write_text("octopus hearts\n")
-    two.write_text("octopus hearts\nocean copper blood\n")
-    figures: dict[str, list] = {"one": [], "jobs1": [], "jobs2": [], "jobs2_peak": [], "jobs2_waited": []}
-    for i in range(max(1, repeats // 2)):
-        for label, topics, jobs in (("one", one, 1), ("jobs1", two, 1), ("jobs2", two, 2)):
-            argv = [*RUNNER, "--topics-file", str(topics), "--script", str(script), "--jobs", str(jobs),
-                    "--max-ram", "3G", "--run-dir", str(work / f"conc-{label}-{i}"), "--json"]
-            m = measure(argv, cwd=work)
-            if m.returncode != 0:
-                raise RuntimeError(f"{cmd(argv)} failed: {m.stderr[-2000:]}")
-            batch = json.loads(m.stdout)
-            figures[label].append(m.wall_s)
-            if label == "jobs2":
-                figures["jobs2_peak"].append(m.peak_rss)
-                figures["jobs2_waited"].append(batch["waited_for_budget_s"])
+    topic = "Why octopuses have three hearts"
+    cases = {  # extra arguments, as shown, runs of each, whether to run the serial pair
+        "topic": (["--seed", "3"], "--seed 3", max(1, repeats // 2), True),
+        "script": (["--script", str(script)], "--script conc.txt", 1, False),
+    }
+    figures: dict[str, dict[str, list]] = {}
+    for case, (extra, shown, runs, with_serial) in cases.items():
+        one, two = work / f"{case}-one.txt", work / f"{case}-two.txt"
+        one.write_text(f"{topic}\n")
+        two.write_text(f"{topic}\n{topic}\n")
+        got: dict[str, list] = {"one": [], "jobs1": [], "jobs2": [], "jobs2_peak": [], "jobs2_waited": [],
+                                "one_cpu": [], "jobs2_cpu": []}
+        plan = [("one", one, 1), ("jobs2", two, 2)] + ([("jobs1", two, 1)] if with_serial else [])
+        for i in range(runs):
+            for label, topics, jobs in plan:
+                if label == "jobs1" and i > 0:
+                    continue  # the serial pair is twice one short; once is enough to show it
+                argv = [*RUNNER, "--topics-file", str(topics), *extra, "--jobs", str(jobs),
+                        "--max-ram", "3G", "--run-dir", str(work / f"conc-{case}-{label}-{i}"), "--json"]
+                m = measure(argv, cwd=work)
+                if m.returncode != 0:
+                    raise RuntimeError(f"{cmd(argv)} failed: {m.stderr[-2000:]}")
+                got[label].append(m.wall_s)
+                if label in ("one", "jobs2"):
+                    got[f"{label}_cpu"].append(m.tree_cpu_s)
+                if label == "jobs2":
+                    got["jobs2_peak"].append(m.peak_rss)
+                    got["jobs2_waited"].append(json.loads(m.stdout)["waited_for_budget_s"])
+        figures[case] = got
+        _concurrency_rows(results, case, got, shown)
     results.raw["concurrency"] = figures
-    w = {k: median(figures[k]) for k in ("one", "jobs1", "jobs2")}
-    command = "aishorts-runner --topics-file two.txt --script conc.txt --max-ram 3G --jobs {}"
-    results.add("concurrency", "one short alone", f"{w['one']:.1f} s", command=command.format(1).replace("two", "one"))
-    results.add("concurrency", "two shorts, --jobs 1", f"{w['jobs1']:.1f} s", command=command.format(1))
-    results.add("concurrency", "two shorts, --jobs 2", f"{w['jobs2']:.1f} s ({w['jobs2'] / w['one']:.2f}x one short)",
-                "under 1.6x one short", w["jobs2"] / w["one"] < 1.6, command.format(2))
-    results.add("concurrency", "--jobs 2: peak of the whole / time stages waited for budget",
-                f"{format_size(median(figures['jobs2_peak']))} of 3G / {median(figures['jobs2_waited']):.1f} s",
-                "peak under --max-ram", median(figures["jobs2_peak"]) < 3 * 1024 * MiB, command.format(2))
+
+
+def _concurrency_rows(results: Results, case: str, got: dict[str, list], shown: str) -> None:
+    what = "topic, SmolLM2 script" if case == "topic" else "script given"
+    command = f"aishorts-runner --topics-file {{}}.txt {shown} --max-ram 3G --jobs {{}}"
+    one, jobs2 = median(got["one"]), median(got["jobs2"])
+    cores = os.cpu_count() or 1
+    one_cpu = median(got["one_cpu"])
+    results.add("concurrency", f"{what}: one short alone", f"{one:.1f} s, {one_cpu:.0f} s of CPU",
+                command=command.format("one", 1))
+    if got["jobs1"]:
+        results.add("concurrency", f"{what}: two shorts, --jobs 1", f"{median(got['jobs1']):.1f} s",
+                    command=command.format("two", 1))
+    ratio = jobs2 / one
+    pair_cpu = median(got["jobs2_cpu"])
+    results.add("concurrency", f"{what}: two shorts, --jobs 2",
+                f"{jobs2:.1f} s ({ratio:.2f}x one short); their {pair_cpu:.0f} s of CPU take at least"
+                f" {pair_cpu / cores:.1f} s ({pair_cpu / cores / one:.2f}x) on {cores} cores",
+                "under 1.6x one short" if case == "topic" else "", ratio < 1.6 if case == "topic" else None,
+                command.format("two", 2))
+    results.add("concurrency", f"{what}: --jobs 2 peak of the whole / time stages waited for budget",
+                f"{format_size(median(got['jobs2_peak']))} of 3G / {median(got['jobs2_waited']):.1f} s",
+                "peak under --max-ram", median(got["jobs2_peak"]) < 3 * 1024 * MiB, command.format("two", 2))
 
 
 def bench_budget(results: Results, work: Path, repeats: int) -> None:
@@ -404,6 +444,17 @@ def bench_budget(results: Results, work: Path, repeats: int) -> None:
                 + (f"; heaviest stage {heaviest['name']} {format_size(heaviest['peak_rss_bytes'])}" if heaviest else ""),
                 "finishes", report["status"] == "done",
                 'aishorts-runner --topic "Why octopuses have three hearts" --seed 3 --max-ram 1.5G')
+
+
+MODEL_SECTIONS = {"isolation", "stages", "concurrency", "budget"}
+
+
+def warm_model_caches() -> None:
+    """Build what the stages derive once per machine (Kokoro's timed model, SmolLM2's float32 copy) before
+    timing anything, so no figure includes a first run's conversion."""
+    code = ("from stages.kokoro_timing import timed_model; from stages.llm import LocalSmolLM;"
+            " timed_model(); LocalSmolLM().load()")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
 SECTIONS = {
@@ -475,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     repeats = 1 if args.quick else 5
     results = Results()
     info = machine()
+    if set(chosen) & MODEL_SECTIONS:
+        warm_model_caches()
     with tempfile.TemporaryDirectory(prefix="aishorts-bench-") as tmp:
         for name in chosen:
             print(f"[{name}]", flush=True)
