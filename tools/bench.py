@@ -30,6 +30,8 @@ from pathlib import Path
 
 import psutil
 
+from ipc.artifacts import Timeline
+from ipc.files import read_struct, resolve_in_run
 from ipc.params import RenderParams
 from ipc.sizes import format_size
 from runner.watchdog import TreeSampler
@@ -185,12 +187,29 @@ def bench_watchdog(results: Results, work: Path, repeats: int) -> None:
                 "< 2%", share < 0.02, "aishorts-runner --pipeline idle.toml (a stage holding 10 MB for 9 s)")
 
 
+def anon_pages() -> int:
+    """The kernel's count of anonymous memory, system-wide: what process trees hold and give back at exit."""
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("AnonPages:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("/proc/meminfo has no AnonPages line")
+
+
 def bench_release(results: Results, work: Path, repeats: int) -> None:
-    """Time from a heavy stage's exit until the system's available memory is back where it was."""
-    delays = []
+    """Time from a heavy stage's exit until the system's memory is back where it was, by two meters.
+
+    AnonPages (/proc/meminfo) counts the memory processes hold; MemAvailable is what
+    the system would give a new program. On this Firecracker guest (lazy memory
+    init, free-page reporting) MemAvailable lags: an 800 MB stage moved it by only
+    about 200-300 MB while AnonPages rose by 823 MB, and after the stage was reaped
+    it crept back over seconds, at times more than 10, while AnonPages was back at once.
+    """
+    meters = {"anon": lambda: -anon_pages(), "available": lambda: psutil.virtual_memory().available}
+    delays: dict[str, list[float]] = {name: [] for name in meters}
     for i in range(repeats):
         pipeline = balloon_pipeline(work / "release.toml", [{"name": "heavy", "params": {"mb": 800, "rate_mb_s": 2000, "hold_s": 1.0}}])
-        before = psutil.virtual_memory().available
+        before = {name: read() for name, read in meters.items()}
         proc = subprocess.Popen([*RUNNER, "--pipeline", str(pipeline), "--run-dir", str(work / f"release-{i}")],
                                 cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         saw_stage = False
@@ -201,18 +220,29 @@ def bench_release(results: Results, work: Path, repeats: int) -> None:
             if saw_stage and "heavy] done" in line:
                 exited_at = time.monotonic()
                 break
-        while exited_at is not None and psutil.virtual_memory().available < before - 50 * MiB:
-            if time.monotonic() - exited_at > 10:
-                break
+        pending = dict(meters) if exited_at is not None else {}
+        while pending and time.monotonic() - exited_at <= 10:
+            for name, read in list(pending.items()):
+                if read() >= before[name] - 50 * MiB:
+                    delays[name].append(time.monotonic() - exited_at)
+                    del pending[name]
             time.sleep(0.005)
-        if exited_at is not None:
-            delays.append(time.monotonic() - exited_at)
+        for name in pending:
+            delays[name].append(float("inf"))
         proc.wait()
-    results.raw["release_s"] = delays
-    delay = median(delays)
-    results.add("release", "available memory back within 50 MB of its level before an 800 MB stage,"
-                " counted from the supervisor reporting the stage done (median)",
-                f"{delay * 1000:.0f} ms", "< 1 s", delay < 1.0, "aishorts-runner --pipeline release.toml")
+    # None: not back within 10 s (JSON has no infinity)
+    results.raw["release_s"] = {name: [None if d == float("inf") else d for d in got] for name, got in delays.items()}
+    command = "aishorts-runner --pipeline release.toml"
+    for name, label, target in (
+        ("anon", "processes' memory (AnonPages) back within 50 MB of its level before an 800 MB stage", "< 1 s"),
+        ("available", "available memory (MemAvailable) back within 50 MB of its level before the same stage", ""),
+    ):
+        delay = median(delays[name])
+        shown = "not back within 10 s" if delay == float("inf") else f"{delay * 1000:.0f} ms"
+        worst = max(delays[name], default=float("nan"))
+        results.add("release", f"{label}, counted from the supervisor reporting the stage done (median)",
+                    f"{shown} (slowest {'over 10 s' if worst == float('inf') else f'{worst * 1000:.0f} ms'})",
+                    target, (delay < 1.0) if target else None, command)
 
 
 SHORT_SCRIPT = (
@@ -321,23 +351,40 @@ def _backends(run_dir: Path) -> dict[str, str]:
     }
 
 
+def write_rendered_frames(run_dir: Path, timeline: Timeline, out: Path) -> None:
+    """The frames the ffmpeg renderer would encode (its per-segment producers), raw, into one file."""
+    from stages.media import ffmpeg_exe
+    from stages.render import frame_plan, producer_graph
+
+    class Paths:
+        def path(self, relative: str) -> Path:
+            return resolve_in_run(run_dir, relative)
+
+    cuts = frame_plan(timeline)
+    with open(out, "wb") as sink:
+        for i in range(len(cuts)):
+            inputs, graph = producer_graph(Paths(), timeline, cuts, i)
+            subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", *inputs, "-filter_complex", graph, "-map", "[v]",
+                            "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1"], stdout=sink, check=True)
+
+
 def bench_render(results: Results, work: Path, repeats: int) -> None:
     """The ffmpeg renderer against MoviePy on one timeline, and both against a plain one-source encode."""
     import shutil
 
     from stages.media import ffmpeg_exe
+    from stages.render import encoder_args
 
     _, _, base = _run_short(work, "render-base", "--no-music", script=SHORT_SCRIPT)
-    timeline = json.loads((base / "timeline" / "artifact.json").read_text())
-    duration = timeline["duration_s"]
-    source = base / timeline["segments"][0]["path"]
+    timeline = read_struct(base / "timeline" / "artifact.json", Timeline)
+    duration = timeline.duration_s
+    frames = work / "frames.yuv"
+    write_rendered_frames(base, timeline, frames)
     walls: dict[str, list[float]] = {"ffmpeg": [], "moviepy": [], "floor": []}
     peaks: dict[str, list[int]] = {"ffmpeg": [], "moviepy": [], "floor": []}
-    floor_argv = [ffmpeg_exe(), "-v", "error", "-y", "-loop", "1", "-framerate", "30", "-i", str(source),
-                  "-i", str(base / timeline["narration_wav"]), "-t", f"{duration:.3f}",
-                  "-vf", "scale=1080:1920:force_original_aspect_ratio=increase,crop=1080:1920",
-                  "-c:v", "libx264", "-preset", RenderParams().preset, "-b:v", timeline["video_bitrate"], "-pix_fmt", "yuv420p",
-                  "-r", "30", "-c:a", "aac", "-b:a", timeline["audio_bitrate"], "-movflags", "+faststart",
+    floor_argv = [ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p",
+                  "-s", f"{timeline.width}x{timeline.height}", "-framerate", str(timeline.fps), "-i", str(frames),
+                  "-i", str(base / timeline.narration_wav), *encoder_args(timeline, RenderParams()),
                   str(work / "floor.mp4")]
     for i in range(max(1, repeats // 2) + (0 if repeats == 1 else 1)):
         for renderer in ("ffmpeg", "moviepy", "floor") if i % 2 == 0 else ("moviepy", "floor", "ffmpeg"):
@@ -351,13 +398,15 @@ def bench_render(results: Results, work: Path, repeats: int) -> None:
                 raise RuntimeError(f"render with {renderer} failed: {m.stderr[-2000:]}")
             walls[renderer].append(m.wall_s)
             peaks[renderer].append(m.peak_rss)
+    frames.unlink()
     results.raw["render"] = {"duration_s": duration, "walls": walls, "peaks": peaks}
     w = {k: median(v) for k, v in walls.items()}
-    for name, label in (("floor", "plain ffmpeg encode of one source (the floor)"), ("ffmpeg", "ffmpeg renderer (default)"),
+    floor_label = "the floor: one plain ffmpeg encode, same settings, of the renderer's own frames read raw from one file"
+    for name, label in (("floor", floor_label), ("ffmpeg", "ffmpeg renderer (default)"),
                         ("moviepy", "MoviePy renderer")):
         results.add("render", f"{label}: {duration:.1f} s of 1080x1920 video",
                     f"{w[name]:.1f} s wall, {duration / w[name]:.2f} s of video per s, peak {format_size(median(peaks[name]))}",
-                    command="ffmpeg -loop 1 -i STILL -i narration.wav ... (see tools/bench.py)" if name == "floor"
+                    command="ffmpeg -f rawvideo -i frames.yuv -i narration.wav ... (see tools/bench.py)" if name == "floor"
                     else f"aishorts-runner --run-dir RUN --only render --renderer {name}")
     results.add("render", "ffmpeg renderer / floor", f"{w['ffmpeg'] / w['floor']:.2f}x", "within 1.5x",
                 w["ffmpeg"] / w["floor"] <= 1.5)
@@ -378,7 +427,7 @@ def bench_concurrency(results: Results, work: Path, repeats: int) -> None:
     topic = "Why octopuses have three hearts"
     cases = {  # extra arguments, as shown, runs of each, whether to run the serial pair
         "topic": (["--seed", "3"], "--seed 3", max(1, repeats // 2), True),
-        "script": (["--script", str(script)], "--script conc.txt", 1, False),
+        "script": (["--script", str(script)], "--script conc.txt", max(1, repeats // 2), False),
     }
     figures: dict[str, dict[str, list]] = {}
     for case, (extra, shown, runs, with_serial) in cases.items():
