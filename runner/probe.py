@@ -211,7 +211,10 @@ def write_limits(path: Path, findings: list[Finding], limits: Limits, margin: fl
     found = {f.stage: f for f in findings}
     for name in sorted(set(limits.stages) | set(found)):
         if name in found:
-            ceiling, minimum = _round_up(int(found[name].passing * (1 + margin)), MiB), found[name].passing
+            # A peak shorter than a watchdog poll can pass under a lower ceiling; the margin goes on
+            # whichever is larger, so the written ceiling also covers what the stage really touched.
+            need = max(found[name].passing, found[name].peak)
+            ceiling, minimum = _round_up(int(need * (1 + margin)), MiB), found[name].passing
         else:
             ceiling, minimum = limits.stages[name].ceiling, limits.stages[name].minimum
         lines += ["", f"[stages.{name}]", f'ceiling = "{_mib(ceiling)}M"', f'minimum = "{_mib(minimum)}M"']

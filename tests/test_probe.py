@@ -8,7 +8,8 @@ from tests.runner_helpers import balloon_pipeline, report, run_cli, stage
 
 def test_probe_brackets_a_stage_need_and_writes_a_limits_file_that_works(tmp_path):
     pipeline = balloon_pipeline(tmp_path / "p.toml", {"name": "a", "params": {"mb": 1}},
-                                {"name": "grow", "ceiling": "1G", "params": {"mb": 200, "rate_mb_s": 800}})
+                                # held for 6 polls: a peak briefer than one poll may pass under a lower ceiling
+                                {"name": "grow", "ceiling": "1G", "params": {"mb": 200, "rate_mb_s": 800, "hold_s": 0.3}})
     run_dir = tmp_path / "run"
     assert run_cli("--pipeline", pipeline, "--run-dir", run_dir, cwd=tmp_path).returncode == 0
     before = (run_dir / "grow" / "artifact.json").read_bytes()
