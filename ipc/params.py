@@ -7,7 +7,7 @@ so changing the renderer does not redo the narration.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 
@@ -96,8 +96,8 @@ class TimelineParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     transition_s: float = 0.25
 
 
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
+X264_PRESETS: tuple[str, ...] = get_args(X264Preset)
 
 
 class RenderParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -43,7 +43,7 @@ def scratch_for(target: Path) -> Path:
 def publish(scratch: Path, target: Path) -> None:
     """Give the finished build at `scratch` its final name; a build published meanwhile by another wins."""
     try:
-        os.replace(scratch, target) if scratch.is_file() else os.rename(scratch, target)
+        os.replace(scratch, target)  # a folder cannot replace a non-empty one: that raises, and the other wins
     except OSError:
         if not target.exists():
             raise

@@ -261,33 +261,18 @@ class LocalSmolLM:
             return
         folder, name = smollm2_gguf()
         _offline()
-        import torch
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         converted = converted_smollm2(folder / name)
-        cached = _load_converted(converted) if converted.is_dir() else None
-        if cached is not None:
-            self._tokenizer, model = cached
-        else:
-            model = self._convert(folder, name, converted)
+        loaded = _load_converted(converted) if converted.is_dir() else None
+        if loaded is None:
+            loaded = _convert(folder, name)
+            with locked(converted.parent / ".build.lock"):
+                if not converted.is_dir():
+                    _save_converted(*loaded, converted)
+        self._tokenizer, model = loaded
         self._model = model.to(self.device).eval()
-
-    def _convert(self, folder: Path, name: str, converted: Path) -> Any:
-        """Read the GGUF (about 20 s of dequantising on one core) and keep the float32 result for next time."""
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        try:
-            self._tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-            # float32: the GGUF kernels compute in float32; other dtypes only add casts.
-            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-        except (OSError, ValueError, ImportError) as exc:
-            raise StageError(f"cannot load {SMOLLM2_NAME} from {folder / name}: {exc}") from None
-        with locked(converted.parent / ".build.lock"):
-            if not converted.is_dir():
-                _save_converted(self._tokenizer, model, converted)
-        return model
 
     def complete(self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int) -> str:
         import torch
@@ -345,6 +330,19 @@ def converted_smollm2(gguf: Path) -> Path:
     source = recorded or f"{stat.st_size}-{stat.st_mtime_ns}"
     key = hashlib.sha256(f"{source}|{transformers.__version__}|float32".encode()).hexdigest()[:16]
     return cache_root() / "smollm2" / f"{SMOLLM2_NAME}-f32-{key}"
+
+
+def _convert(folder: Path, name: str) -> tuple[Any, Any]:
+    """(tokenizer, model) read from the GGUF: about 20 s of dequantising on one core."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        # float32: the GGUF kernels compute in float32; other dtypes only add casts.
+        return tokenizer, AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    except (OSError, ValueError, ImportError) as exc:
+        raise StageError(f"cannot load {SMOLLM2_NAME} from {folder / name}: {exc}") from None
 
 
 def _load_converted(converted: Path) -> tuple[Any, Any] | None:

@@ -319,9 +319,14 @@ def render_ffmpeg(ctx: StageContext, timeline: Timeline, params: Params, ass: Pa
     cuts = frame_plan(timeline)
     producers = [producer_graph(ctx, timeline, cuts, i) for i in range(len(cuts))]
     (ctx.out_dir / "segments.txt").write_text("\n\n".join(g for _, g in producers) + "\n", encoding="utf-8")
-    commands = [[ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *inputs, "-filter_complex", graph,
-                 "-map", "[v]", "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1"] for inputs, graph in producers]
+    commands = [producer_command(inputs, graph) for inputs, graph in producers]
     run_pipeline(encoder, commands, ctx.out_dir, timeline.duration_s, ctx.progress, ctx.out_dir / "ffmpeg.log")
+
+
+def producer_command(inputs: list[str], graph: str) -> list[str]:
+    """The ffmpeg that draws one segment's frames, raw yuv420p on its stdout."""
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *inputs, "-filter_complex", graph,
+            "-map", "[v]", "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1"]
 
 
 def run_pipeline(encoder_cmd: list[str], producer_cmds: list[list[str]], cwd: Path, duration_s: float,

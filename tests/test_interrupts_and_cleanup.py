@@ -15,6 +15,7 @@ from ipc.sizes import parse_size
 from runner.limits import load_limits
 from runner.pipeline_file import load_pipeline
 from runner.run import Observer, RunOptions, run_pipeline
+from tools.bench import anon_pages
 from tests.runner_helpers import RUNNER, balloon_pipeline, marker_env, processes_with_marker, report, run_cli, stage
 
 
@@ -91,35 +92,37 @@ class _Quiet(Observer):
 
 
 def _release_after_heavy_stage(tmp_path, attempt: int) -> tuple[bool, float, int, int]:
-    """One measurement: (memory came back, seconds it took, lowest dip seen, parent growth)."""
+    """One measurement: (memory came back, seconds it took, most the stage was seen to hold, parent growth)."""
     pipeline_file = balloon_pipeline(tmp_path / f"p{attempt}.toml", {"name": "heavy", "ceiling": "2G", "params": {"mb": 500, "rate_mb_s": 1000, "hold_s": 1.0}})
     pipeline, limits = load_pipeline(pipeline_file, load_limits())
     opts = RunOptions(run_dir=tmp_path / f"run{attempt}", pipeline=pipeline, params=PipelineParams(), limits=limits)
     me = psutil.Process()
     parent_before = me.memory_info().rss
-    available_before = psutil.virtual_memory().available
-    lowest_available = [available_before]
+    # AnonPages, the kernel's count of memory processes hold: MemAvailable lags it by seconds on
+    # guests with lazy memory init and free-page reporting (see tools/bench.py, bench_release).
+    held_before = anon_pages()
+    highest_held = [held_before]
 
     class Watch(_Quiet):
         def stage_sample(self, label, stage_name, rss):
-            lowest_available[0] = min(lowest_available[0], psutil.virtual_memory().available)
+            highest_held[0] = max(highest_held[0], anon_pages())
 
     result = run_pipeline(opts, Watch(), threading.Event())
     finished = time.monotonic()
     assert result.status == "done"
-    back = _wait_for(lambda: psutil.virtual_memory().available > available_before - parse_size("100M"), timeout=3, step=0.01)
-    return back, time.monotonic() - finished, available_before - lowest_available[0], me.memory_info().rss - parent_before
+    back = _wait_for(lambda: anon_pages() < held_before + parse_size("100M"), timeout=3, step=0.01)
+    return back, time.monotonic() - finished, highest_held[0] - held_before, me.memory_info().rss - parent_before
 
 
 def test_memory_comes_back_when_a_heavy_stage_exits(tmp_path):
-    """The parent barely grows, and the system's available memory returns in well under a second.
+    """The parent barely grows, and the system gets the stage's memory back in well under a second.
 
-    Other programs on a shared machine move `available` too, so a noisy measurement is retried.
+    Other programs on a shared machine move the system's figures too, so a noisy measurement is retried.
     """
     for attempt in range(4):
-        back, seconds, dip, parent_growth = _release_after_heavy_stage(tmp_path, attempt)
+        back, seconds, held, parent_growth = _release_after_heavy_stage(tmp_path, attempt)
         assert parent_growth < parse_size("20M")
-        if back and seconds < 1.0 and dip > parse_size("100M"):  # the dip proves the measurement sees the stage
+        if back and seconds < 1.0 and held > parse_size("100M"):  # proves the measurement sees the stage
             break
     else:
-        pytest.fail(f"memory not back within 1 s of the stage's exit (last try: back={back}, {seconds:.2f}s, dip {dip})")
+        pytest.fail(f"memory not back within 1 s of the stage's exit (last try: back={back}, {seconds:.2f}s, held {held})")

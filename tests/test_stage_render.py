@@ -281,8 +281,14 @@ def test_segments_land_on_their_frames_and_crossfades_blend_with_two_ffmpegs_at_
 
     def count_ffmpegs() -> None:
         me = psutil.Process()
+        def is_ffmpeg(process: psutil.Process) -> bool:
+            try:
+                return "ffmpeg" in process.name()
+            except psutil.NoSuchProcess:  # ended between listing and naming
+                return False
+
         while not done.is_set():
-            alive = [p for p in me.children(recursive=True) if "ffmpeg" in p.name()]
+            alive = [p for p in me.children(recursive=True) if is_ffmpeg(p)]
             most[0] = max(most[0], len(alive))
             done.wait(0.01)
 

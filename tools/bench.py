@@ -205,6 +205,7 @@ def bench_release(results: Results, work: Path, repeats: int) -> None:
     about 200-300 MB while AnonPages rose by 823 MB, and after the stage was reaped
     it crept back over seconds, at times more than 10, while AnonPages was back at once.
     """
+    # Both read so that more is freer: back means at least the level before, less 50 MB.
     meters = {"anon": lambda: -anon_pages(), "available": lambda: psutil.virtual_memory().available}
     delays: dict[str, list[float]] = {name: [] for name in meters}
     for i in range(repeats):
@@ -353,8 +354,7 @@ def _backends(run_dir: Path) -> dict[str, str]:
 
 def write_rendered_frames(run_dir: Path, timeline: Timeline, out: Path) -> None:
     """The frames the ffmpeg renderer would encode (its per-segment producers), raw, into one file."""
-    from stages.media import ffmpeg_exe
-    from stages.render import frame_plan, producer_graph
+    from stages.render import frame_plan, producer_command, producer_graph
 
     class Paths:
         def path(self, relative: str) -> Path:
@@ -364,8 +364,7 @@ def write_rendered_frames(run_dir: Path, timeline: Timeline, out: Path) -> None:
     with open(out, "wb") as sink:
         for i in range(len(cuts)):
             inputs, graph = producer_graph(Paths(), timeline, cuts, i)
-            subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", *inputs, "-filter_complex", graph, "-map", "[v]",
-                            "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1"], stdout=sink, check=True)
+            subprocess.run(producer_command(inputs, graph), stdout=sink, check=True)
 
 
 def bench_render(results: Results, work: Path, repeats: int) -> None:
@@ -436,11 +435,10 @@ def bench_concurrency(results: Results, work: Path, repeats: int) -> None:
         two.write_text(f"{topic}\n{topic}\n")
         got: dict[str, list] = {"one": [], "jobs1": [], "jobs2": [], "jobs2_peak": [], "jobs2_waited": [],
                                 "one_cpu": [], "jobs2_cpu": []}
-        plan = [("one", one, 1), ("jobs2", two, 2)] + ([("jobs1", two, 1)] if with_serial else [])
         for i in range(runs):
+            # the serial pair is twice one short; once is enough to show it
+            plan = [("one", one, 1), ("jobs2", two, 2)] + ([("jobs1", two, 1)] if with_serial and i == 0 else [])
             for label, topics, jobs in plan:
-                if label == "jobs1" and i > 0:
-                    continue  # the serial pair is twice one short; once is enough to show it
                 argv = [*RUNNER, "--topics-file", str(topics), *extra, "--jobs", str(jobs),
                         "--max-ram", "3G", "--run-dir", str(work / f"conc-{case}-{label}-{i}"), "--json"]
                 m = measure(argv, cwd=work)
