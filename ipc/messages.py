@@ -11,6 +11,8 @@ from typing import Literal
 
 import msgspec
 
+Device = Literal["auto", "cpu", "cuda"]
+
 
 class StageCall(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     stage: str
@@ -23,7 +25,7 @@ class StageCall(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Upstream stage name -> artifact kind expected there."""
     output_kind: str
     params: msgspec.Raw = msgspec.Raw(b"{}")
-    device: str = "auto"
+    device: Device = "auto"
     threads: int = 0
     """CPU threads the stage may use (0: as many as it likes); set when pipelines share the cores."""
     ceiling_bytes: int = 0

@@ -7,14 +7,16 @@ so changing the renderer does not redo the narration.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal, get_args, get_type_hints
 
 import msgspec
 
-CATEGORIES = (
+Category = Literal[
     "science", "history", "nature", "technology", "culture",
     "space", "animals", "psychology", "geography", "food",
-)
+]
+CATEGORIES: tuple[str, ...] = get_args(Category)
+Platform = Literal["shorts", "tiktok", "reels"]
 
 
 class PlatformPreset(msgspec.Struct, frozen=True):
@@ -23,7 +25,7 @@ class PlatformPreset(msgspec.Struct, frozen=True):
     audio_bitrate: str
 
 
-PLATFORMS: dict[str, PlatformPreset] = {
+PLATFORMS: dict[Platform, PlatformPreset] = {
     "shorts": PlatformPreset(60.0, "8M", "192k"),
     "tiktok": PlatformPreset(60.0, "6M", "128k"),
     "reels": PlatformPreset(90.0, "5M", "128k"),
@@ -43,14 +45,14 @@ class LlmParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class ThemeParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     topic: str | None = None
-    category: str | None = None
+    category: Category | None = None
     llm: LlmParams = msgspec.field(default_factory=LlmParams)
 
 
 class ScriptParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     script_text: str | None = None
     language: str = "en-us"
-    platform: str = "shorts"
+    platform: Platform = "shorts"
     min_words: int = 110
     max_words: int = 160
     max_attempts: int = 3
@@ -83,7 +85,7 @@ class MatchParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class TimelineParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    platform: str = "shorts"
+    platform: Platform = "shorts"
     width: int = 1080
     height: int = 1920
     fps: int = 30
@@ -121,3 +123,8 @@ class PipelineParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     def for_stage(self, name: str) -> msgspec.Struct | None:
         return getattr(self, name, None) if name in self.__struct_fields__ else None
+
+
+def choices(struct: type[msgspec.Struct], field: str) -> tuple[str, ...]:
+    """The values a Literal field accepts, for command-line choices: the schema is the one list."""
+    return get_args(get_type_hints(struct)[field])

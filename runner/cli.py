@@ -9,12 +9,17 @@ read, so `--help` stays instant.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
+from typing import get_args
 
-from ipc.params import CATEGORIES, PLATFORMS, X264_PRESETS
+from ipc.messages import StageCall
+from ipc.params import (
+    CATEGORIES, BrollParams, LlmParams, MatchParams, RenderParams, ScriptParams, TtsParams, choices,
+)
 from ipc.pipeline import STAGE_NAMES
-
+from runner.run import Isolation
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,22 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--category", choices=CATEGORIES, help="let the theme stage pick a topic (default: random)")
     what.add_argument("--script", type=Path, metavar="FILE", help="your own narration text (skips generation)")
     what.add_argument("--topics-file", type=Path, metavar="FILE", help="one topic a line: a batch of shorts")
-    what.add_argument("--platform", choices=sorted(PLATFORMS), help="duration and bitrate preset (default shorts)")
+    what.add_argument("--platform", choices=choices(ScriptParams, "platform"), help="duration and bitrate preset (default shorts)")
     what.add_argument("--language", help="narration language, e.g. en-us (default) or pt-br")
     what.add_argument("--voice", help="Kokoro voice (default jm_kumo)")
     what.add_argument("--speed", type=float, help="narration speed (default 1.0)")
-    what.add_argument("--llm", choices=("local", "openai"), help="script backend (default local SmolLM2)")
+    what.add_argument("--llm", choices=choices(LlmParams, "backend"), help="script backend (default local SmolLM2)")
     what.add_argument("--llm-url", help="OpenAI-compatible base URL for --llm openai")
     what.add_argument("--llm-model", help="model name for --llm openai")
     what.add_argument("--llm-key-env", help="environment variable holding the API key (default OPENAI_API_KEY)")
-    what.add_argument("--tts", choices=("onnx", "kokoro"), help="narration backend (default onnx)")
-    what.add_argument("--broll", choices=("auto", "youtube", "urls", "local", "builtin"), help="b-roll source")
+    what.add_argument("--tts", choices=choices(TtsParams, "backend"), help="narration backend (default onnx)")
+    what.add_argument("--broll", choices=choices(BrollParams, "source"), help="b-roll source")
     what.add_argument("--broll-dir", type=Path, metavar="DIR", help="folder of your clips and stills (--broll local)")
     what.add_argument("--broll-url", action="append", metavar="URL", help="a clip URL for --broll urls (repeatable)")
-    what.add_argument("--scorer", choices=("auto", "clip", "text"), help="how visuals are matched to sentences")
+    what.add_argument("--scorer", choices=choices(MatchParams, "scorer"), help="how visuals are matched to sentences")
     what.add_argument("--clip-model", help="CLIP model name in the local cache, or a folder")
-    what.add_argument("--renderer", choices=("ffmpeg", "moviepy"), help="video renderer (default ffmpeg)")
-    what.add_argument("--encoder-preset", choices=X264_PRESETS,
+    what.add_argument("--renderer", choices=choices(RenderParams, "renderer"), help="video renderer (default ffmpeg)")
+    what.add_argument("--encoder-preset", choices=choices(RenderParams, "preset"),
                       help="x264 preset of the ffmpeg renderer: slower ones spend more CPU for a little quality"
                            " (default superfast)")
     what.add_argument("--no-music", action="store_true", default=None, help="no background music")
@@ -62,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     order.add_argument("--from", dest="start_from", metavar="STAGE", help="rerun from this stage on")
     order.add_argument("--only", metavar="STAGE", help="rerun this stage alone on saved inputs")
     run.add_argument("--jobs", type=int, default=1, metavar="N", help="pipelines side by side with --topics-file")
-    run.add_argument("--isolation", choices=("process", "none"), default="process",
+    run.add_argument("--isolation", choices=get_args(Isolation), default="process",
                      help="process (default): each stage in its own process; none: the old single-process design")
-    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where models run")
+    run.add_argument("--device", choices=choices(StageCall, "device"), default="auto", help="where models run")
     run.add_argument("--json", action="store_true", help="print the final report as JSON on stdout")
     run.add_argument("--pipeline", type=Path, metavar="FILE", help=argparse.SUPPRESS)  # developers: tests, benchmarks
     return parser
@@ -86,6 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     except RunnerError as exc:
         print(f"aishorts-runner: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:  # a Ctrl-C before the run's own handling is in place, or after it
+        print("aishorts-runner: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(f"aishorts-runner: error: {os_error_message(exc)}", file=sys.stderr)
+        return 1
+
+
+def os_error_message(exc: OSError) -> str:
+    """An operating-system failure in words a user can act on: what, where, and for a full disk, what to do."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"the disk is full{where}; free some space, then run the same command again to resume"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write{where}: {exc.strerror}; choose a writable --run-dir"
+    return f"{exc.strerror or exc}{where}"
 
 
 def entry() -> None:

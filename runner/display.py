@@ -80,11 +80,13 @@ class _Row:
 class LiveDisplay(Observer):
     """A live table: each stage's state, elapsed time, RSS against its ceiling, and its latest progress."""
 
-    def __init__(self, console=None) -> None:
+    def __init__(self, console=None, warn_fraction: float = 1.0) -> None:
         from rich.console import Console
         from rich.live import Live
 
         self.console = console or Console()
+        self.warn_fraction = warn_fraction
+        """Bars turn red past this share of the ceiling, where the watchdog warns (limits.toml's warn_fraction)."""
         self._rows: dict[str, _Row] = {}
         self._lock = threading.Lock()
         self._live = Live(get_renderable=self._render, console=self.console, refresh_per_second=4, transient=False)
@@ -145,7 +147,7 @@ class LiveDisplay(Observer):
             elapsed = ((row.ended or now) - row.started) if row.started else 0.0
             shown = row.rss if row.state == "running" else row.peak
             bar = ProgressBar(total=max(row.ceiling, 1), completed=min(shown, row.ceiling), width=20,
-                              complete_style="red" if shown > 0.85 * row.ceiling else "cyan")
+                              complete_style="red" if shown > self.warn_fraction * row.ceiling else "cyan")
             fraction = f" {row.fraction:.0%}" if row.fraction is not None and row.state == "running" else ""
             table.add_row(
                 _key(row.label, row.stage), f"[{colours.get(row.state, 'cyan')}]{row.state}[/]", f"{elapsed:5.1f}s",

@@ -1,8 +1,12 @@
-"""Memory limits: the defaults in limits.toml, the user's overrides, and the run's budget.
+"""Memory limits: the limits file format, the user's overrides, and what a budget allows each stage.
 
-Covers reading and validating limits files, applying `--limit STAGE=SIZE`,
-and turning `--max-ram` into each stage's effective ceiling. It does not
-watch or kill anything (see `runner.watchdog`).
+Covers reading, validating and writing limits files (the shipped
+`runner/limits.toml`, linked as `limits.toml` at the top of the repository, is
+the one source of every default), applying `--limit STAGE=SIZE`, and the
+arithmetic of `--max-ram`: what it leaves for stages beside the supervisor's
+reserve, each stage's effective ceiling, and the budget a given ceiling needs.
+It does not watch or kill anything (see `runner.watchdog`) nor queue stages
+(see `runner.budget`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ from pathlib import Path
 from ipc.sizes import SizeError, format_size, parse_size
 from runner.errors import UsageError
 
-DEFAULT_LIMITS_FILE = Path(__file__).resolve().parent.parent / "limits.toml"
+DEFAULT_LIMITS_FILE = Path(__file__).resolve().parent / "limits.toml"
+"""Shipped inside the package, so a wheel install finds its defaults too."""
+GLOBAL_KEYS = ("poll_ms", "warn_fraction", "kill_grace_ms", "parent_reserve", "default")
+"""Keys a user's limits file may leave out: they come from the shipped file. Stage tables never do."""
+MiB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,8 @@ class Limits:
     parent_reserve: int
     default: StageLimit
     stages: dict[str, StageLimit] = field(default_factory=dict)
+    source: str = ""
+    """The file these limits were read from, for messages."""
 
     def for_stage(self, name: str) -> StageLimit:
         return self.stages.get(name, self.default)
@@ -45,37 +55,112 @@ class Limits:
     def with_stage(self, name: str, limit: StageLimit) -> Limits:
         return replace(self, stages={**self.stages, name: limit})
 
+    def refuse_unknown_stages(self, known: tuple[str, ...]) -> None:
+        """A `[stages.NAME]` for a stage the pipeline does not have is a misspelling, not something to ignore."""
+        unknown = sorted(set(self.stages) - set(known))
+        if unknown:
+            raise UsageError(
+                f"limits file {self.source}: unknown stage(s) {', '.join(unknown)}; stages are {', '.join(known)}"
+            )
+
+    def stage_room(self, max_ram: int | None) -> int | None:
+        """What `--max-ram` leaves for stage trees beside the supervisor's reserve (None: no budget)."""
+        return None if max_ram is None else max_ram - self.parent_reserve
+
+    def max_ram_for(self, ceiling: int) -> int:
+        """The smallest `--max-ram` under which a stage keeps `ceiling`."""
+        return ceiling + self.parent_reserve
+
+    def ceiling(self, stage: str, max_ram: int | None) -> int:
+        """The smaller of the stage's ceiling and what --max-ram leaves beside the parent.
+
+        Fails before anything is spawned when the budget leaves less than the stage's
+        known minimum (unless the user set this stage's limit themselves).
+        """
+        limit = self.for_stage(stage)
+        room = self.stage_room(max_ram)
+        if room is None:
+            return limit.ceiling
+        if room <= 0:
+            raise UsageError(
+                f"--max-ram {format_size(max_ram)} leaves nothing for stages beside the supervisor's own"
+                f" {format_size(self.parent_reserve)}; give at least {format_size(self.max_ram_for(limit.minimum))}"
+            )
+        ceiling = min(limit.ceiling, room)
+        if ceiling < limit.minimum and not limit.overridden:
+            raise UsageError(
+                f"stage {stage} needs at least {format_size(limit.minimum)} but --max-ram {format_size(max_ram)}"
+                f" leaves {format_size(room)} after the supervisor's {format_size(self.parent_reserve)};"
+                f" raise --max-ram to {format_size(self.max_ram_for(limit.minimum))} or more"
+            )
+        return ceiling
+
+    def to_toml(self, header: str = "") -> str:
+        """This limits file as TOML that `load_limits` reads back to an equal `Limits` (sizes rounded up to MiB)."""
+        lines = [f"# {line}" for line in header.splitlines()]
+        lines += [
+            f"poll_ms = {round(self.poll_s * 1000)}",
+            f"warn_fraction = {self.warn_fraction}",
+            f"kill_grace_ms = {round(self.kill_grace_s * 1000)}",
+            f'parent_reserve = "{_mib(self.parent_reserve)}M"',
+        ]
+        for title, limit in [("default", self.default)] + [(f"stages.{n}", l) for n, l in sorted(self.stages.items())]:
+            lines += ["", f"[{title}]", f'ceiling = "{_mib(limit.ceiling)}M"', f'minimum = "{_mib(limit.minimum)}M"']
+        return "\n".join(lines) + "\n"
+
+
+def _mib(size: int) -> int:
+    return max(1, -(-size // MiB))
+
 
 def load_limits(path: Path | None = None) -> Limits:
-    """Read a limits file; any problem is a UsageError naming the file and the key."""
-    path = Path(path) if path is not None else DEFAULT_LIMITS_FILE
+    """Read a limits file; any problem is a UsageError naming the file and the key.
+
+    Global keys the file leaves out come from the shipped file; stage tables do not.
+    """
+    shipped = _read_table(DEFAULT_LIMITS_FILE)
+    raw = shipped if path is None else _read_table(Path(path))
+    merged = {key: shipped[key] for key in GLOBAL_KEYS if key in shipped} | raw
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return replace(_limits_from_table(merged), source=str(path or DEFAULT_LIMITS_FILE))
+    except (SizeError, TypeError, ValueError, KeyError) as exc:
+        raise UsageError(f"limits file {path or DEFAULT_LIMITS_FILE}: {exc}") from None
+
+
+def save_limits(path: Path, limits: Limits, header: str = "") -> None:
+    from ipc.files import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), limits.to_toml(header).encode())
+
+
+def _read_table(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"limits file {path} not found") from None
+    except IsADirectoryError:
+        raise UsageError(f"limits file {path} is a folder; give a TOML file like limits.toml") from None
+    except OSError as exc:
+        raise UsageError(f"limits file {path} cannot be read ({exc.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"limits file {path} is not valid TOML: {exc}") from None
-    try:
-        return _limits_from_table(raw)
-    except (SizeError, TypeError, ValueError, KeyError) as exc:
-        raise UsageError(f"limits file {path}: {exc}") from None
 
 
 def _limits_from_table(raw: dict) -> Limits:
-    known = {"poll_ms", "warn_fraction", "kill_grace_ms", "parent_reserve", "default", "stages"}
+    known = {*GLOBAL_KEYS, "stages"}
     unknown = set(raw) - known
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
-    poll_ms = _number(raw.get("poll_ms", 50), "poll_ms")
-    warn = _number(raw.get("warn_fraction", 0.85), "warn_fraction")
-    grace_ms = _number(raw.get("kill_grace_ms", 100), "kill_grace_ms")
+    poll_ms = _number(raw["poll_ms"], "poll_ms")
+    warn = _number(raw["warn_fraction"], "warn_fraction")
+    grace_ms = _number(raw["kill_grace_ms"], "kill_grace_ms")
     if not 1 <= poll_ms <= 1000:
         raise ValueError(f"poll_ms must be between 1 and 1000, not {poll_ms}")
     if not 0 < warn <= 1:
         raise ValueError(f"warn_fraction must be in (0, 1], not {warn}")
     if not 0 <= grace_ms <= 10_000:
         raise ValueError(f"kill_grace_ms must be between 0 and 10000, not {grace_ms}")
-    default = _stage_limit(raw.get("default", {"ceiling": "1G", "minimum": "64M"}), "default")
+    default = _stage_limit(raw["default"], "default")
     stages_table = raw.get("stages", {})
     if not isinstance(stages_table, dict):
         raise ValueError("[stages] must be a table of [stages.NAME] tables")
@@ -84,7 +169,7 @@ def _limits_from_table(raw: dict) -> Limits:
         poll_s=poll_ms / 1000,
         warn_fraction=float(warn),
         kill_grace_s=grace_ms / 1000,
-        parent_reserve=_size(raw.get("parent_reserve", "100M"), "parent_reserve"),
+        parent_reserve=_size(raw["parent_reserve"], "parent_reserve"),
         default=default,
         stages=stages,
     )
@@ -133,27 +218,3 @@ def parse_limit_override(text: str, known_stages: tuple[str, ...]) -> tuple[str,
         return name, parse_size(size)
     except SizeError as exc:
         raise UsageError(f"--limit {text!r}: {exc}") from None
-
-
-def effective_ceiling(limit: StageLimit, stage: str, max_ram: int | None, parent_reserve: int) -> int:
-    """The smaller of the stage's ceiling and what --max-ram leaves beside the parent.
-
-    Fails before anything is spawned when the budget leaves less than the stage's
-    known minimum (unless the user set this stage's limit themselves).
-    """
-    if max_ram is None:
-        return limit.ceiling
-    room = max_ram - parent_reserve
-    if room <= 0:
-        raise UsageError(
-            f"--max-ram {format_size(max_ram)} leaves nothing for stages beside the supervisor's own"
-            f" {format_size(parent_reserve)}; give at least {format_size(parent_reserve + limit.minimum)}"
-        )
-    ceiling = min(limit.ceiling, room)
-    if ceiling < limit.minimum and not limit.overridden:
-        raise UsageError(
-            f"stage {stage} needs at least {format_size(limit.minimum)} but --max-ram {format_size(max_ram)}"
-            f" leaves {format_size(room)} after the supervisor's {format_size(parent_reserve)};"
-            f" raise --max-ram to {format_size(limit.minimum + parent_reserve)} or more"
-        )
-    return ceiling

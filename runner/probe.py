@@ -23,11 +23,11 @@ from pathlib import Path
 from ipc.pipeline import DEFAULT_PIPELINE, StageSpec, artifact_path
 from ipc.sizes import SizeError, format_size, parse_size
 from runner.errors import RunnerError, UsageError
-from runner.limits import Limits, load_limits
+from runner.limits import MiB, Limits, StageLimit, load_limits, save_limits
 from runner.pipeline_file import load_pipeline
-from runner.run import Observer, RunManifest, RunOptions, run_pipeline
+from runner.rundir import RunManifest
+from runner.run import Observer, RunOptions, run_pipeline
 
-MiB = 1024 * 1024
 
 
 @dataclass
@@ -195,31 +195,10 @@ def _print_table(findings: list[Finding]) -> None:
 
 
 def write_limits(path: Path, findings: list[Finding], limits: Limits, margin: float) -> None:
-    from ipc.files import atomic_write_bytes
-
-    lines = [
-        "# Written by `aishorts-runner probe`: the smallest passing ceiling of each stage, plus a margin.",
-        f"poll_ms = {round(limits.poll_s * 1000)}",
-        f"warn_fraction = {limits.warn_fraction}",
-        f"kill_grace_ms = {round(limits.kill_grace_s * 1000)}",
-        f'parent_reserve = "{_mib(limits.parent_reserve)}M"',
-        "",
-        "[default]",
-        f'ceiling = "{_mib(limits.default.ceiling)}M"',
-        f'minimum = "{_mib(limits.default.minimum)}M"',
-    ]
-    found = {f.stage: f for f in findings}
-    for name in sorted(set(limits.stages) | set(found)):
-        if name in found:
-            # A peak shorter than a watchdog poll can pass under a lower ceiling; the margin goes on
-            # whichever is larger, so the written ceiling also covers what the stage really touched.
-            need = max(found[name].passing, found[name].peak)
-            ceiling, minimum = _round_up(int(need * (1 + margin)), MiB), found[name].passing
-        else:
-            ceiling, minimum = limits.stages[name].ceiling, limits.stages[name].minimum
-        lines += ["", f"[stages.{name}]", f'ceiling = "{_mib(ceiling)}M"', f'minimum = "{_mib(minimum)}M"']
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
-
-
-def _mib(size: int) -> int:
-    return max(1, -(-size // MiB))
+    for finding in findings:
+        # A peak shorter than a watchdog poll can pass under a lower ceiling; the margin goes on
+        # whichever is larger, so the written ceiling also covers what the stage really touched.
+        need = max(finding.passing, finding.peak)
+        ceiling = _round_up(int(need * (1 + margin)), MiB)
+        limits = limits.with_stage(finding.stage, StageLimit(ceiling=ceiling, minimum=finding.passing))
+    save_limits(path, limits, "Written by `aishorts-runner probe`: the smallest passing ceiling of each stage, plus a margin.")

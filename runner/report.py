@@ -13,6 +13,7 @@ import msgspec
 
 from ipc.files import atomic_write_bytes, encode_json, write_struct
 from ipc.sizes import format_size
+from runner.status import RunStatus, StageStatus
 
 REPORT_VERSION = 1
 TIMELINE_POINTS = 200
@@ -25,7 +26,7 @@ class Sample(msgspec.Struct, array_like=True):
 
 class StageReport(msgspec.Struct, kw_only=True):
     name: str
-    status: str  # pending | running | done | skipped | oom | failed | interrupted
+    status: StageStatus
     ceiling_bytes: int = 0
     peak_rss_bytes: int = 0
     sampled_peak_rss_bytes: int = 0
@@ -38,8 +39,12 @@ class StageReport(msgspec.Struct, kw_only=True):
     """Seconds from the start of the run."""
     waited_for_budget_s: float = 0.0
     crossed_ceiling_at_s: float | None = None
+    crossed_ceiling_rss_bytes: int | None = None
+    """The tree's RSS in the sample that first crossed the ceiling."""
     gone_after_crossing_s: float | None = None
     killed_by_os: bool = False
+    survivor_pids: list[int] = []
+    """Processes of the stage's tree still alive 2 s after it was killed; empty unless something escaped."""
     run_rss_after_bytes: int = 0
     """The whole run's RSS (parent plus anything still running) right after this stage ended."""
     warnings: list[str] = []
@@ -52,7 +57,7 @@ class StageReport(msgspec.Struct, kw_only=True):
 class RunReport(msgspec.Struct, kw_only=True):
     version: int = REPORT_VERSION
     run_dir: str
-    status: str  # running | done | oom | failed | interrupted
+    status: RunStatus
     exit_code: int | None = None
     isolation: str = "process"
     max_ram_bytes: int | None = None
@@ -62,6 +67,8 @@ class RunReport(msgspec.Struct, kw_only=True):
     wall_s: float = 0.0
     message: str = ""
     rerun_command: str = ""
+    report_error: str = ""
+    """Why the latest attempt to write this report failed (a full disk), so the summary can say so."""
     stages: list[StageReport] = []
     timeline: list[Sample] = []
     """The whole run (parent plus stages), downsampled."""

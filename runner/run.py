@@ -1,9 +1,10 @@
 """Running one pipeline in one run directory: plan, resume, supervise each stage, report.
 
 For each stage in order: skip it when its artifact is complete and its inputs'
-hash is unchanged (resume), otherwise start it (in its own process under the
-watchdog, or in this process for `--isolation none`), then validate its
-artifact and stamp it as complete. The report is rewritten after every stage.
+hash is unchanged (resume), otherwise start it through the run's executor (in
+its own process under the watchdog; `tools.inprocess` supplies the
+single-process baseline of `--isolation none`), then validate its artifact and
+stamp it as complete. The report is rewritten after every stage.
 The first stage that does not finish ends the run; everything already written
 stays. Deciding what the user asked for is `runner.cli`'s job; watching a
 process is `runner.watchdog`'s.
@@ -18,10 +19,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Literal, Protocol
 
 import msgspec
-import psutil
 
 from ipc.artifacts import ARTIFACT_TYPES
 from ipc.files import ArtifactError, read_struct, sha256_bytes, sha256_file, write_struct
@@ -31,13 +33,45 @@ from ipc.pipeline import StageSpec, artifact_path
 from ipc.sizes import format_size
 from runner.budget import MemoryBudget
 from runner.errors import UsageError
-from runner.limits import Limits, effective_ceiling
+from runner.limits import Limits
 from runner.meter import MemoryMeter
+from runner.rundir import RunManifest, claimed
 from runner.report import RunReport, StageReport, downsample, write_report
+from runner.status import EXIT_CODES, finished
 from runner.watchdog import ProcessOutcome, WatchSettings, supervise
 
-EXIT_CODES = {"done": 0, "failed": 1, "oom": 3, "interrupted": 130}
 STDERR_TAIL_LINES = 15
+Isolation = Literal["process", "none"]
+
+
+@dataclass
+class StageHooks:
+    """Where an executor sends what it learns while a stage runs (called from watchdog threads)."""
+
+    on_sample: Callable[[int], None]
+    on_event: Callable[[ProgressEvent], None]
+    on_warning: Callable[[str], None]
+
+
+class StageExecutor(Protocol):
+    """Runs one stage call to its end and says how it ended; the run loop does the rest."""
+
+    def __call__(self, call: StageCall, settings: WatchSettings, log_path: Path, cancel: threading.Event,
+                 hooks: StageHooks) -> ProcessOutcome: ...
+
+
+def execute_in_child(call: StageCall, settings: WatchSettings, log_path: Path, cancel: threading.Event,
+                     hooks: StageHooks) -> ProcessOutcome:
+    """The stage as a fresh interpreter under the watchdog: the product's way to run every stage."""
+    read_fd, write_fd = os.pipe()
+    call.progress_fd = write_fd
+    call_path = log_path.parent / "call.json"
+    write_struct(call_path, call)
+    return supervise(
+        [sys.executable, "-m", call.module, str(call_path)], settings, log_path, cancel,
+        on_sample=hooks.on_sample, on_event=hooks.on_event, on_warning=hooks.on_warning,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, progress_pipe=(read_fd, write_fd),
+    )
 
 
 class Stamp(msgspec.Struct):
@@ -47,14 +81,6 @@ class Stamp(msgspec.Struct):
     artifact_sha256: str
 
 
-class RunManifest(msgspec.Struct, kw_only=True):
-    """The parameters a run directory was made with, so `--run-dir DIR` alone can resume it."""
-
-    version: int = 1
-    params: PipelineParams
-    pipeline_file: str | None = None
-
-
 @dataclass
 class RunOptions:
     run_dir: Path
@@ -62,7 +88,8 @@ class RunOptions:
     params: PipelineParams
     limits: Limits
     max_ram: int | None = None
-    isolation: str = "process"
+    isolation: Isolation = "process"
+    executor: StageExecutor = execute_in_child
     start_from: str | None = None
     only: str | None = None
     device: str = "auto"
@@ -71,6 +98,19 @@ class RunOptions:
     resume_args: list[str] = field(default_factory=list)
     """Options besides --run-dir, --max-ram and --limit that a rerun must repeat (e.g. --limits FILE)."""
     label: str = ""
+    manifest: RunManifest | None = None
+    """Written to `run.json` once the run directory is claimed; None leaves it as it is."""
+    fresh_dir: bool = False
+    """The run directory is a default name: created anew (another name if taken), removed if the run is refused."""
+
+    @cached_property
+    def ceilings(self) -> dict[str, int]:
+        """Every stage's effective ceiling; raises UsageError (before anything starts) if one cannot fit."""
+        return {
+            spec.name: self.limits.ceiling(spec.name, self.max_ram)
+            for spec in self.pipeline
+            if self.only is None or spec.name == self.only
+        }
 
 
 class Observer:
@@ -82,15 +122,6 @@ class Observer:
     def stage_event(self, label: str, stage: str, event: ProgressEvent) -> None: ...
     def stage_warning(self, label: str, stage: str, message: str) -> None: ...
     def stage_finished(self, label: str, report: StageReport) -> None: ...
-
-
-def plan_ceilings(opts: RunOptions) -> dict[str, int]:
-    """Every stage's effective ceiling; raises UsageError before anything starts if one cannot fit."""
-    return {
-        spec.name: effective_ceiling(opts.limits.for_stage(spec.name), spec.name, opts.max_ram, opts.limits.parent_reserve)
-        for spec in opts.pipeline
-        if opts.only is None or spec.name == opts.only
-    }
 
 
 def stage_params(spec: StageSpec, params: PipelineParams) -> bytes:
@@ -143,10 +174,18 @@ def run_pipeline(
     budget: MemoryBudget | None = None,
     batch_meter: MemoryMeter | None = None,
 ) -> RunReport:
-    ceilings = plan_ceilings(opts)
-    budget = budget or MemoryBudget(None if opts.max_ram is None else opts.max_ram - opts.limits.parent_reserve)
+    ceilings = opts.ceilings
+    with claimed(opts.run_dir, fresh=opts.fresh_dir) as run_dir:
+        opts.run_dir = run_dir  # a fresh directory may have been given another name
+        if opts.manifest is not None:
+            write_struct(opts.run_dir / "run.json", opts.manifest)
+        return _run_claimed(opts, ceilings, observer, cancel, budget or MemoryBudget(opts.limits.stage_room(opts.max_ram)),
+                            batch_meter)
+
+
+def _run_claimed(opts: RunOptions, ceilings: dict[str, int], observer: Observer, cancel: threading.Event,
+                 budget: MemoryBudget, batch_meter: MemoryMeter | None) -> RunReport:
     run_dir = opts.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
     report = RunReport(run_dir=str(run_dir), status="running", isolation=opts.isolation, max_ram_bytes=opts.max_ram)
     names = [spec.name for spec in opts.pipeline]
     from_index = names.index(opts.start_from) if opts.start_from else len(names)
@@ -160,8 +199,8 @@ def run_pipeline(
             report.stages.append(stage)
             observer.stage_finished(opts.label, stage)
             _update_totals(report, meter)
-            write_report(run_dir, report)
-            if stage.status not in ("done", "skipped"):
+            _save_report(run_dir, report)
+            if not finished(stage.status):
                 report.status = stage.status
                 report.message = stage.message
                 if stage.status == "oom":
@@ -174,8 +213,19 @@ def run_pipeline(
             report.status = "done"
     _update_totals(report, meter)
     report.exit_code = EXIT_CODES[report.status]
-    write_report(run_dir, report)
+    if report.report_error:
+        report.message = f"{report.message}; {report.report_error}".lstrip("; ")
+    _save_report(run_dir, report)
     return report
+
+
+def _save_report(run_dir: Path, report: RunReport) -> None:
+    """Write report.json and memory.svg; a full or read-only disk must not cost the run its own outcome."""
+    try:
+        write_report(run_dir, report)
+        report.report_error = ""
+    except OSError as exc:
+        report.report_error = f"report.json could not be written ({exc.strerror}: {exc.filename or run_dir})"
 
 
 def _update_totals(report: RunReport, meter: MemoryMeter) -> None:
@@ -225,87 +275,22 @@ def _run_stage(
             return report
         report.started_at_s = round(meter.elapsed(), 3)
         observer.stage_started(opts.label, spec.name, ceiling)
-        if opts.isolation == "none":
-            outcome = _execute_in_process(call, opts.limits.poll_s, on_event, cancel)
-        else:
-            outcome = _execute_in_child(call, stage_dir, opts, ceiling, cancel, observer, meter, on_event, on_warning)
+        settings = WatchSettings(ceiling=ceiling, poll_s=opts.limits.poll_s,
+                                 warn_fraction=opts.limits.warn_fraction, kill_grace_s=opts.limits.kill_grace_s)
+
+        def on_sample(rss: int) -> None:
+            meter.set(spec.name, rss)
+            observer.stage_sample(opts.label, spec.name, rss)
+
+        try:
+            outcome = opts.executor(call, settings, stage_dir / "stage.log", cancel,
+                                    StageHooks(on_sample, on_event, on_warning))
+        finally:
+            meter.clear(spec.name)
     report.run_rss_after_bytes = meter.sample()
     _fill_from_outcome(report, outcome)
     _finish(report, run_dir, spec, expected_hash, outcome)
     return report
-
-
-def _execute_in_child(
-    call: StageCall, stage_dir: Path, opts: RunOptions, ceiling: int, cancel: threading.Event,
-    observer: Observer, meter: MemoryMeter, on_event: Callable, on_warning: Callable,
-) -> ProcessOutcome:
-    read_fd, write_fd = os.pipe()
-    call.progress_fd = write_fd
-    call_path = stage_dir / "call.json"
-    write_struct(call_path, call)
-    settings = WatchSettings(ceiling=ceiling, poll_s=opts.limits.poll_s,
-                             warn_fraction=opts.limits.warn_fraction, kill_grace_s=opts.limits.kill_grace_s)
-
-    def on_sample(rss: int) -> None:
-        meter.set(call.stage, rss)
-        observer.stage_sample(opts.label, call.stage, rss)
-
-    try:
-        return supervise(
-            [sys.executable, "-m", call.module, str(call_path)], settings, stage_dir / "stage.log", cancel,
-            on_sample=on_sample, on_event=on_event, on_warning=on_warning,
-            env=_stage_env(), progress_pipe=(read_fd, write_fd),
-        )
-    finally:
-        meter.clear(call.stage)
-
-
-def _stage_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("TRANSFORMERS_OFFLINE", "1")
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return env
-
-
-def _execute_in_process(call: StageCall, poll_s: float, on_event: Callable, cancel: threading.Event) -> ProcessOutcome:
-    """The old design, kept as a baseline: the stage runs inside the supervisor; nothing is enforced."""
-    from stages.harness import StageError, execute  # the baseline imports stage code into the parent on purpose
-
-    me = psutil.Process()
-    samples: list[tuple[float, int]] = []
-    done = threading.Event()
-    start = time.monotonic()
-    cpu_start = me.cpu_times()
-
-    def sample() -> None:
-        while not done.wait(poll_s):
-            samples.append((time.monotonic() - start, me.memory_info().rss))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    status, exit_code, message = "done", 0, ""
-    try:
-        execute(call, on_event)
-    except KeyboardInterrupt:
-        status, exit_code, message = "interrupted", None, "interrupted"
-        cancel.set()
-    except (StageError, ArtifactError) as exc:
-        status, exit_code, message = "failed", 1, str(exc)
-    except Exception as exc:  # the baseline reports a stage's crash like a child's non-zero exit
-        status, exit_code, message = "failed", 1, f"{type(exc).__name__}: {exc}"
-    finally:
-        done.set()
-        sampler.join()
-    samples.append((time.monotonic() - start, me.memory_info().rss))
-    cpu_end = me.cpu_times()
-    return ProcessOutcome(
-        status=status, exit_code=exit_code, signal=None, sampled_peak=max(rss for _, rss in samples),
-        ru_maxrss=0, wall_s=time.monotonic() - start,
-        cpu_s=(cpu_end.user + cpu_end.system) - (cpu_start.user + cpu_start.system), samples=samples,
-        message=message,
-    )
 
 
 def _fill_from_outcome(report: StageReport, outcome: ProcessOutcome) -> None:
@@ -320,6 +305,8 @@ def _fill_from_outcome(report: StageReport, outcome: ProcessOutcome) -> None:
     report.crossed_ceiling_at_s = outcome.crossed_at
     report.gone_after_crossing_s = None if outcome.gone_after_crossing_s is None else round(outcome.gone_after_crossing_s, 4)
     report.killed_by_os = outcome.killed_by_os
+    report.crossed_ceiling_rss_bytes = outcome.crossed_rss
+    report.survivor_pids = list(outcome.survivors)
     report.timeline = downsample(outcome.samples)
 
 
@@ -363,7 +350,9 @@ def _log_tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
 
 
 def suggested_ceiling(stage: StageReport) -> int:
-    """Twice the ceiling it was stopped at (its real need is unknown past that), rounded up to 100 MiB.
+    """The larger of 1.5x its peak and twice the ceiling it was stopped at, rounded up to 100 MiB.
+
+    Its real need past the ceiling is unknown, so the guess is generous.
 
     `aishorts-runner probe` finds the real need when this guess is not enough.
     """
@@ -376,7 +365,7 @@ def rerun_command(opts: RunOptions, stage_name: str, stage: StageReport) -> str:
     new_limit = suggested_ceiling(stage)
     args = ["aishorts-runner", "--run-dir", str(opts.run_dir), *opts.resume_args]
     if opts.max_ram is not None:
-        args += ["--max-ram", f"{max(opts.max_ram, new_limit + opts.limits.parent_reserve) // 2**20}M"]
+        args += ["--max-ram", f"{max(opts.max_ram, opts.limits.max_ram_for(new_limit)) // 2**20}M"]
     for name, limit in sorted(opts.limits.stages.items()):
         if limit.overridden and name != stage_name:
             args += ["--limit", f"{name}={limit.ceiling // 2**20}M"]

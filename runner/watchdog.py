@@ -30,6 +30,7 @@ import msgspec
 import psutil
 
 from ipc.messages import ProgressEvent, progress_decoder
+from runner.status import Ending
 
 
 @dataclass
@@ -42,7 +43,7 @@ class WatchSettings:
 
 @dataclass
 class ProcessOutcome:
-    status: str  # done | oom | failed | interrupted
+    status: Ending
     exit_code: int | None
     signal: int | None
     sampled_peak: int
@@ -50,12 +51,13 @@ class ProcessOutcome:
     wall_s: float
     cpu_s: float
     samples: list[tuple[float, int]]
-    warned: bool = False
     crossed_at: float | None = None
+    """Seconds from the start when the tree was first seen above its ceiling."""
     crossed_rss: int | None = None
     gone_after_crossing_s: float | None = None
     killed_by_os: bool = False
     survivors: list[int] = field(default_factory=list)
+    """Pids of the tree still alive 2 s after it was killed (none expected; reported if ever seen)."""
     message: str = ""
     """Why it failed, when known without reading its log (a stage run in the supervisor's own process)."""
 
@@ -199,6 +201,15 @@ def supervise(
     return outcome
 
 
+@dataclass
+class _Kill:
+    """The watch loop's decision to stop a tree, and how far the stopping has gone."""
+
+    reason: Ending
+    decided_at: float
+    killed: bool = False
+
+
 def _watch(
     proc: subprocess.Popen,
     settings: WatchSettings,
@@ -212,13 +223,10 @@ def _watch(
         sampler: TreeSampler | None = TreeSampler(proc.pid)
     except psutil.Error:
         sampler = None
-    samples: list[tuple[float, int]] = []
-    sampled_peak = 0
+    outcome = ProcessOutcome(status="done", exit_code=None, signal=None, sampled_peak=0, ru_maxrss=0,
+                             wall_s=0.0, cpu_s=0.0, samples=[])
+    kill: _Kill | None = None
     warned = False
-    reason: str | None = None  # oom | interrupted, once we decide to kill
-    term_sent_at: float | None = None
-    killed = False
-    crossed_at = crossed_rss = None
     warn_at = settings.warn_fraction * settings.ceiling
     while True:
         pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
@@ -226,34 +234,50 @@ def _watch(
         if pid:
             break
         rss = sampler.rss() if sampler else 0
-        samples.append((now - start, rss))
-        sampled_peak = max(sampled_peak, rss)
+        outcome.samples.append((now - start, rss))
+        outcome.sampled_peak = max(outcome.sampled_peak, rss)
         on_sample(rss)
         if rss > warn_at and not warned:
             warned = True
             on_warning(f"at {rss / settings.ceiling:.0%} of its ceiling")
-        if reason is None and rss > settings.ceiling:
-            reason, crossed_at, crossed_rss = "oom", now, rss
-        if reason is None and cancel.is_set():
-            reason = "interrupted"
-        if reason is not None and term_sent_at is None:
-            term_sent_at = now
-            signal_tree(pgid, sampler, signal.SIGTERM)
-        elif term_sent_at is not None and not killed and now - term_sent_at >= settings.kill_grace_s:
-            killed = True
+        if kill is None:
+            if rss > settings.ceiling:
+                kill = _Kill("oom", now)
+                outcome.crossed_at, outcome.crossed_rss = now - start, rss
+            elif cancel.is_set():
+                kill = _Kill("interrupted", now)
+            if kill is not None:
+                signal_tree(pgid, sampler, signal.SIGTERM)
+        elif not kill.killed and now - kill.decided_at >= settings.kill_grace_s:
+            kill.killed = True
             signal_tree(pgid, sampler, signal.SIGKILL)
-        time.sleep(settings.poll_s if term_sent_at is None else min(settings.poll_s, 0.01))
+        time.sleep(settings.poll_s if kill is None else min(settings.poll_s, 0.01))
     proc.returncode = os.waitstatus_to_exitcode(status)
     # Whatever the leader left behind in its group (a background ffmpeg) goes too.
     if group_alive(pgid) or (sampler and sampler.known_alive()):
         signal_tree(pgid, sampler, signal.SIGKILL)
     gone_at = time.monotonic()
-    survivors = _wait_gone(pgid, sampler)
-    return _outcome(
-        proc.returncode, reason, killed or term_sent_at is not None, samples, sampled_peak, rusage,
-        gone_at - start, warned, crossed_at, crossed_rss, (gone_at - crossed_at) if crossed_at else None,
-        survivors, start,
-    )
+    outcome.survivors = _wait_gone(pgid, sampler)
+    outcome.wall_s = gone_at - start
+    if outcome.crossed_at is not None:
+        outcome.gone_after_crossing_s = gone_at - start - outcome.crossed_at
+    outcome.ru_maxrss = rusage.ru_maxrss * 1024
+    outcome.cpu_s = rusage.ru_utime + rusage.ru_stime
+    _judge(outcome, proc.returncode, kill)
+    return outcome
+
+
+def _judge(outcome: ProcessOutcome, returncode: int, kill: _Kill | None) -> None:
+    """The verdict: our own kill's reason, else the exit status (a SIGKILL we did not send is the OS's OOM killer)."""
+    outcome.exit_code = returncode
+    outcome.signal = -returncode if returncode < 0 else None
+    outcome.killed_by_os = outcome.signal == signal.SIGKILL and kill is None
+    if kill is not None:
+        outcome.status = kill.reason
+    elif returncode == 0:
+        outcome.status = "done"
+    else:
+        outcome.status = "oom" if outcome.killed_by_os else "failed"
 
 
 def _wait_gone(pgid: int, sampler: TreeSampler | None, timeout: float = 2.0) -> list[int]:
@@ -264,35 +288,3 @@ def _wait_gone(pgid: int, sampler: TreeSampler | None, timeout: float = 2.0) -> 
             return []
         time.sleep(0.01)
     return [p.pid for p in (sampler.known_alive() if sampler else [])]
-
-
-def _outcome(
-    returncode: int, reason: str | None, we_signalled: bool, samples, sampled_peak, rusage, wall_s,
-    warned, crossed_at, crossed_rss, gone_after, survivors, start,
-) -> ProcessOutcome:
-    sig = -returncode if returncode < 0 else None
-    killed_by_os = sig == signal.SIGKILL and not we_signalled
-    if reason is not None:
-        status = reason
-    elif returncode == 0:
-        status = "done"
-    elif killed_by_os:
-        status = "oom"
-    else:
-        status = "failed"
-    return ProcessOutcome(
-        status=status,
-        exit_code=returncode,
-        signal=sig,
-        sampled_peak=sampled_peak,
-        ru_maxrss=rusage.ru_maxrss * 1024,
-        wall_s=wall_s,
-        cpu_s=rusage.ru_utime + rusage.ru_stime,
-        samples=samples,
-        warned=warned,
-        crossed_at=(crossed_at - start) if crossed_at else None,
-        crossed_rss=crossed_rss,
-        gone_after_crossing_s=gone_after,
-        killed_by_os=killed_by_os,
-        survivors=survivors,
-    )

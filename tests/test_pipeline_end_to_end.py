@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from ipc.pipeline import STAGE_NAMES
 from stages.media import ffmpeg_exe, probe
 from tests.runner_helpers import report, run_cli, stage
 
@@ -85,7 +86,7 @@ def test_captions_follow_the_narration(short):
 def test_the_report_records_every_stage_and_the_offline_backends(short):
     data = report(short)
     assert data["status"] == "done"
-    assert [s["name"] for s in data["stages"]] == ["theme", "script", "tts", "broll", "match", "timeline", "render"]
+    assert [s["name"] for s in data["stages"]] == list(STAGE_NAMES)
     assert data["peak_rss_bytes"] < 4 * 2**30
     assert json.loads((short / "match" / "artifact.json").read_text())["scorer"] == "text"
     assert json.loads((short / "broll" / "artifact.json").read_text())["source"] == "builtin"
@@ -98,7 +99,7 @@ def test_a_rerun_with_nothing_changed_skips_every_stage(short):
     assert {s["status"] for s in report(short)["stages"]} == {"skipped"}
 
 
-@pytest.mark.parametrize("name", ["theme", "script", "tts", "broll", "match", "timeline", "render"])
+@pytest.mark.parametrize("name", STAGE_NAMES)
 def test_each_stage_reruns_alone_on_saved_inputs(short, name):
     others = {s: (short / s / "artifact.json").stat().st_mtime_ns for s in ("theme", "timeline") if s != name}
     out = run_cli("--run-dir", short, "--only", name, cwd=short.parent, timeout=900)

@@ -1,0 +1,108 @@
+"""A run directory: one supervisor at a time, a name no other run has, and the manifest it resumes from.
+
+Responsible for: claiming a run directory for this process (an exclusive
+`flock` on `RUN/.lock`, which the kernel releases when the holder exits or is
+killed, so a kill -9 never leaves a stale lock), creating a default directory
+exclusively (another name is taken if two runs chose the same one in the same
+second), removing a fresh directory again when the run is refused before it
+starts, and `run.json`. Not responsible for what runs inside (`runner.run`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+
+from ipc.params import PipelineParams
+from runner.errors import UsageError
+
+LOCK_NAME = ".lock"
+
+
+class RunManifest(msgspec.Struct, kw_only=True):
+    """The parameters a run directory was made with, so `--run-dir DIR` alone can resume it."""
+
+    version: int = 1
+    params: PipelineParams
+    pipeline_file: str | None = None
+
+
+def default_run_dir(subject: str, parent: Path = Path("runs")) -> Path:
+    """`runs/20261130-043941-why-octopuses-have-three-hearts`; `claimed(..., fresh=True)` makes it unique."""
+    slug = re.sub(r"[^a-z0-9]+", "-", subject.lower()).strip("-")[:40] or "short"
+    return parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}"
+
+
+@contextlib.contextmanager
+def claimed(run_dir: Path, fresh: bool = False) -> Iterator[Path]:
+    """Create and lock `run_dir` for the life of the block; yields the directory actually used.
+
+    A `fresh` directory must not exist yet: if another run took the name, a
+    suffix makes a new one. A second supervisor on a claimed directory gets a
+    UsageError naming the holder's pid. A fresh directory is removed again if
+    the block raises UsageError (the run was refused: it leaves nothing behind).
+    """
+    run_dir = _create_fresh(run_dir) if fresh else _create(run_dir)
+    try:
+        with _locked(run_dir):
+            yield run_dir
+    except UsageError:
+        if fresh:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _create(run_dir: Path) -> Path:
+    if run_dir.is_symlink() or (run_dir.exists() and not run_dir.is_dir()):
+        raise UsageError(f"--run-dir {run_dir} exists and is not a folder")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--run-dir {run_dir}: cannot create it ({exc.strerror})") from None
+    return run_dir
+
+
+def _create_fresh(run_dir: Path) -> Path:
+    candidate = run_dir
+    for _ in range(100):
+        try:
+            candidate.parent.mkdir(parents=True, exist_ok=True)
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            candidate = run_dir.with_name(f"{run_dir.name}-{secrets.token_hex(2)}")
+        except OSError as exc:
+            raise UsageError(f"cannot create the run directory {candidate} ({exc.strerror})") from None
+    raise UsageError(f"cannot find a free name for a run directory beside {run_dir}")
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    path = run_dir / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise UsageError(f"--run-dir {run_dir}: cannot lock it ({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise UsageError(
+                f"--run-dir {run_dir} is in use by another aishorts-runner (pid {holder});"
+                " wait for it to finish, or stop it, then run again"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -1,0 +1,64 @@
+"""The old single-process design, kept as a measurable baseline: `--isolation none`.
+
+A `StageExecutor` that runs each stage inside the supervisor's own process,
+one after the other, exactly as the seed system did. Nothing is enforced:
+ceilings are recorded but cannot be, and no memory is returned between
+stages. It lives outside `runner/` because it imports stage code into the
+process that runs it; the supervisor loads it by name only when asked for
+`--isolation none`, and never imports `stages` itself.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from ipc.files import ArtifactError
+from ipc.messages import StageCall
+from runner.run import StageHooks
+from runner.status import Ending
+from runner.watchdog import ProcessOutcome, WatchSettings
+from stages.harness import StageError, execute
+
+
+def execute_in_process(call: StageCall, settings: WatchSettings, log_path: Path, cancel: threading.Event,
+                       hooks: StageHooks) -> ProcessOutcome:
+    """Run the stage here; its RSS is the supervisor's own, so the run's meter already counts it."""
+    me = psutil.Process()
+    samples: list[tuple[float, int]] = []
+    done = threading.Event()
+    start = time.monotonic()
+    cpu_start = me.cpu_times()
+
+    def sample() -> None:
+        while not done.wait(settings.poll_s):
+            samples.append((time.monotonic() - start, me.memory_info().rss))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    status: Ending = "done"
+    exit_code: int | None = 0
+    message = ""
+    try:
+        execute(call, hooks.on_event)
+    except KeyboardInterrupt:
+        status, exit_code, message = "interrupted", None, "interrupted"
+        cancel.set()
+    except (StageError, ArtifactError) as exc:
+        status, exit_code, message = "failed", 1, str(exc)
+    except Exception as exc:  # the baseline reports a stage's crash like a child's non-zero exit
+        status, exit_code, message = "failed", 1, f"{type(exc).__name__}: {exc}"
+    finally:
+        done.set()
+        sampler.join()
+    samples.append((time.monotonic() - start, me.memory_info().rss))
+    cpu_end = me.cpu_times()
+    return ProcessOutcome(
+        status=status, exit_code=exit_code, signal=None, sampled_peak=max(rss for _, rss in samples),
+        ru_maxrss=0, wall_s=time.monotonic() - start,
+        cpu_s=(cpu_end.user + cpu_end.system) - (cpu_start.user + cpu_start.system), samples=samples,
+        message=message,
+    )
