@@ -13,11 +13,13 @@ from __future__ import annotations
 from typing import Annotated, ClassVar, Literal
 
 import msgspec
+import msgspec.inspect
 
+RUN_PATH_PATTERN = r"^(?!/)(?!.*(?:^|/)\.\.(?:/|$))[^\x00\\]+$"
 RunPath = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^(?!/)(?!.*(?:^|/)\.\.(?:/|$))[^\x00\\]+$",
+        pattern=RUN_PATH_PATTERN,
         description="a payload path relative to the run directory, never absolute, never through '..'",
     ),
 ]
@@ -171,12 +173,16 @@ class MusicBed(msgspec.Struct, forbid_unknown_fields=True):
     duck_db: float
 
 
+Pixels = Annotated[int, msgspec.Meta(ge=16, le=8192, description="a frame dimension in pixels")]
+FrameRate = Annotated[int, msgspec.Meta(ge=1, le=240, description="frames per second")]
+
+
 class Timeline(Artifact, tag="timeline"):
     kind_name: ClassVar[str] = "timeline"
-    width: int
-    height: int
-    fps: int
-    duration_s: float
+    width: Pixels
+    height: Pixels
+    fps: FrameRate
+    duration_s: Annotated[float, msgspec.Meta(gt=0)]
     narration_wav: RunPath
     narration_duration_s: float
     segments: list[Segment]
@@ -212,8 +218,31 @@ class Balloon(Artifact, tag="balloon"):
     child_mb: int
     seconds: float
     padding: str = ""
+    payload: RunPath | None = None
 
 
 ARTIFACT_TYPES: dict[str, type[Artifact]] = {
     cls.kind_name: cls for cls in (Theme, Script, Narration, Candidates, Matches, Timeline, Render, Balloon)
 }
+
+
+def payload_paths(artifact: msgspec.Struct) -> list[str]:
+    """Every payload an artifact names (each field typed `RunPath`, at any depth), in order."""
+    return list(_paths(artifact, msgspec.inspect.type_info(type(artifact))))
+
+
+def _paths(value: object, info: msgspec.inspect.Type):
+    if isinstance(info, msgspec.inspect.Metadata):
+        if isinstance(info.type, msgspec.inspect.StrType) and info.type.pattern == RUN_PATH_PATTERN:
+            yield value
+        return
+    if isinstance(info, msgspec.inspect.StructType):
+        for field in info.fields:
+            yield from _paths(getattr(value, field.name), field.type)
+    elif isinstance(info, msgspec.inspect.ListType):
+        for item in value:
+            yield from _paths(item, info.item_type)
+    elif isinstance(info, msgspec.inspect.UnionType) and value is not None:
+        for option in info.types:
+            if not isinstance(option, msgspec.inspect.NoneType):
+                yield from _paths(value, option)

@@ -2,7 +2,9 @@
 
 An artifact on disk is either complete or absent: it is written to a temporary
 file in the same folder, fsynced and renamed over the final name, so a stage
-killed mid-write leaves only a `.tmp` file that nothing reads. Reads are strict
+killed mid-write leaves only a `.tmp` file that nothing reads. The rename
+replaces whatever was at the name (a symlink planted there included) rather
+than writing through it, so nothing written here can land outside its folder. Reads are strict
 msgspec decodes against the expected Struct; every way a file can be wrong
 (missing, truncated, corrupt, wrong kind, wrong schema version) becomes one
 `ArtifactError` that names the file.
@@ -13,9 +15,11 @@ resolved through `resolve_in_run`, which refuses anything that escapes it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -33,13 +37,24 @@ class _Header(msgspec.Struct):
     version: int
 
 
+@contextlib.contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """An OSError raised without a file name (a write on a full disk) gets `path`, so messages can say where."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file, or all of the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with naming(path), os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -52,6 +67,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def open_new_file(path: Path):
+    """A binary file object for a file created here and now: never through a symlink planted at `path`.
+
+    O_EXCL refuses any existing name (a symlink included, dangling or not), so
+    callers move or remove an old file first; what they write can only land inside
+    the folder they meant.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    return os.fdopen(fd, "wb")
 
 
 def encode_json(obj: object) -> bytes:

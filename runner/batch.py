@@ -180,17 +180,18 @@ def _batch_report(batch_dir, topics, runs, results, jobs, max_ram, meter, wall_s
 def _print_batch(args: argparse.Namespace, report: BatchReport) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from ipc.files import encode_json
     from ipc.sizes import format_size
 
     console = Console(stderr=args.json, highlight=False)
-    table = Table(title=f"batch {report.batch_dir}: {report.status}")
+    table = Table(title=Text(f"batch {report.batch_dir}: {report.status}"))
     for column in ("topic", "status", "failed stage", "peak", "time", "run dir"):
         table.add_column(column)
     for item in report.items:
-        table.add_row(item.topic[:40], item.status, item.failed_stage or "", format_size(item.peak_rss_bytes),
-                      f"{item.wall_s:.1f}s", item.run_dir)
+        table.add_row(Text(item.topic[:40]), item.status, Text(item.failed_stage or ""), format_size(item.peak_rss_bytes),
+                      f"{item.wall_s:.1f}s", Text(item.run_dir))
     console.print(table)
     stream = console.file
     print(f"whole batch: peak {format_size(report.peak_rss_bytes)} of --max-ram {format_size(report.max_ram_bytes)},"
@@ -199,7 +200,7 @@ def _print_batch(args: argparse.Namespace, report: BatchReport) -> None:
         if item.status != "done":
             print(f"{item.topic}: {item.message}", file=stream)
             if item.rerun_command:
-                print(f"  to rerun it with more memory: {item.rerun_command}", file=stream)
+                print(f"  to rerun it: {item.rerun_command}", file=stream)
     stream.flush()
     if args.json:
         sys.stdout.buffer.write(encode_json(report))

@@ -124,7 +124,9 @@ class LiveDisplay(Observer):
             row.message, row.fraction = event.message, event.fraction
 
     def stage_warning(self, label: str, stage: str, message: str) -> None:
-        self.console.log(f"[yellow]{_key(label, stage)}: {message}[/yellow]")
+        from rich.text import Text
+
+        self.console.log(Text(f"{_key(label, stage)}: {message}", style="yellow"))
 
     def stage_finished(self, label: str, report: StageReport) -> None:
         row = self._row(label, report.name, report.ceiling_bytes)
@@ -135,6 +137,7 @@ class LiveDisplay(Observer):
     def _render(self):
         from rich.progress_bar import ProgressBar
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(expand=False, box=None, padding=(0, 1))
         for column in ("stage", "state", "time", "memory", "", "progress"):
@@ -150,7 +153,8 @@ class LiveDisplay(Observer):
                               complete_style="red" if shown > self.warn_fraction * row.ceiling else "cyan")
             fraction = f" {row.fraction:.0%}" if row.fraction is not None and row.state == "running" else ""
             table.add_row(
-                _key(row.label, row.stage), f"[{colours.get(row.state, 'cyan')}]{row.state}[/]", f"{elapsed:5.1f}s",
-                bar, f"{format_size(shown)}/{format_size(row.ceiling)}", f"{row.message[:60]}{fraction}",
+                Text(_key(row.label, row.stage)), Text(row.state, style=colours.get(row.state, "cyan")),
+                f"{elapsed:5.1f}s", bar, f"{format_size(shown)}/{format_size(row.ceiling)}",
+                Text(f"{row.message[:60]}{fraction}"),
             )
         return table

@@ -31,6 +31,8 @@ class StageLimit:
     minimum: int
     overridden: bool = False
     """Set by --limit: the user's number stands even below `minimum`."""
+    usual_ceiling: int | None = None
+    """The limits file's ceiling, for a stage whose ceiling --limit replaced (what to suggest after an OOM)."""
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,13 @@ class Limits:
     """The file these limits were read from, for messages."""
 
     def for_stage(self, name: str) -> StageLimit:
-        return self.stages.get(name, self.default)
+        limit = self.stages.get(name, self.default)
+        return limit if limit.overridden else replace(limit, usual_ceiling=limit.ceiling)
 
     def with_override(self, name: str, ceiling: int) -> Limits:
         current = self.for_stage(name)
-        updated = StageLimit(ceiling=ceiling, minimum=min(current.minimum, ceiling), overridden=True)
+        updated = StageLimit(ceiling=ceiling, minimum=min(current.minimum, ceiling), overridden=True,
+                             usual_ceiling=current.usual_ceiling or current.ceiling)
         return replace(self, stages={**self.stages, name: updated})
 
     def with_stage(self, name: str, limit: StageLimit) -> Limits:

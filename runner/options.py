@@ -13,6 +13,7 @@ import argparse
 import importlib
 import random
 import re
+import sys
 from pathlib import Path
 
 import msgspec
@@ -21,7 +22,7 @@ from ipc.files import ArtifactError, read_struct
 from ipc.params import CATEGORIES, LlmParams, PipelineParams
 from ipc.pipeline import DEFAULT_PIPELINE, STAGE_NAMES, StageSpec
 from ipc.sizes import SizeError, parse_size
-from ipc.text import MAX_TOPIC_CHARS, TextError, tidy_topic
+from ipc.text import MAX_TOPIC_CHARS, TextError, looks_binary, tidy_topic
 from runner.errors import UsageError
 from runner.limits import Limits, load_limits, parse_limit_override
 from runner.pipeline_file import load_pipeline
@@ -80,9 +81,18 @@ def run_options(
         run_dir=run_dir, pipeline=pipeline, params=params, limits=limits, max_ram=max_ram,
         isolation=args.isolation, executor=executor_for(args.isolation), start_from=args.start_from,
         only=args.only, device=args.device, resume_args=resume_args, label=label,
-        manifest=RunManifest(params=params, pipeline_file=str(args.pipeline) if args.pipeline else None),
+        command=invoked_as(), manifest=RunManifest(params=params, pipeline_file=str(args.pipeline) if args.pipeline else None),
         fresh_dir=fresh,
     )
+
+
+def invoked_as(argv0: str | None = None) -> list[str]:
+    """The runner's own command as the user typed it: `.venv/bin/aishorts-runner` stays that, not a bare name."""
+    argv0 = argv0 if argv0 is not None else sys.argv[0]
+    name = Path(argv0).name
+    if name in ("cli.py", "__main__.py", "-c", "") or name.startswith("python"):
+        return [sys.executable, "-m", "runner.cli"]
+    return [argv0]
 
 
 def executor_for(isolation: str) -> StageExecutor:
@@ -214,6 +224,10 @@ def read_script_file(path: Path) -> str:
         raise UsageError(f"--script {path}: not UTF-8 text") from None
     if not text.strip():
         raise UsageError(f"--script {path}: file is empty")
+    if looks_binary(text):
+        raise UsageError(f"--script {path}: not readable text (control characters or binary); give plain UTF-8 text")
+    if not re.search(r"[^\W\d_]", text):
+        raise UsageError(f"--script {path}: has no words to narrate; give the sentences to speak")
     return text.strip()
 
 

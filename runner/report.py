@@ -8,6 +8,7 @@ it decides nothing about the run.
 from __future__ import annotations
 
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import msgspec
 
@@ -115,7 +116,7 @@ def timeline_svg(report: RunReport, width: int = 900, height: int = 360) -> str:
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
-        f'<text x="{left}" y="18" font-size="13">Memory of run {Path(report.run_dir).name}: {report.status},'
+        f'<text x="{left}" y="18" font-size="13">Memory of run {escape(Path(report.run_dir).name)}: {report.status},'
         f' peak {format_size(report.peak_rss_bytes)}</text>',
         f'<line x1="{left}" y1="{y(0)}" x2="{width - right}" y2="{y(0)}" stroke="black"/>',
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{y(0)}" stroke="black"/>',
@@ -146,19 +147,21 @@ def _hline(x1: float, x2: float, y: float, colour: str, label: str, dash: bool =
     style = ' stroke-dasharray="4 3"' if dash else ""
     return (
         f'<line x1="{x1:.1f}" y1="{y:.1f}" x2="{x2:.1f}" y2="{y:.1f}" stroke="{colour}"{style}/>'
-        f'<text x="{x1 + 3:.1f}" y="{y - 3:.1f}" fill="{colour}">{label}</text>'
+        f'<text x="{x1 + 3:.1f}" y="{y - 3:.1f}" fill="{colour}">{escape(label)}</text>'
     )
 
 
 def summary_table(report: RunReport, title: str | None = None):
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title or f"run {report.run_dir}: {report.status}")
+    # Text, not str: a run directory or stage named like "[/]" is shown, never read as rich markup.
+    table = Table(title=Text(title or f"run {report.run_dir}: {report.status}"))
     for column in ("stage", "status", "peak", "ceiling", "time"):
         table.add_column(column, justify="right" if column in ("peak", "ceiling", "time") else "left")
     for stage in report.stages:
         table.add_row(
-            stage.name, stage.status, format_size(stage.peak_rss_bytes or None),
+            Text(stage.name), stage.status, format_size(stage.peak_rss_bytes or None),
             format_size(stage.ceiling_bytes or None), f"{stage.wall_s:.1f}s",
         )
     table.add_row("[b]run[/b]", report.status, format_size(report.peak_rss_bytes),

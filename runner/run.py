@@ -25,8 +25,8 @@ from typing import Literal, Protocol
 
 import msgspec
 
-from ipc.artifacts import ARTIFACT_TYPES
-from ipc.files import ArtifactError, read_struct, sha256_bytes, sha256_file, write_struct
+from ipc.artifacts import ARTIFACT_TYPES, payload_paths
+from ipc.files import ArtifactError, read_struct, resolve_in_run, sha256_bytes, sha256_file, write_struct
 from ipc.messages import ProgressEvent, StageCall
 from ipc.params import PipelineParams
 from ipc.pipeline import StageSpec, artifact_path
@@ -75,10 +75,21 @@ def execute_in_child(call: StageCall, settings: WatchSettings, log_path: Path, c
 
 
 class Stamp(msgspec.Struct):
-    """Written by the supervisor after a stage's artifact validated: the proof it is complete."""
+    """Written by the supervisor after a stage's artifact validated: the proof it is complete.
+
+    It covers the artifact and every payload file the artifact names, so a resume
+    never trusts a stage whose WAV, video or stills were changed or removed since.
+    """
 
     inputs_hash: str
     artifact_sha256: str
+    payloads: dict[str, str] = {}
+    """Payload path (relative to the run directory) -> its sha256."""
+
+
+def payload_digests(run_dir: Path, artifact: msgspec.Struct) -> dict[str, str]:
+    """sha256 of each payload the artifact names; ArtifactError for one that escapes the run, OSError if missing."""
+    return {relative: sha256_file(resolve_in_run(run_dir, relative)) for relative in payload_paths(artifact)}
 
 
 @dataclass
@@ -98,6 +109,8 @@ class RunOptions:
     resume_args: list[str] = field(default_factory=list)
     """Options besides --run-dir, --max-ram and --limit that a rerun must repeat (e.g. --limits FILE)."""
     label: str = ""
+    command: list[str] = field(default_factory=lambda: ["aishorts-runner"])
+    """How the user started the runner, so a suggested command runs as typed (e.g. .venv/bin/aishorts-runner)."""
     manifest: RunManifest | None = None
     """Written to `run.json` once the run directory is claimed; None leaves it as it is."""
     fresh_dir: bool = False
@@ -161,10 +174,10 @@ def is_complete(run_dir: Path, spec: StageSpec, expected_hash: str) -> bool:
         stamp = read_struct(stamp_path, Stamp)
         if stamp.inputs_hash != expected_hash or stamp.artifact_sha256 != sha256_file(artifact):
             return False
-        read_struct(artifact, ARTIFACT_TYPES[spec.output])
+        decoded = read_struct(artifact, ARTIFACT_TYPES[spec.output])
+        return stamp.payloads == payload_digests(run_dir, decoded)
     except (ArtifactError, OSError):
         return False
-    return True
 
 
 def run_pipeline(
@@ -248,6 +261,8 @@ def _run_stage(
     kinds = {s.name: s.output for s in opts.pipeline}
     check_inputs(run_dir, spec, kinds)
     stage_dir = run_dir / spec.name
+    if stage_dir.is_symlink():
+        raise UsageError(f"{stage_dir} is a symbolic link; a stage writes only inside its run directory: remove it")
     stage_dir.mkdir(parents=True, exist_ok=True)
     (stage_dir / "stamp.json").unlink(missing_ok=True)  # a half-rerun must never look complete
     call = StageCall(
@@ -314,11 +329,15 @@ def _finish(report: StageReport, run_dir: Path, spec: StageSpec, expected_hash: 
     if report.status == "done":
         artifact = run_dir / artifact_path(spec.name)
         try:
-            read_struct(artifact, ARTIFACT_TYPES[spec.output])
+            payloads = payload_digests(run_dir, read_struct(artifact, ARTIFACT_TYPES[spec.output]))
         except ArtifactError as exc:
             report.status, report.message = "failed", f"stage {spec.name} finished but its artifact is unusable: {exc}"
             return
-        write_struct(run_dir / spec.name / "stamp.json", Stamp(expected_hash, sha256_file(artifact)))
+        except OSError as exc:
+            report.status = "failed"
+            report.message = f"stage {spec.name} finished but a payload it names is unreadable: {exc.filename} ({exc.strerror})"
+            return
+        write_struct(run_dir / spec.name / "stamp.json", Stamp(expected_hash, sha256_file(artifact), payloads))
         report.message = ""
     elif report.status == "oom" and report.killed_by_os:
         report.message = (
@@ -349,25 +368,30 @@ def _log_tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
     return "\n".join(tail)
 
 
-def suggested_ceiling(stage: StageReport) -> int:
-    """The larger of 1.5x its peak and twice the ceiling it was stopped at, rounded up to 100 MiB.
+def suggested_ceiling(stage: StageReport, usual: int | None) -> int:
+    """A ceiling that should pass the first time, rounded up to 100 MiB.
 
-    Its real need past the ceiling is unknown, so the guess is generous.
-
-    `aishorts-runner probe` finds the real need when this guess is not enough.
+    The stage's need past the ceiling it was stopped at is unknown, so take the
+    larger of its usual ceiling (limits.toml's, measured with a margin over its
+    heaviest known run) and 1.5 times the peak it had reached. `aishorts-runner
+    probe` finds the real need when even this is not enough.
     """
     step = 100 * 1024 * 1024
-    need = max(stage.peak_rss_bytes * 3 // 2, stage.ceiling_bytes * 2)
+    need = max(usual or 0, stage.peak_rss_bytes * 3 // 2)
     return -(-need // step) * step
 
 
 def rerun_command(opts: RunOptions, stage_name: str, stage: StageReport) -> str:
-    new_limit = suggested_ceiling(stage)
-    args = ["aishorts-runner", "--run-dir", str(opts.run_dir), *opts.resume_args]
-    if opts.max_ram is not None:
-        args += ["--max-ram", f"{max(opts.max_ram, opts.limits.max_ram_for(new_limit)) // 2**20}M"]
-    for name, limit in sorted(opts.limits.stages.items()):
-        if limit.overridden and name != stage_name:
-            args += ["--limit", f"{name}={limit.ceiling // 2**20}M"]
-    args += ["--limit", f"{stage_name}={new_limit // 2**20}M"]
+    """The command that resumes this run: with more memory for the stage, unless the OS killed it (then as it was)."""
+    args = [*opts.command, "--run-dir", str(opts.run_dir), *opts.resume_args]
+    limits = {name: limit.ceiling for name, limit in opts.limits.stages.items() if limit.overridden}
+    max_ram = opts.max_ram
+    if not stage.killed_by_os:
+        limits[stage_name] = suggested_ceiling(stage, opts.limits.for_stage(stage_name).usual_ceiling)
+        if max_ram is not None:
+            max_ram = max(max_ram, opts.limits.max_ram_for(limits[stage_name]))
+    if max_ram is not None:
+        args += ["--max-ram", f"{-(-max_ram // 2**20)}M"]
+    for name, ceiling in sorted(limits.items()):
+        args += ["--limit", f"{name}={-(-ceiling // 2**20)}M"]
     return shlex.join(args)

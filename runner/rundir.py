@@ -22,6 +22,7 @@ from pathlib import Path
 
 import msgspec
 
+from ipc.files import naming
 from ipc.params import PipelineParams
 from runner.errors import UsageError
 
@@ -101,8 +102,9 @@ def _locked(run_dir: Path) -> Iterator[None]:
                 f"--run-dir {run_dir} is in use by another aishorts-runner (pid {holder});"
                 " wait for it to finish, or stop it, then run again"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with naming(path):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock

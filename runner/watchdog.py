@@ -29,6 +29,7 @@ from pathlib import Path
 import msgspec
 import psutil
 
+from ipc.files import open_new_file
 from ipc.messages import ProgressEvent, progress_decoder
 from runner.status import Ending
 
@@ -175,10 +176,10 @@ def supervise(
     """
     read_fd, write_fd = progress_pipe if progress_pipe is not None else os.pipe()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    if log_path.exists():  # the previous attempt's log stays readable, but its errors are not this one's
+    if os.path.lexists(log_path):  # the previous attempt's log stays readable, but its errors are not this one's
         log_path.replace(log_path.with_suffix(".previous.log"))
     start = time.monotonic()
-    with open(log_path, "wb") as log:
+    with open_new_file(log_path) as log:
         try:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -1,10 +1,11 @@
 """A stage over its ceiling is stopped, with its whole tree, and the run can be resumed with more."""
 
 import json
+import shlex
 import time
 
 from ipc.sizes import parse_size
-from tests.runner_helpers import balloon_pipeline, marker_env, processes_with_marker, report, run_cli, stage
+from tests.runner_helpers import RUNNER, balloon_pipeline, marker_env, processes_with_marker, report, run_cli, stage
 
 
 def test_stage_past_its_ceiling_is_killed_reported_and_resumable(tmp_path):
@@ -30,9 +31,9 @@ def test_stage_past_its_ceiling_is_killed_reported_and_resumable(tmp_path):
     first_written = (run_dir / "first" / "artifact.json").stat().st_mtime_ns
     assert not (run_dir / "grow" / "artifact.json").exists()
 
-    rerun = data["rerun_command"].split()
-    assert rerun[0] == "aishorts-runner"
-    again = run_cli(*rerun[1:], cwd=tmp_path)
+    rerun = shlex.split(data["rerun_command"])
+    assert rerun[:3] == RUNNER  # the runner as it was started, not a bare name that may not be on PATH
+    again = run_cli(*rerun[3:], cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     data = report(run_dir)
     assert stage(data, "first")["status"] == "skipped"

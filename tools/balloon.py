@@ -20,6 +20,7 @@ from pathlib import Path
 import msgspec
 
 from ipc.artifacts import Balloon
+from ipc.files import atomic_write_bytes
 from stages.harness import StageContext, StageError, stage_main
 
 PAGE = 4096
@@ -32,6 +33,8 @@ class BalloonParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     child_mb: int = 0
     hold_s: float = 0.0
     padding_mb: int = 0
+    payload_kb: int = 0
+    """Also write a payload file of this size that the artifact names (0: none)."""
     fail: bool = False
 
 
@@ -98,11 +101,16 @@ def run(ctx: StageContext, params: BalloonParams, **_inputs) -> Balloon:
         child.wait()
     time.sleep(params.hold_s)
     del held
+    payload = None
+    if params.payload_kb:
+        payload = ctx.out_dir / "payload.bin"
+        atomic_write_bytes(payload, b"\x01" * (params.payload_kb * 1024))
     return Balloon(
         allocated_mb=params.mb,
         child_mb=params.child_mb,
         seconds=round(time.monotonic() - start, 3),
         padding="x" * (params.padding_mb * 1024 * 1024),
+        payload=None if payload is None else ctx.rel(payload),
     )
 
 
