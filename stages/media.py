@@ -33,6 +33,8 @@ class StreamInfo:
     height: int = 0
     fps: float = 0.0
     sample_rate: int = 0
+    attached_pic: bool = False
+    """A video stream that is an audio file's cover art, not a picture to show."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,11 @@ class MediaInfo:
     @property
     def video(self) -> StreamInfo | None:
         return next((s for s in self.streams if s.kind == "video"), None)
+
+    @property
+    def picture(self) -> StreamInfo | None:
+        """The first video stream that is not cover art."""
+        return next((s for s in self.streams if s.kind == "video" and not s.attached_pic), None)
 
     @property
     def audio(self) -> StreamInfo | None:
@@ -95,6 +102,7 @@ def _parse_stream(kind: str, rest: str) -> StreamInfo:
             kind=kind, codec=codec, pix_fmt=pix_fmt,
             width=int(size.group(1)) if size else 0, height=int(size.group(2)) if size else 0,
             fps=(float(fps.group(1)) * (1000 if fps.group(2) else 1)) if fps else 0.0,
+            attached_pic="(attached pic)" in rest,
         )
     if kind == "audio":
         rate = _RATE.search(rest)

@@ -8,6 +8,7 @@ run in order, which fits the picture to the vertical frame over a blurred fill
 of itself, pans (animated crop) or zooms (zoompan) stills, and bakes in the
 crossfade from the previous segment. `renderer="moviepy"` renders the same
 timeline with MoviePy (stages/render_moviepy.py), kept as the slower reference.
+Both are registered in `BACKENDS` and follow the same plan (stages/render_plan.py).
 
 It decides nothing about the edit (that is the timeline's job). It writes
 everything into its own folder, run_dir/render/, and links the finished
@@ -19,29 +20,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import subprocess
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from ipc.artifacts import Caption, Render, Segment, Timeline
+from ipc.artifacts import Render, Segment, Timeline
 from ipc.files import ArtifactError
 from ipc.params import RenderParams
 from stages.captions import CaptionStyle, Font, FontMissing, find_font, write_ass, write_srt
-from stages.harness import StageContext, StageError, cpu_budget, stage_main
+from stages.harness import StageContext, StageError, stage_main
 from stages.media import MediaError, MediaInfo, ffmpeg_exe, probe
+from stages.render_plan import (
+    DUCK_RAMP_S, MUSIC_FADE_IN_S, MUSIC_FADE_OUT_S, STILL_MARGIN, Cut, double_rate, even, frame_plan, speech_spans,
+)
+from stages.runtime import cpu_budget
 
 Params = RenderParams
 
-STILL_MARGIN = 0.12
-"""Stills are laid out this much larger than the frame, so they can pan or zoom without showing an edge."""
-DUCK_RAMP_S = 0.15
-DUCK_MERGE_GAP_S = 0.6
-MUSIC_FADE_IN_S = 0.5
-MUSIC_FADE_OUT_S = 1.5
 DURATION_TOLERANCE_S = 0.2
 
 
@@ -58,12 +55,7 @@ def run(ctx: StageContext, params: Params, *, timeline: Timeline) -> Render:
     partial = ctx.out_dir / "final.partial.mp4"
     partial.unlink(missing_ok=True)
     with ctx.phase("encode"):
-        if params.renderer == "moviepy":
-            from stages.render_moviepy import render_moviepy
-
-            render_moviepy(ctx, timeline, params, font, partial)
-        else:
-            render_ffmpeg(ctx, timeline, params, ass, font, partial)
+        BACKENDS[params.renderer](ctx, timeline, params, ass, font, partial)
     partial.replace(video)
     info = verify_video(video, timeline)
     thumbnail = make_thumbnail(video, timeline, ctx.out_dir / "thumbnail.jpg")
@@ -117,17 +109,6 @@ def check_timeline(ctx: StageContext, timeline: Timeline) -> None:
             raise StageError(f"{relative} is missing from the run directory; rerun the stage that wrote it")
 
 
-def speech_spans(captions: list[Caption], merge_gap_s: float = DUCK_MERGE_GAP_S) -> list[tuple[float, float]]:
-    """When the voice speaks (from the caption times), short pauses bridged: where the music ducks."""
-    spans: list[tuple[float, float]] = []
-    for caption in sorted(captions, key=lambda c: c.start):
-        if spans and caption.start - spans[-1][1] <= merge_gap_s:
-            spans[-1] = (spans[-1][0], max(spans[-1][1], caption.end))
-        else:
-            spans.append((caption.start, caption.end))
-    return spans
-
-
 def _duck_expr(spans: list[tuple[float, float]], gain_db: float, duck_db: float, ramp_s: float = DUCK_RAMP_S) -> str:
     """ffmpeg `volume` expression: gain_db in silence, gain_db + duck_db under speech, linear ramps of ramp_s."""
     terms = [f"clip(min((t-{s - ramp_s:.3f})/{ramp_s},({e + ramp_s:.3f}-t)/{ramp_s}),0,1)" for s, e in spans]
@@ -137,39 +118,9 @@ def _duck_expr(spans: list[tuple[float, float]], gain_db: float, duck_db: float,
     return f"pow(10,({gain_db:.2f}+({duck_db:.2f})*{amount})/20)"
 
 
-@dataclass(frozen=True)
-class Cut:
-    """A segment in whole frames: where it starts, its own slot, the run-on under the next crossfade, the fade in."""
-
-    first: int
-    own: int
-    extend: int
-    fade_in: int
-
-    @property
-    def frames(self) -> int:
-        """All frames the segment's picture lasts (its motion spans these)."""
-        return self.own + self.extend
-
-
-def frame_plan(timeline: Timeline) -> list[Cut]:
-    """Segments rounded to frames; each runs on under the crossfade into the next one."""
-    fps, segments = timeline.fps, timeline.segments
-    total = round(timeline.duration_s * fps)
-    starts = [min(round(s.start * fps), total) for s in segments] + [total]
-    own = [max(b - a, 1) for a, b in zip(starts, starts[1:])]
-    fades = [0] + [max(0, min(round(segments[i].transition_s * fps), own[i - 1] - 1, own[i] - 1))
-                   for i in range(1, len(segments))] + [0]
-    return [Cut(starts[i], own[i], fades[i + 1], fades[i]) for i in range(len(segments))]
-
-
-def _even(value: float) -> int:
-    return max(2, int(round(value / 2)) * 2)
-
-
 def _fill_chain(src: str, tag: str, width: int, height: int) -> list[str]:
     """Fit the picture inside width x height over a blurred, cropped copy of itself (blurred at 1/4 size)."""
-    bw, bh = _even(width / 4), _even(height / 4)
+    bw, bh = even(width / 4), even(height / 4)
     return [
         f"{src}split=2[{tag}a][{tag}b]",
         f"[{tag}a]scale={bw}:{bh}:force_original_aspect_ratio=increase,crop={bw}:{bh},boxblur=8:2,"
@@ -206,7 +157,7 @@ def segment_filters(index: int, segment: Segment, cut: Cut, timeline: Timeline, 
     tag = f"{label}{index}"
     if segment.media == "still":
         chain = _fill_chain(f"[{index}:v]trim=end_frame=1,setpts=PTS-STARTPTS,", tag,
-                            _even(w * (1 + STILL_MARGIN)), _even(h * (1 + STILL_MARGIN)))
+                            even(w * (1 + STILL_MARGIN)), even(h * (1 + STILL_MARGIN)))
         chain[-1] += f",{_still_motion(segment.motion, cut, skip, count, w, h, fps)},{tail}"
         return chain
     chain = _fill_chain(f"[{index}:v]fps={fps},setpts=PTS-STARTPTS,", tag, w, h)
@@ -275,7 +226,7 @@ def encoder_args(timeline: Timeline, params: Params) -> list[str]:
     args = [
         "-c:v", "libx264", "-preset", params.preset, "-profile:v", "high", "-pix_fmt", "yuv420p",
         "-b:v", timeline.video_bitrate, "-maxrate", timeline.video_bitrate,
-        "-bufsize", _double_rate(timeline.video_bitrate), "-r", str(timeline.fps), "-g", str(2 * timeline.fps),
+        "-bufsize", double_rate(timeline.video_bitrate), "-r", str(timeline.fps), "-g", str(2 * timeline.fps),
         "-c:a", "aac", "-b:a", timeline.audio_bitrate, "-ar", "48000", "-ac", "2",
         "-movflags", "+faststart", "-t", f"{timeline.duration_s:.6f}",
     ]
@@ -283,13 +234,6 @@ def encoder_args(timeline: Timeline, params: Params) -> list[str]:
     if threads > 0:
         args += ["-threads", str(threads), "-filter_complex_threads", str(threads)]
     return args
-
-
-def _double_rate(rate: str) -> str:
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmM]?)", rate.strip())
-    if not match:
-        raise StageError(f"video bitrate {rate!r} is not like '8M' or '6000k'; fix the platform preset")
-    return f"{float(match.group(1)) * 2:g}{match.group(2)}"
 
 
 def render_ffmpeg(ctx: StageContext, timeline: Timeline, params: Params, ass: Path, font: Font, output: Path) -> None:
@@ -412,6 +356,22 @@ def make_thumbnail(video: Path, timeline: Timeline, output: Path) -> Path:
     if proc.returncode != 0 or not output.is_file():
         raise StageError(f"could not take a thumbnail from {video.name}: {proc.stderr.strip()[-300:]}")
     return output
+
+
+Renderer = Callable[[StageContext, Timeline, RenderParams, Path, Font, Path], None]
+"""Encodes a timeline into an MP4: (ctx, timeline, params, captions.ass, font, output path)."""
+
+
+def _render_moviepy(ctx: StageContext, timeline: Timeline, params: Params, ass: Path, font: Font, output: Path) -> None:
+    # Imported here so that the ffmpeg renderer never loads the reference one; MoviePy draws the
+    # captions itself, with the same font, so it has no use for captions.ass.
+    from stages.render_moviepy import render_moviepy
+
+    render_moviepy(ctx, timeline, params, font, output)
+
+
+BACKENDS: dict[str, Renderer] = {"ffmpeg": render_ffmpeg, "moviepy": _render_moviepy}
+"""Every renderer by its `RenderParams.renderer` name."""
 
 
 if __name__ == "__main__":

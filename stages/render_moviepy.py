@@ -1,12 +1,14 @@
 """The MoviePy renderer: the same timeline as stages/render.py's ffmpeg graph, drawn frame by frame in Python.
 
-Kept as the reference the fast path is measured against: same frame plan,
-size, rate, codecs, music envelope and caption events. Pictures are fitted
-over a blurred fill with Pillow, stills pan or zoom on a sub-pixel crop box,
-crossfades are MoviePy's CrossFadeIn, and the captions are drawn with Pillow
-from the same per-word events and font file as captions.ass (not by libass,
-so glyph placement differs by a few pixels). Frames are produced on demand and
-audio is written in chunks: nothing holds the whole video in memory.
+Kept as the reference the fast path is measured against: the same plan
+(stages/render_plan.py: frames, still margin, music envelope), size, rate,
+codecs and caption events. It never imports stages/render.py, whose backend it
+is. Pictures are fitted over a blurred fill with Pillow, stills pan or zoom on
+a sub-pixel crop box, crossfades are MoviePy's CrossFadeIn, and the captions
+are drawn with Pillow from the same per-word events and font file as
+captions.ass (not by libass, so glyph placement differs by a few pixels).
+Frames are produced on demand and audio is written in chunks: nothing holds
+the whole video in memory.
 
 MoviePy, NumPy and Pillow are imported inside functions: importing this module
 stays cheap.
@@ -23,9 +25,8 @@ from ipc.artifacts import Timeline
 from ipc.params import RenderParams
 from stages.captions import HIGHLIGHT_RGB, CaptionStyle, Font, WordEvent, word_events
 from stages.harness import StageContext, StageError
-from stages.render import (
-    DUCK_RAMP_S, MUSIC_FADE_IN_S, MUSIC_FADE_OUT_S, STILL_MARGIN, Cut, _double_rate, _even, frame_plan,
-    speech_spans,
+from stages.render_plan import (
+    DUCK_RAMP_S, MUSIC_FADE_IN_S, MUSIC_FADE_OUT_S, STILL_MARGIN, Cut, double_rate, even, frame_plan, speech_spans,
 )
 
 
@@ -56,7 +57,7 @@ def render_moviepy(ctx: StageContext, timeline: Timeline, params: RenderParams, 
             threads=params.threads or None, pixel_format="yuv420p",
             temp_audiofile=str(ctx.out_dir / "moviepy-audio.m4a"),
             ffmpeg_params=["-profile:v", "high", "-maxrate", timeline.video_bitrate,
-                           "-bufsize", _double_rate(timeline.video_bitrate), "-g", str(2 * fps),
+                           "-bufsize", double_rate(timeline.video_bitrate), "-g", str(2 * fps),
                            "-ac", "2", "-movflags", "+faststart"],
             logger=_progress_logger(ctx),
         )
@@ -105,7 +106,7 @@ def _segment_clip(ctx: StageContext, index: int, cut: Cut, timeline: Timeline, r
     length = cut.frames / fps
     path = ctx.path(segment.path)
     if segment.media == "still":
-        canvas = _filled(_open_still(path), _even(w * (1 + STILL_MARGIN)), _even(h * (1 + STILL_MARGIN)))
+        canvas = _filled(_open_still(path), even(w * (1 + STILL_MARGIN)), even(h * (1 + STILL_MARGIN)))
         return VideoClip(frame_function=_still_motion(canvas, segment.motion, cut.frames, w, h, fps), duration=length)
     offset = segment.source_offset_s
 
@@ -141,7 +142,7 @@ def _filled(image: Any, width: int, height: int) -> Any:
     """The picture fitted inside width x height over a blurred, cropped copy of itself (like render._fill_chain)."""
     from PIL import Image, ImageFilter, ImageOps
 
-    small = ImageOps.fit(image, (_even(width / 4), _even(height / 4)), Image.Resampling.BILINEAR)
+    small = ImageOps.fit(image, (even(width / 4), even(height / 4)), Image.Resampling.BILINEAR)
     background = small.filter(ImageFilter.GaussianBlur(6)).resize((width, height), Image.Resampling.BILINEAR)
     foreground = ImageOps.contain(image, (width, height), Image.Resampling.BICUBIC)
     background.paste(foreground, ((width - foreground.width) // 2, (height - foreground.height) // 2))
@@ -256,7 +257,7 @@ def _audio(ctx: StageContext, timeline: Timeline, duration: float, sources: list
 
 
 def _music_envelope(timeline: Timeline, duration: float) -> Any:
-    """Gain per sample: base level, ducked under speech (render.duck_amount, vectorised), faded in and out."""
+    """Gain per sample: base level, ducked under speech (render._duck_expr, vectorised), faded in and out."""
     import numpy as np
 
     assert timeline.music is not None

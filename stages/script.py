@@ -12,7 +12,9 @@ Either way the result is validated (word count, hook length, no markup or
 leftover prompt text) and a script that still fails is a `StageError`.
 
 B-roll queries come from the model when it wrote them cleanly, topped up with
-phrases of adjacent content words from the narration itself.
+phrases of adjacent content words from the narration itself
+(`stages.broll_queries`). The prompts are in `stages.prompts`, the text
+helpers in `stages.writing`.
 
 `Script.attempts` counts the whole-script answers asked for, or, in parts mode,
 the model calls made. This module does not time the speech (that is `stages.tts`).
@@ -21,16 +23,18 @@ the model calls made. This module does not time the speech (that is `stages.tts`
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 
 from ipc.artifacts import Script, Theme
 from ipc.params import PLATFORMS, ScriptParams
+from ipc.text import looks_binary
+from stages.broll_queries import choose_queries, derive_queries
 from stages.harness import StageContext, StageError, stage_main
 from stages.llm import LOCAL_LANGUAGES, SMOLLM2_NAME, ChatBackend, Message, open_backend
-from stages.theme import (
-    FIRST_PERSON, STOPWORDS, clean_line, content_words, looks_binary, markup_left, split_sentences,
-    strip_list_marks, word_count, words,
+from stages.prompts import PARTS, PartPrompts, few_shot, firmer, whole_prompt
+from stages.writing import (
+    FIRST_PERSON, clean_line, content_words, markup_left, preview, split_sentences, strip_list_marks, word_count,
+    words,
 )
 
 Params = ScriptParams
@@ -41,7 +45,6 @@ aiming a little under keeps the narration inside the platform's limit."""
 OVERRUN_TOLERANCE = 1.1
 """A user script is refused only when it would run more than 10% past the limit: speaking rates vary."""
 MAX_HOOK_WORDS = 12
-QUERIES = (3, 5)
 SENTENCE_WORDS = (4, 40)
 FACT_MAX_TOKENS = 72
 LINE_MAX_TOKENS = 32
@@ -85,7 +88,6 @@ class Draft:
 
 
 def run(ctx: StageContext, params: ScriptParams, *, theme: Theme) -> Script:
-    _platform(params.platform)
     if params.script_text is not None:
         script = script_from_text(params.script_text, theme, params)
         ctx.progress(f"your script: {script.word_count} words, {len(script.sentences)} sentences", 1.0)
@@ -129,8 +131,8 @@ def script_from_text(text: str, theme: Theme, params: ScriptParams) -> Script:
 
 
 def check_duration(words_total: int, platform: str) -> None:
-    """Refuse narration that would clearly run past the platform's maximum length at ~150 words a minute."""
-    limit_s = _platform(platform).max_duration_s
+    """Refuse narration that would clearly run past the platform's limit, read at WORDS_PER_MINUTE words a minute."""
+    limit_s = PLATFORMS[platform].max_duration_s
     spoken_s = words_total * 60 / WORDS_PER_MINUTE
     if spoken_s > limit_s * OVERRUN_TOLERANCE:
         fits = int(limit_s * WORDS_PER_MINUTE / 60)
@@ -147,7 +149,7 @@ def check_duration(words_total: int, platform: str) -> None:
 
 def word_range(params: ScriptParams) -> tuple[int, int]:
     """The words to aim for: the asked-for range, capped by what the platform's duration can hold."""
-    fits = int(_platform(params.platform).max_duration_s * WORDS_PER_MINUTE / 60)
+    fits = int(PLATFORMS[params.platform].max_duration_s * WORDS_PER_MINUTE / 60)
     high = min(params.max_words, fits)
     low = min(params.min_words, high)
     if low < 1 or high < low:
@@ -170,12 +172,6 @@ def prompt_language(language: str) -> str:
     )
 
 
-def _platform(name: str):
-    if name not in PLATFORMS:
-        raise StageError(f"unknown platform {name!r}; choose one of: {', '.join(sorted(PLATFORMS))}")
-    return PLATFORMS[name]
-
-
 # --- validation ----------------------------------------------------------------------------
 
 
@@ -195,7 +191,7 @@ def problems(draft: Draft, low: int, high: int) -> list[str]:
     for sentence in draft.sentences:
         why = markup_left(sentence) or ("leftover prompt text" if _ECHO.search(sentence) else None)
         if why:
-            found.append(f"{why} in {_preview(sentence)!r}")
+            found.append(f"{why} in {preview(sentence)!r}")
             break
     return found
 
@@ -231,8 +227,8 @@ def write_whole(
     backend: ChatBackend, theme: Theme, params: ScriptParams, lang: str, limits: tuple[int, int], ctx: StageContext,
 ) -> tuple[Draft, int]:
     low, high = limits
-    seconds = int(_platform(params.platform).max_duration_s)
-    base = whole_prompt(theme, lang, low, high, seconds)
+    seconds = int(PLATFORMS[params.platform].max_duration_s)
+    base = whole_prompt(theme, lang, low, high, seconds, MAX_HOOK_WORDS)
     messages = base
     reasons: list[str] = []
     tries = max(1, params.max_attempts)
@@ -245,61 +241,14 @@ def write_whole(
         draft = parse_whole(answer)
         reasons = problems(draft, low, high)
         if not reasons:
-            draft.queries = _queries(draft, theme)
+            draft.queries = choose_queries(draft.queries, draft.sentences, theme)
             return draft, attempt
         ctx.log(f"attempt {attempt} rejected: {'; '.join(reasons)}")
-        messages = [*base, {"role": "assistant", "content": answer}, _firmer(lang, reasons, low, high)]
+        messages = [*base, {"role": "assistant", "content": answer}, firmer(lang, reasons, low, high, MAX_HOOK_WORDS)]
     raise StageError(
         f"{backend.label} wrote no usable script in {tries} attempts (last answer: {'; '.join(reasons)});"
         " try another model, raise max_attempts, or pass your own text with --script FILE"
     )
-
-
-def whole_prompt(theme: Theme, lang: str, low: int, high: int, seconds: int) -> list[Message]:
-    angle = f" ({theme.angle})" if theme.angle else ""
-    if lang == "pt":
-        system = "Você escreve a narração de vídeos verticais curtos. Responda só com texto falado."
-        user = (
-            "Escreva, em português do Brasil, a narração de um vídeo vertical de até"
-            f" {seconds} segundos sobre: {theme.topic}{angle}\n"
-            f"Regras:\n- Cerca de {(low + high) // 2} palavras no total (nunca menos de {low} nem mais de {high}).\n"
-            f"- Primeira linha: uma frase de abertura com no máximo {MAX_HOOK_WORDS} palavras.\n"
-            "- Depois, frases curtas faladas, uma por linha.\n"
-            "- Última linha da narração: um convite para seguir o canal ou comentar.\n"
-            "- Só texto simples: sem markdown, sem títulos, sem marcadores, sem emojis, sem rótulos.\n"
-            "- Depois da narração, uma linha só com \"---\" e então de 3 a 5 buscas visuais curtas para vídeos"
-            " de banco de imagens (2 a 4 palavras, coisas concretas que uma câmera pode filmar), uma por linha."
-        )
-    else:
-        system = "You write narration for vertical short videos. You answer with plain spoken text only."
-        user = (
-            f"Write the narration for a vertical video of at most {seconds} seconds about: {theme.topic}{angle}\n"
-            f"Rules:\n- About {(low + high) // 2} words in total (never fewer than {low} or more than {high}).\n"
-            f"- First line: a hook of at most {MAX_HOOK_WORDS} words.\n"
-            "- Then short spoken sentences, one per line.\n"
-            "- Last line of the narration: invite viewers to follow or comment.\n"
-            "- Plain text only: no markdown, no headings, no bullet points, no emojis, no labels.\n"
-            "- After the narration, a line with only \"---\", then 3 to 5 short visual search phrases for stock"
-            " footage (2 to 4 words, concrete things a camera can film), one per line."
-        )
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
-
-
-def _firmer(lang: str, reasons: list[str], low: int, high: int) -> Message:
-    listed = "; ".join(reasons)
-    if lang == "pt":
-        text = (
-            f"Essa resposta foi rejeitada: {listed}. Escreva de novo seguindo todas as regras: entre {low} e {high}"
-            f" palavras, abertura com no máximo {MAX_HOOK_WORDS} palavras, só texto falado,"
-            " sem rótulos nem markdown, depois \"---\" e as buscas visuais."
-        )
-    else:
-        text = (
-            f"That answer was rejected: {listed}. Write it again following every rule: {low} to {high} words,"
-            f" a hook of at most {MAX_HOOK_WORDS} words, spoken text only with no labels or markdown, then \"---\""
-            " and the visual search phrases."
-        )
-    return {"role": "user", "content": text}
 
 
 def parse_whole(answer: str) -> Draft:
@@ -329,81 +278,6 @@ def _clean_query(line: str) -> str:
 # --- generation in parts (the tiny local model) --------------------------------------------
 
 
-@dataclass(frozen=True)
-class PartPrompts:
-    """What the tiny model is asked, with worked examples: it copies a format far better than it follows rules."""
-
-    hook_ask: str
-    hook_shots: tuple[tuple[str, str], ...]
-    cta_asks: tuple[str, ...]
-    cta_shots: tuple[tuple[tuple[str, str], ...], ...]
-    fact_asks: tuple[str, ...]
-    fact_shots: tuple[tuple[str, str], ...]
-
-    def examples(self) -> list[str]:
-        """The example answers: the model sometimes repeats them, and they must not reach the script."""
-        shots = [*self.hook_shots, *self.fact_shots, *(s for group in self.cta_shots for s in group)]
-        return [sentence for _, answer in shots for sentence in split_sentences(answer)]
-
-
-PARTS = {
-    "en": PartPrompts(
-        hook_ask="Write a one-line hook for a short video about: {}",
-        hook_shots=(
-            ("how bees make honey", "Every spoonful of honey took bees a lifetime of work."),
-            ("why the sky is blue", "The sky is not blue for the reason you think."),
-        ),
-        cta_asks=(
-            "Write the closing line of a short video about: {}. Ask viewers to follow.",
-            "Write a closing question for viewers of a short video about: {}. Ask them to comment.",
-        ),
-        cta_shots=(
-            (("volcanoes", "Follow for more secrets of our restless planet."),
-             ("ancient Rome", "Follow for more stories from the ancient world.")),
-            (("volcanoes", "Which volcano would you visit first? Tell us in the comments."),
-             ("ancient Rome", "Would you have survived in ancient Rome? Comment below.")),
-        ),
-        fact_asks=(
-            "Tell me two short, surprising facts about: {}",
-            "Explain in two short sentences something people rarely know about: {}",
-        ),
-        fact_shots=(
-            ("how bees make honey", "A single bee makes only a twelfth of a teaspoon of honey in its whole life."
-             " Bees fan the nectar with their wings until most of the water is gone."),
-            ("the Moon", "The Moon is slowly drifting away from Earth, about four centimetres every year."
-             " Long ago, a day on Earth lasted only a few hours."),
-        ),
-    ),
-    "pt": PartPrompts(
-        hook_ask="Escreva uma frase de abertura curta para um vídeo sobre: {}",
-        hook_shots=(
-            ("como as abelhas fazem mel", "Cada colher de mel custou a vida inteira de uma abelha."),
-            ("por que o céu é azul", "O céu não é azul pelo motivo que você imagina."),
-        ),
-        cta_asks=(
-            "Escreva a frase final de um vídeo curto sobre: {}. Peça para seguir o canal.",
-            "Escreva uma pergunta final para quem assistiu a um vídeo sobre: {}. Peça um comentário.",
-        ),
-        cta_shots=(
-            (("vulcões", "Siga para descobrir mais segredos da Terra."),
-             ("Roma antiga", "Siga para mais histórias do mundo antigo.")),
-            (("vulcões", "Qual vulcão você visitaria primeiro? Conte nos comentários."),
-             ("Roma antiga", "Você sobreviveria na Roma antiga? Comente aqui.")),
-        ),
-        fact_asks=(
-            "Conte dois fatos curtos e surpreendentes sobre: {}",
-            "Explique em duas frases curtas algo que poucas pessoas sabem sobre: {}",
-        ),
-        fact_shots=(
-            ("como as abelhas fazem mel", "Uma abelha produz só um duodécimo de colher de chá de mel na vida"
-             " inteira. As abelhas abanam o néctar com as asas até quase toda a água evaporar."),
-            ("a Lua", "A Lua se afasta da Terra cerca de quatro centímetros por ano."
-             " Há muito tempo, um dia na Terra durava só algumas horas."),
-        ),
-    ),
-}
-
-
 def write_in_parts(
     backend: ChatBackend, theme: Theme, params: ScriptParams, lang: str, limits: tuple[int, int], ctx: StageContext,
 ) -> tuple[Draft, int]:
@@ -413,12 +287,12 @@ def write_in_parts(
     asker = _PartAsker(backend, params, ctx)
     topical = set(content_words(theme.topic))
     hook = asker.line(
-        [_few_shot(prompts.hook_ask, prompts.hook_shots, theme.topic)],
+        [few_shot(prompts.hook_ask, prompts.hook_shots, theme.topic)],
         lambda s: 3 <= word_count(s) <= MAX_HOOK_WORDS and _on_topic(s, topical) and not _stutters(s),
     )
     ctx.progress(f"hook: {hook or '(none yet)'}", 0.1)
     cta = asker.line(
-        [_few_shot(ask, shots, theme.topic) for ask, shots in zip(prompts.cta_asks, prompts.cta_shots)],
+        [few_shot(ask, shots, theme.topic) for ask, shots in zip(prompts.cta_asks, prompts.cta_shots)],
         lambda s: 3 <= word_count(s) <= 20 and not _stutters(s)
         and (bool(_CTA.search(s)) or (s.endswith("?") and _on_topic(s, topical))),
     )
@@ -444,7 +318,7 @@ def write_in_parts(
             f" ({'; '.join(reasons)}); use a stronger model (--llm openai), lower min_words,"
             " or pass your own text with --script FILE"
         )
-    draft.queries = _queries(draft, theme)
+    draft.queries = choose_queries(draft.queries, draft.sentences, theme)
     return draft, asker.calls
 
 
@@ -458,7 +332,7 @@ def _facts(
     room = high - sum(map(word_count, fixed))
     topical = set(content_words(theme.topic))
     seen = [*fixed, *prompts.examples()]
-    asks = [_few_shot(ask, prompts.fact_shots, theme.topic) for ask in prompts.fact_asks]
+    asks = [few_shot(ask, prompts.fact_shots, theme.topic) for ask in prompts.fact_asks]
     body: list[str] = []
     for call in range(FACT_CALLS_PER_ATTEMPT * max(1, asker.params.max_attempts)):
         for sentence in asker.sentences(asks[call % len(asks)]):
@@ -495,7 +369,7 @@ class _PartAsker:
         found = split_sentences("\n".join(clean_line(line) for line in answer.splitlines()))
         kept = [s for s in found if _usable_sentence(s)]
         if len(kept) < len(found):
-            self.ctx.log(f"kept {len(kept)} of {len(found)} sentences from {_preview(answer, 120)!r}")
+            self.ctx.log(f"kept {len(kept)} of {len(found)} sentences from {preview(answer, 120)!r}")
         return kept
 
     def line(self, prompts: list[list[Message]], fits) -> str:
@@ -508,7 +382,7 @@ class _PartAsker:
                 for candidate in (first_line, sentences[0] if sentences else ""):
                     if candidate and candidate[-1] in ".!?…" and fits(candidate) and _plain(candidate):
                         return candidate
-                self.ctx.log(f"rejected {_preview(answer, 120)!r}")
+                self.ctx.log(f"rejected {preview(answer, 120)!r}")
         return ""
 
 
@@ -537,103 +411,6 @@ def _plain(text: str) -> bool:
     return not (markup_left(text) or _ECHO.search(text) or looks_binary(text))
 
 
-def _few_shot(ask: str, shots: tuple[tuple[str, str], ...], topic: str) -> list[Message]:
-    messages: list[Message] = []
-    for subject, answer in shots:
-        messages += [{"role": "user", "content": ask.format(subject)}, {"role": "assistant", "content": answer}]
-    return [*messages, {"role": "user", "content": ask.format(topic)}]
-
-
-# --- b-roll queries ------------------------------------------------------------------------
-
-
-def _queries(draft: Draft, theme: Theme) -> list[str]:
-    """The model's queries when it wrote usable ones, topped up from the narration."""
-    chosen: list[str] = []
-    for query in draft.queries:
-        if query not in chosen and len(chosen) < QUERIES[1]:
-            chosen.append(query)
-    if len(chosen) < QUERIES[0]:
-        for query in derive_queries(draft.sentences, theme):
-            if len(chosen) >= QUERIES[1]:
-                break
-            if not any(set(query.split()) <= set(c.split()) for c in chosen):
-                chosen.append(query)
-    return chosen
-
-
-def derive_queries(sentences: list[str], theme: Theme, count: int = QUERIES[1]) -> list[str]:
-    """Short visual phrases from the text: noun-phrase-like runs of content words, best first.
-
-    Without a part-of-speech tagger this cannot tell nouns from verbs for sure.
-    It leans on two cues: a run of content words right after a determiner or
-    number ("the *sea floor*", "three *hearts*") or at the start of a sentence
-    is almost always a noun phrase, and words the text keeps repeating, or that
-    name the topic, are what the footage should show.
-    """
-    phrases: Counter[str] = Counter()
-    nounish: Counter[str] = Counter()
-    first_seen: dict[str, int] = {}
-    for sentence in sentences:
-        for run, after_determiner in _content_runs(sentence):
-            phrase = " ".join(run[:2] if after_determiner else run[-2:])
-            phrases[phrase] += 1
-            nounish[phrase] += after_determiner
-            first_seen.setdefault(phrase, len(first_seen))
-    frequency = Counter(w for s in sentences for w in content_words(s))
-    topical = set(theme.keywords) | set(content_words(theme.topic))
-
-    def score(phrase: str) -> tuple[float, int]:
-        parts = phrase.split()
-        weight = phrases[phrase] + 1.5 * min(nounish[phrase], 1) + sum(frequency[w] for w in parts) / len(parts)
-        weight += 2.0 * any(w in topical for w in parts) + 0.5 * (len(parts) > 1)
-        weight -= 1.5 * sum(_VERBISH.search(w) is not None for w in parts) / len(parts)
-        return -weight, first_seen[phrase]
-
-    chosen: list[str] = []
-    for phrase in sorted(phrases, key=score):
-        if len(chosen) == count:
-            break
-        if not any(set(phrase.split()) & set(c.split()) for c in chosen):
-            chosen.append(phrase)
-    for extra in [*theme.keywords, theme.topic.lower()]:
-        if len(chosen) >= QUERIES[0]:
-            break
-        if extra and not any(extra in c.split() for c in chosen):
-            chosen.append(extra)
-    return chosen
-
-
-# Past participles and gerunds (en, pt) are rarely what a camera films.
-_VERBISH = re.compile(r"..(?:ed|ing|ando|endo|indo|ado|ido)$")
-
-DETERMINERS = frozenset(
-    "a an the this that these those its their his her our your my some many every each no any of"
-    " two three four five six seven eight nine ten hundred hundreds thousand thousands million millions"
-    " o a os as um uma uns umas do da dos das no na nos nas seu sua seus suas este esta esse essa"
-    " dois duas três quatro cinco seis sete oito nove dez cem mil milhões".split()
-)
-
-
-def _content_runs(sentence: str) -> list[tuple[list[str], bool]]:
-    """Runs of adjacent content words, each with whether a determiner (or the sentence start) led into it."""
-    runs: list[tuple[list[str], bool]] = []
-    current: list[str] = []
-    led = True
-    for token in re.findall(r"[^\W_]+(?:['’-][^\W_]+)*|[^\w\s]", sentence):
-        word = token.lower().replace("’", "'")
-        if word.isalpha() and len(word) > 2 and word not in STOPWORDS and word not in DETERMINERS:
-            current.append(word)
-            continue
-        if current:
-            runs.append((current, led))
-            current = []
-        led = word in DETERMINERS
-    if current:
-        runs.append((current, led))
-    return runs
-
-
 # --- assembly ------------------------------------------------------------------------------
 
 
@@ -642,11 +419,6 @@ def _script(draft: Draft, theme: Theme, language: str, backend: str, attempts: i
         title=theme.topic, hook=draft.hook, body=list(draft.body), cta=draft.cta,
         broll_queries=list(draft.queries), language=language, backend=backend, attempts=attempts,
     )
-
-
-def _preview(text: str, limit: int = 60) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 if __name__ == "__main__":

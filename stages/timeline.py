@@ -45,7 +45,7 @@ _PHRASE_END = (",", ";", ":", ".", "!", "?", "…")
 
 
 def run(ctx: StageContext, params: Params, *, tts: Narration, match: Matches, broll: Candidates) -> Timeline:
-    preset = platform_preset(params.platform)
+    preset = PLATFORMS[params.platform]
     check_narration(ctx, tts, preset, params.platform)
     duration = video_duration(tts.duration_s, params.tail_s, params.fps, preset.max_duration_s)
     ctx.progress("checking b-roll files", 0.1)
@@ -64,12 +64,6 @@ def run(ctx: StageContext, params: Params, *, tts: Narration, match: Matches, br
         video_bitrate=preset.video_bitrate, audio_bitrate=preset.audio_bitrate,
         caption_margin_v=round(params.height * CAPTION_SAFE_BOTTOM),
     )
-
-
-def platform_preset(platform: str) -> PlatformPreset:
-    if platform not in PLATFORMS:
-        raise StageError(f"unknown platform {platform!r}; choose one of: {', '.join(sorted(PLATFORMS))}")
-    return PLATFORMS[platform]
 
 
 def check_narration(ctx: StageContext, tts: Narration, preset: PlatformPreset, platform: str) -> None:

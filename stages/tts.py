@@ -21,7 +21,8 @@ from typing import Protocol
 
 from ipc.artifacts import Narration, Script, SentenceSpan, WordSpan
 from ipc.params import TtsParams
-from stages.harness import StageContext, StageError, cpu_budget, stage_main
+from stages.harness import StageContext, StageError, stage_main
+from stages.runtime import hub_cache_dir, pick_device, thread_share
 
 Params = TtsParams
 
@@ -37,6 +38,8 @@ HUB_REPO = "hexgrad/Kokoro-82M"
 
 
 class Narrator(Protocol):
+    """A TTS backend (see BACKENDS): built from (voice, language, speed, device), it speaks one sentence a call."""
+
     backend: str
     device: str
 
@@ -81,11 +84,9 @@ def check_language(language: str) -> str:
 
 
 def load_narrator(backend: str, voice: str, language: str, speed: float, device: str) -> Narrator:
-    if backend == "onnx":
-        return OnnxNarrator(voice, language, speed, device)
-    if backend == "kokoro":
-        return KPipelineNarrator(voice, language, speed, device)
-    raise StageError(f"unknown TTS backend {backend!r}; use onnx or kokoro")
+    if backend not in BACKENDS:
+        raise StageError(f"unknown TTS backend {backend!r}; use {' or '.join(BACKENDS)}")
+    return BACKENDS[backend](voice, language, speed, device)
 
 
 def write_narration(
@@ -208,16 +209,11 @@ class OnnxNarrator:
         return audio, align_words([known(text) for text in alone], chars, starts, ends)
 
 
-def _threads() -> int:
-    """Kokoro gains little past a few threads; more only fight the other stages for cores."""
-    return max(1, min(4, cpu_budget()))
-
-
 def _onnx_session(model: Path, device: str):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = _threads()
+    options.intra_op_num_threads = thread_share()
     options.inter_op_num_threads = 1
     # Idle pool threads sleep instead of spinning: 22.9 s of CPU for the bench script against 26.7 s,
     # in the same wall time (13.2 s against 13.5 s, 2 threads); spun cycles are taken from the other stages.
@@ -240,7 +236,6 @@ class KPipelineNarrator:
                 f"kokoro backend needs {HUB_REPO} in the local Hugging Face cache; use --tts onnx"
                 f" (missing there: {', '.join(missing)})"
             )
-        os.environ["HF_HUB_OFFLINE"] = "1"  # read when huggingface_hub is imported: never download here
         try:
             import torch
             from kokoro import KPipeline
@@ -248,8 +243,8 @@ class KPipelineNarrator:
             raise StageError(
                 f"kokoro backend needs the `kokoro` package ({exc}); pip install kokoro, or use --tts onnx"
             ) from None
-        self.device = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
-        torch.set_num_threads(_threads())
+        self.device = pick_device(device)
+        torch.set_num_threads(thread_share())
         self.voice, self.speed = voice, speed
         self.pipeline = KPipeline(lang_code=language, repo_id=HUB_REPO, device=self.device)
 
@@ -286,12 +281,8 @@ def missing_hub_files(voice: str) -> list[str]:
     return [name for name in wanted if not isinstance(try_to_load_from_cache(HUB_REPO, name, cache_dir=cache), str)]
 
 
-def hub_cache_dir() -> Path:
-    """Where huggingface_hub keeps downloads, read from the environment now (not at its import)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
-    return Path(home) / "hub"
+BACKENDS: dict[str, type[Narrator]] = {"onnx": OnnxNarrator, "kokoro": KPipelineNarrator}
+"""Every narrator by its `TtsParams.backend` name; each is built with (voice, language, speed, device)."""
 
 
 if __name__ == "__main__":

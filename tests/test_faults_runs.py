@@ -344,3 +344,32 @@ def test_a_read_only_run_directory_or_parent_is_refused_with_exit_2(tmp_path):
             assert out.returncode == 2, out.stdout + out.stderr
             assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
             assert "Read-only" in out.stderr
+
+
+# --- nothing outlives the supervisor ---------------------------------------------------------
+
+
+def test_kill_9_of_the_supervisor_takes_every_process_of_the_run_with_it(tmp_path):
+    from tests.runner_helpers import marker_env, processes_with_marker
+
+    pipeline = balloon_pipeline(tmp_path / "p.toml", {"name": "slow", "params": {
+        "mb": 20, "child_mb": 20, "rate_mb_s": 200, "hold_s": 120, "detached_child": True}})
+    env, marker = marker_env()
+    proc = _start("--pipeline", pipeline, "--run-dir", tmp_path / "run", cwd=tmp_path, env=env)
+    try:
+        # the supervisor, the stage, its child, and a grandchild in a session of its own
+        def detached() -> bool:
+            procs = processes_with_marker(marker)
+            escaped = [p for p in procs if "setsid" in " ".join(p.cmdline())]
+            others = {os.getsid(p.pid) for p in procs if p not in escaped}
+            return len(procs) >= 4 and len(escaped) == 1 and os.getsid(escaped[0].pid) not in others
+
+        assert _wait_for(detached, timeout=60)
+        proc.kill()
+        proc.wait()
+        killed_at = time.monotonic()
+        assert _wait_for(lambda: not processes_with_marker(marker), timeout=10, step=0.02)
+        print(f"every process of the run gone {time.monotonic() - killed_at:.2f} s after kill -9")
+    finally:
+        for leftover in processes_with_marker(marker):
+            leftover.kill()

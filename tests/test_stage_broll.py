@@ -22,9 +22,10 @@ from ipc.artifacts import Candidates, Script
 from ipc.files import resolve_in_run
 from ipc.messages import StageCall
 from ipc.params import BrollParams
-from stages import broll
+from stages import broll, visuals, ytdlp
 from stages.builtin_stills import LIBRARY
 from stages.harness import StageContext, StageError
+from stages.media import ffmpeg_exe
 from media_server import serve
 
 SCRIPT = Script(
@@ -37,7 +38,7 @@ SCRIPT = Script(
 
 
 def ffmpeg(*args: str) -> None:
-    subprocess.run([broll.ffmpeg_exe(), "-v", "error", "-y", *args], check=True, timeout=60)
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *args], check=True, timeout=60)
 
 
 def make_clip(path: Path, seconds: float = 2.0, size: str = "160x120") -> Path:
@@ -254,8 +255,8 @@ def test_urls_that_all_fail_are_an_error(tmp_path, run_stage_inline, server):
 
 def test_downloads_are_capped_in_height(tmp_path, server):
     params = BrollParams(max_height=100)
-    with pytest.raises(broll.UnusableMedia, match="max_height=100"):
-        broll.download(f"{server}/clip.mp4", tmp_path, "tall", params)
+    with pytest.raises(visuals.UnusableMedia, match="max_height=100"):
+        ytdlp.download(f"{server}/clip.mp4", tmp_path, "tall", params)
 
 
 # ---------------------------------------------------------------- YouTube: search seam and reachability
@@ -278,7 +279,7 @@ def test_search_lists_hits_and_drops_ones_longer_than_max_clip_s(server, site):
     (site / "search-ocean.xml").write_text(
         feed(server, [("Ocean waves", "waves.html", 2), ("Long documentary", "clip.mp4", 3600)])
     )
-    hits = broll.search_videos(f"{server}/search-ocean.xml", BrollParams(max_clip_s=60))
+    hits = ytdlp.search_videos(f"{server}/search-ocean.xml", BrollParams(max_clip_s=60))
     assert [(h.title, h.url, h.duration_s) for h in hits] == [("Ocean waves", f"{server}/waves.html", 2)]
 
 

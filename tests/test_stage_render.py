@@ -317,7 +317,8 @@ def test_segments_land_on_their_frames_and_crossfades_blend_with_two_ffmpegs_at_
 
 def test_only_the_crossfade_frames_pass_through_xfade(tmp_path):
     """xfade works in 4:4:4; the rest of a segment must not be converted there and back, frame by frame."""
-    from stages.render import frame_plan, producer_graph
+    from stages.render import producer_graph
+    from stages.render_plan import frame_plan
 
     def still(start: float, end: float, fade: float) -> Segment:
         return Segment(start=start, end=end, candidate_id="s", path="broll/s.png", media="still",

@@ -297,7 +297,7 @@ def test_unusable_inputs_are_refused_with_a_clear_message(tmp_path, media, run_s
     narration = make_narration(run_dir, SENTENCES[:1])
     matches = matches_for(narration, {0: [("long", 0.0)]})
     broll = candidates(run_dir, media, ("long",))
-    with pytest.raises(StageError, match="unknown platform"):
+    with pytest.raises(StageError, match=r"invalid parameters \(Invalid enum value 'vine' - at `\$.platform`\)"):
         run_timeline(run_stage_inline, run_dir, narration, matches, broll, TimelineParams(platform="vine"))
     (run_dir / "broll" / "long.mp4").unlink()
     with pytest.raises(StageError, match="no usable|none of the"):

@@ -24,6 +24,8 @@ from ipc.files import atomic_write_bytes
 from stages.harness import StageContext, StageError, stage_main
 
 PAGE = 4096
+DETACH = "import os, time\nos.setsid()\nif os.fork():\n    os._exit(0)\ntime.sleep(3600)\n"
+"""A process that escapes its parent's process group and session, then loses its parent."""
 CHUNK_MB = 8
 
 
@@ -33,6 +35,8 @@ class BalloonParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     child_mb: int = 0
     hold_s: float = 0.0
     padding_mb: int = 0
+    detached_child: bool = False
+    """Also start a grandchild that leaves the session and double-forks, as a daemonising program would."""
     payload_kb: int = 0
     """Also write a payload file of this size that the artifact names (0: none)."""
     fail: bool = False
@@ -94,6 +98,8 @@ def run(ctx: StageContext, params: BalloonParams, **_inputs) -> Balloon:
         child = subprocess.Popen(
             [sys.executable, "-m", "tools.balloon", "--grow", str(params.child_mb), str(params.rate_mb_s), "3600"]
         )
+    if params.detached_child:
+        subprocess.run([sys.executable, "-c", DETACH], check=True)
     held = grow(params.mb, params.rate_mb_s, lambda done: ctx.progress(f"{done} MB", done / max(params.mb, 1)))
     if child is not None:
         time.sleep(params.child_mb / params.rate_mb_s + 0.5)

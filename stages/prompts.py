@@ -1,0 +1,189 @@
+"""What the stages ask the LLM: every prompt of the theme and script stages, with its worked examples.
+
+Responsible for: the messages sent for a topic, an angle, a whole script (and
+the firmer follow-up after a rejected one), and the hook, fact and
+call-to-action questions for a model that must be asked in parts, in English
+and Portuguese. Not responsible for sending them (stages/llm.py) nor for
+judging the answers (the theme and script stages).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ipc.artifacts import Theme
+from stages.llm import Message
+from stages.writing import split_sentences
+
+
+def few_shot(ask: str, shots: tuple[tuple[str, str], ...], subject: str) -> list[Message]:
+    """`ask` about each example subject answered by its example, then `ask` about `subject`."""
+    messages: list[Message] = []
+    for example, answer in shots:
+        messages += [{"role": "user", "content": ask.format(example)}, {"role": "assistant", "content": answer}]
+    return [*messages, {"role": "user", "content": ask.format(subject)}]
+
+
+# --- theme: a topic and an angle -----------------------------------------------------------
+
+
+TOPIC_SHOTS = (
+    ("animals", "Why octopuses have three hearts"),
+    ("history", "How Roman roads lasted two thousand years"),
+    ("technology", "The tiny chip inside every credit card"),
+)
+ANGLE_SHOTS = (
+    ("Why octopuses have three hearts", "Two of the hearts stop beating whenever an octopus swims."),
+    ("How Roman roads lasted two thousand years", "Roman engineers built roads in layers, like a cake of stone."),
+)
+
+
+def topic_prompts(category: str) -> list[list[Message]]:
+    """Worked examples first: a 135M model copies a format far better than it follows "answer with X only"."""
+    asks = (
+        "Subject for a short video about {}:",
+        "Name one surprising subject for a short video about {}, in a few words:",
+        "A specific {} subject for a one-minute video, 3 to 8 words:",
+    )
+    system = {
+        "role": "system", "content": "You suggest subjects for short educational videos. Reply with the subject only.",
+    }
+    return [[system, *few_shot(ask, TOPIC_SHOTS, category)] for ask in asks]
+
+
+def angle_prompts(topic: str) -> list[list[Message]]:
+    asks = (
+        "The most surprising thing about: {}",
+        "One surprising fact about: {}, in one plain sentence.",
+        "{}: one surprising fact, in one short sentence.",
+    )
+    return [few_shot(ask, ANGLE_SHOTS, topic) for ask in asks]
+
+
+# --- script: the whole narration at once ------------------------------------------------
+
+
+def whole_prompt(theme: Theme, lang: str, low: int, high: int, seconds: int, hook_words: int) -> list[Message]:
+    angle = f" ({theme.angle})" if theme.angle else ""
+    if lang == "pt":
+        system = "Você escreve a narração de vídeos verticais curtos. Responda só com texto falado."
+        user = (
+            "Escreva, em português do Brasil, a narração de um vídeo vertical de até"
+            f" {seconds} segundos sobre: {theme.topic}{angle}\n"
+            f"Regras:\n- Cerca de {(low + high) // 2} palavras no total (nunca menos de {low} nem mais de {high}).\n"
+            f"- Primeira linha: uma frase de abertura com no máximo {hook_words} palavras.\n"
+            "- Depois, frases curtas faladas, uma por linha.\n"
+            "- Última linha da narração: um convite para seguir o canal ou comentar.\n"
+            "- Só texto simples: sem markdown, sem títulos, sem marcadores, sem emojis, sem rótulos.\n"
+            "- Depois da narração, uma linha só com \"---\" e então de 3 a 5 buscas visuais curtas para vídeos"
+            " de banco de imagens (2 a 4 palavras, coisas concretas que uma câmera pode filmar), uma por linha."
+        )
+    else:
+        system = "You write narration for vertical short videos. You answer with plain spoken text only."
+        user = (
+            f"Write the narration for a vertical video of at most {seconds} seconds about: {theme.topic}{angle}\n"
+            f"Rules:\n- About {(low + high) // 2} words in total (never fewer than {low} or more than {high}).\n"
+            f"- First line: a hook of at most {hook_words} words.\n"
+            "- Then short spoken sentences, one per line.\n"
+            "- Last line of the narration: invite viewers to follow or comment.\n"
+            "- Plain text only: no markdown, no headings, no bullet points, no emojis, no labels.\n"
+            "- After the narration, a line with only \"---\", then 3 to 5 short visual search phrases for stock"
+            " footage (2 to 4 words, concrete things a camera can film), one per line."
+        )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def firmer(lang: str, reasons: list[str], low: int, high: int, hook_words: int) -> Message:
+    """The follow-up to a rejected script: what was wrong with it, and the rules again."""
+    listed = "; ".join(reasons)
+    if lang == "pt":
+        text = (
+            f"Essa resposta foi rejeitada: {listed}. Escreva de novo seguindo todas as regras: entre {low} e {high}"
+            f" palavras, abertura com no máximo {hook_words} palavras, só texto falado,"
+            " sem rótulos nem markdown, depois \"---\" e as buscas visuais."
+        )
+    else:
+        text = (
+            f"That answer was rejected: {listed}. Write it again following every rule: {low} to {high} words,"
+            f" a hook of at most {hook_words} words, spoken text only with no labels or markdown, then \"---\""
+            " and the visual search phrases."
+        )
+    return {"role": "user", "content": text}
+
+
+# --- script: in parts, for the tiny local model ------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartPrompts:
+    """What the tiny model is asked, with worked examples: it copies a format far better than it follows rules."""
+
+    hook_ask: str
+    hook_shots: tuple[tuple[str, str], ...]
+    cta_asks: tuple[str, ...]
+    cta_shots: tuple[tuple[tuple[str, str], ...], ...]
+    fact_asks: tuple[str, ...]
+    fact_shots: tuple[tuple[str, str], ...]
+
+    def examples(self) -> list[str]:
+        """The example answers: the model sometimes repeats them, and they must not reach the script."""
+        shots = [*self.hook_shots, *self.fact_shots, *(s for group in self.cta_shots for s in group)]
+        return [sentence for _, answer in shots for sentence in split_sentences(answer)]
+
+
+PARTS = {
+    "en": PartPrompts(
+        hook_ask="Write a one-line hook for a short video about: {}",
+        hook_shots=(
+            ("how bees make honey", "Every spoonful of honey took bees a lifetime of work."),
+            ("why the sky is blue", "The sky is not blue for the reason you think."),
+        ),
+        cta_asks=(
+            "Write the closing line of a short video about: {}. Ask viewers to follow.",
+            "Write a closing question for viewers of a short video about: {}. Ask them to comment.",
+        ),
+        cta_shots=(
+            (("volcanoes", "Follow for more secrets of our restless planet."),
+             ("ancient Rome", "Follow for more stories from the ancient world.")),
+            (("volcanoes", "Which volcano would you visit first? Tell us in the comments."),
+             ("ancient Rome", "Would you have survived in ancient Rome? Comment below.")),
+        ),
+        fact_asks=(
+            "Tell me two short, surprising facts about: {}",
+            "Explain in two short sentences something people rarely know about: {}",
+        ),
+        fact_shots=(
+            ("how bees make honey", "A single bee makes only a twelfth of a teaspoon of honey in its whole life."
+             " Bees fan the nectar with their wings until most of the water is gone."),
+            ("the Moon", "The Moon is slowly drifting away from Earth, about four centimetres every year."
+             " Long ago, a day on Earth lasted only a few hours."),
+        ),
+    ),
+    "pt": PartPrompts(
+        hook_ask="Escreva uma frase de abertura curta para um vídeo sobre: {}",
+        hook_shots=(
+            ("como as abelhas fazem mel", "Cada colher de mel custou a vida inteira de uma abelha."),
+            ("por que o céu é azul", "O céu não é azul pelo motivo que você imagina."),
+        ),
+        cta_asks=(
+            "Escreva a frase final de um vídeo curto sobre: {}. Peça para seguir o canal.",
+            "Escreva uma pergunta final para quem assistiu a um vídeo sobre: {}. Peça um comentário.",
+        ),
+        cta_shots=(
+            (("vulcões", "Siga para descobrir mais segredos da Terra."),
+             ("Roma antiga", "Siga para mais histórias do mundo antigo.")),
+            (("vulcões", "Qual vulcão você visitaria primeiro? Conte nos comentários."),
+             ("Roma antiga", "Você sobreviveria na Roma antiga? Comente aqui.")),
+        ),
+        fact_asks=(
+            "Conte dois fatos curtos e surpreendentes sobre: {}",
+            "Explique em duas frases curtas algo que poucas pessoas sabem sobre: {}",
+        ),
+        fact_shots=(
+            ("como as abelhas fazem mel", "Uma abelha produz só um duodécimo de colher de chá de mel na vida"
+             " inteira. As abelhas abanam o néctar com as asas até quase toda a água evaporar."),
+            ("a Lua", "A Lua se afasta da Terra cerca de quatro centímetros por ano."
+             " Há muito tempo, um dia na Terra durava só algumas horas."),
+        ),
+    ),
+}
