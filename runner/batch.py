@@ -32,6 +32,7 @@ from runner.report import Sample, downsample
 from runner.run import run_pipeline
 from runner.rundir import claimed, default_run_dir
 from runner.status import EXIT_CODES, WORST_FIRST, Ending, finished
+from runner.userfiles import read_text
 
 
 class BatchItem(msgspec.Struct, kw_only=True):
@@ -61,12 +62,7 @@ class BatchReport(msgspec.Struct, kw_only=True):
 
 
 def read_topics(path: Path) -> list[str]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UsageError(f"--topics-file {path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--topics-file {path}: cannot read as text ({exc})") from None
+    lines = read_text(path, "--topics-file").splitlines()
     topics = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not topics:
         raise UsageError(f"--topics-file {path}: no topics (one a line; # starts a comment)")

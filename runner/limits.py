@@ -11,12 +11,12 @@ It does not watch or kill anything (see `runner.watchdog`) nor queue stages
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ipc.sizes import SizeError, format_size, parse_size
 from runner.errors import UsageError
+from runner.userfiles import read_toml
 
 DEFAULT_LIMITS_FILE = Path(__file__).resolve().parent / "limits.toml"
 """Shipped inside the package, so a wheel install finds its defaults too."""
@@ -138,16 +138,7 @@ def save_limits(path: Path, limits: Limits, header: str = "") -> None:
 
 
 def _read_table(path: Path) -> dict:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"limits file {path} not found") from None
-    except IsADirectoryError:
-        raise UsageError(f"limits file {path} is a folder; give a TOML file like limits.toml") from None
-    except OSError as exc:
-        raise UsageError(f"limits file {path} cannot be read ({exc.strerror})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"limits file {path} is not valid TOML: {exc}") from None
+    return read_toml(path, "limits file")
 
 
 def _limits_from_table(raw: dict) -> Limits:

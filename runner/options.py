@@ -28,6 +28,7 @@ from runner.limits import Limits, load_limits, parse_limit_override
 from runner.pipeline_file import load_pipeline
 from runner.rundir import RunManifest, default_run_dir
 from runner.run import RunOptions, StageExecutor, execute_in_child
+from runner.userfiles import read_text
 
 
 def limits_and_pipeline(args: argparse.Namespace) -> tuple[Limits, tuple[StageSpec, ...]]:
@@ -208,20 +209,7 @@ def validate_topic(topic: str) -> str:
 
 
 def read_script_file(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"--script {path}: file not found") from None
-    except IsADirectoryError:
-        raise UsageError(f"--script {path}: is a folder, not a text file") from None
-    except OSError as exc:
-        raise UsageError(f"--script {path}: cannot read ({exc.strerror})") from None
-    if b"\x00" in data:
-        raise UsageError(f"--script {path}: looks binary; give a plain UTF-8 text file")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UsageError(f"--script {path}: not UTF-8 text") from None
+    text = read_text(path, "--script")
     if not text.strip():
         raise UsageError(f"--script {path}: file is empty")
     if looks_binary(text):

@@ -14,7 +14,6 @@ The product pipeline is `ipc.pipeline.DEFAULT_PIPELINE`; this only reads files.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import msgspec
@@ -24,6 +23,7 @@ from ipc.pipeline import StageSpec
 from ipc.sizes import SizeError, parse_size
 from runner.errors import UsageError
 from runner.limits import Limits, StageLimit
+from runner.userfiles import read_toml
 
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -35,12 +35,7 @@ def load_pipeline(path: Path, limits: Limits, limits_file_wins: bool = False) ->
     A stage's ceiling in the pipeline file replaces the default limits.toml's
     entry of the same name, but not that of a limits file the user chose.
     """
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"pipeline file {path} not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"pipeline file {path} is not valid TOML: {exc}") from None
+    raw = read_toml(path, "pipeline file")
     stages = raw.get("stage")
     if not isinstance(stages, list) or not stages:
         raise UsageError(f"pipeline file {path} needs at least one [[stage]]")

@@ -175,17 +175,20 @@ def _ass_text(event: WordEvent) -> str:
     return " ".join(parts)
 
 
+def _clock(seconds: float, per_second: int) -> tuple[int, int, int, int]:
+    """Hours, minutes, seconds and the fraction in 1/`per_second` units, rounded once."""
+    ticks = max(0, round(seconds * per_second))
+    hours, rest = divmod(ticks, 3600 * per_second)
+    minutes, rest = divmod(rest, 60 * per_second)
+    secs, fraction = divmod(rest, per_second)
+    return hours, minutes, secs, fraction
+
+
 def _srt_time(seconds: float) -> str:
-    millis = max(0, round(seconds * 1000))
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, millis = divmod(rest, 1000)
+    hours, minutes, secs, millis = _clock(seconds, 1000)
     return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
 
 
 def _ass_time(seconds: float) -> str:
-    centis = max(0, round(seconds * 100))
-    hours, rest = divmod(centis, 360_000)
-    minutes, rest = divmod(rest, 6000)
-    secs, centis = divmod(rest, 100)
+    hours, minutes, secs, centis = _clock(seconds, 100)
     return f"{hours:d}:{minutes:02d}:{secs:02d}.{centis:02d}"

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -50,3 +51,13 @@ def report(run_dir: Path) -> dict:
 
 def stage(report_data: dict, name: str) -> dict:
     return next(s for s in report_data["stages"] if s["name"] == name)
+
+
+def wait_for(predicate, timeout: float, step: float = 0.05) -> bool:
+    """Poll `predicate` until it holds or `timeout` seconds pass; whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False

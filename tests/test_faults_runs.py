@@ -19,16 +19,9 @@ import psutil
 import pytest
 
 from ipc.sizes import parse_size
-from tests.runner_helpers import RUNNER, balloon_pipeline, report, run_cli, stage
+from tests.runner_helpers import RUNNER, balloon_pipeline, report, run_cli, stage, wait_for
 
 
-def _wait_for(predicate, timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def _start(*args, cwd: Path, **kwargs) -> subprocess.Popen:
@@ -48,7 +41,7 @@ def test_a_second_supervisor_on_a_run_directory_in_use_is_refused_naming_the_hol
     run_dir = tmp_path / "run"
     first = _start("--pipeline", pipeline, "--run-dir", run_dir, cwd=tmp_path)
     try:
-        assert _wait_for(lambda: (run_dir / "slow" / "call.json").exists(), timeout=60)
+        assert wait_for(lambda: (run_dir / "slow" / "call.json").exists(), timeout=60)
         second = run_cli("--pipeline", pipeline, "--run-dir", run_dir, cwd=tmp_path, timeout=30)
         assert second.returncode == 2
         assert f"pid {first.pid}" in second.stderr and "in use" in second.stderr
@@ -62,7 +55,7 @@ def test_a_supervisor_killed_with_sigkill_leaves_no_stale_lock(tmp_path):
     pipeline = _slow_pipeline(tmp_path)
     run_dir = tmp_path / "run"
     first = _start("--pipeline", pipeline, "--run-dir", run_dir, cwd=tmp_path)
-    assert _wait_for(lambda: (run_dir / "slow" / "call.json").exists(), timeout=60)
+    assert wait_for(lambda: (run_dir / "slow" / "call.json").exists(), timeout=60)
     first.kill()
     first.wait()
     quick = balloon_pipeline(tmp_path / "quick.toml", {"name": "slow", "params": {"mb": 10}})
@@ -99,7 +92,7 @@ def _two_quick_ctrl_c(proc: subprocess.Popen) -> None:
 def test_two_ctrl_c_in_quick_succession_still_end_cleanly(tmp_path):
     run_dir = tmp_path / "run"
     proc = _start("--pipeline", _slow_pipeline(tmp_path), "--run-dir", run_dir, cwd=tmp_path)
-    assert _wait_for(lambda: (run_dir / "slow" / "call.json").exists(), timeout=60)
+    assert wait_for(lambda: (run_dir / "slow" / "call.json").exists(), timeout=60)
     time.sleep(0.5)
     _two_quick_ctrl_c(proc)
     out, err = proc.communicate(timeout=60)
@@ -113,7 +106,7 @@ def test_two_ctrl_c_in_a_batch_still_write_batch_json(tmp_path):
     topics.write_text("one\ntwo\n")
     batch_dir = tmp_path / "batch"
     proc = _start("--pipeline", _slow_pipeline(tmp_path), "--topics-file", topics, "--run-dir", batch_dir, cwd=tmp_path)
-    assert _wait_for(lambda: (batch_dir / "01-one" / "slow" / "call.json").exists(), timeout=60)
+    assert wait_for(lambda: (batch_dir / "01-one" / "slow" / "call.json").exists(), timeout=60)
     time.sleep(0.5)
     _two_quick_ctrl_c(proc)
     out, err = proc.communicate(timeout=60)
@@ -129,7 +122,7 @@ def test_a_huge_jobs_count_runs_no_more_pipelines_than_can_run_and_honours_sigte
     pipeline = balloon_pipeline(tmp_path / "p.toml", {"name": "a", "params": {"mb": 5, "hold_s": 30}})
     proc = _start("--pipeline", pipeline, "--topics-file", topics, "--jobs", "1000", "--run-dir", batch_dir, cwd=tmp_path)
     try:
-        assert _wait_for(lambda: (batch_dir / "01-topic-0" / "a" / "call.json").exists(), timeout=60)
+        assert wait_for(lambda: (batch_dir / "01-topic-0" / "a" / "call.json").exists(), timeout=60)
         time.sleep(1)
         supervisor = psutil.Process(proc.pid)
         running = [c for c in supervisor.children() if "tools.balloon" in " ".join(c.cmdline())]
@@ -364,11 +357,11 @@ def test_kill_9_of_the_supervisor_takes_every_process_of_the_run_with_it(tmp_pat
             others = {os.getsid(p.pid) for p in procs if p not in escaped}
             return len(procs) >= 4 and len(escaped) == 1 and os.getsid(escaped[0].pid) not in others
 
-        assert _wait_for(detached, timeout=60)
+        assert wait_for(detached, timeout=60)
         proc.kill()
         proc.wait()
         killed_at = time.monotonic()
-        assert _wait_for(lambda: not processes_with_marker(marker), timeout=10, step=0.02)
+        assert wait_for(lambda: not processes_with_marker(marker), timeout=10, step=0.02)
         print(f"every process of the run gone {time.monotonic() - killed_at:.2f} s after kill -9")
     finally:
         for leftover in processes_with_marker(marker):

@@ -16,16 +16,9 @@ from runner.limits import load_limits
 from runner.pipeline_file import load_pipeline
 from runner.run import Observer, RunOptions, run_pipeline
 from tools.bench import anon_pages
-from tests.runner_helpers import RUNNER, balloon_pipeline, marker_env, processes_with_marker, report, run_cli, stage
+from tests.runner_helpers import wait_for, RUNNER, balloon_pipeline, marker_env, processes_with_marker, report, run_cli, stage
 
 
-def _wait_for(predicate, timeout: float, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def test_ctrl_c_stops_the_stage_tree_keeps_finished_artifacts_and_exits_130(tmp_path):
@@ -39,13 +32,13 @@ def test_ctrl_c_stops_the_stage_tree_keeps_finished_artifacts_and_exits_130(tmp_
     parent = subprocess.Popen([*RUNNER, "--pipeline", str(pipeline), "--run-dir", str(run_dir)], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert _wait_for(lambda: len(processes_with_marker(marker)) >= 3, timeout=60)  # parent, stage, its child
+        assert wait_for(lambda: len(processes_with_marker(marker)) >= 3, timeout=60)  # parent, stage, its child
         parent.send_signal(signal.SIGINT)
         out, _ = parent.communicate(timeout=30)
     finally:
         parent.kill()
     assert parent.returncode == 130, out
-    assert _wait_for(lambda: not processes_with_marker(marker), timeout=5)
+    assert wait_for(lambda: not processes_with_marker(marker), timeout=5)
     data = report(run_dir)
     assert data["status"] == "interrupted"
     assert stage(data, "long")["status"] == "interrupted"
@@ -59,7 +52,7 @@ def test_kill_9_while_writing_an_artifact_never_leaves_one_a_resume_would_trust(
     parent = subprocess.Popen([*RUNNER, "--pipeline", str(pipeline), "--run-dir", str(run_dir)], cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert _wait_for(lambda: any((run_dir / "big").glob(".artifact.json.*.tmp")), timeout=60, step=0.005)
+        assert wait_for(lambda: any((run_dir / "big").glob(".artifact.json.*.tmp")), timeout=60, step=0.005)
         for child in psutil.Process(parent.pid).children():
             child.send_signal(signal.SIGKILL)
         out, _ = parent.communicate(timeout=30)
@@ -110,7 +103,7 @@ def _release_after_heavy_stage(tmp_path, attempt: int) -> tuple[bool, float, int
     result = run_pipeline(opts, Watch(), threading.Event())
     finished = time.monotonic()
     assert result.status == "done"
-    back = _wait_for(lambda: anon_pages() < held_before + parse_size("100M"), timeout=3, step=0.01)
+    back = wait_for(lambda: anon_pages() < held_before + parse_size("100M"), timeout=3, step=0.01)
     return back, time.monotonic() - finished, highest_held[0] - held_before, me.memory_info().rss - parent_before
 
 

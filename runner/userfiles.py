@@ -1,0 +1,43 @@
+"""Reading the files a user names (a script, a topics file, a limits or pipeline file): one way to fail.
+
+Every way such a file can be unusable (missing, a folder, unreadable, binary,
+not UTF-8, not valid TOML) becomes one `UsageError` that names the option or
+kind of file and the path, so the CLI can print it as one line with exit 2.
+What the contents mean is the caller's business.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from runner.errors import UsageError
+
+
+def read_bytes(path: Path, what: str) -> bytes:
+    """`what` names the file for the user, e.g. "--script" or "limits file"."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path}: file not found") from None
+    except IsADirectoryError:
+        raise UsageError(f"{what} {path}: is a folder, not a file") from None
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: cannot read ({exc.strerror})") from None
+
+
+def read_text(path: Path, what: str) -> str:
+    data = read_bytes(path, what)
+    if b"\x00" in data:
+        raise UsageError(f"{what} {path}: looks binary; give a plain UTF-8 text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} {path}: not UTF-8 text") from None
+
+
+def read_toml(path: Path, what: str) -> dict:
+    try:
+        return tomllib.loads(read_text(path, what))
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{what} {path}: not valid TOML: {exc}") from None
