@@ -221,9 +221,8 @@ class Balloon(Artifact, tag="balloon"):
     payload: RunPath | None = None
 
 
-ARTIFACT_TYPES: dict[str, type[Artifact]] = {
-    cls.kind_name: cls for cls in (Theme, Script, Narration, Candidates, Matches, Timeline, Render, Balloon)
-}
+ARTIFACT_TYPES: dict[str, type[Artifact]] = {cls.kind_name: cls for cls in Artifact.__subclasses__()}
+"""Every artifact kind by its tag: a new `Artifact` subclass is known to the runner and the harness at once."""
 
 
 def payload_paths(artifact: msgspec.Struct) -> list[str]:
