@@ -55,6 +55,8 @@ class Script(Artifact, tag="script"):
     language: str = "en-us"
     backend: str = "user"
     attempts: int = 1
+    fallbacks: list[str] = []
+    """The rungs of the script stage's fallback ladder this script needed (empty: the model's own, as written)."""
 
     @property
     def sentences(self) -> list[str]:

@@ -33,7 +33,8 @@ PLATFORMS: dict[Platform, PlatformPreset] = {
 
 
 class LlmParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    backend: Literal["local", "openai"] = "local"
+    backend: Literal["auto", "local", "openai"] = "auto"
+    """auto: the user's own LLM if one is found (API key, Ollama, llama.cpp server), else the local model."""
     base_url: str = "https://openrouter.ai/api/v1"
     model: str = ""
     api_key_env: str = "OPENAI_API_KEY"
@@ -61,7 +62,7 @@ class ScriptParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class TtsParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     backend: Literal["onnx", "kokoro"] = "onnx"
-    voice: str = "jm_kumo"
+    voice: str = ""  # a Kokoro voice; empty: the language's own (stages/voices.py), e.g. af_heart for en-us
     speed: float = 1.0
     language: str = "en-us"
 

@@ -36,11 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--topics-file", type=Path, metavar="FILE", help="one topic a line: a batch of shorts")
     what.add_argument("--platform", choices=choices(ScriptParams, "platform"), help="duration and bitrate preset (default shorts)")
     what.add_argument("--language", help="narration language, e.g. en-us (default) or pt-br")
-    what.add_argument("--voice", help="Kokoro voice (default jm_kumo)")
+    what.add_argument("--voice", help="Kokoro voice (default: the language's native voice, e.g. af_heart for en-us, pf_dora for pt-br;"
+                                             " `python -m stages.voices list` shows them)")
     what.add_argument("--speed", type=float, help="narration speed (default 1.0)")
-    what.add_argument("--llm", choices=choices(LlmParams, "backend"), help="script backend (default local SmolLM2)")
+    what.add_argument("--llm", choices=choices(LlmParams, "backend"), help="script backend (default auto: an API key in the environment, a local Ollama or llama.cpp"
+                           " server, else the strongest shipped local model that fits the memory budget)")
     what.add_argument("--llm-url", help="OpenAI-compatible base URL for --llm openai")
-    what.add_argument("--llm-model", help="model name for --llm openai")
+    what.add_argument("--llm-model", help="model name: for --llm openai, or a local model"
+                      " (Qwen2.5-Coder-1.5B-Instruct, SmolLM2-135M-Instruct)")
     what.add_argument("--llm-key-env", help="environment variable holding the API key (default OPENAI_API_KEY)")
     what.add_argument("--tts", choices=choices(TtsParams, "backend"), help="narration backend (default onnx)")
     what.add_argument("--broll", choices=choices(BrollParams, "source"), help="b-roll source")

@@ -182,6 +182,8 @@ def _apply_options(args: argparse.Namespace, params: PipelineParams) -> None:
         params.broll.source = "local"
     if args.broll_url and args.broll is None:
         params.broll.source = "urls"
+    if args.llm_url is not None and args.llm is None:  # an endpoint the user named comes first
+        params.script.llm.backend = params.theme.llm.backend = "openai"
 
 
 def _set_platform(params: PipelineParams, platform: str) -> None:

@@ -9,15 +9,15 @@ YouTube when it answers (falling back to the built-in stills if nothing usable
 comes of it), else the built-in stills. Every file is probed with ffmpeg
 (duration, size, a decodable frame; `stages.visuals`) before it becomes a
 `Candidate`; failures are recorded in `Candidates.skipped`, and only an empty
-result is an error. Payloads are copied into the run directory. This module
-does not judge which visual fits which sentence (that is `stages.match`).
+result is an error. Payloads are copied into the run directory, each as a new
+file (stages/outputs.py: never through a link planted at its name). This
+module does not judge which visual fits which sentence (that is `stages.match`).
 """
 
 from __future__ import annotations
 
-import os
+import errno
 import re
-import shutil
 import socket
 import threading
 from collections.abc import Callable, Iterable
@@ -27,6 +27,7 @@ from pathlib import Path
 from ipc.artifacts import Candidate, Candidates, Script, SkippedSource
 from ipc.params import BrollParams
 from stages.harness import StageContext, StageError, stage_main
+from stages.outputs import link_or_copy
 from stages.visuals import Fetched, UnusableMedia, probe_media
 from stages.ytdlp import download, search_videos
 
@@ -148,6 +149,8 @@ def collect_builtin(ctx: StageContext, params: BrollParams, queries: list[str]) 
             path = write_png(still, ctx.out_dir)
             info = probe_media(path)
         except (ModuleNotFoundError, OSError, ValueError, UnusableMedia) as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                raise  # the disk, not the still: the harness says so
             skipped.append(SkippedSource(f"builtin:{still.name}", f"not available offline ({exc})"))
             continue
         fetched = Fetched(path, info, still.title, f"skimage.data.{still.name}", still.description, list(still.tags))
@@ -192,7 +195,7 @@ def collect_local(ctx: StageContext, params: BrollParams, queries: list[str]) ->
             skipped.append(SkippedSource(str(path), str(exc)))
             continue
         cid = _unique_id(f"local-{_slug(path.relative_to(root).with_suffix('').as_posix())}", items)
-        copy = _link_or_copy(path, ctx.out_dir / f"{cid}{path.suffix.lower()}")
+        copy = link_or_copy(path, ctx.out_dir / f"{cid}{path.suffix.lower()}")
         fetched = Fetched(copy, info, _humanise(path.stem), str(path), tags=_path_tags(path.relative_to(root)))
         items.append(_candidate(ctx, cid, "local", "", fetched))
     return items, skipped
@@ -204,17 +207,6 @@ def local_files(root: Path) -> list[Path]:
         p for p in root.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
-
-
-def _link_or_copy(source: Path, target: Path) -> Path:
-    """A hard link when source and run dir share a filesystem (no second copy of big clips), else a copy."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.unlink(missing_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
-    return target
 
 
 def _slug(text: str) -> str:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from stages.outputs import create, removed_on_failure
+
 
 @dataclass(frozen=True)
 class BuiltinStill:
@@ -119,10 +121,12 @@ def load_pixels(still: BuiltinStill):
 
 
 def write_png(still: BuiltinStill, folder: Path) -> Path:
-    """Write the still as `<folder>/builtin-<name>.png` and return its path."""
+    """Write the still as a new file `<folder>/builtin-<name>.png` and return its path."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"builtin-{still.name}.png"
-    Image.fromarray(load_pixels(still)).save(path, format="PNG")
+    image = Image.fromarray(load_pixels(still))
+    with removed_on_failure(path), create(path) as handle:
+        image.save(handle, format="PNG")
     return path

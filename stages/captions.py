@@ -1,7 +1,8 @@
 """Caption files for the render stage: SRT, ASS with the spoken word highlighted, and the font they use.
 
 The timeline decides which words are shown when; this module only writes them
-down (and finds a font file, since fontconfig may have none configured). It
+down, each file created afresh (stages/outputs.py), and finds a font file,
+since fontconfig may have none configured. It
 encodes no video: the renderers burn `captions.ass` (ffmpeg/libass) or draw
 the same events (MoviePy) themselves.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ipc.artifacts import Caption
+from stages.outputs import write_text
 
 FONT_ENV = "AISHORTS_FONT"
 _KNOWN_FONTS = (
@@ -138,7 +140,7 @@ def write_srt(captions: list[Caption], path: Path) -> None:
     for number, caption in enumerate(captions, start=1):
         text = clean_text(caption.text)
         blocks.append(f"{number}\n{_srt_time(caption.start)} --> {_srt_time(caption.end)}\n{text}\n")
-    Path(path).write_text("\n".join(blocks), encoding="utf-8")
+    write_text(path, "\n".join(blocks))
 
 
 def write_ass(captions: list[Caption], path: Path, font: Font, style: CaptionStyle) -> None:
@@ -165,7 +167,7 @@ def write_ass(captions: list[Caption], path: Path, font: Font, style: CaptionSty
         lines.append(
             f"Dialogue: 0,{_ass_time(event.start)},{_ass_time(event.end)},Caption,,0,0,0,,{_ass_text(event)}"
         )
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def _ass_text(event: WordEvent) -> str:

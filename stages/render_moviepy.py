@@ -25,6 +25,7 @@ from ipc.artifacts import Timeline
 from ipc.params import RenderParams
 from stages.captions import HIGHLIGHT_RGB, CaptionStyle, Font, WordEvent, word_events
 from stages.harness import StageContext, StageError
+from stages.outputs import fresh, raise_if_out_of_space, removed_on_failure
 from stages.render_plan import (
     DUCK_RAMP_S, MUSIC_FADE_IN_S, MUSIC_FADE_OUT_S, STILL_MARGIN, Cut, double_rate, even, frame_plan, speech_spans,
 )
@@ -51,17 +52,19 @@ def render_moviepy(ctx: StageContext, timeline: Timeline, params: RenderParams, 
         painter = CaptionPainter(word_events(timeline.captions), font,
                                  CaptionStyle(timeline.width, timeline.height, timeline.caption_margin_v))
         video = video.transform(painter.paint).with_audio(_audio(ctx, timeline, duration, sources))
-        video.write_videofile(
-            str(output), fps=fps, codec="libx264", bitrate=timeline.video_bitrate, audio_codec="aac",
-            audio_bitrate=timeline.audio_bitrate, audio_fps=48000, preset=params.preset,
-            threads=params.threads or None, pixel_format="yuv420p",
-            temp_audiofile=str(ctx.out_dir / "moviepy-audio.m4a"),
-            ffmpeg_params=["-profile:v", "high", "-maxrate", timeline.video_bitrate,
-                           "-bufsize", double_rate(timeline.video_bitrate), "-g", str(2 * fps),
-                           "-ac", "2", "-movflags", "+faststart"],
-            logger=_progress_logger(ctx),
-        )
+        audio_temp = fresh(ctx.out_dir / "moviepy-audio.m4a")
+        with removed_on_failure(audio_temp):
+            video.write_videofile(
+                str(output), fps=fps, codec="libx264", bitrate=timeline.video_bitrate, audio_codec="aac",
+                audio_bitrate=timeline.audio_bitrate, audio_fps=48000, preset=params.preset,
+                threads=params.threads or None, pixel_format="yuv420p", temp_audiofile=str(audio_temp),
+                ffmpeg_params=["-profile:v", "high", "-maxrate", timeline.video_bitrate,
+                               "-bufsize", double_rate(timeline.video_bitrate), "-g", str(2 * fps),
+                               "-ac", "2", "-movflags", "+faststart"],
+                logger=_progress_logger(ctx),
+            )
     except OSError as exc:
+        raise_if_out_of_space(str(exc), output.parent)
         raise StageError(f"MoviePy could not render the timeline: {exc}") from None
     finally:
         for source in sources:

@@ -30,7 +30,7 @@ from ipc.params import PLATFORMS, ScriptParams
 from ipc.text import looks_binary
 from stages.broll_queries import choose_queries, derive_queries
 from stages.harness import StageContext, StageError, stage_main
-from stages.llm import LOCAL_LANGUAGES, SMOLLM2_NAME, ChatBackend, Message, open_backend
+from stages.llm import ChatBackend, Message, open_backend
 from stages.prompts import PARTS, PartPrompts, few_shot, firmer, whole_prompt
 from stages.writing import (
     FIRST_PERSON, clean_line, content_words, markup_left, preview, split_sentences, strip_list_marks, word_count,
@@ -77,6 +77,7 @@ class Draft:
     body: list[str]
     cta: str
     queries: list[str] = field(default_factory=list)
+    fallbacks: list[str] = field(default_factory=list)
 
     @property
     def sentences(self) -> list[str]:
@@ -94,12 +95,7 @@ def run(ctx: StageContext, params: ScriptParams, *, theme: Theme) -> Script:
         return script
     low, high = word_range(params)
     lang = prompt_language(params.language)
-    if params.llm.backend == "local" and lang not in LOCAL_LANGUAGES:
-        raise StageError(
-            f"the local model ({SMOLLM2_NAME}) cannot write {params.language} narration; use --llm openai"
-            " with a model that can, or pass your own text with --script FILE"
-        )
-    backend = open_backend(params.llm, ctx)
+    backend = open_backend(params.llm, ctx, language=lang)
     ctx.progress(f"writing {low}-{high} words for {params.platform} with {backend.label}", 0.05)
     with ctx.phase("generate"):
         if backend.follows_length_requests:
@@ -230,7 +226,7 @@ def write_whole(
     seconds = int(PLATFORMS[params.platform].max_duration_s)
     base = whole_prompt(theme, lang, low, high, seconds, MAX_HOOK_WORDS)
     messages = base
-    reasons: list[str] = []
+    best: Draft | None = None
     tries = max(1, params.max_attempts)
     for attempt in range(1, tries + 1):
         ctx.progress(f"attempt {attempt} of {tries}", 0.1 + 0.8 * (attempt - 1) / tries)
@@ -244,16 +240,22 @@ def write_whole(
             draft.queries = choose_queries(draft.queries, draft.sentences, theme)
             return draft, attempt
         ctx.log(f"attempt {attempt} rejected: {'; '.join(reasons)}")
+        if close_enough(draft, low, high):  # another 20-40 s of generation would buy a few words
+            draft = rescue(draft, theme, lang, (low, high), ctx)
+            draft.queries = choose_queries(draft.queries, draft.sentences, theme)
+            return draft, attempt
+        best = draft if best is None or draft.word_total > best.word_total else best
         messages = [*base, {"role": "assistant", "content": answer}, firmer(lang, reasons, low, high, MAX_HOOK_WORDS)]
-    raise StageError(
-        f"{backend.label} wrote no usable script in {tries} attempts (last answer: {'; '.join(reasons)});"
-        " try another model, raise max_attempts, or pass your own text with --script FILE"
-    )
+    draft = rescue(best or Draft("", [], ""), theme, lang, (low, high), ctx)
+    draft.queries = choose_queries(draft.queries, draft.sentences, theme)
+    return draft, tries
 
 
 def parse_whole(answer: str) -> Draft:
     """Split an answer into narration and queries, stripping what is trivially fixable (labels, bullets, bold)."""
     lines = answer.strip().splitlines()
+    while lines and (not lines[0].strip() or _SEPARATOR.match(lines[0])):
+        lines = lines[1:]  # a separator before any narration (a model echoing the prompt's "---") ends nothing
     cut = next((i for i, line in enumerate(lines) if _SEPARATOR.match(line)), len(lines))
     # A markdown heading is a title, not narration: dropped rather than read aloud as the hook.
     narration = [clean_line(line) for line in lines[:cut] if not re.match(r"\s*#{1,6}\s", line)]
@@ -311,13 +313,8 @@ def write_in_parts(
             while len(body) > 1 and sum(map(word_count, [hook, cta, *body])) > high:
                 body.pop()  # the facts were gathered for a script without this hook
     draft = Draft(hook, body, cta)
-    reasons = problems(draft, low, high)
-    if reasons:
-        raise StageError(
-            f"{backend.label} produced no usable script about {theme.topic!r} in {asker.calls} calls"
-            f" ({'; '.join(reasons)}); use a stronger model (--llm openai), lower min_words,"
-            " or pass your own text with --script FILE"
-        )
+    if problems(draft, low, high):
+        draft = rescue(draft, theme, lang, (low, high), ctx)
     draft.queries = choose_queries(draft.queries, draft.sentences, theme)
     return draft, asker.calls
 
@@ -411,6 +408,67 @@ def _plain(text: str) -> bool:
     return not (markup_left(text) or _ECHO.search(text) or looks_binary(text))
 
 
+# --- the fallback ladder: a valid topic always ends in a script -----------------------------
+
+STOCK_CLOSING = {
+    "en": "Follow for more stories like this one.",
+    "pt": "Siga para ver mais histórias como esta.",
+}
+CLOSE_ENOUGH = 0.15
+"""A first answer within 15% of the word range is mended by the ladder rather than asked for again."""
+MIN_FALLBACK_WORDS = 25
+"""The ladder's last rung accepts a script this short rather than none: a short short beats an error."""
+
+
+def close_enough(draft: Draft, low: int, high: int) -> bool:
+    """A draft whose only faults the ladder mends without cost: plain prose, a little short or long."""
+    plain = all(_plain(sentence) for sentence in draft.sentences)
+    return plain and len(draft.body) >= 2 and low * (1 - CLOSE_ENOUGH) <= draft.word_total <= high * (1 + CLOSE_ENOUGH)
+
+
+def rescue(draft: Draft, theme: Theme, lang: str, limits: tuple[int, int], ctx: StageContext) -> Draft:
+    """Repair the model's best draft, one rung at a time, until it passes; say which rungs it took.
+
+    The rungs: unusable sentences dropped; the topic as the hook when the model gave none
+    that fits; a stock closing line when it gave no call to action; facts past the word
+    budget dropped from the end; and last, a script shorter than the budget's minimum
+    (never under MIN_FALLBACK_WORDS) accepted. A draft with no usable sentence at all
+    is still a StageError: there is nothing honest left to narrate.
+    """
+    low, high = limits
+    taken: list[str] = []
+    sentences = [s for s in draft.sentences if _usable_sentence(s) or s in (draft.hook, draft.cta) and _plain(s)]
+    if len(sentences) < len(draft.sentences):
+        taken.append("unusable sentences dropped")
+    hook = draft.hook if draft.hook in sentences and word_count(draft.hook) <= MAX_HOOK_WORDS else ""
+    cta = draft.cta if draft.cta in sentences and _CTA.search(draft.cta) else ""
+    body = [s for s in sentences if s not in (hook, cta)]
+    if not hook:
+        hook = _topic_as_hook(theme.topic)
+        if word_count(hook) > MAX_HOOK_WORDS:  # a long topic cannot open the short; its shortest fact can
+            hook = min(body, key=word_count, default=hook)
+            body = [s for s in body if s != hook]
+        taken.append("the topic as the hook")
+    if not cta:
+        cta = STOCK_CLOSING[lang]
+        taken.append("a stock closing line")
+    while len(body) > 1 and sum(map(word_count, [hook, cta, *body])) > high:
+        body.pop()
+        if "facts past the word budget dropped" not in taken:
+            taken.append("facts past the word budget dropped")
+    repaired = Draft(hook, body, cta, list(draft.queries))
+    if problems(repaired, low, high) and not problems(repaired, min(low, MIN_FALLBACK_WORDS), high):
+        taken.append(f"a shorter script than asked ({repaired.word_total} words, wanted {low}-{high})")
+    elif problems(repaired, low, high):
+        raise StageError(
+            f"the model wrote nothing usable about {theme.topic!r} ({'; '.join(problems(repaired, low, high))});"
+            " use a stronger model (--llm openai), or pass your own text with --script FILE"
+        )
+    ctx.log(f"fallbacks used: {', '.join(taken)}")
+    repaired.fallbacks = taken
+    return repaired
+
+
 # --- assembly ------------------------------------------------------------------------------
 
 
@@ -418,6 +476,7 @@ def _script(draft: Draft, theme: Theme, language: str, backend: str, attempts: i
     return Script(
         title=theme.topic, hook=draft.hook, body=list(draft.body), cta=draft.cta,
         broll_queries=list(draft.queries), language=language, backend=backend, attempts=attempts,
+        fallbacks=list(draft.fallbacks),
     )
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from ipc.artifacts import (
 from ipc.files import ArtifactError
 from ipc.params import PLATFORMS, PlatformPreset, TimelineParams
 from stages.harness import StageContext, StageError, stage_main
+from stages.outputs import copy_file, real_folder
 
 Params = TimelineParams
 
@@ -401,9 +401,7 @@ def pick_music(ctx: StageContext, mood: str | None, seed_text: str) -> MusicBed:
         raise StageError(f"no music for mood {mood!r}; available moods: {', '.join(tracks)}")
     pool = [(m, p) for m in ([mood] if mood else list(tracks)) for p in tracks[m]]
     pick_mood, source = pool[int(hashlib.sha256(seed_text.encode()).hexdigest()[:12], 16) % len(pool)]
-    destination = ctx.out_dir / "music" / source.name
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, destination)
+    destination = copy_file(source, real_folder(ctx.out_dir / "music") / source.name)
     return MusicBed(
         path=ctx.rel(destination), title=f"{source.stem} ({pick_mood}; immich-memories-music, MIT)",
         gain_db=MUSIC_GAIN_DB, duck_db=MUSIC_DUCK_DB,

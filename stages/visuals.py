@@ -2,9 +2,11 @@
 
 Responsible for: probing a clip or still (`ffmpeg -i` plus one decoded frame,
 its stream summary read by stages/media.py) into `VisualFacts`, or the reason
-it is unusable (`UnusableMedia`); the `Fetched` record a source makes of a file
-before it becomes a Candidate; and the configured caps a download must fit. Not
-responsible for finding or fetching files (the broll stage and stages/ytdlp.py).
+it is unusable (`UnusableMedia`), among them a picture too large to decode
+safely, which ffmpeg refuses before allocating its frame; the `Fetched` record
+a source makes of a file before it becomes a Candidate; and the configured caps
+a download must fit. Not responsible for finding or fetching files (the broll
+stage and stages/ytdlp.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ from stages import media
 
 PROBE_TIMEOUT_S = 60.0
 IMAGE_DEMUXERS = ("image2",)
+MAX_PIXELS = 40_000_000
+"""Pictures larger than this are refused undecoded: one 16000x16000 PNG took 780 MB to decode, past the stage's
+ceiling; 40 megapixels is 120 MB of RGB, and more than any vertical video needs."""
+MAX_SIDE_PX = 8192
+_REFUSED_SIZE = re.compile(r"Picture size (\d+)x(\d+) exceeds specified max pixel count")
 
 
 class UnusableMedia(Exception):
@@ -49,7 +56,8 @@ class Fetched:
 def probe_media(path: Path) -> VisualFacts:
     """Read a file's stream facts with `ffmpeg -i` and decode one frame; raise UnusableMedia if unusable."""
     cmd = [
-        media.ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path),
+        # -max_pixels makes ffmpeg's decoders refuse a larger picture before allocating it, even while probing
+        media.ffmpeg_exe(), "-hide_banner", "-nostdin", "-max_pixels", str(MAX_PIXELS), "-i", str(path),
         "-map", "0:v:0", "-frames:v", "1", "-f", "null", "-",
     ]
     try:
@@ -68,17 +76,26 @@ def parse_probe(stderr: str, returncode: int) -> VisualFacts:
     picture = facts.picture
     if picture is None:
         raise UnusableMedia("has no video or image stream")
+    if refused := _REFUSED_SIZE.search(stderr):
+        raise UnusableMedia(_too_large(int(refused.group(1)), int(refused.group(2))))
     if returncode != 0:
         raise UnusableMedia(f"ffmpeg could not decode a frame ({last_line(stderr)})")
     if not picture.width:
         raise UnusableMedia("ffmpeg reported no frame size")
     width, height = picture.width, picture.height
+    if max(width, height) > MAX_SIDE_PX:
+        raise UnusableMedia(_too_large(width, height))
     if re.search(r"rotation of -?(90|270)\.", stderr):
         width, height = height, width
     duration = facts.duration_s
     kind = demuxer.group(1)
     still = kind in IMAGE_DEMUXERS or kind.endswith("_pipe") or duration is None or duration <= 0.05
     return VisualFacts("still" if still else "video", width, height, None if still else duration)
+
+
+def _too_large(width: int, height: int) -> str:
+    return (f"{width}x{height} px is too large to decode safely (at most {MAX_SIDE_PX} px a side and"
+            f" {MAX_PIXELS / 1e6:g} megapixels); scale it down to use it")
 
 
 def last_line(text: str) -> str:

@@ -2,13 +2,17 @@
 
 Responsible for: listing a search or playlist (`search_videos`), downloading
 one URL within the b-roll caps and probing what arrived (`download`), and
-turning yt-dlp's failures into `UnusableMedia` reasons a user can read. Not
-responsible for choosing what to search or which source to use (the broll
-stage), nor for what a file is (stages/visuals.py).
+turning yt-dlp's failures into `UnusableMedia` reasons a user can read. The
+size cap holds for the bytes really written, not only for the size a server
+announces: a download folder that grows past it gets yt-dlp's whole process
+group killed, and what it wrote removed. Not responsible for choosing what to
+search or which source to use (the broll stage), nor for what a file is
+(stages/visuals.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,15 +20,24 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ipc.params import BrollParams
 from stages.media import ffmpeg_exe
+from stages.outputs import fresh, raise_if_out_of_space
 from stages.visuals import Fetched, UnusableMedia, VisualFacts, last_line, over_caps, probe_media
 
 SOCKET_TIMEOUT_S = 15.0
 SEARCH_TIMEOUT_S = 60.0
+POLL_S = 0.05
+"""How often a running yt-dlp is held to its time bound and its download to the size cap."""
+MiB = 1024 * 1024
+WRITE_BLOCK = ["--buffer-size", "128K", "--no-resize-buffer"]
+"""yt-dlp writes what it reads a block at a time, and grows its blocks up to 4 MB on a fast link: small fixed
+blocks let the size cap stop a download within a block (and a poll) of the cap."""
 
 
 @dataclass(frozen=True)
@@ -65,11 +78,11 @@ INFO_TEMPLATE = "after_move:%(.{id,title,description,tags,duration,webpage_url,e
 
 def download(url: str, out_dir: Path, cid: str, params: BrollParams) -> Fetched:
     """Download one URL with yt-dlp within the caps, probe it, and move it to `out_dir/<cid>.<ext>`."""
-    work = out_dir / f".download-{cid}"
-    shutil.rmtree(work, ignore_errors=True)
+    work = fresh(out_dir / f".download-{cid}")
     work.mkdir(parents=True)
     try:
-        stdout, stderr = _run_bounded(_download_cmd(url, work, params), params.download_timeout_s, "download")
+        stdout, stderr = _run_bounded(_download_cmd(url, work, params), params.download_timeout_s, "download",
+                                      stop_when=_past_size_cap(work, params), writes_to=work)
         info = _read_info(work / "info.jsonl", stdout + stderr, params)
         media = _downloaded_file(work, info)
         probe = probe_media(media)
@@ -90,7 +103,7 @@ def _ytdlp_base() -> list[str]:
 def _download_cmd(url: str, work: Path, params: BrollParams) -> list[str]:
     return [
         *_ytdlp_base(), "--no-playlist", "--no-progress", "--no-mtime", "--no-part",
-        "--max-filesize", f"{params.max_filesize_mb}M",
+        "--max-filesize", f"{params.max_filesize_mb}M", *WRITE_BLOCK,
         "--match-filter", f"duration<=?{params.max_clip_s:g} & !is_live",
         "-f", format_selector(params.max_height, params.max_filesize_mb),
         "--write-thumbnail", "--ffmpeg-location", ffmpeg_exe(),
@@ -109,21 +122,66 @@ def format_selector(max_height: int, max_filesize_mb: int) -> str:
     return f"bv*{caps}[ext=mp4]/b{caps}[ext=mp4]/bv*{caps}/b{caps}"
 
 
-def _run_bounded(cmd: list[str], timeout_s: float, what: str) -> tuple[str, str]:
-    """Run a command with a hard wall-clock bound, returning (stdout, stderr); on timeout kill its process group."""
+def _run_bounded(
+    cmd: list[str], timeout_s: float, what: str,
+    stop_when: Callable[[], str | None] | None = None, writes_to: Path | None = None,
+) -> tuple[str, str]:
+    """Run a command with a hard wall-clock bound, returning (stdout, stderr).
+
+    Every POLL_S, `stop_when` may give a reason to stop it sooner. Stopped, its
+    whole process group is killed and the reason raised as UnusableMedia. A
+    failure on a full disk where it `writes_to` is an OSError(ENOSPC).
+    """
+    deadline = time.monotonic() + timeout_s
     with subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
         text=True, errors="replace", start_new_session=True,
     ) as proc:
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise UnusableMedia(f"{what} took longer than {timeout_s:g} s and was stopped") from None
+        while True:
+            try:
+                stdout, stderr = proc.communicate(timeout=POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                if reason := _reason_to_stop(deadline, timeout_s, what, stop_when):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.communicate()
+                    raise UnusableMedia(reason) from None
     if proc.returncode != 0:
+        if writes_to is not None:
+            raise_if_out_of_space(stderr + stdout, writes_to)
         raise UnusableMedia(_ytdlp_error(stderr + stdout))
     return stdout, stderr
+
+
+def _reason_to_stop(deadline: float, timeout_s: float, what: str,
+                    stop_when: Callable[[], str | None] | None) -> str | None:
+    if time.monotonic() >= deadline:
+        return f"{what} took longer than {timeout_s:g} s and was stopped"
+    return stop_when() if stop_when else None
+
+
+def _past_size_cap(work: Path, params: BrollParams) -> Callable[[], str | None]:
+    """Why to stop a download now: its folder holds more than the size cap, whatever the server announced."""
+    cap = params.max_filesize_mb * MiB
+
+    def check() -> str | None:
+        if _bytes_under(work) <= cap:
+            return None
+        return f"{_too_big(params)}: stopped once that much had arrived, whatever the server announced"
+
+    return check
+
+
+def _bytes_under(folder: Path) -> int:
+    total = 0
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):  # a file renamed or removed between listing and sizing
+            total += path.stat().st_size if path.is_file() else 0
+    return total
+
+
+def _too_big(params: BrollParams) -> str:
+    return f"larger than broll.max_filesize_mb={params.max_filesize_mb}"
 
 
 def _ytdlp_error(output: str) -> str:
@@ -138,7 +196,7 @@ def _read_info(path: Path, output: str, params: BrollParams) -> dict:
     if lines:
         return json.loads(lines[-1])
     if "larger than max-filesize" in output:
-        raise UnusableMedia(f"larger than broll.max_filesize_mb={params.max_filesize_mb}")
+        raise UnusableMedia(_too_big(params))
     if "does not pass filter" in output:
         raise UnusableMedia(f"longer than broll.max_clip_s={params.max_clip_s:g} or a live stream")
     raise UnusableMedia(f"yt-dlp downloaded nothing ({_ytdlp_error(output)})")
@@ -153,12 +211,12 @@ def _downloaded_file(work: Path, info: dict) -> Path:
 
 def _keep_download(work: Path, media: Path, out_dir: Path, cid: str, probe: VisualFacts, info: dict, url: str) -> Fetched:
     target = out_dir / f"{cid}{media.suffix.lower()}"
-    shutil.move(media, target)
+    os.replace(media, fresh(target))
     thumbs = sorted(work.glob("thumb.*"))
     thumbnail = None
     if thumbs:
         thumbnail = out_dir / f"{cid}.thumb{thumbs[0].suffix.lower()}"
-        shutil.move(thumbs[0], thumbnail)
+        os.replace(thumbs[0], fresh(thumbnail))
     return Fetched(
         path=target,
         info=probe,

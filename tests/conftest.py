@@ -45,3 +45,18 @@ def run_stage_inline():
         return result, events
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def no_llm_of_the_users(monkeypatch):
+    """`--llm auto` (the default) would use a key in this machine's environment or a local Ollama: tests
+    that want one set it up themselves (tests/test_llm_auto.py)."""
+    import socket
+
+    for name in ("OPENROUTER_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("OLLAMA_HOST", closed)
+    monkeypatch.setenv("AISHORTS_LLAMACPP_URL", f"http://{closed}")

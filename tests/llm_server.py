@@ -3,7 +3,9 @@
 `ChatServer([reply, ...])` answers each POST to `/v1/chat/completions` with
 the next reply in its list (the last one repeats once the list is used up)
 and records every request body and its headers, so tests can check both what
-the backend sent and how it coped with what it got back.
+the backend sent and how it coped with what it got back. It binds 127.0.0.1
+unless given another loopback address (`host="127.0.0.2"`: a second host for
+redirect tests), and records GETs too: what urllib sends after a 302.
 """
 
 from __future__ import annotations
@@ -51,13 +53,15 @@ class Seen:
 
 
 class ChatServer:
-    def __init__(self, replies: list[Reply]) -> None:
+    def __init__(self, replies: list[Reply], host: str = "127.0.0.1") -> None:
+        if not host.startswith("127."):
+            raise ValueError("tests serve on loopback addresses only")
         if not replies:
             raise ValueError("give at least one reply")
         self.replies = list(replies)
         self.requests: list[Seen] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer((host, 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -105,6 +109,8 @@ class ChatServer:
                     self.wfile.write(reply.body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
+
+            do_GET = do_POST  # noqa: N815 (a followed 302 arrives as a GET without a body)
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass

