@@ -97,18 +97,23 @@ def _ask(
     return "", reasons
 
 
+def _fault(text: str, words: tuple[int, int]) -> str:
+    """Why `text` cannot be used as a line of the theme (empty, not plain, too short or long), or ""."""
+    if not text:
+        return "empty answer"
+    if markup_left(text) or looks_binary(text):
+        return "not plain text"
+    n = word_count(text)
+    return "" if words[0] <= n <= words[1] else f"{n} words, wanted {words[0]}-{words[1]}"
+
+
 def _accept_topic(answer: str) -> tuple[str, str]:
     line = next((clean_line(x) for x in answer.splitlines() if clean_line(x)), "")
     if word_count(line) > TOPIC_WORDS[1]:
         line = next(iter(split_sentences(line)), line)
     line = line.rstrip(" .:;,!")
-    n = word_count(line)
-    if not line:
-        return "", "empty answer"
-    if markup_left(line) or looks_binary(line):
-        return "", "not plain text"
-    if not TOPIC_WORDS[0] <= n <= TOPIC_WORDS[1]:
-        return "", f"{n} words, wanted {TOPIC_WORDS[0]}-{TOPIC_WORDS[1]}"
+    if fault := _fault(line, TOPIC_WORDS):
+        return "", fault
     if _echoes_prompt(line) or line.lower() in {t.lower() for _, t in TOPIC_SHOTS}:
         return "", "repeats the request"
     return line[0].upper() + line[1:], ""
@@ -117,13 +122,8 @@ def _accept_topic(answer: str) -> tuple[str, str]:
 def _accept_angle(answer: str) -> tuple[str, str]:
     sentences = split_sentences("\n".join(clean_line(x) for x in answer.splitlines()))
     first = sentences[0] if sentences else ""
-    n = word_count(first)
-    if not first:
-        return "", "empty answer"
-    if markup_left(first) or looks_binary(first):
-        return "", "not plain text"
-    if not ANGLE_WORDS[0] <= n <= ANGLE_WORDS[1]:
-        return "", f"{n} words, wanted {ANGLE_WORDS[0]}-{ANGLE_WORDS[1]}"
+    if fault := _fault(first, ANGLE_WORDS):
+        return "", fault
     if FIRST_PERSON.search(first):
         return "", "speaks as the model"
     if _echoes_prompt(first) or first in {a for _, a in ANGLE_SHOTS}:
