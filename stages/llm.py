@@ -331,8 +331,9 @@ def _loaded(path: Path, threads: int):
         params.no_extra_bufts = True  # the AMX buffer types crash on these Xeons on prompts of 2+ tokens
         params.api_keys = [secrets.token_hex(24)]
         params.verbosity = 0  # llama.cpp's per-token timing lines would bury the stage's own log
-        params.cpuparams.n_threads = threads
-        params.cpuparams_batch.n_threads = threads
+        for cpu in (params.cpuparams, params.cpuparams_batch):
+            cpu.n_threads = threads
+            cpu.poll = 0  # idle threads sleep: spinning ones starve every other stage on a busy machine
         _SERVERS[key] = xllamacpp.Server(params)
     return _SERVERS[key]
 

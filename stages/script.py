@@ -246,7 +246,15 @@ def write_whole(
             return draft, attempt
         best = draft if best is None or draft.word_total > best.word_total else best
         messages = [*base, {"role": "assistant", "content": answer}, firmer(lang, reasons, low, high, MAX_HOOK_WORDS)]
-    draft = rescue(best or Draft("", [], ""), theme, lang, (low, high), ctx)
+    try:
+        draft = rescue(best or Draft("", [], ""), theme, lang, (low, high), ctx)
+    except StageError:
+        # Whole answers were too thin to mend: ask for the script in short parts instead (hook, facts,
+        # call to action), as for the tiny model; that ladder ends in the same mending.
+        ctx.log("whole answers too thin to mend; writing the script in parts")
+        draft, calls = write_in_parts(backend, theme, params, lang, (low, high), ctx)
+        draft.fallbacks.insert(0, "written in parts after thin whole answers")
+        return draft, tries + calls
     draft.queries = choose_queries(draft.queries, draft.sentences, theme)
     return draft, tries
 
