@@ -14,7 +14,8 @@ leftover prompt text) and a script that still fails is a `StageError`.
 B-roll queries come from the model when it wrote them cleanly, topped up with
 phrases of adjacent content words from the narration itself
 (`stages.broll_queries`). The prompts are in `stages.prompts`, the text
-helpers in `stages.writing`.
+helpers in `stages.writing`, the draft, its validation and the fallback ladder
+that mends a nearly right one in `stages.drafts`.
 
 `Script.attempts` counts the whole-script answers asked for, or, in parts mode,
 the model calls made. This module does not time the speech (that is `stages.tts`).
@@ -23,17 +24,20 @@ the model calls made. This module does not time the speech (that is `stages.tts`
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from ipc.artifacts import Script, Theme
 from ipc.params import PLATFORMS, ScriptParams
 from ipc.text import looks_binary
 from stages.broll_queries import choose_queries, derive_queries
+from stages.drafts import (
+    CTA, ECHO, MAX_HOOK_WORDS, Draft, close_enough, duplicate, on_topic, plain, problems, rescue, stutters,
+    topic_as_hook, usable_sentence,
+)
 from stages.harness import StageContext, StageError, stage_main
 from stages.llm import ChatBackend, Message, open_backend
 from stages.prompts import PARTS, PartPrompts, few_shot, firmer, whole_prompt
 from stages.writing import (
-    FIRST_PERSON, clean_line, content_words, markup_left, preview, split_sentences, strip_list_marks, word_count,
+    clean_line, content_words, markup_left, preview, split_sentences, strip_list_marks, word_count,
     words,
 )
 
@@ -44,12 +48,9 @@ WORDS_PER_MINUTE = 125
 aiming a little under keeps the narration inside the platform's limit."""
 OVERRUN_TOLERANCE = 1.1
 """A user script is refused only when it would run more than 10% past the limit: speaking rates vary."""
-MAX_HOOK_WORDS = 12
-SENTENCE_WORDS = (4, 40)
 FACT_MAX_TOKENS = 72
 LINE_MAX_TOKENS = 32
 FACT_CALLS_PER_ATTEMPT = 6
-DUPLICATE_OVERLAP = 0.6
 
 _SEPARATOR = re.compile(
     r"^\s*(?:-{3,}|={3,}|\*{3,}|_{3,}"
@@ -57,35 +58,6 @@ _SEPARATOR = re.compile(
     r"|buscas?|imagens)\b[^:]*:)\s*$",
     re.IGNORECASE,
 )
-_ECHO = re.compile(
-    r"\bwords? in total\b|\bcall to action\b|\bhook of at most\b|\bb-?roll\b|\bstock footage\b|\bvisual search\b"
-    r"|\bas an ai\b|\blanguage model\b|\bi'?m sorry\b|\bi cannot\b|\bi can't\b|\bsure[,!]|\bword count\b"
-    r"|\bhere(?:'s| is) (?:a|the|your)\b.{0,40}\b(?:script|narration|video)\b|\(\d+[- ]words?\)"
-    r"|\bchamada para ação\b|\bpalavras no total\b|\baqui está\b|\bbuscas? visua",
-    re.IGNORECASE,
-)
-_CTA = re.compile(
-    r"\b(?:follow|subscribe|like|share|comment|more|next|watch|tell us|let us know"
-    r"|siga|inscreva|curta|compartilhe|comente|mais|próximo)\b",
-    re.IGNORECASE,
-)
-
-
-@dataclass
-class Draft:
-    hook: str
-    body: list[str]
-    cta: str
-    queries: list[str] = field(default_factory=list)
-    fallbacks: list[str] = field(default_factory=list)
-
-    @property
-    def sentences(self) -> list[str]:
-        return [s for s in (self.hook, *self.body, self.cta) if s]
-
-    @property
-    def word_total(self) -> int:
-        return sum(word_count(s) for s in self.sentences)
 
 
 def run(ctx: StageContext, params: ScriptParams, *, theme: Theme) -> Script:
@@ -168,54 +140,6 @@ def prompt_language(language: str) -> str:
     )
 
 
-# --- validation ----------------------------------------------------------------------------
-
-
-def problems(draft: Draft, low: int, high: int) -> list[str]:
-    """Everything that makes `draft` unfit to narrate; empty when it is fine."""
-    found: list[str] = []
-    if not draft.hook:
-        found.append("no hook")
-    elif word_count(draft.hook) > MAX_HOOK_WORDS:
-        found.append(f"the hook has {word_count(draft.hook)} words (at most {MAX_HOOK_WORDS})")
-    if not draft.body:
-        found.append("no body sentences")
-    if not draft.cta:
-        found.append("no closing call to action")
-    if not low <= draft.word_total <= high:
-        found.append(f"{draft.word_total} words (wanted {low}-{high})")
-    for sentence in draft.sentences:
-        why = markup_left(sentence) or ("leftover prompt text" if _ECHO.search(sentence) else None)
-        if why:
-            found.append(f"{why} in {preview(sentence)!r}")
-            break
-    return found
-
-
-def _usable_sentence(sentence: str) -> bool:
-    n = word_count(sentence)
-    return (
-        SENTENCE_WORDS[0] <= n <= SENTENCE_WORDS[1]
-        and sentence[-1] in ".!?…"
-        and not markup_left(sentence)
-        and not _ECHO.search(sentence)
-        and not FIRST_PERSON.search(sentence)
-        and not looks_binary(sentence)
-    )
-
-
-def _duplicate(sentence: str, kept: list[str], topical: set[str]) -> bool:
-    """Whether `sentence` says what a kept one says; the topic's own words, shared by all, do not count."""
-    mine = set(content_words(sentence)) - topical
-    for other in kept:
-        theirs = set(content_words(other)) - topical
-        if mine and theirs and len(mine & theirs) / min(len(mine), len(theirs)) >= DUPLICATE_OVERLAP:
-            return True
-        if sentence.lower() == other.lower():
-            return True
-    return False
-
-
 # --- whole-script generation (models that follow instructions) -----------------------------
 
 
@@ -268,7 +192,7 @@ def parse_whole(answer: str) -> Draft:
     # A markdown heading is a title, not narration: dropped rather than read aloud as the hook.
     narration = [clean_line(line) for line in lines[:cut] if not re.match(r"\s*#{1,6}\s", line)]
     # A preamble such as "Here is your script:" is dropped; anything else ending in ":" stays and fails validation.
-    if narration and narration[0].endswith(":") and _ECHO.search(narration[0]):
+    if narration and narration[0].endswith(":") and ECHO.search(narration[0]):
         narration = narration[1:]
     sentences = split_sentences("\n".join(line for line in narration if line))
     queries = [q for q in (_clean_query(line) for line in lines[cut + 1:]) if q]
@@ -280,7 +204,7 @@ def parse_whole(answer: str) -> Draft:
 def _clean_query(line: str) -> str:
     text = clean_line(line).strip(" .,;:!?")
     n = word_count(text)
-    if not 1 <= n <= 6 or markup_left(text) or looks_binary(text) or not words(text) or _ECHO.search(text):
+    if not 1 <= n <= 6 or markup_left(text) or looks_binary(text) or not words(text) or ECHO.search(text):
         return ""
     return text.lower()
 
@@ -298,25 +222,25 @@ def write_in_parts(
     topical = set(content_words(theme.topic))
     hook = asker.line(
         [few_shot(prompts.hook_ask, prompts.hook_shots, theme.topic)],
-        lambda s: 3 <= word_count(s) <= MAX_HOOK_WORDS and _on_topic(s, topical) and not _stutters(s),
+        lambda s: 3 <= word_count(s) <= MAX_HOOK_WORDS and on_topic(s, topical) and not stutters(s),
     )
     ctx.progress(f"hook: {hook or '(none yet)'}", 0.1)
     cta = asker.line(
         [few_shot(ask, shots, theme.topic) for ask, shots in zip(prompts.cta_asks, prompts.cta_shots)],
-        lambda s: 3 <= word_count(s) <= 20 and not _stutters(s)
-        and (bool(_CTA.search(s)) or (s.endswith("?") and _on_topic(s, topical))),
+        lambda s: 3 <= word_count(s) <= 20 and not stutters(s)
+        and (bool(CTA.search(s)) or (s.endswith("?") and on_topic(s, topical))),
     )
     ctx.progress(f"call to action: {cta or '(none)'}", 0.2)
     body = _facts(asker, prompts, theme, [s for s in (hook, cta) if s], (low, high), ctx)
     if not hook:
         # The model would not keep a hook short and on topic; its shortest fact can open the short
         # instead, or else the topic itself, asked as the question the short answers.
-        short = [s for s in body if word_count(s) <= MAX_HOOK_WORDS and _on_topic(s, topical)]
+        short = [s for s in body if word_count(s) <= MAX_HOOK_WORDS and on_topic(s, topical)]
         if short:
             hook = short[0]
             body.remove(hook)
         elif 3 <= word_count(theme.topic) <= MAX_HOOK_WORDS:
-            hook = _topic_as_hook(theme.topic)
+            hook = topic_as_hook(theme.topic)
             ctx.log(f"no usable hook from the model; the topic opens the short: {hook!r}")
             while len(body) > 1 and sum(map(word_count, [hook, cta, *body])) > high:
                 body.pop()  # the facts were gathered for a script without this hook
@@ -342,7 +266,7 @@ def _facts(
     for call in range(FACT_CALLS_PER_ATTEMPT * max(1, asker.params.max_attempts)):
         for sentence in asker.sentences(asks[call % len(asks)]):
             fits = sum(map(word_count, body)) + word_count(sentence) <= room
-            if fits and not _duplicate(sentence, [*seen, *body], topical):
+            if fits and not duplicate(sentence, [*seen, *body], topical):
                 body.append(sentence)
         done = sum(map(word_count, [*fixed, *body]))
         ctx.progress(f"{done} of ~{target} words after {asker.calls} model calls", 0.2 + 0.75 * min(1.0, done / target))
@@ -372,7 +296,7 @@ class _PartAsker:
     def sentences(self, messages: list[Message]) -> list[str]:
         answer = self._ask(messages, FACT_MAX_TOKENS)
         found = split_sentences("\n".join(clean_line(line) for line in answer.splitlines()))
-        kept = [s for s in found if _usable_sentence(s)]
+        kept = [s for s in found if usable_sentence(s)]
         if len(kept) < len(found):
             self.ctx.log(f"kept {len(kept)} of {len(found)} sentences from {preview(answer, 120)!r}")
         return kept
@@ -385,96 +309,10 @@ class _PartAsker:
                 first_line = next((c for c in map(clean_line, answer.splitlines()) if c), "")
                 sentences = split_sentences(first_line)
                 for candidate in (first_line, sentences[0] if sentences else ""):
-                    if candidate and candidate[-1] in ".!?…" and fits(candidate) and _plain(candidate):
+                    if candidate and candidate[-1] in ".!?…" and fits(candidate) and plain(candidate):
                         return candidate
                 self.ctx.log(f"rejected {preview(answer, 120)!r}")
         return ""
-
-
-_QUESTION_WORDS = ("why", "how", "what", "when", "where", "who", "which", "can", "do", "does", "is", "are",
-                   "por que", "como", "o que", "quando", "onde", "quem", "qual")
-
-
-def _topic_as_hook(topic: str) -> str:
-    text = topic.strip().rstrip(".!?")
-    text = text[0].upper() + text[1:]
-    return text + ("?" if text.lower().startswith(_QUESTION_WORDS) else ".")
-
-
-def _on_topic(sentence: str, topical: set[str]) -> bool:
-    """Shares a content word (or its stem) with the topic: a hook about nothing in particular is no hook."""
-    stems = {word[:5] for word in topical}
-    return any(word[:5] in stems for word in content_words(sentence)) if topical else True
-
-
-def _stutters(sentence: str) -> bool:
-    words = [w.strip(".,!?;:").lower() for w in sentence.split()]
-    return any(a == b for a, b in zip(words, words[1:]))
-
-
-def _plain(text: str) -> bool:
-    return not (markup_left(text) or _ECHO.search(text) or looks_binary(text))
-
-
-# --- the fallback ladder: a valid topic always ends in a script -----------------------------
-
-STOCK_CLOSING = {
-    "en": "Follow for more stories like this one.",
-    "pt": "Siga para ver mais histórias como esta.",
-}
-CLOSE_ENOUGH = 0.15
-"""A first answer within 15% of the word range is mended by the ladder rather than asked for again."""
-MIN_FALLBACK_WORDS = 25
-"""The ladder's last rung accepts a script this short rather than none: a short short beats an error."""
-
-
-def close_enough(draft: Draft, low: int, high: int) -> bool:
-    """A draft whose only faults the ladder mends without cost: plain prose, a little short or long."""
-    plain = all(_plain(sentence) for sentence in draft.sentences)
-    return plain and len(draft.body) >= 2 and low * (1 - CLOSE_ENOUGH) <= draft.word_total <= high * (1 + CLOSE_ENOUGH)
-
-
-def rescue(draft: Draft, theme: Theme, lang: str, limits: tuple[int, int], ctx: StageContext) -> Draft:
-    """Repair the model's best draft, one rung at a time, until it passes; say which rungs it took.
-
-    The rungs: unusable sentences dropped; the topic as the hook when the model gave none
-    that fits; a stock closing line when it gave no call to action; facts past the word
-    budget dropped from the end; and last, a script shorter than the budget's minimum
-    (never under MIN_FALLBACK_WORDS) accepted. A draft with no usable sentence at all
-    is still a StageError: there is nothing honest left to narrate.
-    """
-    low, high = limits
-    taken: list[str] = []
-    sentences = [s for s in draft.sentences if _usable_sentence(s) or s in (draft.hook, draft.cta) and _plain(s)]
-    if len(sentences) < len(draft.sentences):
-        taken.append("unusable sentences dropped")
-    hook = draft.hook if draft.hook in sentences and word_count(draft.hook) <= MAX_HOOK_WORDS else ""
-    cta = draft.cta if draft.cta in sentences and _CTA.search(draft.cta) else ""
-    body = [s for s in sentences if s not in (hook, cta)]
-    if not hook:
-        hook = _topic_as_hook(theme.topic)
-        if word_count(hook) > MAX_HOOK_WORDS:  # a long topic cannot open the short; its shortest fact can
-            hook = min(body, key=word_count, default=hook)
-            body = [s for s in body if s != hook]
-        taken.append("the topic as the hook")
-    if not cta:
-        cta = STOCK_CLOSING[lang]
-        taken.append("a stock closing line")
-    while len(body) > 1 and sum(map(word_count, [hook, cta, *body])) > high:
-        body.pop()
-        if "facts past the word budget dropped" not in taken:
-            taken.append("facts past the word budget dropped")
-    repaired = Draft(hook, body, cta, list(draft.queries))
-    if problems(repaired, low, high) and not problems(repaired, min(low, MIN_FALLBACK_WORDS), high):
-        taken.append(f"a shorter script than asked ({repaired.word_total} words, wanted {low}-{high})")
-    elif problems(repaired, low, high):
-        raise StageError(
-            f"the model wrote nothing usable about {theme.topic!r} ({'; '.join(problems(repaired, low, high))});"
-            " use a stronger model (--llm openai), or pass your own text with --script FILE"
-        )
-    ctx.log(f"fallbacks used: {', '.join(taken)}")
-    repaired.fallbacks = taken
-    return repaired
 
 
 # --- assembly ------------------------------------------------------------------------------

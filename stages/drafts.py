@@ -1,0 +1,184 @@
+"""A script draft and what makes it usable: validation, and the fallback ladder that mends a nearly right one.
+
+Responsible for: the `Draft` the script stage assembles (hook, body, call to
+action, b-roll queries, the fallbacks it took), the checks a draft must pass
+(word range, hook length, no markup or prompt debris), the sentence-level
+checks used while gathering facts, and `rescue`, which mends a draft rung by
+rung and records each rung. Not responsible for asking a model anything
+(stages/script.py) or for the prompts (stages/prompts.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ipc.artifacts import Theme
+from ipc.text import looks_binary
+from stages.harness import StageContext, StageError
+from stages.writing import FIRST_PERSON, content_words, markup_left, preview, word_count
+
+MAX_HOOK_WORDS = 12
+SENTENCE_WORDS = (4, 40)
+DUPLICATE_OVERLAP = 0.6
+
+ECHO = re.compile(
+    r"\bwords? in total\b|\bcall to action\b|\bhook of at most\b|\bb-?roll\b|\bstock footage\b|\bvisual search\b"
+    r"|\bas an ai\b|\blanguage model\b|\bi'?m sorry\b|\bi cannot\b|\bi can't\b|\bsure[,!]|\bword count\b"
+    r"|\bhere(?:'s| is) (?:a|the|your)\b.{0,40}\b(?:script|narration|video)\b|\(\d+[- ]words?\)"
+    r"|\bchamada para ação\b|\bpalavras no total\b|\baqui está\b|\bbuscas? visua",
+    re.IGNORECASE,
+)
+CTA = re.compile(
+    r"\b(?:follow|subscribe|like|share|comment|more|next|watch|tell us|let us know"
+    r"|siga|inscreva|curta|compartilhe|comente|mais|próximo)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Draft:
+    hook: str
+    body: list[str]
+    cta: str
+    queries: list[str] = field(default_factory=list)
+    fallbacks: list[str] = field(default_factory=list)
+
+    @property
+    def sentences(self) -> list[str]:
+        return [s for s in (self.hook, *self.body, self.cta) if s]
+
+    @property
+    def word_total(self) -> int:
+        return sum(word_count(s) for s in self.sentences)
+
+
+def problems(draft: Draft, low: int, high: int) -> list[str]:
+    """Everything that makes `draft` unfit to narrate; empty when it is fine."""
+    found: list[str] = []
+    if not draft.hook:
+        found.append("no hook")
+    elif word_count(draft.hook) > MAX_HOOK_WORDS:
+        found.append(f"the hook has {word_count(draft.hook)} words (at most {MAX_HOOK_WORDS})")
+    if not draft.body:
+        found.append("no body sentences")
+    if not draft.cta:
+        found.append("no closing call to action")
+    if not low <= draft.word_total <= high:
+        found.append(f"{draft.word_total} words (wanted {low}-{high})")
+    for sentence in draft.sentences:
+        why = markup_left(sentence) or ("leftover prompt text" if ECHO.search(sentence) else None)
+        if why:
+            found.append(f"{why} in {preview(sentence)!r}")
+            break
+    return found
+
+
+def usable_sentence(sentence: str) -> bool:
+    n = word_count(sentence)
+    return (
+        SENTENCE_WORDS[0] <= n <= SENTENCE_WORDS[1]
+        and sentence[-1] in ".!?…"
+        and not markup_left(sentence)
+        and not ECHO.search(sentence)
+        and not FIRST_PERSON.search(sentence)
+        and not looks_binary(sentence)
+    )
+
+
+def duplicate(sentence: str, kept: list[str], topical: set[str]) -> bool:
+    """Whether `sentence` says what a kept one says; the topic's own words, shared by all, do not count."""
+    mine = set(content_words(sentence)) - topical
+    for other in kept:
+        theirs = set(content_words(other)) - topical
+        if mine and theirs and len(mine & theirs) / min(len(mine), len(theirs)) >= DUPLICATE_OVERLAP:
+            return True
+        if sentence.lower() == other.lower():
+            return True
+    return False
+
+
+QUESTION_WORDS = ("why", "how", "what", "when", "where", "who", "which", "can", "do", "does", "is", "are",
+                   "por que", "como", "o que", "quando", "onde", "quem", "qual")
+
+
+def topic_as_hook(topic: str) -> str:
+    text = topic.strip().rstrip(".!?")
+    text = text[0].upper() + text[1:]
+    return text + ("?" if text.lower().startswith(QUESTION_WORDS) else ".")
+
+
+def on_topic(sentence: str, topical: set[str]) -> bool:
+    """Shares a content word (or its stem) with the topic: a hook about nothing in particular is no hook."""
+    stems = {word[:5] for word in topical}
+    return any(word[:5] in stems for word in content_words(sentence)) if topical else True
+
+
+def stutters(sentence: str) -> bool:
+    words = [w.strip(".,!?;:").lower() for w in sentence.split()]
+    return any(a == b for a, b in zip(words, words[1:]))
+
+
+def plain(text: str) -> bool:
+    return not (markup_left(text) or ECHO.search(text) or looks_binary(text))
+
+
+# --- the fallback ladder: a valid topic always ends in a script -----------------------------
+
+STOCK_CLOSING = {
+    "en": "Follow for more stories like this one.",
+    "pt": "Siga para ver mais histórias como esta.",
+}
+CLOSE_ENOUGH = 0.15
+"""A first answer within 15% of the word range is mended by the ladder rather than asked for again."""
+MIN_FALLBACK_WORDS = 25
+"""The ladder's last rung accepts a script this short rather than none: a short short beats an error."""
+
+
+def close_enough(draft: Draft, low: int, high: int) -> bool:
+    """A draft whose only faults the ladder mends without cost: plain prose, a little short or long."""
+    prose = all(plain(sentence) for sentence in draft.sentences)
+    return prose and len(draft.body) >= 2 and low * (1 - CLOSE_ENOUGH) <= draft.word_total <= high * (1 + CLOSE_ENOUGH)
+
+
+def rescue(draft: Draft, theme: Theme, lang: str, limits: tuple[int, int], ctx: StageContext) -> Draft:
+    """Repair the model's best draft, one rung at a time, until it passes; say which rungs it took.
+
+    The rungs: unusable sentences dropped; the topic as the hook when the model gave none
+    that fits; a stock closing line when it gave no call to action; facts past the word
+    budget dropped from the end; and last, a script shorter than the budget's minimum
+    (never under MIN_FALLBACK_WORDS) accepted. A draft with no usable sentence at all
+    is still a StageError: there is nothing honest left to narrate.
+    """
+    low, high = limits
+    taken: list[str] = []
+    sentences = [s for s in draft.sentences if usable_sentence(s) or s in (draft.hook, draft.cta) and plain(s)]
+    if len(sentences) < len(draft.sentences):
+        taken.append("unusable sentences dropped")
+    hook = draft.hook if draft.hook in sentences and word_count(draft.hook) <= MAX_HOOK_WORDS else ""
+    cta = draft.cta if draft.cta in sentences and CTA.search(draft.cta) else ""
+    body = [s for s in sentences if s not in (hook, cta)]
+    if not hook:
+        hook = topic_as_hook(theme.topic)
+        if word_count(hook) > MAX_HOOK_WORDS:  # a long topic cannot open the short; its shortest fact can
+            hook = min(body, key=word_count, default=hook)
+            body = [s for s in body if s != hook]
+        taken.append("the topic as the hook")
+    if not cta:
+        cta = STOCK_CLOSING[lang]
+        taken.append("a stock closing line")
+    while len(body) > 1 and sum(map(word_count, [hook, cta, *body])) > high:
+        body.pop()
+        if "facts past the word budget dropped" not in taken:
+            taken.append("facts past the word budget dropped")
+    repaired = Draft(hook, body, cta, list(draft.queries))
+    if problems(repaired, low, high) and not problems(repaired, min(low, MIN_FALLBACK_WORDS), high):
+        taken.append(f"a shorter script than asked ({repaired.word_total} words, wanted {low}-{high})")
+    elif problems(repaired, low, high):
+        raise StageError(
+            f"the model wrote nothing usable about {theme.topic!r} ({'; '.join(problems(repaired, low, high))});"
+            " use a stronger model (--llm openai), or pass your own text with --script FILE"
+        )
+    ctx.log(f"fallbacks used: {', '.join(taken)}")
+    repaired.fallbacks = taken
+    return repaired
