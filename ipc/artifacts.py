@@ -43,6 +43,8 @@ class Theme(Artifact, tag="theme"):
     keywords: list[str]
     category: str | None = None
     backend: str = "user"
+    backend_reason: str = ""
+    """Why that model wrote it (e.g. `--llm auto` found Ollama; the strongest local model that fits)."""
 
 
 class Script(Artifact, tag="script"):
@@ -54,6 +56,8 @@ class Script(Artifact, tag="script"):
     broll_queries: list[str]
     language: str = "en-us"
     backend: str = "user"
+    backend_reason: str = ""
+    """Why that model wrote it (e.g. `--llm auto` found Ollama; the strongest local model that fits)."""
     attempts: int = 1
     fallbacks: list[str] = []
     """The rungs of the script stage's fallback ladder this script needed (empty: the model's own, as written)."""

@@ -61,6 +61,8 @@ class ChatBackend(Protocol):
     """What produced the text, e.g. `local:SmolLM2-135M-Instruct` or `openai:gpt-4o-mini`."""
     follows_length_requests: bool
     """False for tiny models that ignore "write 150 words": callers then generate in parts."""
+    reason: str
+    """Why this backend and model answer, for the artifact (set by `open_backend`)."""
 
     @classmethod
     def open(cls, params: LlmParams, ctx: StageContext | None = None, language: str = "en") -> ChatBackend:
@@ -76,19 +78,22 @@ def open_backend(params: LlmParams, ctx: StageContext | None = None, language: s
     `auto` is a rule, not a backend: the user's own LLM when one is found
     (stages/llm_sources.py), else the local model; the log says which and why.
     """
+    why = f"asked for with --llm {params.backend}"
     if params.backend == "auto":
         found = find_endpoint(params.model)
         if found is None:
             params = msgspec.structs.replace(params, backend="local")
-            why = "no API key in the environment and no Ollama or llama.cpp server on this machine"
+            why = "--llm auto found no API key in the environment and no Ollama or llama.cpp server on this machine"
         else:
             params = msgspec.structs.replace(params, backend="openai", base_url=found.base_url, model=found.model,
                                              api_key_env=found.key_env)
-            why = found.why
+            why = f"--llm auto: {found.why}"
         if ctx is not None:
             chosen = f"{params.backend} ({params.model})" if params.model else params.backend
             ctx.log(f"--llm auto chose {chosen}: {why}")
-    return BACKENDS[params.backend].open(params, ctx, language)
+    backend = BACKENDS[params.backend].open(params, ctx, language)
+    backend.reason = f"{why}; {backend.reason}" if backend.reason else why
+    return backend
 
 
 # --- OpenAI-compatible endpoint -------------------------------------------------------------
@@ -98,6 +103,7 @@ class OpenAIChat:
     """POST /chat/completions on an OpenAI-compatible server (OpenRouter, Ollama, llama.cpp server...)."""
 
     follows_length_requests = True
+    reason = ""
 
     def __init__(
         self, base_url: str, model: str, *, api_key: str | None = None, key_env: str = "",
@@ -273,8 +279,9 @@ class LocalGguf:
     other programs off it, and this class only ever calls it in-process.
     """
 
-    def __init__(self, model: LocalModel, server) -> None:
+    def __init__(self, model: LocalModel, server, reason: str = "") -> None:
         self.model = model
+        self.reason = reason
         self.label = f"local:{model.name}"
         self.follows_length_requests = model.follows_length_requests
         self._server = server
@@ -296,10 +303,11 @@ class LocalGguf:
                 model, lambda fraction: ctx and ctx.progress(f"assembling {model.name}", fraction))
         except local_models.ModelUnavailable as exc:
             raise StageError(f"{exc}; or use --llm openai with --llm-url and --llm-model") from None
+        reason = f"{model.name}: {why}"
         if ctx is None:
-            return cls(model, _loaded(path, thread_share()))
+            return cls(model, _loaded(path, thread_share()), reason)
         with ctx.phase("load_model"):
-            return cls(model, _loaded(path, thread_share()))
+            return cls(model, _loaded(path, thread_share()), reason)
 
     def complete(self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int) -> str:
         if not self.follows_length_requests:

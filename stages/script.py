@@ -75,7 +75,9 @@ def run(ctx: StageContext, params: ScriptParams, *, theme: Theme) -> Script:
         else:
             draft, attempts = write_in_parts(backend, theme, params, lang, (low, high), ctx)
     ctx.progress(f"script ready: {draft.word_total} words", 1.0)
-    return _script(draft, theme, params.language, backend.label, attempts)
+    script = _script(draft, theme, params.language, backend.label, attempts)
+    script.backend_reason = backend.reason
+    return script
 
 
 # --- the user's own text -------------------------------------------------------------------

@@ -70,7 +70,7 @@ def theme_from_category(backend: ChatBackend, category: str, params: ThemeParams
     ctx.progress("theme ready", 1.0)
     return Theme(
         topic=topic, angle=angle, keywords=keywords(f"{topic} {angle}") or [category],
-        category=category, backend=backend.label,
+        category=category, backend=backend.label, backend_reason=backend.reason,
     )
 
 

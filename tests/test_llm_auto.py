@@ -100,6 +100,7 @@ def test_ollama_on_this_machine_is_found_and_asked_for_an_instruct_model(nothing
         script, events = run_stage_inline(tmp_path, "script", ScriptParams(llm=LlmParams(backend="auto")), theme=theme)
     assert ollama.asked == ["qwen2.5:7b-instruct"]
     assert script.backend == "openai:qwen2.5:7b-instruct"
+    assert script.backend_reason.startswith("--llm auto: Ollama answers at")
     assert any("--llm auto chose openai" in e.message and "Ollama" in e.message for e in events)
 
 

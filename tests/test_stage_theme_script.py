@@ -372,6 +372,8 @@ def test_the_local_smollm2_backend_writes_a_valid_short_script(run_stage_inline,
                           llm=LlmParams(backend="local", model="SmolLM2-135M-Instruct", seed=3))
     script, events = run_stage_inline(tmp_path, "script", params, theme=THEME)
     assert script.backend == "local:SmolLM2-135M-Instruct"
+    assert script.backend_reason == ("asked for with --llm local; SmolLM2-135M-Instruct: asked for with"
+                                     " --llm-model SmolLM2-135M-Instruct")
     assert 25 <= script.word_count <= 60
     assert script.hook and len(script.hook.split()) <= MAX_HOOK_WORDS
     assert script.body and script.cta
