@@ -302,8 +302,8 @@ def _after_each_stage(report: dict) -> list[int]:
 def bench_isolation(results: Results, work: Path, repeats: int) -> None:
     """The same pipeline in one process (the old design) and with a process per stage, side by side.
 
-    `--category science --seed 7` makes the theme stage load SmolLM2, so all four models run:
-    SmolLM2 (theme), Kokoro (tts), MiniLM (match) and ffmpeg (render).
+    `--category science --seed 7` makes the theme stage load the local LLM, so all four models run:
+    the LLM that fits (theme), Kokoro (tts), MiniLM (match) and ffmpeg (render).
     """
     extra = ("--category", "science", "--seed", "7", "--max-ram", "4G")
     figures: dict[str, dict[str, list]] = {m: {"peak": [], "wall": [], "left": [], "last_left": []} for m in ("none", "process")}
@@ -435,7 +435,7 @@ def bench_render(results: Results, work: Path, repeats: int) -> None:
 def bench_concurrency(results: Results, work: Path, repeats: int) -> None:
     """One short alone, then two with --jobs 1 and --jobs 2, all under the same --max-ram.
 
-    Two cases: the main job (a topic, so SmolLM2 writes the script; the target is
+    Two cases: the main job (a topic, so the local LLM writes the script; the target is
     held against this one) and a given script, where every stage left is CPU-heavy
     and the ratio shows what two cores allow. Both shorts of a pair are the same
     short, so the ratio measures concurrency and nothing else.
@@ -475,7 +475,7 @@ def bench_concurrency(results: Results, work: Path, repeats: int) -> None:
 
 
 def _concurrency_rows(results: Results, case: str, got: dict[str, list], shown: str) -> None:
-    what = "topic, SmolLM2 script" if case == "topic" else "script given"
+    what = "topic, local LLM script" if case == "topic" else "script given"
     command = f"aishorts-runner --topics-file {{}}.txt {shown} --max-ram 3G --jobs {{}}"
     one, jobs2 = median(got["one"]), median(got["jobs2"])
     cores = os.cpu_count() or 1
@@ -498,14 +498,14 @@ def _concurrency_rows(results: Results, case: str, got: dict[str, list], shown: 
 
 
 def bench_budget(results: Results, work: Path, repeats: int) -> None:
-    """The main job, SmolLM2 script included, under the --max-ram the target names."""
+    """The main job, the local LLM's script included, under the --max-ram the target names."""
     argv = [*RUNNER, "--topic", "Why octopuses have three hearts", "--seed", "3", "--max-ram", "1.5G",
             "--run-dir", str(work / "budget"), "--json"]
     m = measure(argv, cwd=work)
     report = json.loads(m.stdout) if m.stdout.strip() else {"status": f"exit {m.returncode}", "stages": []}
     heaviest = max(report["stages"], key=lambda s: s["peak_rss_bytes"], default=None)
     results.raw["budget"] = {"status": report["status"], "peak_sampled_outside": m.peak_rss, "wall_s": m.wall_s}
-    results.add("budget", "the default pipeline (SmolLM2 script) under --max-ram 1.5G",
+    results.add("budget", "the default pipeline (local LLM script) under --max-ram 1.5G",
                 f"{report['status']}, peak {format_size(m.peak_rss)} (sampled outside), {m.wall_s:.0f} s"
                 + (f"; heaviest stage {heaviest['name']} {format_size(heaviest['peak_rss_bytes'])}" if heaviest else ""),
                 "finishes", report["status"] == "done",
