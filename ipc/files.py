@@ -16,6 +16,7 @@ resolved through `resolve_in_run`, which refuses anything that escapes it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -46,6 +47,11 @@ def naming(path: Path) -> Iterator[None]:
         if exc.filename is None and exc.errno is not None:
             raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
+
+
+def disk_full_message(where: str) -> str:
+    """The one sentence every layer gives for a full disk: where, and that a rerun resumes once space is freed."""
+    return f"the disk is full ({os.strerror(errno.ENOSPC)}: {where}); free some space, then run the same command again to resume"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

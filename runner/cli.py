@@ -104,9 +104,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def os_error_message(exc: OSError) -> str:
     """An operating-system failure in words a user can act on: what, where, and for a full disk, what to do."""
-    where = f" ({exc.filename})" if exc.filename else ""
+    from ipc.files import disk_full_message
+
     if exc.errno == errno.ENOSPC:
-        return f"the disk is full{where}; free some space, then run the same command again to resume"
+        return disk_full_message(str(exc.filename or "the run directory"))
+    where = f" ({exc.filename})" if exc.filename else ""
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return f"cannot write{where}: {exc.strerror}; choose a writable --run-dir"
     return f"{exc.strerror or exc}{where}"

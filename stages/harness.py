@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 
 from ipc.artifacts import ARTIFACT_TYPES, Artifact
-from ipc.files import ArtifactError, read_struct, relative_to_run, resolve_in_run, write_struct
+from ipc.files import ArtifactError, disk_full_message, read_struct, relative_to_run, resolve_in_run, write_struct
 from ipc.messages import ProgressEvent, StageCall, progress_encoder
 from ipc.pipeline import artifact_path
 from stages import lifeline
@@ -84,11 +84,8 @@ class StageContext:
 
 def disk_full(run_dir: Path | str, where: str | None = None) -> StageError:
     """A full disk, said plainly with the run directory, so the one-line failure tells the user what to free."""
-    at = f" (at {where})" if where else ""
-    return StageError(
-        f"the disk is full: {os.strerror(errno.ENOSPC)} for the run directory {run_dir}{at};"
-        " free some space, then run the same command again to resume"
-    )
+    at = f", at {where}" if where else ""
+    return StageError(disk_full_message(f"the run directory {run_dir}{at}"))
 
 
 def load_inputs(call: StageCall) -> dict[str, Artifact]:
