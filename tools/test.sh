@@ -3,7 +3,7 @@
 # (subprocesses included) of runner/, ipc/, stages/ and tools/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash tools/install.sh || exit 1
+AISHORTS_EXTRAS=test,serve,cluster bash tools/install.sh || exit 1
 rm -f .coverage .coverage.*
 .venv/bin/python -m pytest -p no:cacheprovider --cov --cov-report=term-missing:skip-covered "$@"
 status=$?
