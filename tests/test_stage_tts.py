@@ -9,6 +9,7 @@ import sys
 import wave
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -187,3 +188,19 @@ def test_voiced_coverage_tells_right_word_times_from_shifted_ones():
     audio = np.where((t > 0.5) & (t < 1.0) | (t > 2.0) & (t < 2.5), 0.5 * np.sin(2 * np.pi * 220 * t), 0.0)
     assert voiced_coverage(audio, rate, [(0.5, 1.0), (2.0, 2.5)]) > 0.95
     assert voiced_coverage(audio, rate, [(1.1, 1.6), (2.6, 2.9)]) < 0.2
+
+
+def test_under_a_small_ceiling_sentences_are_spoken_in_shorter_pieces_and_the_log_says_so(tmp_path):
+    from stages import tts
+    from stages.harness import StageContext
+    from tests.conftest import stage_call
+
+    def ctx_with(ceiling: int) -> tuple[StageContext, list]:
+        events: list = []
+        call = msgspec.structs.replace(stage_call(tmp_path, "tts", TtsParams()), ceiling_bytes=ceiling)
+        return StageContext(call, events.append), events
+
+    lean, lean_events = ctx_with(400 * 2**20)
+    roomy, roomy_events = ctx_with(700 * 2**20)
+    assert tts.call_phonemes(lean) == tts.LEAN_CALL_PHONEMES < tts.MAX_CALL_PHONEMES == tts.call_phonemes(roomy)
+    assert any("pieces of at most" in e.message for e in lean_events) and not roomy_events
