@@ -1,13 +1,14 @@
 """Match stage: give every sentence of the script a visual from the b-roll candidates.
 
 Two scorers. `clip`: CLIP (transformers, weights from a local folder or the
-local Hugging Face cache, never downloaded) embeds each sentence and several
+local Hugging Face cache, fetched there once when the user is online) embeds each sentence and several
 frames sampled across each clip with ffmpeg; a candidate's score for a sentence
 is the best cosine similarity over its frames, and that frame's time is the
 offset to start from. `text`: all-MiniLM-L6-v2 as int8 ONNX
 (stages/text_embedding.py, no torch) compares sentences with candidates'
 titles, descriptions, tags and queries. Both are registered in `BACKENDS`; `auto` is
-the rule in `choose_scorer`: CLIP when its weights are cached, else text.
+the rule in `choose_scorer`: CLIP when the stage's ceiling can hold it and its
+weights are cached or can be downloaded once (stages/hub.py), else text.
 Sentences are then assigned so that no candidate is reused while unused ones
 remain. One model is loaded per process, lazily. This module does not fetch
 visuals (`stages.broll`) nor decide cut times (`stages.timeline`).
@@ -19,10 +20,12 @@ import io
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ipc.artifacts import Candidate, Candidates, Matches, RankedCandidate, Script, SentenceMatch
 from ipc.params import MatchParams
+from stages import hub
 from stages.harness import StageContext, StageError, stage_main
 from stages.runtime import hub_cache_dir, pick_device, thread_share
 from stages.text_embedding import MODEL_NAME as TEXT_MODEL_NAME
@@ -54,7 +57,7 @@ def run(ctx: StageContext, params: MatchParams, *, script: Script, broll: Candid
         raise StageError("the script has no sentences to match; rerun the script stage")
     if not broll.items:
         raise StageError("there are no b-roll candidates to match; rerun the broll stage")
-    name, reason, clip_folder = choose_scorer(params)
+    name, reason, clip_folder = choose_scorer(params, ctx.ceiling_bytes, ctx.progress)
     device = pick_device(ctx.device) if name == "clip" else "cpu"  # the int8 text model is CPU-only, and torch-free
     ctx.progress(f"scorer {name} on {device}: {reason}", 0.0)
     scorer = BACKENDS[name](params, clip_folder, device)
@@ -73,25 +76,64 @@ def _sentence_match(index: int, text: str, candidates: list[Candidate], scores, 
     return SentenceMatch(index, text, ranked, candidates[chosen].id, round(float(offsets[chosen]), 3))
 
 
-def choose_scorer(params: MatchParams) -> tuple[str, str, Path | None]:
-    """The scorer to use, why, and the CLIP folder when it is CLIP."""
+CLIP_NEED_BYTES = 1100 * 2**20
+"""What the CLIP scorer needs: ViT-B/32 peaked at 944M to 1.0G (BENCHMARKS.md); `auto` picks it only under a
+ceiling at least this high."""
+CLIP_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
+              "vocab.json", "merges.txt", "special_tokens_map.json", "processor_config.json")
+"""What loading CLIP reads; a hub repository's other files (other weight formats) are not fetched."""
+
+
+def choose_scorer(params: MatchParams, ceiling_bytes: int = 0,
+                  progress: Callable[[str, float | None], None] | None = None) -> tuple[str, str, Path | None]:
+    """The scorer to use, why, and the CLIP folder when it is CLIP.
+
+    `auto`: text when the stage's ceiling is under CLIP's need; else CLIP from a
+    local folder or the local hub cache; else CLIP downloaded once from the hub
+    when the user is online; else text. `clip`: CLIP, downloaded if need be.
+    """
     if params.scorer == "text":
         return "text", "match.scorer=text was asked for", None
     folder = clip_weights(params.clip_model)
     if params.scorer == "clip":
         if folder is None:
-            raise StageError(
-                f"match.scorer=clip, but no CLIP weights for {params.clip_model!r} are in a local folder or in the "
-                f"local Hugging Face cache ({hub_cache_dir()}). Download them once with "
-                f"`hf download {params.clip_model}` (huggingface_hub), or use match.scorer=text"
-            )
+            folder = _download_clip(params.clip_model, progress, required=True)
         return "clip", f"match.scorer=clip was asked for; weights in {folder}", folder
+    if ceiling_bytes and ceiling_bytes < CLIP_NEED_BYTES:
+        return "text", (
+            f"the stage's ceiling ({ceiling_bytes / 2**20:.0f}M) is under what CLIP needs"
+            f" ({CLIP_NEED_BYTES / 2**20:.0f}M), so {TEXT_MODEL_NAME} compares sentences with the candidates'"
+            " titles, descriptions and tags"
+        ), None
     if folder is not None:
         return "clip", f"CLIP weights for {params.clip_model} found locally in {folder}", folder
-    return "text", (
-        f"no CLIP weights for {params.clip_model} in the local Hugging Face cache ({hub_cache_dir()}), so "
-        f"{TEXT_MODEL_NAME} compares sentences with the candidates' titles, descriptions and tags"
-    ), None
+    try:
+        folder = _download_clip(params.clip_model, progress, required=False)
+    except hub.HubUnavailable as exc:
+        return "text", (
+            f"no CLIP weights for {params.clip_model} in the local Hugging Face cache ({hub_cache_dir()}) and the hub"
+            f" cannot be used ({exc}), so {TEXT_MODEL_NAME} compares sentences with the candidates' titles,"
+            " descriptions and tags"
+        ), None
+    return "clip", f"CLIP weights for {params.clip_model} downloaded once from {hub.endpoint()} into {folder}", folder
+
+
+def _download_clip(repo: str, progress, *, required: bool) -> Path:
+    """CLIP's files fetched into the local hub cache; for `required`, a StageError saying how to get them."""
+    try:
+        hub.fetch(repo, lambda name: name in CLIP_FILES, progress or (lambda message, fraction: None))
+    except hub.HubUnavailable as exc:
+        if not required:
+            raise
+        raise StageError(
+            f"match.scorer=clip, but no CLIP weights for {repo!r} are in a local folder or in the local Hugging Face"
+            f" cache ({hub_cache_dir()}), and the hub cannot be used ({exc}). Download them once with"
+            f" `hf download {repo}` (huggingface_hub), or use match.scorer=text"
+        ) from None
+    folder = clip_weights(repo)
+    if folder is None:
+        raise StageError(f"{repo} was downloaded from {hub.endpoint()} but holds no CLIP config and weights")
+    return folder
 
 
 def clip_weights(ref: str) -> Path | None:

@@ -1,7 +1,7 @@
 """The stage runtime: what a stage process may use besides its inputs and parameters.
 
-Responsible for: the environment every stage runs under (model hubs offline,
-no telemetry, no progress bars), applied once by the harness before the stage
+Responsible for: the environment every stage runs under (no hub telemetry,
+no progress bars), applied once by the harness before the stage
 function runs; this call's CPU budget and the thread share a model gets from
 it; the device a torch model runs on; and where the local Hugging Face cache
 is. Not responsible for decoding calls or writing artifacts (stages/harness.py),
@@ -15,10 +15,8 @@ import os
 from pathlib import Path
 
 ENV_DEFAULTS = {
-    # The weights are on disk: nothing may reach for a model hub.
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
+    # Models load with local_files_only; only stages/hub.py fetches, and only when the user has not set
+    # HF_HUB_OFFLINE: forcing it here would keep online users from ever getting CLIP.
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "TOKENIZERS_PARALLELISM": "false",
     # tqdm reads this when first imported; a converter's bar would only clutter the stage's stderr.

@@ -49,8 +49,9 @@ def run_stage_inline():
 
 @pytest.fixture(autouse=True)
 def no_llm_of_the_users(monkeypatch):
-    """`--llm auto` (the default) would use a key in this machine's environment or a local Ollama: tests
-    that want one set it up themselves (tests/test_llm_auto.py)."""
+    """`--llm auto` (the default) would use a key in this machine's environment or a local Ollama, and
+    `--scorer auto` the Hugging Face hub: tests that want one set it up themselves (tests/test_llm_auto.py,
+    tests/test_match_hub.py)."""
     import socket
 
     for name in ("OPENROUTER_API_KEY", "OPENAI_API_KEY"):
@@ -60,3 +61,4 @@ def no_llm_of_the_users(monkeypatch):
         closed = f"127.0.0.1:{sock.getsockname()[1]}"
     monkeypatch.setenv("OLLAMA_HOST", closed)
     monkeypatch.setenv("AISHORTS_LLAMACPP_URL", f"http://{closed}")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://{closed}")
