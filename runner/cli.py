@@ -27,17 +27,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aishorts-runner",
         description="Turn a topic into a vertical short, each heavy stage in its own process under a memory ceiling.",
         epilog="Stages: " + ", ".join(STAGE_NAMES) + ". Exit codes: 0 done, 1 stage failed, 2 bad usage,"
-        " 3 memory ceiling crossed, 130 interrupted. `aishorts-runner probe --help` finds what each stage needs.",
+        " 3 memory ceiling crossed, 130 interrupted. `aishorts-runner probe --help` finds what each stage needs;"
+        " `aishorts-runner serve --help` runs the web page and REST API.",
     )
     what = parser.add_argument_group("what to make")
     what.add_argument("--topic", help="the subject of the short, used as is")
     what.add_argument("--category", choices=CATEGORIES, help="let the theme stage pick a topic (default: random)")
     what.add_argument("--script", type=Path, metavar="FILE", help="your own narration text (skips generation)")
-    what.add_argument("--topics-file", type=Path, metavar="FILE", help="one topic a line: a batch of shorts")
+    what.add_argument("--topics-file", type=Path, metavar="FILE", help="a batch of shorts: one topic a line, or JSON Lines"
+                      " (.jsonl) or CSV (.csv, with a header) whose rows set each short's own options")
     what.add_argument("--platform", choices=choices(ScriptParams, "platform"), help="duration and bitrate preset (default shorts)")
     what.add_argument("--language", help="narration language, e.g. en-us (default) or pt-br")
     what.add_argument("--voice", help="Kokoro voice (default: the language's native voice, e.g. af_heart for en-us, pf_dora for pt-br;"
-                                             " `python -m stages.voices list` shows them)")
+                                             " `--voice list` shows them)")
     what.add_argument("--speed", type=float, help="narration speed (default 1.0)")
     what.add_argument("--llm", choices=choices(LlmParams, "backend"), help="script backend (default auto: an API key in the environment, a local Ollama or llama.cpp"
                            " server, else the strongest shipped local model that fits the memory budget)")
@@ -70,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     order.add_argument("--from", dest="start_from", metavar="STAGE", help="rerun from this stage on")
     order.add_argument("--only", metavar="STAGE", help="rerun this stage alone on saved inputs")
     run.add_argument("--jobs", type=int, default=1, metavar="N", help="pipelines side by side with --topics-file")
+    run.add_argument("--cluster", metavar="ADDRESS",
+                     help="with --topics-file: run the shorts across a Ray cluster, one task per short: auto, HOST:PORT,"
+                          " or local (a private one-machine Ray, to try it); needs pip install -e \".[cluster]\"")
+    run.add_argument("--cluster-unit", choices=("short", "stage"), metavar="UNIT",
+                     help="with --cluster: one Ray task per short (default, short) or per stage (stage: needs the"
+                          " run directories on a filesystem every node mounts)")
     run.add_argument("--isolation", choices=get_args(Isolation), default="process",
                      help="process (default): each stage in its own process; none: the old single-process design")
     run.add_argument("--device", choices=choices(StageCall, "device"), default="auto", help="where models run")
@@ -84,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         from runner.probe import main as probe_main
 
         return probe_main(argv[1:])
+    if argv[:1] == ["serve"]:
+        return serve_main(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.voice == "list":
+        return list_voices()
     from runner.errors import RunnerError
 
     try:
@@ -100,6 +112,31 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"aishorts-runner: error: {os_error_message(exc)}", file=sys.stderr)
         return 1
+
+
+SERVE_NEEDS = ("fastapi", "uvicorn", "starlette", "anyio", "pydantic")
+
+
+def serve_main(argv: list[str]) -> int:
+    """`aishorts-runner serve`: the web page and API, from the `serve` extra (loaded by name, only here)."""
+    import importlib
+
+    try:
+        serve_cli = importlib.import_module("serve.cli")
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in SERVE_NEEDS:
+            raise
+        print(f"aishorts-runner serve: needs the serve extra ({exc.name} is not installed):"
+              ' pip install -e ".[serve]"', file=sys.stderr)
+        return 2
+    return serve_cli.main(argv)
+
+
+def list_voices() -> int:
+    """The voices the narrator can use and each language's default, as `python -m stages.voices list` says."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "stages.voices", "list"], check=False).returncode
 
 
 def os_error_message(exc: OSError) -> str:

@@ -13,6 +13,7 @@ import argparse
 import importlib
 import random
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -184,6 +185,27 @@ def _apply_options(args: argparse.Namespace, params: PipelineParams) -> None:
         params.broll.source = "urls"
     if args.llm_url is not None and args.llm is None:  # an endpoint the user named comes first
         params.script.llm.backend = params.theme.llm.backend = "openai"
+    if args.voice is not None and params.tts.backend == "onnx":
+        check_voice(args.voice)
+
+
+VOICE_NAME = re.compile(r"[a-z]{2}_[a-z0-9]+")
+VOICE_CHECK_TIMEOUT_S = 60.0
+
+
+def check_voice(name: str) -> None:
+    """UsageError unless the onnx narrator has voice `name`: asked of `python -m stages.voices check` in a child
+    process (the voice tables are the stages' business), so a wrong --voice fails now, not after the script."""
+    if not VOICE_NAME.fullmatch(name):
+        raise UsageError(f"--voice {name!r} is not a Kokoro voice name (like af_heart); `--voice list` shows them")
+    command = [sys.executable, "-m", "stages.voices", "check", name]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=VOICE_CHECK_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return  # the tts stage checks again and says so there
+    if done.returncode != 0:
+        said = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1].removeprefix("voices: ")
+        raise UsageError(f"--voice {name}: {said}")
 
 
 def _set_platform(params: PipelineParams, platform: str) -> None:

@@ -17,7 +17,7 @@ FORBIDDEN_IN_SUPERVISOR = {
     "stages", "tools", "torch", "numpy", "transformers", "onnxruntime", "moviepy", "kokoro_onnx", "kokoro",
     "sentence_transformers", "llama_cpp", "xllamacpp", "ray", "fastapi", "uvicorn", "PIL", "scipy", "cv2",
 }
-BASELINE_LOADED_BY_NAME = {"tools.inprocess"}
+BASELINE_LOADED_BY_NAME = {"tools.inprocess", "serve.cli", "cluster.driver"}
 """`--isolation none` (the old single-process design) is loaded by name, and only when asked for."""
 
 

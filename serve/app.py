@@ -1,0 +1,301 @@
+"""The HTTP side of `aishorts-runner serve`: routes, the token check, errors as JSON, Server-Sent Events.
+
+Responsible for: MoneyPrinterTurbo's `/api/v1` shape (`POST /videos`, `GET
+/tasks`, `GET|DELETE /tasks/{id}`) with our own additions (resume, events,
+files, server memory), the page at `/`, and turning every refusal into a 4xx
+JSON body naming the field and the reason. Jobs themselves are
+`serve.jobs`' business; what a task looks like is `serve.views`'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from pathlib import Path
+
+import msgspec
+import psutil
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from ipc.files import ArtifactError, resolve_in_run
+from ipc.params import CATEGORIES, ScriptParams, choices
+from ipc.pipeline import STAGE_NAMES
+from serve.jobs import EventHub, Job, JobManager, valid_task_id
+from serve.requests import (
+    FieldError, ResumeRequest, ServerSettings, ShortVideoRequest, VideoRequest, decode, plan_video,
+    video_from_short_video_maker,
+)
+from serve.views import FILES, file_path, live_progress, srt_to_vtt, task_view
+
+STATIC = Path(__file__).resolve().parent / "static"
+KEEPALIVE_S = 15.0
+EVENT_QUEUE = 5000
+
+
+def create_app(settings: ServerSettings, token: str | None = None) -> FastAPI:
+    hub = EventHub()
+
+    def on_change(job: Job, kind: str, data: dict) -> None:
+        if not hub.wanted(job.id):
+            return
+        if kind == "task":
+            payload = msgspec.json.encode(task_view(job, manager.limits.warn_fraction))
+        else:
+            payload = msgspec.json.encode({"task_id": job.id, "progress": live_progress(job), **data})
+        hub.publish(kind, job.id, payload)
+
+    manager = JobManager(settings, on_change)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await asyncio.to_thread(manager.start)
+        yield
+        await asyncio.to_thread(manager.stop)
+
+    app = FastAPI(title="aishorts-runner", description="Topic in, vertical short out: every heavy stage under a"
+                  " memory ceiling. MoneyPrinterTurbo-compatible where it costs little.", lifespan=lifespan)
+    app.state.manager = manager
+    _add_token_check(app, token)
+    _add_error_handlers(app)
+
+    def find(task_id: str) -> Job:
+        if not valid_task_id(task_id):
+            raise FieldError("task_id", f"{task_id!r} is not a task id (a run directory's name)", 404)
+        job = manager.jobs.get(task_id)
+        if job is None:
+            manager.rescan()
+            job = manager.jobs.get(task_id)
+        if job is None:
+            raise FieldError("task_id", f"no task {task_id} in {settings.runs_dir}", 404)
+        return job
+
+    def warn() -> float:
+        return manager.limits.warn_fraction
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.post("/api/v1/videos", openapi_extra=_body_doc(VideoRequest), summary="Make a short (MoneyPrinterTurbo's shape)")
+    async def create_video(request: Request) -> Response:
+        video = decode(await request.body(), VideoRequest)
+        planned = await run_in_threadpool(plan_video, video, settings)
+        job = await run_in_threadpool(manager.submit, planned)
+        view = await run_in_threadpool(task_view, job, warn())
+        return ok({"task_id": job.id, "task": view, "ignored_fields": planned.ignored})
+
+    @app.get("/api/v1/tasks", summary="All tasks, newest first")
+    def list_tasks(page: int = 1, page_size: int = 50) -> Response:
+        if page < 1 or not 1 <= page_size <= 1000:
+            raise FieldError("page" if page < 1 else "page_size", "page is 1 or more; page_size 1 to 1000", 422)
+        manager.rescan()
+        jobs = sorted(manager.jobs.values(), key=_newest_first)
+        chosen = jobs[(page - 1) * page_size: page * page_size]
+        views = [task_view(job, warn()) for job in chosen]
+        return ok({"tasks": views, "total": len(jobs), "page": page, "page_size": page_size})
+
+    @app.get("/api/v1/tasks/{task_id}", summary="One task, with its stages live and its memory timeline")
+    def get_task(task_id: str) -> Response:
+        return ok(task_view(find(task_id), warn(), with_timeline=True))
+
+    @app.delete("/api/v1/tasks/{task_id}", summary="Cancel a queued or running task (its stage trees are killed)")
+    def cancel_task(task_id: str) -> Response:
+        job = find(task_id)
+        manager.cancel(job)
+        return ok(task_view(job, warn()))
+
+    @app.post("/api/v1/tasks/{task_id}/resume", summary="Resume from the last finished stage, optionally with more memory",
+              openapi_extra=_body_doc(ResumeRequest, required=False))
+    async def resume_task(task_id: str, request: Request) -> Response:
+        job = find(task_id)
+        resume = decode(await request.body(), ResumeRequest)
+        limits = {stage: str(size) for stage, size in resume.limits.items()}
+        max_ram = None if resume.max_ram is None else str(resume.max_ram)
+        await run_in_threadpool(manager.resume, job, limits, max_ram)
+        return ok(await run_in_threadpool(task_view, job, warn()))
+
+    @app.get("/api/v1/tasks/{task_id}/events", summary="Server-Sent Events of one task: task, progress, sample")
+    async def task_events(task_id: str, request: Request) -> StreamingResponse:
+        job = find(task_id)
+        return _event_stream(hub, request, [job], task_id, warn())
+
+    @app.get("/api/v1/events", summary="Server-Sent Events of every task")
+    async def all_events(request: Request) -> StreamingResponse:
+        return _event_stream(hub, request, [], None, warn())
+
+    @app.get("/api/v1/tasks/{task_id}/{name}", summary="A file of the run: final.mp4 (Range), captions, thumbnail,"
+             " memory.svg, report.json")
+    def task_file(task_id: str, name: str, download: bool = False) -> Response:
+        job = find(task_id)
+        if name not in FILES:
+            raise FieldError("name", f"{name!r}: the files are {', '.join(FILES)}", 404)
+        try:
+            path = resolve_in_run(job.run_dir, file_path(job, name).name)
+        except ArtifactError as exc:
+            raise FieldError("name", str(exc), 404) from None
+        if not path.is_file():
+            raise FieldError("name", f"task {task_id} has no {name} (yet)", 404)
+        if name == "captions.vtt":
+            return Response(srt_to_vtt(path.read_text(encoding="utf-8", errors="replace")), media_type=FILES[name])
+        return FileResponse(path, media_type=FILES[name], filename=f"{task_id}-{name}" if download else None,
+                            headers={"Cache-Control": "no-cache"})
+
+    @app.post("/api/short-video", summary="short-video-maker's way to make a short: its scenes' text is the script",
+              openapi_extra=_body_doc(ShortVideoRequest))
+    async def short_video(request: Request) -> Response:
+        video = video_from_short_video_maker(decode(await request.body(), ShortVideoRequest))
+        planned = await run_in_threadpool(plan_video, video, settings)
+        job = await run_in_threadpool(manager.submit, planned)
+        return Response(msgspec.json.encode({"videoId": job.id}), media_type="application/json")
+
+    @app.get("/api/short-video/{task_id}/status", summary="short-video-maker's status: processing, ready or failed")
+    def short_video_status(task_id: str) -> Response:
+        view = task_view(find(task_id), warn())
+        status = {1: "ready", -1: "failed"}.get(view.state, "processing")
+        return Response(msgspec.json.encode({"status": status}), media_type="application/json")
+
+    @app.get("/api/short-video/{task_id}", summary="short-video-maker's download of the finished short")
+    def short_video_file(task_id: str) -> Response:
+        return task_file(task_id, "final.mp4")
+
+    @app.get("/api/v1/options", summary="The choices the form offers: categories, platforms, stages, pipelines")
+    def options() -> Response:
+        return ok({"categories": list(CATEGORIES), "platforms": list(choices(ScriptParams, "platform")),
+                   "stages": list(STAGE_NAMES), "pipelines": sorted(settings.pipelines)})
+
+    @app.get("/api/v1/server", summary="The server's own memory and its queue")
+    def server_state() -> Response:
+        jobs = list(manager.jobs.values())
+        own = psutil.Process().memory_info().rss
+        return ok({
+            "rss_bytes": own,
+            "total_rss_bytes": own + manager.stages_rss(),
+            "max_ram_bytes": settings.max_ram,
+            "jobs": settings.jobs,
+            "running": sum(job.phase == "running" for job in jobs),
+            "queued": sum(job.phase == "queued" for job in jobs),
+            "warn_fraction": warn(),
+            "pipelines": sorted(settings.pipelines),
+        })
+
+    return app
+
+
+def _body_doc(kind: type, required: bool = True) -> dict:
+    """The OpenAPI request body of a msgspec Struct, its nested definitions inlined (so /docs can show it)."""
+    schema = msgspec.json.schema(kind)
+    definitions = schema.pop("$defs", {})
+
+    def inline(node):
+        if isinstance(node, dict):
+            if set(node) == {"$ref"}:
+                return inline(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return {"requestBody": {"required": required, "content": {"application/json": {"schema": inline(schema)}}}}
+
+
+def ok(data: object) -> Response:
+    return Response(msgspec.json.encode({"status": 200, "message": "success", "data": data}),
+                    media_type="application/json")
+
+
+def _newest_first(job: Job) -> tuple:
+    submitted = job.record.submitted_at if job.record is not None else 0.0
+    return (-(submitted or _mtime(job.run_dir)), job.id)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _refusal(status: int, field: str | None, reason: str) -> JSONResponse:
+    return JSONResponse({"status": status, "message": reason, "field": field,
+                         "detail": [{"field": field, "reason": reason}]}, status_code=status)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FieldError)
+    async def field_error(request: Request, exc: FieldError) -> JSONResponse:
+        return _refusal(exc.status, exc.field, exc.reason)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        field = str(first.get("loc", ["", "?"])[-1])
+        return _refusal(422, field, f"{field}: {first.get('msg', 'invalid')}")
+
+
+def _add_token_check(app: FastAPI, token: str | None) -> None:
+    """With a token, every API request needs it: `Authorization: Bearer T`, or `?token=T` (for <video>, EventSource).
+
+    The page itself (`/` and `/static/`) is served without it: it holds no data, and reads the token from its own
+    address (`/?token=T`) to ask for everything else.
+    """
+    if not token:
+        return
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next):
+        if request.url.path == "/" or request.url.path.startswith("/static/"):
+            return await call_next(request)  # the page's own code holds no data; it asks with the token
+        given = request.query_params.get("token", "")
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            given = header[7:].strip()
+        if not secrets.compare_digest(given.encode(), token.encode()):
+            return _refusal(401, "token", "this server needs its token: the header `Authorization: Bearer TOKEN`,"
+                            " or ?token=TOKEN in the address")
+        return await call_next(request)
+
+
+def _event_stream(hub: EventHub, request: Request, jobs: list[Job], task_id: str | None,
+                  warn_fraction: float) -> StreamingResponse:
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=EVENT_QUEUE)
+
+    def offer(item: tuple[str, bytes]) -> None:
+        with contextlib.suppress(asyncio.QueueFull):  # a client that stopped reading loses samples, not the server
+            events.put_nowait(item)
+
+    def deliver(kind: str, _task: str, data: bytes) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the server is stopping
+            loop.call_soon_threadsafe(offer, (kind, data))
+
+    unsubscribe = hub.subscribe(deliver, task_id)
+
+    async def stream():
+        try:
+            for job in jobs:
+                yield _sse("task", msgspec.json.encode(task_view(job, warn_fraction)))
+            while not await request.is_disconnected():
+                try:
+                    kind, data = await asyncio.wait_for(events.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                yield _sse(kind, data)
+        finally:
+            unsubscribe()
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _sse(kind: str, data: bytes) -> bytes:
+    return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
+

@@ -1,0 +1,340 @@
+// The page of `aishorts-runner serve`: a form, the queue, live stage bars. Plain JS, no build step.
+"use strict";
+
+const token = new URLSearchParams(location.search).get("token");
+const tasks = new Map();      // task_id -> task object from the API
+const timelines = new Map();  // task_id -> [[t, rss], ...]
+let warnFraction = 0.85;
+
+function withToken(url) {
+  if (!token) return url;
+  return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+}
+
+async function api(method, url, body) {
+  const options = { method, headers: {} };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  if (token) options.headers["Authorization"] = "Bearer " + token;
+  const response = await fetch(url, options);
+  const data = await response.json().catch(() => ({ message: response.statusText }));
+  if (response.status === 401) {
+    document.getElementById("server-memory").textContent = "this server needs its token: open /?token=YOUR_TOKEN";
+  }
+  if (!response.ok) throw Object.assign(new Error(data.message || response.statusText), { field: data.field });
+  return data.data;
+}
+
+function size(bytes) {
+  if (bytes === null || bytes === undefined || bytes <= 0) return "-";
+  const units = [["G", 2 ** 30], ["M", 2 ** 20], ["K", 2 ** 10]];
+  for (const [unit, factor] of units) {
+    if (bytes >= factor) return unit === "G" ? (bytes / factor).toFixed(2) + unit : Math.round(bytes / factor) + unit;
+  }
+  return bytes + "B";
+}
+
+// the form
+
+function chosenWhat() {
+  return document.querySelector("input[name=what]:checked").value;
+}
+
+function showWhat() {
+  for (const box of document.querySelectorAll(".what")) box.hidden = !box.classList.contains("what-" + chosenWhat());
+}
+
+function formRequest() {
+  const value = (id) => document.getElementById(id).value.trim();
+  const request = {};
+  const what = chosenWhat();
+  if (what === "topic" && value("topic")) request.topic = value("topic");
+  if (what === "category" && value("category")) request.category = value("category");
+  if (what === "script") request.script = document.getElementById("script").value;
+  for (const field of ["platform", "language", "voice", "max_ram", "pipeline"]) {
+    if (value(field)) request[field] = value(field);
+  }
+  request.music = document.getElementById("music").checked;
+  const limits = {};
+  for (const part of value("limits").split(",").map((s) => s.trim()).filter(Boolean)) {
+    const [stage, ceiling] = part.split("=").map((s) => s.trim());
+    limits[stage] = ceiling === undefined ? "" : ceiling;
+  }
+  if (Object.keys(limits).length) request.limits = limits;
+  return request;
+}
+
+async function submitForm(event) {
+  event.preventDefault();
+  const error = document.getElementById("form-error");
+  error.hidden = true;
+  for (const el of document.querySelectorAll(".invalid")) el.classList.remove("invalid");
+  const button = document.getElementById("submit");
+  button.disabled = true;
+  try {
+    const data = await api("POST", "/api/v1/videos", formRequest());
+    upsertTask(data.task);
+  } catch (err) {
+    error.textContent = (err.field ? err.field + ": " : "") + err.message;
+    error.hidden = false;
+    const input = err.field && document.getElementById(err.field);
+    if (input) input.classList.add("invalid");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// the queue
+
+function card(taskId) {
+  let li = document.querySelector(`li.task[data-task-id="${CSS.escape(taskId)}"]`);
+  if (!li) {
+    li = document.getElementById("task-template").content.firstElementChild.cloneNode(true);
+    li.dataset.taskId = taskId;
+    li.querySelector(".cancel").addEventListener("click", () => act("DELETE", taskId, ""));
+    const queue = document.getElementById("queue");
+    queue.prepend(li);
+    document.getElementById("queue-empty").hidden = true;
+  }
+  return li;
+}
+
+async function act(method, taskId, suffix, body) {
+  try {
+    upsertTask(await api(method, `/api/v1/tasks/${encodeURIComponent(taskId)}${suffix}`, body));
+  } catch (err) {
+    const li = card(taskId);
+    li.querySelector(".message").textContent = err.message;
+  }
+}
+
+function upsertTask(task) {
+  const previous = tasks.get(task.task_id);
+  tasks.set(task.task_id, task);
+  if (task.timeline) timelines.set(task.task_id, task.timeline.map((s) => [s[0], s[1]]));
+  if (previous && previous.status !== "running" && task.status === "running") timelines.set(task.task_id, []);
+  if (task.warn_fraction) warnFraction = task.warn_fraction;
+  render(task);
+  if (previous && previous.status !== task.status && ["done", "oom", "failed", "interrupted"].includes(task.status)) {
+    loadTimeline(task.task_id);
+  }
+}
+
+async function loadTimeline(taskId) {
+  try {
+    const full = await api("GET", `/api/v1/tasks/${encodeURIComponent(taskId)}`);
+    timelines.set(taskId, (full.timeline || []).map((s) => [s[0], s[1]]));
+    drawTimeline(taskId);
+  } catch (err) { /* the card keeps what it has */ }
+}
+
+function render(task) {
+  const li = card(task.task_id);
+  li.className = "task " + task.status;
+  li.dataset.status = task.status;
+  li.dataset.state = task.state;
+  li.querySelector(".task-title").textContent = task.title;
+  li.querySelector(".task-title").title = task.task_id;
+  const badge = li.querySelector(".badge");
+  badge.textContent = task.status;
+  badge.className = "badge " + task.status;
+  li.querySelector(".percent").textContent = task.progress + "%";
+  li.querySelector(".progress-fill").style.width = task.progress + "%";
+  li.querySelector(".cancel").hidden = !["queued", "running"].includes(task.status);
+  renderStages(li, task);
+  li.querySelector(".message").textContent = task.message || "";
+  renderActions(li, task);
+  renderResult(li, task);
+  li.querySelector(".rerun").textContent = task.rerun_command ? "CLI: " + task.rerun_command : "";
+  drawTimeline(task.task_id);
+}
+
+function renderStages(li, task) {
+  const list = li.querySelector(".stages");
+  if (list.children.length !== task.stages.length) {
+    list.replaceChildren(...task.stages.map((stage) => {
+      const item = document.createElement("li");
+      item.className = "stage";
+      item.dataset.stage = stage.name;
+      item.innerHTML = '<div class="name"></div><div class="bar"><div class="fill"></div></div><div class="numbers"></div>';
+      return item;
+    }));
+  }
+  task.stages.forEach((stage, index) => updateStage(list.children[index], stage));
+}
+
+function updateStage(item, stage) {
+  const live = stage.status === "running" || stage.status === "waiting";
+  const rss = live ? stage.rss_bytes : stage.peak_rss_bytes;
+  const ceiling = stage.ceiling_bytes;
+  const share = ceiling > 0 ? Math.min(1, rss / ceiling) : 0;
+  let level = "";  // an OOM is red by its status; amber marks a stage past the warning fraction of its ceiling
+  if (!["oom", "failed"].includes(stage.status) && ceiling > 0 && rss >= warnFraction * ceiling) level = " warn";
+  item.className = "stage " + stage.status + level;
+  item.dataset.status = stage.status;
+  item.dataset.rss = rss;
+  item.dataset.ceiling = ceiling;
+  item.querySelector(".fill").style.width = (100 * share).toFixed(1) + "%";
+  item.querySelector(".name").textContent = stage.name + " · " + stage.status;
+  const detail = stage.status === "running" && stage.fraction !== null ? " · " + Math.round(100 * stage.fraction) + "%" : "";
+  const label = live ? size(rss) + " / " + size(ceiling) : "peak " + size(stage.peak_rss_bytes) + " / " + size(ceiling);
+  item.querySelector(".numbers").textContent = label + detail;
+  item.title = stage.message || stage.detail || "";
+}
+
+function renderActions(li, task) {
+  const actions = li.querySelector(".actions");
+  actions.replaceChildren();
+  if (!task.resumable) return;
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "resume";
+  const stage = task.failed_stage;
+  if (task.status === "oom" && Object.keys(task.suggested_limits).length) {
+    const more = task.suggested_limits[stage];
+    button.textContent = more ? `Resume with more memory for ${stage} (${more})` : `Resume ${stage}`;
+    const body = { limits: task.suggested_limits };
+    if (task.suggested_max_ram) body.max_ram = task.suggested_max_ram;
+    button.addEventListener("click", () => act("POST", task.task_id, "/resume", body));
+  } else {
+    button.textContent = stage ? `Resume from ${stage}` : "Resume";
+    button.addEventListener("click", () => act("POST", task.task_id, "/resume", {}));
+  }
+  actions.append(button);
+}
+
+function renderResult(li, task) {
+  const result = li.querySelector(".result");
+  const files = task.files || {};
+  const key = task.status + "|" + Object.keys(files).join(",");
+  if (result.dataset.key === key) return;  // keep a playing video playing
+  result.dataset.key = key;
+  result.replaceChildren();
+  if (task.status === "done" && files["final.mp4"]) {
+    const video = document.createElement("video");
+    video.controls = true;
+    video.preload = "metadata";
+    video.src = withToken(files["final.mp4"]);
+    if (files["captions.vtt"]) {
+      const track = document.createElement("track");
+      // off by default: the renderer burns the captions in; the track is for players and screen readers
+      Object.assign(track, { kind: "captions", label: "captions", srclang: "en" });
+      track.src = withToken(files["captions.vtt"]);
+      video.append(track);
+    }
+    if (files["thumbnail.jpg"]) video.poster = withToken(files["thumbnail.jpg"]);
+    result.append(video);
+  }
+  for (const name of ["final.mp4", "captions.srt", "thumbnail.jpg", "memory.svg", "report.json"]) {
+    if (!files[name]) continue;
+    const link = document.createElement("a");
+    link.href = withToken(files[name] + "?download=1");
+    link.textContent = name;
+    link.download = `${task.task_id}-${name}`;
+    result.append(link);
+  }
+}
+
+function drawTimeline(taskId) {
+  const li = card(taskId);
+  const task = tasks.get(taskId);
+  const samples = timelines.get(taskId) || [];
+  const svg = li.querySelector(".timeline");
+  const running = task && task.stages.find((s) => s.status === "running");
+  const ceilings = task ? task.stages.map((s) => s.ceiling_bytes) : [];
+  const top = Math.max(1, ...samples.map((s) => s[1]), running ? running.ceiling_bytes : 0) * 1.1;
+  const end = Math.max(1, ...samples.map((s) => s[0]));
+  const points = samples.map(([t, rss]) => `${(600 * t / end).toFixed(1)},${(90 - 90 * rss / top).toFixed(1)}`);
+  svg.querySelector(".rss-line").setAttribute("points", points.join(" "));
+  const line = svg.querySelector(".ceiling-line");
+  const ceiling = running ? running.ceiling_bytes : 0;
+  line.style.display = ceiling ? "" : "none";
+  line.setAttribute("y1", (90 - 90 * ceiling / top).toFixed(1));
+  line.setAttribute("y2", (90 - 90 * ceiling / top).toFixed(1));
+  svg.style.display = samples.length || ceilings.some(Boolean) ? "" : "none";
+}
+
+// live events
+
+function onSample(event) {
+  const data = JSON.parse(event.data);
+  const task = tasks.get(data.task_id);
+  if (!task) return;
+  const stage = task.stages.find((s) => s.name === data.stage);
+  if (stage) {
+    Object.assign(stage, { rss_bytes: data.rss_bytes, peak_rss_bytes: data.peak_rss_bytes, ceiling_bytes: data.ceiling_bytes });
+    if (stage.status === "pending" || stage.status === "waiting") stage.status = "running";
+    const item = card(data.task_id).querySelector(`.stage[data-stage="${CSS.escape(data.stage)}"]`);
+    if (item) updateStage(item, stage);
+  }
+  const series = timelines.get(data.task_id) || [];
+  series.push([data.t, data.rss_bytes]);
+  timelines.set(data.task_id, series);
+  drawTimeline(data.task_id);
+}
+
+function onProgress(event) {
+  const data = JSON.parse(event.data);
+  const task = tasks.get(data.task_id);
+  if (!task) return;
+  task.progress = data.progress;
+  const stage = task.stages.find((s) => s.name === data.stage);
+  if (stage) Object.assign(stage, { fraction: data.fraction, detail: data.detail });
+  const li = card(data.task_id);
+  li.querySelector(".percent").textContent = task.progress + "%";
+  li.querySelector(".progress-fill").style.width = task.progress + "%";
+  const item = li.querySelector(`.stage[data-stage="${CSS.escape(data.stage)}"]`);
+  if (item && stage) updateStage(item, stage);
+}
+
+function listen() {
+  const source = new EventSource(withToken("/api/v1/events"));
+  source.addEventListener("task", (event) => upsertTask(JSON.parse(event.data)));
+  source.addEventListener("sample", onSample);
+  source.addEventListener("progress", onProgress);
+  source.addEventListener("open", () => loadTasks());  // after a reconnect, catch up on what was missed
+}
+
+async function loadTasks() {
+  const data = await api("GET", "/api/v1/tasks?page_size=200");
+  for (const task of data.tasks.slice().reverse()) upsertTask(task);
+}
+
+async function loadOptions() {
+  const options = await api("GET", "/api/v1/options");
+  const fill = (id, values, blank) => {
+    const select = document.getElementById(id);
+    select.replaceChildren(...(blank ? [new Option(blank, "")] : []), ...values.map((v) => new Option(v, v)));
+  };
+  fill("category", options.categories, "random");
+  fill("platform", options.platforms, "");
+  if (options.pipelines.length) {
+    fill("pipeline", options.pipelines, "the product's stages");
+    document.getElementById("pipeline-box").hidden = false;
+  }
+}
+
+async function showServer() {
+  try {
+    const server = await api("GET", "/api/v1/server");
+    const budget = server.max_ram_bytes ? " of " + size(server.max_ram_bytes) : "";
+    document.getElementById("server-memory").textContent =
+      `server ${size(server.rss_bytes)} · everything ${size(server.total_rss_bytes)}${budget} · ` +
+      `${server.running} running, ${server.queued} queued, ${server.jobs} at a time`;
+  } catch (err) {
+    if (err.field !== "token") document.getElementById("server-memory").textContent = "server unreachable: " + err.message;
+  }
+}
+
+document.addEventListener("DOMContentLoaded", async () => {
+  for (const radio of document.querySelectorAll("input[name=what]")) radio.addEventListener("change", showWhat);
+  document.getElementById("video-form").addEventListener("submit", submitForm);
+  showWhat();
+  await loadOptions();
+  await loadTasks();
+  listen();
+  showServer();
+  setInterval(showServer, 2000);
+});

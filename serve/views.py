@@ -1,0 +1,224 @@
+"""What clients see of a job: the task object of the API and the page, MoneyPrinterTurbo's fields included.
+
+Responsible for: one `TaskView` per job, from the live state while it runs
+and from its report.json otherwise (a report left "running" by a server that
+died reads as interrupted), its state code (-1 failed, 0 queued, 1 complete,
+4 processing) and progress 0-100, the failing stage and the resume that
+gives it more memory. It changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import msgspec
+
+from runner.report import RunReport, Sample, StageReport, downsample
+from serve.jobs import Job, LiveStage, held_elsewhere, read_manifest, read_report
+
+STATE_FAILED, STATE_QUEUED, STATE_COMPLETE, STATE_PROCESSING = -1, 0, 1, 4
+FILES = {
+    "final.mp4": "video/mp4",
+    "captions.srt": "application/x-subrip",
+    "captions.vtt": "text/vtt",
+    "captions.ass": "text/x-ssa",
+    "thumbnail.jpg": "image/jpeg",
+    "memory.svg": "image/svg+xml",
+    "report.json": "application/json",
+}
+"""The files of a run a client may fetch, by name; captions.vtt is made from captions.srt on the fly."""
+
+
+class StageView(msgspec.Struct, kw_only=True):
+    name: str
+    status: str
+    rss_bytes: int = 0
+    """Live: the stage tree's RSS in the latest sample (0 when it is not running)."""
+    peak_rss_bytes: int = 0
+    ceiling_bytes: int = 0
+    waited_for_budget_s: float = 0.0
+    killed_by_os: bool = False
+    fraction: float | None = None
+    detail: str = ""
+    message: str = ""
+    wall_s: float = 0.0
+
+
+class TaskView(msgspec.Struct, kw_only=True):
+    task_id: str
+    title: str
+    state: int
+    """MoneyPrinterTurbo's: -1 failed, 0 queued, 1 complete, 4 processing."""
+    status: str
+    """Ours: queued, running, done, oom, failed, interrupted."""
+    progress: int
+    message: str = ""
+    failed_stage: str | None = None
+    resumable: bool = False
+    rerun_command: str = ""
+    suggested_limits: dict[str, str] = {}
+    """For an OOM: the ceilings a resume should give (the stage's raised), as the supervisor suggests."""
+    suggested_max_ram: str | None = None
+    stages: list[StageView] = []
+    warn_fraction: float = 0.8
+    peak_rss_bytes: int = 0
+    max_ram_bytes: int | None = None
+    wall_s: float = 0.0
+    videos: list[str] = []
+    combined_videos: list[str] = []
+    files: dict[str, str] = {}
+    """Name -> URL of each file of the run that exists now."""
+    timeline: list[Sample] | None = None
+    """Only in the single-task answer: the run's memory over time (live while it runs)."""
+
+
+def task_view(job: Job, warn_fraction: float, with_timeline: bool = False) -> TaskView:
+    elsewhere = job.phase == "idle" and held_elsewhere(job.run_dir)
+    report = None
+    if job.phase == "idle":
+        if job.report is None or job.report.status == "running" or elsewhere:
+            job.report = read_report(job.run_dir) or job.report  # another process may be writing it
+        report = job.report
+    status, message = _status(job, report, elsewhere)
+    names = _stage_names(job, report)
+    stages = _live_stages(job, names) if job.phase in ("queued", "running") else _reported_stages(report, names)
+    if status == "interrupted" and (report is None or report.status == "running"):
+        _mark_cut_short(stages)
+    failed = next((s.name for s in stages if s.status in ("oom", "failed", "interrupted")), None)
+    base = f"/api/v1/tasks/{job.id}/"
+    files = {name: base + name for name in FILES if (job.run_dir / _source(name)).is_file()}
+    videos = [files["final.mp4"]] if "final.mp4" in files and status == "done" else []
+    suggested, suggested_ram = _suggestion(report) if status == "oom" else ({}, None)
+    view = TaskView(
+        task_id=job.id, title=_title(job), state=_state(status), status=status,
+        progress=100 if status == "done" else _progress(stages), message=message,
+        failed_stage=failed if status in ("oom", "failed", "interrupted") else None,
+        resumable=status in ("oom", "failed", "interrupted") and job.phase == "idle" and not elsewhere,
+        rerun_command=report.rerun_command if report is not None and status != "done" else "",
+        suggested_limits=suggested, suggested_max_ram=suggested_ram, stages=stages, warn_fraction=warn_fraction,
+        peak_rss_bytes=report.peak_rss_bytes if report else max((s.peak_rss_bytes for s in stages), default=0),
+        max_ram_bytes=report.max_ram_bytes if report else None, wall_s=report.wall_s if report else 0.0,
+        videos=videos, combined_videos=videos, files=files,
+    )
+    if with_timeline:
+        live = job.phase == "running"
+        view.timeline = downsample(list(job.timeline)) if live else (report.timeline if report else [])
+    return view
+
+
+def live_progress(job: Job) -> int:
+    """Progress 0-100 of a running job from its live stages (cheap: for every progress event)."""
+    return _progress(_live_stages(job, _stage_names(job, None)))
+
+
+def _source(name: str) -> str:
+    return "captions.srt" if name == "captions.vtt" else name
+
+
+def _status(job: Job, report: RunReport | None, elsewhere: bool) -> tuple[str, str]:
+    if job.phase == "queued":
+        return "queued", "waiting for a free worker"
+    if job.phase == "running":
+        return "running", ""
+    if elsewhere:
+        return "running", "being run by another aishorts-runner process (its run directory is locked)"
+    if report is None or report.status == "running":
+        if report is None and job.record is not None and job.record.started_at is None:
+            return "interrupted", "never started: the server stopped while it was queued; resume it"
+        return "interrupted", ("interrupted: the supervisor running it stopped before it finished;"
+                               " resume it to go on from the last finished stage")
+    return report.status, report.message
+
+
+def _state(status: str) -> int:
+    return {"queued": STATE_QUEUED, "running": STATE_PROCESSING, "done": STATE_COMPLETE}.get(status, STATE_FAILED)
+
+
+def _stage_names(job: Job, report: RunReport | None) -> list[str]:
+    names = list(job.record.stages) if job.record is not None else []
+    for stage in report.stages if report else []:
+        if stage.name not in names:
+            names.append(stage.name)
+    return names
+
+
+def _live_stages(job: Job, names: list[str]) -> list[StageView]:
+    views = []
+    for name in names + [n for n in job.stages if n not in names]:
+        live = job.stages.get(name) or LiveStage(name)
+        views.append(StageView(
+            name=name, status=live.status, rss_bytes=live.rss_bytes, peak_rss_bytes=live.peak_rss_bytes,
+            ceiling_bytes=live.ceiling_bytes, waited_for_budget_s=live.waited_for_budget_s,
+            killed_by_os=live.killed_by_os, fraction=live.fraction, detail=live.detail, message=live.message,
+            wall_s=round(live.wall_s, 3),
+        ))
+    return views
+
+
+def _reported_stages(report: RunReport | None, names: list[str]) -> list[StageView]:
+    reported: dict[str, StageReport] = {s.name: s for s in report.stages} if report else {}
+    views = []
+    for name in names:
+        stage = reported.get(name)
+        if stage is None:
+            views.append(StageView(name=name, status="pending"))
+            continue
+        views.append(StageView(
+            name=name, status=stage.status, peak_rss_bytes=stage.peak_rss_bytes, ceiling_bytes=stage.ceiling_bytes,
+            waited_for_budget_s=stage.waited_for_budget_s, killed_by_os=stage.killed_by_os,
+            fraction=1.0 if stage.status in ("done", "skipped") else None, message=stage.message, wall_s=stage.wall_s,
+        ))
+    return views
+
+
+def _mark_cut_short(stages: list[StageView]) -> None:
+    """The stage that was running when its supervisor died: the first one that had not finished."""
+    for stage in stages:
+        if stage.status not in ("done", "skipped"):
+            stage.status = "interrupted"
+            stage.message = "its supervisor stopped while it ran"
+            return
+
+
+def _progress(stages: list[StageView]) -> int:
+    if not stages:
+        return 0
+    done = sum(1.0 if s.status in ("done", "skipped") else (s.fraction or 0.0) if s.status == "running" else 0.0
+               for s in stages)
+    return min(99, int(100 * done / len(stages)))
+
+
+def _suggestion(report: RunReport | None) -> tuple[dict[str, str], str | None]:
+    """The ceilings and budget of the supervisor's own rerun command, so the page's button resumes with them."""
+    if report is None or not report.rerun_command:
+        return {}, None
+    words = shlex.split(report.rerun_command)
+    limits: dict[str, str] = {}
+    max_ram = None
+    for option, value in zip(words, words[1:]):
+        if option == "--limit" and "=" in value:
+            stage, size = value.split("=", 1)
+            limits[stage] = size
+        elif option == "--max-ram":
+            max_ram = value
+    return limits, max_ram
+
+
+def _title(job: Job) -> str:
+    manifest = read_manifest(job.run_dir)
+    if manifest is not None:
+        theme = manifest.params.theme
+        return theme.topic or f"a {theme.category} topic" if (theme.topic or theme.category) else job.id
+    return job.id
+
+
+def file_path(job: Job, name: str) -> Path:
+    return job.run_dir / _source(name)
+
+
+def srt_to_vtt(text: str) -> str:
+    """WebVTT for the page's <track>: the SRT cues with '.' before the milliseconds."""
+    body = re.sub(r"(\d{2}:\d{2}:\d{2}),(\d{3})", r"\1.\2", text.replace("\r\n", "\n"))
+    return "WEBVTT\n\n" + body

@@ -1,0 +1,144 @@
+"""The page of `aishorts-runner serve` in a real browser: Debian's Chromium driven by Playwright.
+
+A person's path through it: write a short script in the form, watch the
+stage bars move while the real stages run, play the finished short in the
+page, then see a job given a tiny memory limit stop with the plain sentence
+and a one-click resume with more memory. No browser is downloaded: Chromium
+comes from apt (tools/test.sh installs it), and without it this test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright  # the serve extra; never `playwright install`
+
+from tests.serve_helpers import running_server
+from tools.balloon import write_pipeline
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = "Octopuses have three hearts and blue blood. Two hearts serve the gills, and the third serves the body."
+SCREENSHOTS_ENV = "AISHORTS_SCREENSHOTS"
+"""A folder to keep the page's screenshots in (running, done, oom); they always go to the test's tmp folder."""
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert path, "Debian's chromium is needed for the browser test: apt-get install -y chromium (tools/test.sh does it)"
+    return path
+
+
+def stage_bars(card) -> list[tuple[str, str, int]]:
+    return [(name, status, int(rss)) for name, status, rss in card.locator(".stage").evaluate_all(
+        "items => items.map(e => [e.dataset.stage, e.dataset.status, e.dataset.rss])"
+    )]
+
+
+def submitted(page, server):
+    """Click the form's button; the new task's card (the test fails with the page's and the server's words if none)."""
+    before = page.locator("li.task").count()
+    page.click("#submit")
+    try:
+        expect(page.locator("li.task")).to_have_count(before + 1, timeout=60_000)
+    except AssertionError:
+        import httpx
+
+        tasks = httpx.get(f"{server.url}/api/v1/tasks").text
+        raise AssertionError(f"no new task: form says {page.inner_text('#form-error')!r}; server has {tasks}") from None
+    task_id = page.locator("li.task").first.get_attribute("data-task-id")
+    return page.locator(f"li.task[data-task-id='{task_id}']")
+
+
+def shoot(page, folder: Path, name: str) -> None:
+    page.screenshot(path=str(folder / f"serve-{name}.png"), full_page=True)
+    if os.environ.get(SCREENSHOTS_ENV):
+        keep = Path(os.environ[SCREENSHOTS_ENV])
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(folder / f"serve-{name}.png", keep / f"serve-{name}.png")
+
+
+def test_a_person_makes_a_short_in_the_page_watches_it_and_resumes_an_oom(tmp_path):
+    browser_path = chromium()
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    warm = write_pipeline(tmp_path / "warm.toml",  # a stage that stays near its ceiling: about 90% of it
+                          {"name": "near", "ceiling": "200M", "params": {"mb": 160, "rate_mb_s": 100, "hold_s": 3}})
+    with running_server(tmp_path / "runs", "--max-ram", "4G", "--pipeline", warm) as server, \
+            sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server.url + "/")
+
+        page.fill("#max_ram", "lots")
+        page.click("#submit")
+        expect(page.locator("#form-error")).to_contain_text("max_ram: --max-ram: cannot read size")
+        expect(page.locator("#max_ram")).to_have_class("invalid")
+
+        page.fill("#max_ram", "")
+        page.fill("#topic", "Near the ceiling")
+        page.locator("details").evaluate("details => details.open = true")
+        page.select_option("#pipeline", "warm")
+        near = submitted(page, server)
+        expect(near.locator(".stage[data-stage=near]")).to_have_class(re.compile(r"\bwarn\b"), timeout=120_000)
+        expect(near).to_have_attribute("data-status", "done", timeout=120_000)
+
+        page.select_option("#pipeline", "")  # the product's stages from here on
+        page.check("input[name=what][value=script]")
+        page.fill("#script", SCRIPT)
+        page.uncheck("#music")
+        page.fill("#limits", "tts=40M")
+        oom = submitted(page, server)
+        expect(oom).to_have_attribute("data-status", "oom", timeout=600_000)
+        expect(oom.locator(".message")).to_contain_text("stage tts crossed its memory ceiling")
+        expect(oom.locator(".stage[data-stage=tts]")).to_have_class(re.compile(r"\boom\b"))
+        expect(oom.locator("button.resume")).to_contain_text("Resume with more memory for tts")
+
+        page.fill("#limits", "")
+        card = submitted(page, server)
+        expect(card).to_have_attribute("data-status", "running", timeout=60_000)
+        seen: set[tuple[str, int]] = set()
+        deadline = time.monotonic() + 1200
+        while time.monotonic() < deadline and card.get_attribute("data-status") in ("queued", "running"):
+            seen |= {(name, rss) for name, status, rss in stage_bars(card) if status == "running" and rss > 0}
+            if len(seen) == 8:
+                shoot(page, shots, "running")
+            page.wait_for_timeout(250)
+        assert card.get_attribute("data-status") == "done", card.inner_text()
+        assert len({name for name, _ in seen}) >= 3, seen  # bars of several stages showed live RSS
+        assert len(seen) >= 10, seen  # and moved while each ran
+
+        video = card.locator("video")
+        expect(video).to_have_count(1)
+        duration = video.evaluate("""v => new Promise((resolve, reject) => {
+            v.muted = true;
+            v.addEventListener('error', () => reject(new Error('the video did not load')));
+            const played = () => v.currentTime > 0 ? resolve(v.duration) : setTimeout(played, 100);
+            v.play().then(played, reject);
+        })""")
+        assert duration > 0
+        assert video.evaluate("v => v.textTracks.length") == 1  # the captions
+        hrefs = card.locator(".result a").evaluate_all("links => links.map(a => a.textContent)")
+        assert {"final.mp4", "captions.srt", "thumbnail.jpg", "memory.svg"} <= set(hrefs)
+        task_id = card.get_attribute("data-task-id")
+        with server.client() as client:  # what the page played, as any HTTP client gets it
+            part = client.get(f"/api/v1/tasks/{task_id}/final.mp4", headers={"Range": "bytes=4-11"})
+            assert part.status_code == 206 and part.headers["content-type"] == "video/mp4"
+            assert part.content == b"ftypisom"  # bytes 4 to 11 of an MP4: its ftyp box
+            assert client.get(f"/api/v1/tasks/{task_id}/captions.vtt").text.startswith("WEBVTT\n\n1\n00:00:00.")
+        shoot(page, shots, "done")
+
+        oom.locator("button.resume").click()
+        expect(oom).to_have_attribute("data-status", re.compile("queued|running"), timeout=60_000)
+        expect(oom.locator(".stage[data-stage=tts]")).not_to_have_class(re.compile(r"\boom\b"), timeout=60_000)
+        oom.locator("button.cancel").click()  # the resumed job was taken up; no need to spend a render on it
+        expect(oom).to_have_attribute("data-status", "interrupted", timeout=120_000)
+        browser.close()
+        assert not errors, errors
