@@ -46,7 +46,8 @@ _WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 # A sentence ends at . ! ? … (and closing quotes) before a space and a word that is not lower case.
 _SENTENCE = re.compile(r"\S.*?(?:[.!?…]+[\"'”’»)\]]*(?=\s+(?![a-zà-öø-ÿ])|\s*$)|$)")
 _LABEL = re.compile(
-    r"^(?:hook|body|cta|call[ -]to[ -]action|closing|intro|introduction|outro|conclusion|narration|narrator"
+    r"^(?:(?:a|an|the|my|our|your|o|um|uma|seu|sua)\s+)?"  # "A hook:", "The CTA:", "Um gancho:"
+    r"(?:hook|body|cta|call[ -]to[ -]action|closing|intro|introduction|outro|conclusion|narration|narrator"
     r"|script|title|topic|subject|angle|voice ?over|vo|line \d+|sentence \d+|part \d+|fact \d+|fact"
     r"|gancho|corpo|chamada(?: para (?:a )?ação)?|encerramento|título|tema|assunto|roteiro|narração)"
     r"\s*(?:\([^)]*\))?\s*[:：]\s*",

@@ -215,7 +215,7 @@ def test_a_generated_script_is_validated_and_uses_the_model_queries(run_stage_in
 def test_labels_and_bullets_are_stripped_when_that_is_all_that_is_wrong(run_stage_inline, tmp_path):
     lines = GOOD_SCRIPT.split("---")[0].strip().splitlines()
     labelled = "\n".join(
-        ["Here is your script about octopus hearts:", f"**Hook:** {lines[0]}", "Body:"]
+        ["Here is your script about octopus hearts:", f"**A hook:** {lines[0]}", "The body:"]
         + [f"- {line}" for line in lines[1:-1]] + [f"CTA: {lines[-1]}"]
     )
     with ChatServer([chat(labelled)]) as server:
