@@ -1,47 +1,57 @@
-"""Several shorts side by side under one --max-ram: `--topics-file FILE --jobs N`.
+"""Several shorts from one batch file: `--topics-file FILE --jobs N`, or across machines with `--cluster`.
 
-Each topic gets its own run directory inside the batch directory; N worker
-threads each run one pipeline at a time; every stage of every pipeline takes
-its ceiling from one shared `MemoryBudget`, so a stage waits rather than
-overcommits. One topic's failure does not stop the others. The batch ends
-with `batch.json` and a table.
+Each row of the batch file (`runner.batchfile`: plain topics, JSON Lines or CSV, each row with its own
+options) is checked as its flags would be and planned into its own run directory inside the batch
+directory, all before anything starts. Locally, N worker threads each run one pipeline at a time;
+every stage of every pipeline takes its ceiling from one shared `MemoryBudget`, so a stage waits
+rather than overcommits. With `--cluster` the planned shorts go to `cluster.driver` (loaded by name,
+only then, because it imports Ray). One short's failure does not stop the others. The batch ends with
+`batch.json` and a table.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import queue
 import re
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
 from ipc.files import write_struct
 from ipc.pipeline import StageSpec
+from runner.batchfile import BatchLine, at_line, read_batch_file, row_args
 from runner.budget import MemoryBudget
 from runner.console import display_for, interrupt_handling
 from runner.errors import UsageError
 from runner.limits import Limits
 from runner.meter import MemoryMeter
-from runner.options import run_options, validate_topic
-from runner.report import Sample, downsample
-from runner.run import run_pipeline
+from runner.options import limits_and_pipeline, run_options
+from runner.report import RunReport, Sample, downsample
+from runner.run import RunOptions, run_pipeline
 from runner.rundir import claimed, default_run_dir
 from runner.status import EXIT_CODES, WORST_FIRST, Ending, finished
-from runner.userfiles import read_text
 
 
 class BatchItem(msgspec.Struct, kw_only=True):
     topic: str
+    """The row's topic, or what stands for it (its script file's name, its category)."""
     run_dir: str
     status: Ending
+    line: int = 0
+    """The row's line in the batch file."""
+    node: str = ""
+    """With --cluster: the node the short ran on (address/node id); with --cluster-unit stage, `stage@node` each."""
     failed_stage: str | None = None
     message: str = ""
     peak_rss_bytes: int = 0
+    """Its supervisor plus stage trees; with --cluster-unit stage, its largest stage tree's."""
     wall_s: float = 0.0
     rerun_command: str = ""
 
@@ -54,34 +64,36 @@ class BatchReport(msgspec.Struct, kw_only=True):
     jobs: int
     max_ram_bytes: int | None
     peak_rss_bytes: int
-    """Parent plus every stage tree of every run, sampled together."""
+    """Parent plus every stage tree of every run, sampled together (with --cluster: the largest short's)."""
     wall_s: float
     waited_for_budget_s: float
     items: list[BatchItem]
     timeline: list[Sample] = []
+    cluster: str | None = None
+    """The --cluster address the batch ran on; None for a local batch."""
 
 
-def read_topics(path: Path) -> list[str]:
-    lines = read_text(path, "--topics-file").splitlines()
-    topics = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if not topics:
-        raise UsageError(f"--topics-file {path}: no topics (one a line; # starts a comment)")
-    return [validate_topic(topic) for topic in topics]
+@dataclass
+class PlannedShort:
+    """One row of the batch file, checked and planned: what to run and where its run directory is."""
+
+    line: int
+    subject: str
+    opts: RunOptions
 
 
 def run_batch(args: argparse.Namespace, limits: Limits, pipeline: tuple[StageSpec, ...], max_ram: int | None) -> int:
-    topics = read_topics(args.topics_file)
     if args.topic is not None:
         raise UsageError("--topic and --topics-file are exclusive")
     fresh = args.run_dir is None
     batch_dir = args.run_dir or default_run_dir(f"batch-{args.topics_file.stem}")
-    runs = [
-        run_options(args, limits, pipeline, max_ram, run_dir=batch_dir / f"{index:02d}-{_slug(topic)}", topic=topic,
-                    label=f"{index:02d}")
-        for index, topic in enumerate(topics, start=1)
-    ]
-    for opts in runs:
-        _ = opts.ceilings  # planned once per run, here: a stage that cannot fit fails the batch before anything starts
+    if getattr(args, "cluster_unit", None) is not None and getattr(args, "cluster", None) is None:
+        raise UsageError("--cluster-unit needs --cluster ADDRESS")
+    shorts = plan_shorts(args, limits, pipeline, max_ram, batch_dir)
+    if getattr(args, "cluster", None) is not None:
+        driver = importlib.import_module("cluster.driver")  # imports Ray: only ever under --cluster
+        return driver.run_on_cluster(args, limits, shorts, batch_dir, fresh, max_ram)
+    runs = [short.opts for short in shorts]
     side_by_side = pipelines_at_once(args.jobs, runs, limits, max_ram)
     if side_by_side < min(args.jobs, len(runs)):
         print(f"--jobs {args.jobs}: running {side_by_side} at a time, as many as the cores and the memory budget"
@@ -92,12 +104,35 @@ def run_batch(args: argparse.Namespace, limits: Limits, pipeline: tuple[StageSpe
     with interrupt_handling() as cancel, claimed(batch_dir, fresh=fresh) as batch_dir:
         for opts in runs:
             opts.run_dir = batch_dir / opts.run_dir.name
-        results, meter, wall_s = _run_all(args, limits, runs, side_by_side, MemoryBudget(limits.stage_room(max_ram)),
-                                          cancel)
-        report = _batch_report(batch_dir, topics, runs, results, args.jobs, max_ram, meter, wall_s)
+        budget = MemoryBudget(limits.stage_room(max_ram))
+        results, meter, wall_s = run_pipelines(args, limits, runs, side_by_side, budget, cancel)
+        items = [batch_item(short, results.get(index)) for index, short in enumerate(shorts)]
+        waited = sum(s.waited_for_budget_s for r in results.values() if isinstance(r, RunReport) for s in r.stages)
+        report = batch_report(batch_dir, items, jobs=args.jobs, max_ram=max_ram, peak=meter.peak, wall_s=wall_s,
+                              waited=waited, timeline=downsample(list(meter.samples)))
         write_struct(batch_dir / "batch.json", report)
-        _print_batch(args, report)
+        print_batch(args, report)
     return report.exit_code
+
+
+def plan_shorts(args: argparse.Namespace, limits: Limits, pipeline: tuple[StageSpec, ...], max_ram: int | None,
+                batch_dir: Path) -> list[PlannedShort]:
+    """Every row of the batch file as a checked run; a bad row is a UsageError naming its line, before any starts."""
+    rows = read_batch_file(args.topics_file)
+    return [_plan_short(args, limits, pipeline, max_ram, batch_dir, index, entry)
+            for index, entry in enumerate(rows, start=1)]
+
+
+def _plan_short(args, limits: Limits, pipeline: tuple[StageSpec, ...], max_ram: int | None, batch_dir: Path,
+                index: int, entry: BatchLine) -> PlannedShort:
+    with at_line(args.topics_file, entry.line):
+        given = row_args(args, entry.row, args.topics_file.parent)
+        row_limits = limits_and_pipeline(given)[0] if entry.row.limits() else limits
+        subject = entry.row.subject()
+        opts = run_options(given, row_limits, pipeline, max_ram, run_dir=batch_dir / f"{index:02d}-{_slug(subject)}",
+                           topic=given.topic, label=f"{index:02d}")
+        _ = opts.ceilings  # planned once per run, here: a stage that cannot fit fails the batch before anything starts
+    return PlannedShort(line=entry.line, subject=subject, opts=opts)
 
 
 def pipelines_at_once(jobs: int, runs: list, limits: Limits, max_ram: int | None) -> int:
@@ -119,7 +154,8 @@ def _slug(topic: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", topic.lower()).strip("-")[:40]
 
 
-def _run_all(args, limits: Limits, runs: list, side_by_side: int, budget: MemoryBudget, cancel: threading.Event):
+def run_pipelines(args, limits: Limits, runs: list, side_by_side: int, budget: MemoryBudget,
+                  cancel: threading.Event):
     """Run every pipeline, `side_by_side` at a time; results by index (a report, or the UsageError that refused it)."""
     work: queue.Queue = queue.Queue()
     for index, opts in enumerate(runs):
@@ -147,33 +183,32 @@ def _run_all(args, limits: Limits, runs: list, side_by_side: int, budget: Memory
     return results, meter, time.monotonic() - start
 
 
-def _batch_report(batch_dir, topics, runs, results, jobs, max_ram, meter, wall_s) -> BatchReport:
-    items = []
-    waited = 0.0
-    for index, (topic, opts) in enumerate(zip(topics, runs)):
-        result = results.get(index)
-        if result is None:
-            items.append(BatchItem(topic=topic, run_dir=str(opts.run_dir), status="interrupted", message="not started"))
-        elif isinstance(result, Exception):
-            items.append(BatchItem(topic=topic, run_dir=str(opts.run_dir), status="failed", message=str(result)))
-        else:
-            failed = next((s.name for s in result.stages if not finished(s.status)), None)
-            waited += sum(s.waited_for_budget_s for s in result.stages)
-            items.append(BatchItem(
-                topic=topic, run_dir=str(opts.run_dir), status=result.status, failed_stage=failed,
-                message=result.message, peak_rss_bytes=result.peak_rss_bytes, wall_s=result.wall_s,
-                rerun_command=result.rerun_command,
-            ))
+def batch_item(short: PlannedShort, result: object, node: str = "") -> BatchItem:
+    """One row of batch.json: how the short's run ended (None: it never started; an exception: it was refused)."""
+    base = dict(topic=short.subject, run_dir=str(short.opts.run_dir), line=short.line, node=node)
+    if result is None:
+        return BatchItem(**base, status="interrupted", message="not started")
+    if isinstance(result, Exception):
+        return BatchItem(**base, status="failed", message=str(result))
+    assert isinstance(result, RunReport)
+    failed = next((s.name for s in result.stages if not finished(s.status)), None)
+    return BatchItem(**base, status=result.status if result.status != "running" else "interrupted",
+                     failed_stage=failed, message=result.message, peak_rss_bytes=result.peak_rss_bytes,
+                     wall_s=result.wall_s, rerun_command=result.rerun_command)
+
+
+def batch_report(batch_dir: Path, items: list[BatchItem], *, jobs: int, max_ram: int | None, peak: int, wall_s: float,
+                 waited: float = 0.0, timeline: list[Sample] | None = None, cluster: str | None = None) -> BatchReport:
     statuses = {item.status for item in items}
     status = next((s for s in WORST_FIRST if s in statuses), "done")
     return BatchReport(
         batch_dir=str(batch_dir), status=status, exit_code=EXIT_CODES[status], jobs=jobs, max_ram_bytes=max_ram,
-        peak_rss_bytes=meter.peak, wall_s=round(wall_s, 3), waited_for_budget_s=round(waited, 3), items=items,
-        timeline=downsample(list(meter.samples)),
+        peak_rss_bytes=peak, wall_s=round(wall_s, 3), waited_for_budget_s=round(waited, 3), items=items,
+        timeline=timeline or [], cluster=cluster,
     )
 
 
-def _print_batch(args: argparse.Namespace, report: BatchReport) -> None:
+def print_batch(args: argparse.Namespace, report: BatchReport) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -183,11 +218,13 @@ def _print_batch(args: argparse.Namespace, report: BatchReport) -> None:
 
     console = Console(stderr=args.json, highlight=False)
     table = Table(title=Text(f"batch {report.batch_dir}: {report.status}"))
-    for column in ("topic", "status", "failed stage", "peak", "time", "run dir"):
+    columns = ("topic", "status", "failed stage", "peak", "time", "run dir") + (("node",) if report.cluster else ())
+    for column in columns:
         table.add_column(column)
     for item in report.items:
-        table.add_row(Text(item.topic[:40]), item.status, Text(item.failed_stage or ""), format_size(item.peak_rss_bytes),
-                      f"{item.wall_s:.1f}s", Text(item.run_dir))
+        cells = [Text(item.topic[:40]), item.status, Text(item.failed_stage or ""), format_size(item.peak_rss_bytes),
+                 f"{item.wall_s:.1f}s", Text(item.run_dir)]
+        table.add_row(*cells, *((Text(item.node),) if report.cluster else ()))
     console.print(table)
     stream = console.file
     print(f"whole batch: peak {format_size(report.peak_rss_bytes)} of --max-ram {format_size(report.max_ram_bytes)},"

@@ -24,6 +24,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         return run_batch(args, limits, pipeline, max_ram)
     if args.jobs != 1:
         raise UsageError("--jobs needs --topics-file (one topic a line)")
+    if args.cluster is not None or args.cluster_unit is not None:
+        raise UsageError("--cluster needs --topics-file: it runs a batch of shorts across machines")
     opts = run_options(args, limits, pipeline, max_ram, run_dir=args.run_dir, topic=args.topic)
     with interrupt_handling() as cancel:
         with display_for(args, limits.warn_fraction) as observer:
