@@ -48,7 +48,9 @@ _SENTENCE = re.compile(r"\S.*?(?:[.!?…]+[\"'”’»)\]]*(?=\s+(?![a-zà-öø-
 _LABEL = re.compile(
     r"^(?:(?:a|an|the|my|our|your|o|um|uma|seu|sua)\s+)?"  # "A hook:", "The CTA:", "Um gancho:"
     r"(?:hook|body|cta|call[ -]to[ -]action|closing|intro|introduction|outro|conclusion|narration|narrator"
-    r"|script|title|topic|subject|angle|voice ?over|vo|line \d+|sentence \d+|part \d+|fact \d+|fact"
+    r"|script|title|topic|subject|angle|voice ?over|vo|(?:line|sentence|part|fact|point|step) \d+|fact"
+    r"|(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|next|last|final)"
+    r" (?:line|sentence|part|fact|point|step)"
     r"|gancho|corpo|chamada(?: para (?:a )?ação)?|encerramento|título|tema|assunto|roteiro|narração)"
     r"\s*(?:\([^)]*\))?\s*[:：]\s*",
     re.IGNORECASE,

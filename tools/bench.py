@@ -488,6 +488,37 @@ def _psnr_ssim(ffmpeg: str, raw: list[str], encoded: Path) -> tuple[float, float
     return float(psnr.group(1)), float(ssim.group(1))
 
 
+def bench_cluster(results: Results, work: Path, repeats: int) -> None:
+    """4 balloon shorts by `--jobs 2` and by `--cluster` on a local 2-node Ray (one CPU each), side by side."""
+    from tools.cluster_bench import cluster_batch, local_batch, write_batch
+
+    pipeline, topics = write_batch(work, shorts=4, mb=300, hold_s=2.0)
+    runs: dict[str, list[dict]] = {"jobs": [], "cluster": []}
+    for i in range(max(2, repeats // 2)):
+        for kind in ("jobs", "cluster") if i % 2 == 0 else ("cluster", "jobs"):
+            batch_dir = work / f"cluster-{kind}-{i}"
+            got = local_batch(pipeline, topics, batch_dir) if kind == "jobs" else cluster_batch(pipeline, topics, batch_dir)
+            if got["exit"] != 0:
+                raise RuntimeError(f"the {kind} batch failed: {got}")
+            runs[kind].append(got)
+    results.raw["cluster"] = runs
+    jobs_wall = median([r["wall_s"] for r in runs["jobs"]])
+    cluster_wall = median([r["wall_s"] for r in runs["cluster"]])
+    c = runs["cluster"]
+    command = "python -m tools.cluster_bench (4 balloon shorts of 300M held 2 s)"
+    results.add("cluster", "4 shorts, `--jobs 2` (no Ray)", f"{jobs_wall:.1f} s wall, batch peak"
+                f" {median([r['batch_peak_mib'] for r in runs['jobs']]):.0f} MiB", command=command)
+    results.add("cluster", "4 shorts, `--cluster` on a local 2-node Ray (one CPU each)",
+                f"{cluster_wall:.1f} s wall (+ {median([r['cluster_start_s'] for r in c]):.1f} s to start the cluster)",
+                command=command)
+    results.add("cluster", "Ray's own processes (GCS, raylets, workers; stage trees excluded)",
+                f"{median([r['ray_idle_rss_mib'] for r in c]):.0f} MiB idle, at most"
+                f" {median([r['ray_max_rss_during_batch_mib'] for r in c]):.0f} MiB during the batch;"
+                f" the driver {median([r['driver_max_rss_mib'] for r in c]):.0f} MiB", command=command)
+    results.add("cluster", "`--cluster` / `--jobs 2` wall on one machine", f"{cluster_wall / jobs_wall:.2f}x",
+                "(no target: Ray pays off across machines, not on one)")
+
+
 def bench_concurrency(results: Results, work: Path, repeats: int) -> None:
     """One short alone, then two with --jobs 1 and --jobs 2, all under the same --max-ram.
 
@@ -587,6 +618,7 @@ SECTIONS = {
     "stages": bench_stages,
     "render": bench_render,
     "encoder": bench_encoder,
+    "cluster": bench_cluster,
     "concurrency": bench_concurrency,
     "budget": bench_budget,
 }

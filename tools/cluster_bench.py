@@ -37,25 +37,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold", type=float, default=2.0, help="seconds the heavy stage holds its memory")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="cb-", dir="/tmp"))
-    pipeline = write_pipeline(
-        work / "p.toml",
-        {"name": "light", "ceiling": "150M", "params": {"mb": 20}},
-        {"name": "heavy", "ceiling": f"{args.mb + 150}M", "params": {"mb": args.mb, "rate_mb_s": 200,
-                                                                      "hold_s": args.hold}},
-    )
-    topics = work / "shorts.jsonl"
-    topics.write_text("".join(json.dumps({"topic": f"short {i}"}) + "\n" for i in range(1, args.shorts + 1)))
+    pipeline, topics = write_batch(work, args.shorts, args.mb, args.hold)
     try:
         result = {"shorts": args.shorts, "heavy_mb": args.mb, "hold_s": args.hold,
-                  "jobs_2": _local_batch(pipeline, topics, work / "local"),
-                  "cluster_2_nodes": _cluster_batch(pipeline, topics, work / "cluster")}
+                  "jobs_2": local_batch(pipeline, topics, work / "local"),
+                  "cluster_2_nodes": cluster_batch(pipeline, topics, work / "cluster")}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result, indent=2))
     return 0
 
 
-def _local_batch(pipeline: Path, topics: Path, batch_dir: Path) -> dict:
+def write_batch(work: Path, shorts: int, mb: int, hold_s: float) -> tuple[Path, Path]:
+    """The balloon pipeline (a light stage, then one holding `mb` MiB for `hold_s`) and a JSONL batch of `shorts`."""
+    pipeline = write_pipeline(
+        work / "p.toml",
+        {"name": "light", "ceiling": "150M", "params": {"mb": 20}},
+        {"name": "heavy", "ceiling": f"{mb + 150}M", "params": {"mb": mb, "rate_mb_s": 200, "hold_s": hold_s}},
+    )
+    topics = work / "shorts.jsonl"
+    topics.write_text("".join(json.dumps({"topic": f"short {i}"}) + "\n" for i in range(1, shorts + 1)))
+    return pipeline, topics
+
+
+def local_batch(pipeline: Path, topics: Path, batch_dir: Path) -> dict:
     start = time.monotonic()
     out = subprocess.run([*RUNNER, "--pipeline", str(pipeline), "--topics-file", str(topics), "--jobs", "2",
                           "--run-dir", str(batch_dir), "--json"], capture_output=True, text=True, check=False)
@@ -64,7 +69,7 @@ def _local_batch(pipeline: Path, topics: Path, batch_dir: Path) -> dict:
     return {"exit": out.returncode, "wall_s": round(wall, 2), "batch_peak_mib": report["peak_rss_bytes"] // MiB}
 
 
-def _cluster_batch(pipeline: Path, topics: Path, batch_dir: Path) -> dict:
+def cluster_batch(pipeline: Path, topics: Path, batch_dir: Path) -> dict:
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     from ray.cluster_utils import Cluster
 
