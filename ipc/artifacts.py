@@ -99,6 +99,16 @@ class Narration(Artifact, tag="narration"):
     device: str = "cpu"
 
 
+class Credit(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One picture shown in a visual, and what publishing it requires."""
+
+    title: str
+    source: str
+    file: str
+    licence: str
+    attribution: str = ""
+
+
 class Candidate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     id: str
     media: Literal["video", "still"]
@@ -113,6 +123,8 @@ class Candidate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     source: str = ""
     origin: str = ""
     thumbnail: RunPath | None = None
+    credits: list[Credit] = []
+    """The illustrations drawn into it (the illustrated library), each with its licence."""
 
 
 class SkippedSource(msgspec.Struct, forbid_unknown_fields=True):
@@ -132,6 +144,8 @@ class RankedCandidate(msgspec.Struct, forbid_unknown_fields=True):
     candidate_id: str
     score: float
     offset_s: float = 0.0
+    description: str = ""
+    """What the candidate shows (its description, else its title), so the match artifact reads on its own."""
 
 
 class SentenceMatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -160,6 +174,8 @@ class Segment(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     source_offset_s: float = 0.0
     motion: Literal["none", "zoom_in", "zoom_out", "pan_left", "pan_right"] = "none"
     transition_s: float = 0.0
+    credits: list[Credit] = []
+    """The candidate's credits, carried to the render stage's credits.txt."""
 
 
 class Caption(msgspec.Struct, forbid_unknown_fields=True):
@@ -214,6 +230,8 @@ class Render(Artifact, tag="render"):
     has_audio: bool
     renderer: str
     size_bytes: int
+    credits: RunPath | None = None
+    """credits.txt: the illustrations shown and their licences, when any is shown."""
 
 
 class Balloon(Artifact, tag="balloon"):

@@ -68,7 +68,8 @@ class TtsParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class BrollParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    source: Literal["auto", "youtube", "urls", "local", "builtin"] = "auto"
+    source: Literal["auto", "youtube", "urls", "local", "builtin", "stills"] = "auto"
+    """builtin: the illustrated library (the offline default); stills: scikit-image's sample photographs."""
     local_dir: str | None = None
     urls: list[str] = []
     max_items: int = 12
@@ -77,6 +78,8 @@ class BrollParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_height: int = 1080
     max_filesize_mb: int = 80
     download_timeout_s: float = 120.0
+    fill_gaps: bool = True
+    """With local, urls or youtube: illustrated scenes for the sentences their visuals leave uncovered."""
 
 
 class MatchParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

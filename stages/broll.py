@@ -2,11 +2,16 @@
 
 Sources (`BrollParams.source`): a YouTube search per b-roll query and a list of
 URLs, both through yt-dlp run as a subprocess bounded in time, size, duration
-and height (`stages.ytdlp`); a local folder of the user's clips and stills; and
-the built-in library of scikit-image stills. Each source is registered in
+and height (`stages.ytdlp`); a local folder of the user's clips and stills; the
+built-in illustrated library (`builtin`: a scene composed for each sentence
+from OpenMoji and, when installed, Openclipart and Tux Paint;
+stages/illustrations*.py), with `credits.txt` beside the scenes; and
+scikit-image's sample photographs (`stills`). Each source is registered in
 `BACKENDS`. `auto` picks the local folder or the URL list when configured, else
-YouTube when it answers (falling back to the built-in stills if nothing usable
-comes of it), else the built-in stills. Every file is probed with ffmpeg
+YouTube when it answers (falling back to the built-in library if nothing usable
+comes of it), else the built-in library. When the local folder, the URLs or
+YouTube give fewer visuals than the script has sentences, illustrated scenes
+fill in for the sentences their visuals describe worst. Every file is probed with ffmpeg
 (duration, size, a decodable frame; `stages.visuals`) before it becomes a
 `Candidate`; failures are recorded in `Candidates.skipped`, and only an empty
 result is an error. Payloads are copied into the run directory, each as a new
@@ -24,10 +29,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ipc.artifacts import Candidate, Candidates, Script, SkippedSource
+from ipc.artifacts import Candidate, Candidates, Credit, Script, SkippedSource
 from ipc.params import BrollParams
 from stages.harness import StageContext, StageError, stage_main
-from stages.outputs import link_or_copy
+from stages.outputs import link_or_copy, write_text
 from stages.visuals import Fetched, UnusableMedia, probe_media
 from stages.ytdlp import download, search_videos
 
@@ -40,6 +45,8 @@ SEARCH_OVERFETCH = 3
 """Search hits asked for per wanted clip: some are too long, live, or fail to download."""
 
 Collected = tuple[list[Candidate], list[SkippedSource]]
+CREDITS_FILE = "credits.txt"
+"""Written beside the illustrated scenes: every illustration in them, its source and licence."""
 
 
 # ---------------------------------------------------------------- the stage
@@ -48,15 +55,17 @@ Collected = tuple[list[Candidate], list[SkippedSource]]
 def run(ctx: StageContext, params: BrollParams, *, script: Script) -> Candidates:
     source, reason = choose_source(params)
     ctx.progress(f"b-roll source: {source} ({reason})", 0.0)
-    queries = search_queries(script)
-    items, skipped = BACKENDS[source].collect(ctx, params, queries)
+    items, skipped = BACKENDS[source].collect(ctx, params, script)
     if not items and params.source == "auto" and source == "youtube":
         reason += f"; no usable {source} media ({len(skipped)} skipped), so fell back to the built-in stills"
         source = "builtin"
-        more_items, more_skipped = BACKENDS[source].collect(ctx, params, queries)
+        more_items, more_skipped = BACKENDS[source].collect(ctx, params, script)
         items, skipped = more_items, skipped + more_skipped
     if not items:
         raise StageError(_nothing_usable_message(source, params, skipped))
+    if params.fill_gaps and source in GAP_FILLED and len(items) < min(len(script.sentences), params.max_items):
+        filled, note = fill_gaps(ctx, params, script, items)
+        items, reason = items + filled, reason + note
     ctx.progress(f"{len(items)} candidates, {len(skipped)} skipped", 1.0)
     return Candidates(source=source, source_reason=reason, items=items, skipped=skipped)
 
@@ -80,7 +89,7 @@ def choose_source(params: BrollParams, reachable: Callable[[], bool] | None = No
     where = f"{YOUTUBE_HOST}:{YOUTUBE_PORT}"
     if (reachable or youtube_reachable)():
         return "youtube", f"{where} answered within {REACH_TIMEOUT_S:g} s"
-    return "builtin", f"{where} did not answer within {REACH_TIMEOUT_S:g} s (offline?), so the built-in stills"
+    return "builtin", f"{where} did not answer within {REACH_TIMEOUT_S:g} s (offline?), so the built-in illustrated library"
 
 
 def youtube_reachable(host: str | None = None, port: int | None = None, timeout_s: float = REACH_TIMEOUT_S) -> bool:
@@ -135,11 +144,67 @@ def _candidate(ctx: StageContext, cid: str, source: str, query: str, fetched: Fe
     )
 
 
-# ---------------------------------------------------------------- builtin
+# ---------------------------------------------------------------- builtin: the illustrated library
 
 
-def collect_builtin(ctx: StageContext, params: BrollParams, queries: list[str]) -> Collected:
-    """Write the built-in stills (the ones sharing most words with the queries first) into the run dir."""
+def collect_illustrated(ctx: StageContext, params: BrollParams, script: Script) -> Collected:
+    """One composed illustration per sentence, up to max_items; credits.txt beside them.
+
+    The b-roll queries are not drawn on their own: a phrase without its
+    sentence finds a vampire for "blood" and a mermaid for "sea water".
+    """
+    texts = _unique(script.sentences)[: params.max_items]
+    return _illustrated_candidates(ctx, texts, script), []
+
+
+def _illustrated_candidates(ctx: StageContext, texts: list[str], script: Script) -> list[Candidate]:
+    from stages.illustrations import OPTIONAL_INSTALL, missing_optional_sources
+    from stages.illustrations_scenes import credits_text, illustrate
+
+    missing = missing_optional_sources()
+    if missing:
+        ctx.log(f"illustrated library without {' and '.join(missing)}; add more pictures with `{OPTIONAL_INSTALL}`")
+    topic = [script.title, *script.sentences]
+    with ctx.phase("illustrate"):
+        scenes = illustrate(texts, topic, ctx.out_dir, progress=ctx.progress)
+    write_text(ctx.out_dir / CREDITS_FILE, credits_text([(scene.id, scene.items) for scene in scenes]))
+    items = []
+    for scene in scenes:
+        fetched = Fetched(
+            scene.path, probe_media(scene.path), scene.title,
+            f"illustrated for: {scene.text} ({', '.join(i.id for i in scene.items)})", scene.description, scene.tags,
+        )
+        candidate = _candidate(ctx, scene.id, "builtin", "", fetched)
+        candidate.credits = [Credit(i.title, i.source, Path(i.path).name, i.licence, i.attribution) for i in scene.items]
+        items.append(candidate)
+    return items
+
+
+def fill_gaps(ctx: StageContext, params: BrollParams, script: Script, items: list[Candidate]) -> tuple[list[Candidate], str]:
+    """Illustrated scenes for the sentences the other source's visuals describe worst, up to one per sentence.
+
+    The user's own media and downloads come first; a short list of them would
+    otherwise be shown again and again under sentences they do not fit.
+    """
+    from stages.text_embedding import embed_texts
+
+    wanted = min(len(script.sentences), params.max_items) - len(items)
+    have = embed_texts([". ".join([c.title, c.description[:300], ", ".join(c.tags[:12])]) for c in items])
+    fit = (embed_texts(script.sentences) @ have.T).max(axis=1)
+    worst = sorted(sorted(range(len(script.sentences)), key=lambda i: fit[i])[:wanted])
+    try:
+        filled = _illustrated_candidates(ctx, [script.sentences[i] for i in worst], script)
+    except StageError as exc:
+        ctx.log(f"no illustrated scenes to fill gaps: {exc}")
+        return [], f"; the illustrated library could not fill gaps ({exc})"
+    return filled, f"; {len(filled)} illustrated scenes fill the sentences its visuals fit least"
+
+
+# ---------------------------------------------------------------- stills: scikit-image's sample photographs
+
+
+def collect_stills(ctx: StageContext, params: BrollParams, queries: list[str]) -> Collected:
+    """Write scikit-image's sample photos (the ones sharing most words with the queries first) into the run dir."""
     from stages.builtin_stills import LIBRARY, write_png
 
     items: list[Candidate] = []
@@ -154,7 +219,7 @@ def collect_builtin(ctx: StageContext, params: BrollParams, queries: list[str]) 
             skipped.append(SkippedSource(f"builtin:{still.name}", f"not available offline ({exc})"))
             continue
         fetched = Fetched(path, info, still.title, f"skimage.data.{still.name}", still.description, list(still.tags))
-        items.append(_candidate(ctx, f"builtin-{still.name}", "builtin", "", fetched))
+        items.append(_candidate(ctx, f"builtin-{still.name}", "stills", "", fetched))
     return items, skipped
 
 
@@ -310,19 +375,28 @@ def _safe_id(raw: str) -> str:
 
 @dataclass(frozen=True)
 class Source:
-    """Where b-roll comes from: how to gather candidates, and how a message names the place."""
+    """Where b-roll comes from: how to gather candidates for a script, and how a message names the place."""
 
-    collect: Callable[[StageContext, BrollParams, list[str]], Collected]
+    collect: Callable[[StageContext, BrollParams, Script], Collected]
     where: Callable[[BrollParams], str]
 
 
+def _by_queries(collect: Callable[[StageContext, BrollParams, list[str]], Collected]):
+    """A collector that needs only the script's b-roll queries."""
+    return lambda ctx, params, script: collect(ctx, params, search_queries(script))
+
+
 BACKENDS: dict[str, Source] = {
-    "local": Source(collect_local, lambda params: f"the local folder {params.local_dir}"),
-    "urls": Source(collect_urls, lambda params: "the configured URLs"),
-    "youtube": Source(collect_youtube, lambda params: "the YouTube search"),
-    "builtin": Source(collect_builtin, lambda params: "the built-in stills library"),
+    "local": Source(_by_queries(collect_local), lambda params: f"the local folder {params.local_dir}"),
+    "urls": Source(_by_queries(collect_urls), lambda params: "the configured URLs"),
+    "youtube": Source(_by_queries(collect_youtube), lambda params: "the YouTube search"),
+    "builtin": Source(collect_illustrated, lambda params: "the built-in illustrated library"),
+    "stills": Source(_by_queries(collect_stills), lambda params: "scikit-image's sample photographs"),
 }
 """Every source by its `BrollParams.source` name ("auto" is not one: it is choose_source's rule)."""
+
+GAP_FILLED = frozenset({"local", "urls", "youtube"})
+"""Sources whose visuals, when fewer than the sentences, are topped up with illustrated scenes."""
 
 
 if __name__ == "__main__":

@@ -72,7 +72,11 @@ def run(ctx: StageContext, params: MatchParams, *, script: Script, broll: Candid
 
 def _sentence_match(index: int, text: str, candidates: list[Candidate], scores, offsets, chosen: int) -> SentenceMatch:
     order = sorted(range(len(candidates)), key=lambda c: -scores[c])
-    ranked = [RankedCandidate(candidates[c].id, round(float(scores[c]), 5), round(float(offsets[c]), 3)) for c in order]
+    ranked = [
+        RankedCandidate(candidates[c].id, round(float(scores[c]), 5), round(float(offsets[c]), 3),
+                        candidates[c].description or candidates[c].title)
+        for c in order
+    ]
     return SentenceMatch(index, text, ranked, candidates[chosen].id, round(float(offsets[chosen]), 3))
 
 

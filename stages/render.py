@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ipc.artifacts import Render, Segment, Timeline
+from ipc.artifacts import Credit, Render, Segment, Timeline
 from ipc.files import ArtifactError
 from ipc.params import RenderParams
 from stages.captions import CaptionStyle, Font, FontMissing, find_font, write_ass, write_srt
@@ -63,14 +63,39 @@ def run(ctx: StageContext, params: Params, *, timeline: Timeline) -> Render:
         partial.replace(video)
         info = verify_video(video, timeline)
         make_thumbnail(video, timeline, thumbnail)
-        publish(ctx.run_dir, [video, srt, ass, thumbnail])
+        credits = write_credits(ctx.out_dir / CREDITS_FILE, timeline)
+        publish(ctx.run_dir, [video, srt, ass, thumbnail, *([credits] if credits else [])])
     ctx.progress("render done", 1.0)
     return Render(
         video=ctx.rel(video), srt=ctx.rel(srt), ass=ctx.rel(ass), thumbnail=ctx.rel(thumbnail),
         duration_s=info.duration_s or 0.0, width=info.video.width, height=info.video.height,
         fps=info.video.fps, has_audio=info.audio is not None, renderer=params.renderer,
-        size_bytes=video.stat().st_size,
+        size_bytes=video.stat().st_size, credits=ctx.rel(credits) if credits else None,
     )
+
+
+CREDITS_FILE = "credits.txt"
+CREDITS_HEADER = (
+    "Pictures shown in this short, and their licences. Publish these credits with the video (e.g. in its\n"
+    "description): CC BY-SA 4.0 pictures (OpenMoji) need the credit and a link to the licence, and changed\n"
+    "versions of them, shared apart from the video, need the same licence.\n"
+)
+
+
+def write_credits(path: Path, timeline: Timeline) -> Path | None:
+    """credits.txt for the pictures the short shows (each once, in order of appearance); None when it shows none."""
+    shown: dict[tuple[str, str], Credit] = {}
+    for segment in timeline.segments:
+        for credit in segment.credits:
+            shown.setdefault((credit.source, credit.file), credit)
+    if not shown:
+        return None
+    lines = [CREDITS_HEADER]
+    lines += [f"- {c.title}: {c.source} {c.file}, {c.licence}" for c in shown.values()]
+    attributions = sorted({c.attribution for c in shown.values() if c.attribution})
+    if attributions:
+        lines += ["", *attributions]
+    return write_text(path, "\n".join(lines) + "\n")
 
 
 def publish(run_dir: Path, files: list[Path]) -> None:

@@ -245,7 +245,7 @@ def assign_shots(spans: list[Span], matches: Matches, library: dict[str, Usable]
         segments.append(Segment(
             start=round(span.start, 3), end=round(span.end, 3), candidate_id=candidate.id, path=candidate.path,
             media=candidate.media, source_offset_s=round(shot.offset_s, 3), motion=motion,
-            transition_s=round(transitions[i], 3),
+            transition_s=round(transitions[i], 3), credits=candidate.credits,
         ))
         previous = shot
     segments[-1].end = spans[-1].end

@@ -119,15 +119,16 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-# ---------------------------------------------------------------- builtin
+# ---------------------------------------------------------------- stills: scikit-image's sample photographs
+# (the illustrated library, `builtin`, is specified in tests/test_illustrations_broll.py)
 
 
-def test_builtin_library_writes_every_still_as_a_described_png(tmp_path, run_stage_inline):
-    params = BrollParams(source="builtin", max_items=50)
+def test_stills_library_writes_every_still_as_a_described_png(tmp_path, run_stage_inline):
+    params = BrollParams(source="stills", max_items=50)
     result, _ = run_stage_inline(tmp_path, "broll", params, script=SCRIPT)
 
     assert isinstance(result, Candidates)
-    assert result.source == "builtin" and result.skipped == []
+    assert result.source == "stills" and result.skipped == []
     assert len(result.items) == len(LIBRARY) >= 5
     for item in result.items:
         path = resolve_in_run(tmp_path, item.path)
@@ -138,8 +139,8 @@ def test_builtin_library_writes_every_still_as_a_described_png(tmp_path, run_sta
     assert len({item.id for item in result.items}) == len(result.items)
 
 
-def test_builtin_puts_stills_sharing_words_with_the_queries_first(tmp_path, run_stage_inline):
-    params = BrollParams(source="builtin", max_items=2)
+def test_stills_puts_stills_sharing_words_with_the_queries_first(tmp_path, run_stage_inline):
+    params = BrollParams(source="stills", max_items=2)
     result, _ = run_stage_inline(tmp_path, "broll", params, script=SCRIPT)
 
     assert {item.id for item in result.items} == {"builtin-chelsea", "builtin-rocket"}
@@ -149,7 +150,7 @@ def test_builtin_puts_stills_sharing_words_with_the_queries_first(tmp_path, run_
 
 
 def test_local_folder_keeps_readable_clips_and_stills_and_records_broken_files(tmp_path, run_stage_inline, local_media):
-    params = BrollParams(source="local", local_dir=str(local_media))
+    params = BrollParams(source="local", local_dir=str(local_media), fill_gaps=False)
     result, _ = run_stage_inline(tmp_path, "broll", params, script=SCRIPT)
 
     by_title = {item.title: item for item in result.items}
@@ -210,7 +211,7 @@ def test_urls_are_downloaded_with_metadata_and_failures_are_recorded(tmp_path, r
         "too_long": f"{server}/lecture.html",
         "too_big": f"{server}/big.mp4",
     }
-    params = BrollParams(source="urls", urls=list(urls.values()), max_filesize_mb=1, max_clip_s=30)
+    params = BrollParams(source="urls", urls=list(urls.values()), max_filesize_mb=1, max_clip_s=30, fill_gaps=False)
     result, _ = run_stage_inline(tmp_path, "broll", params, script=SCRIPT)
 
     by_origin = {item.origin: item for item in result.items}
@@ -237,7 +238,8 @@ def test_urls_are_downloaded_with_metadata_and_failures_are_recorded(tmp_path, r
 
 def test_a_download_past_its_time_bound_is_stopped_and_recorded(tmp_path, run_stage_inline, server):
     # 8 s: ample for yt-dlp to start and fetch the small clip on a loaded machine; the trickle needs far longer
-    params = BrollParams(source="urls", urls=[f"{server}/slow/slow.mp4", f"{server}/clip.mp4"], download_timeout_s=8)
+    params = BrollParams(source="urls", urls=[f"{server}/slow/slow.mp4", f"{server}/clip.mp4"], download_timeout_s=8,
+                         fill_gaps=False)
     start = time.monotonic()
     result, _ = run_stage_inline(tmp_path, "broll", params, script=SCRIPT)
 
@@ -319,7 +321,7 @@ def test_reachability_check_is_false_for_a_closed_port_and_true_for_a_listening_
         assert broll.youtube_reachable("127.0.0.1", listener.getsockname()[1], timeout_s=2.0) is True
 
 
-def test_auto_falls_back_to_builtin_stills_when_youtube_does_not_answer(tmp_path, run_stage_inline, monkeypatch):
+def test_auto_falls_back_to_the_builtin_library_when_youtube_does_not_answer(tmp_path, run_stage_inline, monkeypatch):
     monkeypatch.setattr(broll, "YOUTUBE_HOST", "127.0.0.1")
     monkeypatch.setattr(broll, "YOUTUBE_PORT", closed_port())
     result, _ = run_stage_inline(tmp_path, "broll", BrollParams(max_items=3), script=SCRIPT)
@@ -329,7 +331,7 @@ def test_auto_falls_back_to_builtin_stills_when_youtube_does_not_answer(tmp_path
     assert len(result.items) == 3
 
 
-def test_auto_falls_back_to_builtin_stills_when_youtube_answers_but_yields_nothing(
+def test_auto_falls_back_to_the_builtin_library_when_youtube_answers_but_yields_nothing(
     tmp_path, run_stage_inline, monkeypatch, server, site
 ):
     (site / "search-dead.xml").write_text(feed(server, [("gone", "missing.mp4", 5)]))

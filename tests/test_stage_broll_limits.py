@@ -71,7 +71,8 @@ def test_a_download_without_a_length_is_stopped_at_the_byte_cap_and_removed(tmp_
     (run_dir / "broll").mkdir(parents=True)
     with serve(site) as base:
         endless, clip = f"{base}/endless/forever.mp4", f"{base}/clip.mp4"
-        params = BrollParams(source="urls", urls=[endless, clip], max_filesize_mb=2, download_timeout_s=30)
+        params = BrollParams(source="urls", urls=[endless, clip], max_filesize_mb=2, download_timeout_s=30,
+                             fill_gaps=False)
         start = time.monotonic()
         with most_bytes_held(run_dir / "broll") as most:
             result, _ = run_stage_inline(run_dir, "broll", params, script=SCRIPT)
@@ -127,7 +128,8 @@ def test_a_huge_image_in_the_local_folder_is_skipped_without_being_decoded(tmp_p
     make_still(folder / "sunset.png")
     write_huge_png(folder / "poster.png", 16000)
 
-    result, peak = run_broll_process(tmp_path / "run", BrollParams(source="local", local_dir=str(folder)))
+    params = BrollParams(source="local", local_dir=str(folder), fill_gaps=False)
+    result, peak = run_broll_process(tmp_path / "run", params)
 
     assert sorted(item.title for item in result.items) == ["sunset", "walk"]
     [skipped] = result.skipped
@@ -141,6 +143,7 @@ def test_the_peak_reading_sees_the_ffmpeg_in_the_stage_tree(tmp_path):
     folder = tmp_path / "mine"
     folder.mkdir()
     write_huge_png(folder / "big.png", 6000)
-    result, peak = run_broll_process(tmp_path / "run", BrollParams(source="local", local_dir=str(folder)))
+    params = BrollParams(source="local", local_dir=str(folder), fill_gaps=False)
+    result, peak = run_broll_process(tmp_path / "run", params)
     assert [item.width for item in result.items] == [6000]
     assert peak > 108 * MB

@@ -93,7 +93,7 @@ def test_builtin_stills_replace_planted_links(tmp_path, run_stage_inline):
         planted.link(f"broll/builtin-{still.name}.png", dangling=still.name == "coffee")
     before = planted.outside_state()
 
-    result, _ = run_stage_inline(tmp_path / "run", "broll", BrollParams(source="builtin", max_items=50), script=SCRIPT)
+    result, _ = run_stage_inline(tmp_path / "run", "broll", BrollParams(source="stills", max_items=50), script=SCRIPT)
 
     planted.check_untouched(before)
     assert len(result.items) == len(LIBRARY)
@@ -114,10 +114,11 @@ def test_local_copies_and_downloads_replace_planted_links(tmp_path, run_stage_in
     planted.folder("broll/.download-url-1", ["media.mp4", "info.jsonl"])
     before = planted.outside_state()
 
-    local, _ = run_stage_inline(run_dir, "broll", BrollParams(source="local", local_dir=str(mine)), script=SCRIPT)
+    local_params = BrollParams(source="local", local_dir=str(mine), fill_gaps=False)
+    local, _ = run_stage_inline(run_dir, "broll", local_params, script=SCRIPT)
     with serve(site) as base:
-        urls, _ = run_stage_inline(run_dir, "broll", BrollParams(source="urls", urls=[f"{base}/clip.mp4"]),
-                                   script=SCRIPT)
+        url_params = BrollParams(source="urls", urls=[f"{base}/clip.mp4"], fill_gaps=False)
+        urls, _ = run_stage_inline(run_dir, "broll", url_params, script=SCRIPT)
 
     planted.check_untouched(before)
     assert [item.path for item in local.items] == ["broll/local-sunset.png"]

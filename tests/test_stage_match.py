@@ -94,7 +94,7 @@ def builtin_candidates(tmp_path_factory):
 
     run_dir = tmp_path_factory.mktemp("builtin-run")
     write_struct(run_dir / artifact_path("script"), TEXT_SCRIPT)
-    candidates = execute(stage_call(run_dir, "broll", BrollParams(source="builtin", max_items=8)))
+    candidates = execute(stage_call(run_dir, "broll", BrollParams(source="stills", max_items=8)))
     return run_dir, candidates
 
 
@@ -113,7 +113,7 @@ def clip_candidates(tmp_path_factory):
     ffmpeg("-f", "lavfi", "-i", "mandelbrot=size=100x100", "-frames:v", "1", str(media / "fractal.jpg"))
     run_dir = tmp_path_factory.mktemp("clip-run")
     write_struct(run_dir / artifact_path("script"), CLIP_SCRIPT)
-    candidates = execute(stage_call(run_dir, "broll", BrollParams(source="local", local_dir=str(media))))
+    candidates = execute(stage_call(run_dir, "broll", BrollParams(source="local", local_dir=str(media), fill_gaps=False)))
     assert len(candidates.items) == 4
     return run_dir, candidates
 
@@ -149,6 +149,8 @@ def test_text_scorer_ranks_every_candidate_with_cosine_scores(run_stage_inline, 
         assert {r.candidate_id for r in sentence.ranked} == ids
         values = [r.score for r in sentence.ranked]
         assert values == sorted(values, reverse=True) and all(-1.0 <= v <= 1.0 for v in values)
+        described = {c.id: c.description or c.title for c in candidates.items}
+        assert all(r.description == described[r.candidate_id] for r in sentence.ranked)  # readable on its own
 
 
 def test_candidate_text_includes_title_description_tags_and_query():

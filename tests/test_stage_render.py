@@ -19,7 +19,7 @@ import msgspec
 import numpy as np
 import pytest
 
-from ipc.artifacts import Caption, MusicBed, Segment, Timeline, WordSpan
+from ipc.artifacts import Caption, Credit, MusicBed, Segment, Timeline, WordSpan
 from ipc.files import resolve_in_run
 from ipc.params import PLATFORMS, RenderParams
 from stages.harness import StageError
@@ -54,6 +54,10 @@ def words() -> list[WordSpan]:
     return spans
 
 
+OCTOPUS_CREDIT = Credit("octopus", "openmoji", "1F419.svg", "CC BY-SA 4.0",
+                        "All emojis designed by OpenMoji – the open-source emoji and icon project. License: CC BY-SA 4.0")
+
+
 def make_inputs(run_dir: Path) -> Timeline:
     """Narration with a pause, a grey landscape clip, a grey still, a music track: and the timeline over them."""
     (run_dir / "tts").mkdir(parents=True)
@@ -80,7 +84,7 @@ def make_inputs(run_dir: Path) -> Timeline:
             Segment(start=0.0, end=2.4, candidate_id="land", path="broll/land.mp4", media="video",
                     source_offset_s=1.0),
             Segment(start=2.4, end=DURATION_S, candidate_id="still", path="broll/still.png", media="still",
-                    motion="zoom_in", transition_s=0.25),
+                    motion="zoom_in", transition_s=0.25, credits=[OCTOPUS_CREDIT, OCTOPUS_CREDIT]),
         ],
         captions=captions,
         music=MusicBed(path=f"timeline/music/{track.name}", title=track.stem, gain_db=-16.0, duck_db=-10.0),
@@ -190,6 +194,21 @@ def test_caption_files_are_timed_inside_the_narration(rendered):
         end = int(times[3]) * 3600 + int(times[4]) * 60 + float(times[5])
         assert 0 <= start < end <= timeline.narration_duration_s + 0.005
         assert text.count("\\1c") == 2
+
+
+def test_the_pictures_shown_are_credited_once_beside_the_short(rendered):
+    run_dir, _, result, _ = rendered("ffmpeg")
+    assert result.credits == "render/credits.txt"
+    text = (run_dir / "credits.txt").read_text()
+    assert text.count("- octopus: openmoji 1F419.svg, CC BY-SA 4.0") == 1
+    assert OCTOPUS_CREDIT.attribution in text and "description" in text
+
+
+def test_a_short_without_credited_pictures_has_no_credits_file(tmp_path):
+    from stages.render import write_credits
+
+    timeline = make_timeline_stub()
+    assert write_credits(tmp_path / "credits.txt", timeline) is None and not (tmp_path / "credits.txt").exists()
 
 
 def test_thumbnail_is_a_full_size_frame(rendered):

@@ -42,6 +42,25 @@ def test_batches_give_the_same_vectors_as_one_at_a_time():
     assert np.allclose(together, alone, atol=2e-3)
 
 
+def test_texts_go_to_the_model_in_groups_bounded_by_size_times_length_squared():
+    from stages.text_embedding import BATCH_BUDGET, length_groups
+
+    lengths = [3, 200, 5, 40] * 20
+    groups = length_groups(lengths)
+    assert sorted(i for group in groups for i in group) == list(range(len(lengths)))
+    for group in groups:
+        longest = max(lengths[i] for i in group)
+        assert len(group) == 1 or len(group) * longest ** 2 <= BATCH_BUDGET
+    assert max(len(g) for g in groups) > 1  # short texts still share a call
+
+
+def test_long_and_short_texts_mixed_keep_their_own_vectors():
+    texts = ["bee", "a much longer description of a honeybee carrying pollen " * 8, "octopus", "heart " * 30] * 10
+    mixed = embed_texts(texts)
+    alone = np.stack([embed_texts([t])[0] for t in texts[:4]])
+    assert np.allclose(mixed[:4], alone, atol=2e-3) and np.allclose(mixed[4:8], alone, atol=2e-3)
+
+
 @pytest.mark.slow
 def test_it_agrees_with_the_float32_model():
     from sentence_transformers import SentenceTransformer
