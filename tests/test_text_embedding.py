@@ -43,7 +43,7 @@ def test_batches_give_the_same_vectors_as_one_at_a_time():
 
 
 def test_texts_go_to_the_model_in_groups_bounded_by_size_times_length_squared():
-    from stages.text_embedding import BATCH_BUDGET, length_groups
+    from stages.text_embedding import BATCH_BUDGET, MAX_BATCH, length_groups
 
     lengths = [3, 200, 5, 40] * 20
     groups = length_groups(lengths)
@@ -51,7 +51,9 @@ def test_texts_go_to_the_model_in_groups_bounded_by_size_times_length_squared():
     for group in groups:
         longest = max(lengths[i] for i in group)
         assert len(group) == 1 or len(group) * longest ** 2 <= BATCH_BUDGET
+        assert len(group) <= MAX_BATCH
     assert max(len(g) for g in groups) > 1  # short texts still share a call
+    assert max(len(g) for g in length_groups([2] * 500)) == MAX_BATCH
 
 
 def test_long_and_short_texts_mixed_keep_their_own_vectors():
