@@ -52,13 +52,13 @@ class JobRecord(msgspec.Struct, kw_only=True):
     cancelled: bool = False
 
 
-@dataclass
-class LiveStage:
-    """A stage as the server sees it right now (before report.json has it)."""
+class StageView(msgspec.Struct, kw_only=True):
+    """A stage as clients see it: live while it runs (before report.json has it), then as reported."""
 
     name: str
     status: str = "pending"
     rss_bytes: int = 0
+    """Live: the stage tree's RSS in the latest sample (0 when it is not running)."""
     peak_rss_bytes: int = 0
     ceiling_bytes: int = 0
     waited_for_budget_s: float = 0.0
@@ -67,7 +67,6 @@ class LiveStage:
     detail: str = ""
     message: str = ""
     wall_s: float = 0.0
-    started: float | None = None
 
 
 @dataclass
@@ -78,7 +77,7 @@ class Job:
     phase: str = "idle"
     """queued, running, or idle (finished, or never run by this server: its report.json says how it ended)."""
     cancel: threading.Event = field(default_factory=threading.Event)
-    stages: dict[str, LiveStage] = field(default_factory=dict)
+    stages: dict[str, StageView] = field(default_factory=dict)
     report: RunReport | None = None
     opts: RunOptions | None = None
     timeline: list[tuple[float, int]] = field(default_factory=list)
@@ -291,7 +290,7 @@ class JobManager(Observer):
 
     def _enqueue(self, job: Job) -> None:
         job.phase = "queued"
-        job.stages = {name: LiveStage(name) for name in (job.record.stages if job.record else [])}
+        job.stages = {name: StageView(name=name) for name in (job.record.stages if job.record else [])}
         self._queue.put(job.id)
         self._changed(job, "task")
 
@@ -335,13 +334,13 @@ class JobManager(Observer):
 
     # Observer: called from the watchdog threads of each run
 
-    def _stage(self, label: str, stage: str) -> tuple[Job, LiveStage] | None:
+    def _stage(self, label: str, stage: str) -> tuple[Job, StageView] | None:
         job = self.jobs.get(label)
         if job is None:
             return None
         live = job.stages.get(stage)
         if live is None:
-            live = job.stages[stage] = LiveStage(stage)
+            live = job.stages[stage] = StageView(name=stage)
         return job, live
 
     def stage_waiting(self, label: str, stage: str, ceiling: int) -> None:
@@ -354,7 +353,7 @@ class JobManager(Observer):
     def stage_started(self, label: str, stage: str, ceiling: int) -> None:
         if found := self._stage(label, stage):
             job, live = found
-            live.status, live.ceiling_bytes, live.started = "running", ceiling, time.monotonic()
+            live.status, live.ceiling_bytes = "running", ceiling
             live.rss_bytes = live.peak_rss_bytes = 0
             live.fraction, live.detail, live.message = None, "", ""
             self._changed(job, "task")

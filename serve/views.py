@@ -16,7 +16,7 @@ from pathlib import Path
 import msgspec
 
 from runner.report import RunReport, Sample, StageReport, downsample
-from serve.jobs import Job, LiveStage, held_elsewhere, read_manifest, read_report
+from serve.jobs import Job, StageView, held_elsewhere, read_manifest, read_report
 
 STATE_FAILED, STATE_QUEUED, STATE_COMPLETE, STATE_PROCESSING = -1, 0, 1, 4
 FILES = {
@@ -29,21 +29,6 @@ FILES = {
     "report.json": "application/json",
 }
 """The files of a run a client may fetch, by name; captions.vtt is made from captions.srt on the fly."""
-
-
-class StageView(msgspec.Struct, kw_only=True):
-    name: str
-    status: str
-    rss_bytes: int = 0
-    """Live: the stage tree's RSS in the latest sample (0 when it is not running)."""
-    peak_rss_bytes: int = 0
-    ceiling_bytes: int = 0
-    waited_for_budget_s: float = 0.0
-    killed_by_os: bool = False
-    fraction: float | None = None
-    detail: str = ""
-    message: str = ""
-    wall_s: float = 0.0
 
 
 class TaskView(msgspec.Struct, kw_only=True):
@@ -147,13 +132,8 @@ def _stage_names(job: Job, report: RunReport | None) -> list[str]:
 def _live_stages(job: Job, names: list[str]) -> list[StageView]:
     views = []
     for name in names + [n for n in job.stages if n not in names]:
-        live = job.stages.get(name) or LiveStage(name)
-        views.append(StageView(
-            name=name, status=live.status, rss_bytes=live.rss_bytes, peak_rss_bytes=live.peak_rss_bytes,
-            ceiling_bytes=live.ceiling_bytes, waited_for_budget_s=live.waited_for_budget_s,
-            killed_by_os=live.killed_by_os, fraction=live.fraction, detail=live.detail, message=live.message,
-            wall_s=round(live.wall_s, 3),
-        ))
+        live = job.stages.get(name) or StageView(name=name)
+        views.append(msgspec.structs.replace(live, wall_s=round(live.wall_s, 3)))  # a copy: the live one moves on
     return views
 
 
