@@ -634,8 +634,10 @@ def machine() -> dict:
     }
 
 
-RELEVANCE = ROOT / "docs" / "illustrated" / "relevance.md"
-"""The b-roll relevance table (old photo stills against the illustrated library), appended to BENCHMARKS.md."""
+JUDGED_BY_READING = (ROOT / "docs" / "illustrated" / "relevance.md", ROOT / "docs" / "script-samples.md")
+"""Appended to BENCHMARKS.md as written: the b-roll relevance table (old photo stills against the illustrated
+library, `python -m tools.illustrated_sheets`) and the local models' script samples (`python -m tools.samples`),
+which a reader judges; nothing there is measured by this tool."""
 
 
 def write_markdown(path: Path, results: Results, info: dict, commands: list[str]) -> None:
@@ -656,8 +658,9 @@ def write_markdown(path: Path, results: Results, info: dict, commands: list[str]
         met = "" if row.met is None else ("yes" if row.met else "**no**")
         lines.append(f"| {row.name} | {row.figure} | {row.target} | {met} | `{row.command}` |" if row.command
                      else f"| {row.name} | {row.figure} | {row.target} | {met} | |")
-    if RELEVANCE.is_file():  # judged by a reader from the contact sheets, not measured here: kept as written
-        lines += ["", RELEVANCE.read_text().rstrip()]
+    for judged in JUDGED_BY_READING:
+        if judged.is_file():
+            lines += ["", judged.read_text().rstrip()]
     path.write_text("\n".join(lines) + "\n")
 
 

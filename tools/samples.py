@@ -1,9 +1,10 @@
 """Script samples for reading: what the local models write for three topics, side by side (BENCHMARKS.md).
 
-`python -m tools.samples [--seed 3]` runs the script stage through the runner
+`python -m tools.samples [--seed 3] > docs/script-samples.md` runs the script stage through the runner
 for each topic and each installed local model, and prints a markdown section
 with every script as written (model output: it may contain errors), the
-model, its time, its peak memory and the fallbacks it needed.
+model, its time, its peak memory and the fallbacks it needed; `python -m tools.bench`
+appends that file to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
     models = [m.name for m in CATALOGUE if m.installed()]
-    print("## Script samples (model output, read it as such: it may contain errors)\n")
+    print("## script samples (model output, read it as such: it may contain errors)\n")
     print(f"Made by `python -m tools.samples --seed {args.seed}`: the script stage alone, `--llm local`, each installed"
           " local model in turn, on this 2-core machine.\n")
     with tempfile.TemporaryDirectory() as scratch:
