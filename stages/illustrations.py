@@ -399,3 +399,24 @@ def search(library: Library, query_vectors, top: int = 5) -> list[list[Hit]]:
         best = best[np.argsort(-row[best])]
         hits.append([Hit(int(i), float(row[i])) for i in best])
     return hits
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m stages.illustrations index`: build the index of the installed sources now (tools/install.sh)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m stages.illustrations", description=main.__doc__)
+    parser.add_argument("command", choices=["index"])
+    parser.parse_args(argv)
+    try:
+        library = load_library(progress=print)
+    except StageError as exc:
+        print(f"illustrations: {exc}", file=sys.stderr)
+        return 1
+    print(f"{len(library.items)} illustrations indexed in {library.folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -294,3 +294,18 @@ def test_credits_list_every_illustration_with_its_licence_and_what_may_be_publis
     assert any(line.startswith("scene-02: honeybee") for line in lines)
     assert "CC BY-SA 4.0" in text and "credit OpenMoji" in text
     assert any(line.startswith("- openmoji: All emojis designed by OpenMoji") for line in lines)
+
+
+def test_the_index_command_builds_the_index_into_the_cache_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AISHORTS_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "stages.illustrations", "index"]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "embedding" in first.stdout and "illustrations indexed in" in first.stdout
+    assert list((tmp_path / "cache" / "illustrations").glob("*/index.json"))
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "embedding" not in again.stdout  # read from the cache, not rebuilt

@@ -29,3 +29,7 @@ if ! command -v npm >/dev/null 2>&1; then
 elif ! $fetch; then
     echo "install.sh: installed without the native voices; retry with: $fetch"
 fi
+# The illustrated b-roll library's index (OpenMoji's names embedded once, seconds), so the first short need not build it.
+if ! .venv/bin/python -m stages.illustrations index >/dev/null; then
+    echo "install.sh: the picture index was not built now; the first short builds it"
+fi
