@@ -115,7 +115,7 @@ def probe_stage(run_dir: Path, spec: StageSpec, pipeline, manifest: RunManifest,
     configured = limits.for_stage(spec.name).ceiling
     with tempfile.TemporaryDirectory(prefix=f"probe-{spec.name}-") as scratch:
         scratch_dir = Path(scratch) / "run"
-        _link_inputs(run_dir, scratch_dir, spec)
+        _link_inputs(run_dir, scratch_dir, spec, tuple(pipeline))
         attempts = 0
 
         def attempt(ceiling: int) -> tuple[bool, int]:
@@ -164,17 +164,28 @@ def _round_up(value: int, step: int) -> int:
     return -(-value // step) * step
 
 
-def _link_inputs(run_dir: Path, scratch_dir: Path, spec: StageSpec) -> None:
-    """Upstream stage folders, hard-linked where the filesystem allows (read only), else copied."""
+def _link_inputs(run_dir: Path, scratch_dir: Path, spec: StageSpec, pipeline: tuple[StageSpec, ...]) -> None:
+    """Every stage folder before `spec`, hard-linked where the filesystem allows (read only), else copied.
+
+    Not only its direct inputs: an input artifact can name payloads of earlier stages (the timeline names
+    the narration and the b-roll files the render stage reads).
+    """
     scratch_dir.mkdir(parents=True)
-    for name in spec.inputs:
+    for name in _upstream(spec, pipeline):
         source = run_dir / name
+        if not source.is_dir():
+            continue
         try:
             shutil.copytree(source, scratch_dir / name, copy_function=os.link)
         except OSError:
             with contextlib.suppress(FileNotFoundError):
                 shutil.rmtree(scratch_dir / name)
             shutil.copytree(source, scratch_dir / name)
+
+
+def _upstream(spec: StageSpec, pipeline: tuple[StageSpec, ...]) -> list[str]:
+    names = [s.name for s in pipeline]
+    return names[: names.index(spec.name)] if spec.name in names else list(spec.inputs)
 
 
 def _print_table(findings: list[Finding]) -> None:

@@ -33,3 +33,20 @@ def test_probe_brackets_a_stage_need_and_writes_a_limits_file_that_works(tmp_pat
 def test_probe_needs_a_finished_run(tmp_path):
     out = run_cli("probe", "--run-dir", tmp_path / "nothing", cwd=tmp_path)
     assert out.returncode == 2 and "not a run" in out.stderr
+
+
+def test_an_attempt_sees_every_earlier_stage_s_files_not_only_its_direct_inputs(tmp_path):
+    from ipc.pipeline import DEFAULT_PIPELINE
+    from runner.probe import _link_inputs
+
+    run_dir = tmp_path / "run"
+    for name in ("theme", "script", "tts", "broll", "match", "timeline", "render"):
+        (run_dir / name).mkdir(parents=True)
+        (run_dir / name / "artifact.json").write_text("{}")
+    (run_dir / "tts" / "narration.wav").write_bytes(b"RIFF")  # named by the timeline, read by render
+    render = next(s for s in DEFAULT_PIPELINE if s.name == "render")
+
+    _link_inputs(run_dir, tmp_path / "scratch", render, DEFAULT_PIPELINE)
+    linked = sorted(p.name for p in (tmp_path / "scratch").iterdir())
+    assert linked == ["broll", "match", "script", "theme", "timeline", "tts"]  # not render itself
+    assert (tmp_path / "scratch" / "tts" / "narration.wav").read_bytes() == b"RIFF"
