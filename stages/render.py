@@ -249,16 +249,32 @@ def audio_filters(timeline: Timeline, narration_input: int, music_input: int | N
     ]
 
 
-def encoder_args(timeline: Timeline, params: Params) -> list[str]:
+LEAN_BELOW_BYTES = 600 * 2**20
+"""Under a render ceiling below this the encoder is `lean`: slice threads instead of frame threads (each frame
+thread holds frames of its own) and no B-frames (each waits in x264's buffers for the frame after it). On the
+renderer's own 1080x1920 frames: encoder peak 273M -> 162M, same wall time, PSNR -0.43 dB, SSIM -0.0002
+(BENCHMARKS.md, "encoder"). Not the default: slice threads alone encode 1.2x slower than frame threads on a
+quiet machine. The threshold sits above the default encoder's need (the render stage peaked at 511M to 522M
+with it) so that no ceiling is too small for the default and too large for the lean one."""
+
+
+def lean_encoder(ctx: StageContext) -> bool:
+    """Whether this call's ceiling asks for the leaner encoder; said in the log when it does."""
+    if ctx.ceiling_bytes and ctx.ceiling_bytes < LEAN_BELOW_BYTES:
+        ctx.log(f"a ceiling under {LEAN_BELOW_BYTES >> 20}M: encoding with slice threads and no B-frames to keep the"
+                " encoder's memory down (a little less quality at the same bitrate)")
+        return True
+    return False
+
+
+def encoder_args(timeline: Timeline, params: Params, lean: bool = False) -> list[str]:
     args = [
         "-c:v", "libx264", "-preset", params.preset, "-profile:v", "high", "-pix_fmt", "yuv420p",
         "-b:v", timeline.video_bitrate, "-maxrate", timeline.video_bitrate,
         "-bufsize", double_rate(timeline.video_bitrate), "-r", str(timeline.fps), "-g", str(2 * timeline.fps),
         "-c:a", "aac", "-b:a", timeline.audio_bitrate, "-ar", "48000", "-ac", "2",
         "-movflags", "+faststart", "-t", f"{timeline.duration_s:.6f}",
-        # Slice threads instead of frame threads: each frame thread holds frames of its own. At 1080x1920 the
-        # encoder peaked at 233M instead of 307M, in the same time and at the same PSNR/SSIM (BENCHMARKS.md).
-        "-x264-params", "sliced-threads=1",
+        *(["-x264-params", "sliced-threads=1:bframes=0"] if lean else []),
     ]
     threads = params.threads or (cpu_budget() if cpu_budget() < len(os.sched_getaffinity(0)) else 0)
     if threads > 0:
@@ -286,7 +302,7 @@ def render_ffmpeg(ctx: StageContext, timeline: Timeline, params: Params, ass: Pa
     encoder = [
         ffmpeg_exe(), "-hide_banner", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{w}x{h}",
         "-framerate", str(fps), "-i", "pipe:0", *audio, "-/filter_complex", script.name,
-        "-map", "[vout]", "-map", "[aout]", *encoder_args(timeline, params),
+        "-map", "[vout]", "-map", "[aout]", *encoder_args(timeline, params, lean_encoder(ctx)),
         "-progress", "pipe:1", "-nostats", output.name,
     ]
     cuts = frame_plan(timeline)
