@@ -10,6 +10,7 @@ is a `UsageError` (exit 2). It neither runs nor displays anything: running is
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import random
 import re
@@ -198,14 +199,22 @@ def check_voice(name: str) -> None:
     process (the voice tables are the stages' business), so a wrong --voice fails now, not after the script."""
     if not VOICE_NAME.fullmatch(name):
         raise UsageError(f"--voice {name!r} is not a Kokoro voice name (like af_heart); `--voice list` shows them")
+    problem = _voice_problem(name)
+    if problem:
+        raise UsageError(f"--voice {name}: {problem}")
+
+
+@functools.lru_cache(maxsize=64)
+def _voice_problem(name: str) -> str:
+    """Why the narrator cannot use `name` ("" when it can); asked once per name, however many batch rows name it."""
     command = [sys.executable, "-m", "stages.voices", "check", name]
     try:
         done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=VOICE_CHECK_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        return  # the tts stage checks again and says so there
-    if done.returncode != 0:
-        said = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1].removeprefix("voices: ")
-        raise UsageError(f"--voice {name}: {said}")
+        return ""  # the tts stage checks again and says so there
+    if done.returncode == 0:
+        return ""
+    return (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1].removeprefix("voices: ")
 
 
 def _set_platform(params: PipelineParams, platform: str) -> None:

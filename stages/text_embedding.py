@@ -48,11 +48,9 @@ def embed_texts(texts: list[str]):
     if not texts:
         return vectors
     session, tokenizer = _loaded()
-    tokenizer.no_padding()
-    lengths = [len(e.ids) for e in tokenizer.encode_batch(texts)]
-    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-    for group in length_groups(lengths):
-        vectors[group] = _embed_group(session, tokenizer, [texts[i] for i in group])
+    token_ids = [encoding.ids for encoding in tokenizer.encode_batch(texts)]  # unpadded: each text's own length
+    for group in length_groups([len(ids) for ids in token_ids]):
+        vectors[group] = _embed_group(session, [token_ids[i] for i in group])
     return vectors
 
 
@@ -67,12 +65,16 @@ def length_groups(lengths: list[int], budget: int = BATCH_BUDGET) -> list[list[i
     return [group for group in groups if group]
 
 
-def _embed_group(session, tokenizer, texts: list[str]):
+def _embed_group(session, token_ids: list[list[int]]):
+    """Mean-pooled, normalised vectors of texts already tokenised, padded here to the group's longest."""
     import numpy as np
 
-    encodings = tokenizer.encode_batch(texts)
-    ids = np.array([e.ids for e in encodings], dtype=np.int64)
-    mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+    width = max(len(ids) for ids in token_ids)
+    ids = np.zeros((len(token_ids), width), dtype=np.int64)  # 0 is [PAD]
+    mask = np.zeros_like(ids)
+    for row, text_ids in enumerate(token_ids):
+        ids[row, :len(text_ids)] = text_ids
+        mask[row, :len(text_ids)] = 1
     hidden = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
     weights = mask[..., None].astype(np.float32)
     pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
@@ -100,7 +102,7 @@ def _loaded():
     options.enable_cpu_mem_arena = False
     session = onnxruntime.InferenceSession(str(model_file()), options, providers=["CPUExecutionProvider"])
     tokenizer = Tokenizer.from_file(str(tokenizer_file()))
-    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    tokenizer.no_padding()  # groups are padded in _embed_group, each to its own longest text
     tokenizer.enable_truncation(MAX_TOKENS)
     return session, tokenizer
 

@@ -13,7 +13,7 @@ from ipc.messages import ProgressEvent, StageCall
 from ipc.pipeline import DEFAULT_PIPELINE, artifact_path
 
 
-def stage_call(run_dir: Path, stage: str, params: msgspec.Struct, device: str = "cpu") -> StageCall:
+def stage_call(run_dir: Path, stage: str, params: msgspec.Struct, device: str = "cpu", ceiling_bytes: int = 0) -> StageCall:
     spec = next(s for s in DEFAULT_PIPELINE if s.name == stage)
     kinds = {s.name: s.output for s in DEFAULT_PIPELINE}
     return StageCall(
@@ -26,7 +26,16 @@ def stage_call(run_dir: Path, stage: str, params: msgspec.Struct, device: str = 
         output_kind=spec.output,
         params=msgspec.Raw(msgspec.json.encode(params)),
         device=device,
+        ceiling_bytes=ceiling_bytes,
     )
+
+
+def stage_context(run_dir: Path, stage: str, params: msgspec.Struct, ceiling_bytes: int):
+    """A stage's context under a given ceiling, and the list its progress and log events land in."""
+    from stages.harness import StageContext
+
+    events: list[ProgressEvent] = []
+    return StageContext(stage_call(run_dir, stage, params, ceiling_bytes=ceiling_bytes), events.append), events
 
 
 @pytest.fixture

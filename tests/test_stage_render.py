@@ -388,20 +388,12 @@ def test_music_ducks_under_speech_by_duck_db(tmp_path, run_stage_inline, rendere
 
 
 def test_under_a_small_ceiling_the_encoder_runs_lean_and_the_log_says_so(tmp_path):
-    import msgspec
-
     from ipc.params import RenderParams
     from stages import render
-    from stages.harness import StageContext
-    from tests.conftest import stage_call
+    from tests.conftest import stage_context
 
-    def ctx_with(ceiling: int) -> tuple[StageContext, list]:
-        events: list = []
-        call = msgspec.structs.replace(stage_call(tmp_path, "render", RenderParams()), ceiling_bytes=ceiling)
-        return StageContext(call, events.append), events
-
-    small, small_events = ctx_with(412 * 2**20)
-    roomy, roomy_events = ctx_with(668 * 2**20)
+    small, small_events = stage_context(tmp_path, "render", RenderParams(), 412 * 2**20)
+    roomy, roomy_events = stage_context(tmp_path, "render", RenderParams(), 668 * 2**20)
     assert render.lean_encoder(small) and not render.lean_encoder(roomy)
     assert any("slice threads and no B-frames" in e.message for e in small_events) and not roomy_events
     lean_args = render.encoder_args(make_timeline_stub(), RenderParams(), lean=True)

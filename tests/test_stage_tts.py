@@ -9,7 +9,6 @@ import sys
 import wave
 from pathlib import Path
 
-import msgspec
 import numpy as np
 import pytest
 
@@ -192,15 +191,9 @@ def test_voiced_coverage_tells_right_word_times_from_shifted_ones():
 
 def test_under_a_small_ceiling_sentences_are_spoken_in_shorter_pieces_and_the_log_says_so(tmp_path):
     from stages import tts
-    from stages.harness import StageContext
-    from tests.conftest import stage_call
+    from tests.conftest import stage_context
 
-    def ctx_with(ceiling: int) -> tuple[StageContext, list]:
-        events: list = []
-        call = msgspec.structs.replace(stage_call(tmp_path, "tts", TtsParams()), ceiling_bytes=ceiling)
-        return StageContext(call, events.append), events
-
-    lean, lean_events = ctx_with(400 * 2**20)
-    roomy, roomy_events = ctx_with(700 * 2**20)
+    lean, lean_events = stage_context(tmp_path, "tts", TtsParams(), 400 * 2**20)
+    roomy, roomy_events = stage_context(tmp_path, "tts", TtsParams(), 700 * 2**20)
     assert tts.call_phonemes(lean) == tts.LEAN_CALL_PHONEMES < tts.MAX_CALL_PHONEMES == tts.call_phonemes(roomy)
     assert any("pieces of at most" in e.message for e in lean_events) and not roomy_events
