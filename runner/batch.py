@@ -1,7 +1,7 @@
 """Several shorts from one batch file: `--topics-file FILE --jobs N`, or across machines with `--cluster`.
 
 Each row of the batch file (`runner.batchfile`: plain topics, JSON Lines or CSV, each row with its own
-options) is checked as its flags would be and planned into its own run directory inside the batch
+options) is checked by the request schema and planned into its own run directory inside the batch
 directory, all before anything starts. Locally, N worker threads each run one pipeline at a time;
 every stage of every pipeline takes its ceiling from one shared `MemoryBudget`, so a stage waits
 rather than overcommits. With `--cluster` the planned shorts go to `cluster.driver` (loaded by name,
@@ -26,7 +26,8 @@ import msgspec
 
 from ipc.files import write_struct
 from ipc.pipeline import StageSpec
-from runner.batchfile import BatchLine, at_line, read_batch_file, row_args
+from ipc.request import RequestError
+from runner.batchfile import BatchLine, at_line, read_batch_file, row_request, row_words
 from runner.budget import MemoryBudget
 from runner.console import display_for, interrupt_handling
 from runner.errors import UsageError
@@ -126,11 +127,14 @@ def plan_shorts(args: argparse.Namespace, limits: Limits, pipeline: tuple[StageS
 def _plan_short(args, limits: Limits, pipeline: tuple[StageSpec, ...], max_ram: int | None, batch_dir: Path,
                 index: int, entry: BatchLine) -> PlannedShort:
     with at_line(args.topics_file, entry.line):
-        given = row_args(args, entry.row, args.topics_file.parent)
-        row_limits = limits_and_pipeline(given)[0] if entry.row.limits() else limits
+        given = argparse.Namespace(**{**vars(args), "limit": [*args.limit, *entry.row.limits]})
+        row_limits = limits_and_pipeline(given)[0] if entry.row.limits else limits
         subject = entry.row.subject()
-        opts = run_options(given, row_limits, pipeline, max_ram, run_dir=batch_dir / f"{index:02d}-{_slug(subject)}",
-                           topic=given.topic, label=f"{index:02d}")
+        try:
+            opts = run_options(given, row_request(args.request, entry.row), row_limits, pipeline, max_ram,
+                               run_dir=batch_dir / f"{index:02d}-{_slug(subject)}", label=f"{index:02d}")
+        except RequestError as exc:
+            raise UsageError(row_words(exc, entry.row)) from None
         _ = opts.ceilings  # planned once per run, here: a stage that cannot fit fails the batch before anything starts
     return PlannedShort(line=entry.line, subject=subject, opts=opts)
 

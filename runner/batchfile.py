@@ -7,78 +7,53 @@ Three shapes, each row one `BatchRow`:
   e.g. `{"topic": "Why octopuses have three hearts", "voice": "am_adam", "limit": ["tts=600M"]}`;
 - CSV (`.csv`) with a header row naming the fields; an empty cell leaves that option unset.
 
-A row's fields are the per-short options of the command line (`FIELD_FLAGS`). Each row is turned
-into those flags and parsed by the CLI's own parser, so a value is refused exactly as the same flag
-would be; `runner.batch` then checks the rest through `runner.options`. Every problem is a
-`UsageError` (exit 2) naming the file, the line and the field. Relative `script` and `broll_dir`
-paths are read from the batch file's folder. Running the rows is `runner.batch`'s job.
+A row's fields are the request schema's (`ipc.request.ShortRequest`: topic, voice, speed, ...), plus
+`limit` (`STAGE=SIZE` ceilings) and `no_music` (the older spelling of `"music": false`). Each row is
+checked by the schema itself (CSV cells read as numbers and booleans where the field is one);
+`runner.batch` then checks the rest through `runner.options`. Every problem is a `UsageError`
+(exit 2) naming the file, the line and the column. Relative `script` and `broll_dir` paths are read
+from the batch file's folder. Running the rows is `runner.batch`'s job.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
-import functools
 import io
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
+from ipc.request import FIELDS, RequestError, ShortRequest, check_value, field_info, in_words, request_from
 from runner.errors import UsageError
 from runner.userfiles import read_text
 
-FIELD_FLAGS: dict[str, str] = {
-    "topic": "--topic",
-    "script": "--script",
-    "category": "--category",
-    "platform": "--platform",
-    "language": "--language",
-    "voice": "--voice",
-    "speed": "--speed",
-    "seed": "--seed",
-    "broll": "--broll",
-    "broll_dir": "--broll-dir",
-    "no_music": "--no-music",
-    "limit": "--limit",
-}
-"""Each field a row may set, and the command-line flag it stands for."""
-PATH_FIELDS = ("script", "broll_dir")
+ROW_FIELDS: tuple[str, ...] = (*FIELDS, "limit", "no_music")
+"""The names a row may use: the request schema's fields, its stage ceilings, and the older `no_music`."""
 
 
-class BatchRow(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """One short of a batch: the options it sets; None leaves the command line's (or the default) in force."""
+@dataclass(frozen=True)
+class BatchRow:
+    """One short of a batch: the options it sets (on top of the command line's), checked by the schema."""
 
-    topic: str | None = None
-    script: str | None = None
-    category: str | None = None
-    platform: str | None = None
-    language: str | None = None
-    voice: str | None = None
-    speed: float | None = None
-    seed: int | None = None
-    broll: str | None = None
-    broll_dir: str | None = None
-    no_music: bool | None = None
-    limit: list[str] | str | None = None
-    """`STAGE=SIZE`, as many as wanted: a list, or one string with them separated by spaces or `;`."""
-
-    def limits(self) -> list[str]:
-        if self.limit is None:
-            return []
-        items = [self.limit] if isinstance(self.limit, str) else self.limit
-        return [part for item in items for part in re.split(r"[\s;]+", item) if part]
+    request: ShortRequest
+    """The fields the row gives; the others None, leaving the command line's (or the default) in force."""
+    limits: list[str] = field(default_factory=list)
+    """`STAGE=SIZE` ceilings of this row (written as a list, or one string separated by spaces or `;`)."""
+    given: dict[str, Any] = field(default_factory=dict)
+    """The row's values as written, for messages."""
 
     def subject(self) -> str:
         """What the row is about, for its run directory's name and the batch table."""
-        if self.topic is not None:
-            return self.topic
-        if self.script is not None:
-            return Path(self.script).stem
-        return self.category or "short"
+        if self.request.topic is not None:
+            return self.request.topic
+        if self.given.get("script") is not None:
+            return Path(str(self.given["script"])).stem
+        return self.request.category or "short"
 
 
 @dataclass(frozen=True)
@@ -96,10 +71,12 @@ def read_batch_file(path: Path) -> list[BatchLine]:
     if not rows:
         raise UsageError(f"--topics-file {path}: no topics (one a line; # starts a comment; or JSON Lines, or CSV"
                          " with a header)")
-    for entry in rows:
-        with at_line(path, entry.line):
-            _check_row(entry.row)
-    return rows
+    strict = kind != "csv"  # CSV cells are text: "1.2" is a number and "true" a boolean where the field is one
+    batch = []
+    for number, values in rows:
+        with at_line(path, number):
+            batch.append(BatchLine(number, batch_row(values, path.parent, strict=strict)))
+    return batch
 
 
 def batch_file_kind(path: Path, text: str) -> str:
@@ -121,98 +98,95 @@ def at_line(path: Path, line: int) -> Iterator[None]:
         raise UsageError(f"--topics-file {path}, line {line}: {exc}") from None
 
 
-def row_args(args: argparse.Namespace, row: BatchRow, base_dir: Path) -> argparse.Namespace:
-    """The command line's options with the row's on top, each parsed exactly as the flag it stands for."""
-    parsed = _parse_row_flags(row, base_dir)
-    merged = argparse.Namespace(**vars(args))
-    for field, flag in FIELD_FLAGS.items():
-        if getattr(row, field) is None:
-            continue
-        dest = flag.lstrip("-").replace("-", "_")
-        if field == "limit":
-            merged.limit = [*args.limit, *parsed.limit]
-        elif field == "no_music":
-            merged.no_music = row.no_music
-        else:
-            setattr(merged, dest, getattr(parsed, dest))
-    if row.topic is not None or row.script is not None:
-        merged.category = row.category  # a row's own subject wins over a --category given for the batch
-    if row.category is not None:
-        merged.topic = None
-    return merged
+def row_request(base: ShortRequest, row: BatchRow) -> ShortRequest:
+    """The command line's request with the row's fields on top; a row's own subject replaces the command line's."""
+    given = {name: getattr(row.request, name) for name in FIELDS if getattr(row.request, name) is not None}
+    if row.request.topic is not None or row.request.script is not None:
+        given["category"] = row.request.category  # a row's own subject wins over a --category given for the batch
+    if row.request.category is not None:
+        given["topic"] = None
+    return msgspec.structs.replace(base, **given)
 
 
-@functools.cache
-def _row_parser() -> argparse.ArgumentParser:
-    from runner.cli import build_parser  # the CLI's own types and choices, so a row is checked as its flag
-
-    parser = build_parser()
-    parser.exit_on_error = False
-    return parser
+def row_words(exc: RequestError, row: BatchRow) -> str:
+    """A schema refusal in a batch file's words: the column and the value as written (`at_line` adds the line)."""
+    name = "no_music" if exc.field == "music" and "no_music" in row.given else exc.field
+    words = in_words(exc, name, row.given.get(name))
+    return words + (f"; columns are {', '.join(ROW_FIELDS)}" if exc.kind == "unknown" else "")
 
 
-def _parse_row_flags(row: BatchRow, base_dir: Path) -> argparse.Namespace:
-    parser = _row_parser()
-    tokens: list[str] = []
-    for field, flag in FIELD_FLAGS.items():
-        value = getattr(row, field)
-        if value is None or field == "no_music":
-            continue
-        if field == "limit":
-            tokens += [f"{flag}={item}" for item in row.limits()]
-        elif field in PATH_FIELDS:
-            tokens.append(f"{flag}={base_dir / value}")
-        else:
-            tokens.append(f"{flag}={value}")
+def batch_row(values: dict[str, Any], base_dir: Path, *, strict: bool) -> BatchRow:
+    """One row's values, by column name, checked by the schema; UsageError naming the column otherwise."""
+    _check_row(values)
+    fields = {name: value for name, value in values.items() if name not in ("limit", "no_music")}
+    row = BatchRow(request=ShortRequest(), limits=_limits(values.get("limit")), given=dict(values))
     try:
-        return parser.parse_args(tokens)
-    except argparse.ArgumentError as exc:
-        field = next((f for f, flag in FIELD_FLAGS.items() if flag == exc.argument_name), exc.argument_name)
-        raise UsageError(f"{field}: {exc.message}") from None
+        if values.get("no_music") is not None:
+            fields["music"] = not check_value(field_info()["music"], values["no_music"], strict=strict)
+        if isinstance(fields.get("script"), str):
+            fields["script"] = read_text(base_dir / fields["script"], "script")
+        if isinstance(fields.get("broll_dir"), str) and fields["broll_dir"].strip():
+            fields["broll_dir"] = str(base_dir / fields["broll_dir"])
+        return BatchRow(request=request_from(fields, strict=strict), limits=row.limits, given=row.given)
+    except RequestError as exc:
+        raise UsageError(row_words(exc, row)) from None
 
 
-def _check_row(row: BatchRow) -> None:
-    if row.topic is not None and row.category is not None:
+def _limits(value: Any) -> list[str]:
+    if value is None:
+        return []
+    try:
+        items = msgspec.convert(value, list[str] | str)
+    except msgspec.ValidationError as exc:
+        raise UsageError(f"limit: {exc}; give STAGE=SIZE, or a list of them") from None
+    items = [items] if isinstance(items, str) else items
+    return [part for item in items for part in re.split(r"[\s;]+", item) if part]
+
+
+def _check_row(values: dict[str, Any]) -> None:
+    if values.get("topic") is not None and values.get("category") is not None:
         raise UsageError("topic and category: give one of them (category lets the theme stage pick a topic)")
-    if row.topic is None and row.script is None and row.category is None:
+    if all(values.get(name) is None for name in ("topic", "script", "category")):
         raise UsageError("the row names no topic, script or category")
-    for field in ("topic", "script", "category", "language", "voice", "broll_dir"):
-        value = getattr(row, field)
-        if value is not None and not value.strip():
-            raise UsageError(f"{field}: empty; leave the field out instead")
+    for name in ("script", "category", "language"):
+        value = values.get(name)
+        if isinstance(value, str) and not value.strip():
+            raise UsageError(f"{name}: empty; leave the field out instead")
 
 
 def _meaningful(line: str) -> bool:
     return bool(line.strip()) and not line.lstrip().startswith("#")
 
 
-def _text_rows(path: Path, text: str) -> list[BatchLine]:
-    return [
-        BatchLine(number, BatchRow(topic=line.strip()))
-        for number, line in enumerate(text.splitlines(), start=1) if _meaningful(line)
-    ]
+Rows = list[tuple[int, dict[str, Any]]]
+"""Each row's line and its values by column name, as written."""
 
 
-def _jsonl_rows(path: Path, text: str) -> list[BatchLine]:
+def _text_rows(path: Path, text: str) -> Rows:
+    return [(number, {"topic": line.strip()}) for number, line in enumerate(text.splitlines(), start=1)
+            if _meaningful(line)]
+
+
+def _jsonl_rows(path: Path, text: str) -> Rows:
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not _meaningful(line):
             continue
         with at_line(path, number):
-            rows.append(BatchLine(number, _decode_json_row(line)))
+            rows.append((number, _decode_json_row(line)))
     return rows
 
 
-def _decode_json_row(line: str) -> BatchRow:
+def _decode_json_row(line: str) -> dict[str, Any]:
     try:
-        return msgspec.json.decode(line, type=BatchRow)
-    except msgspec.ValidationError as exc:
-        raise UsageError(f"{_field_of(exc)}{exc}; fields are {', '.join(FIELD_FLAGS)}") from None
+        return msgspec.json.decode(line, type=dict[str, Any])
+    except msgspec.ValidationError:
+        raise UsageError("not a JSON object: give one {...} a line") from None
     except msgspec.DecodeError as exc:
         raise UsageError(f"not a JSON object on one line ({exc})") from None
 
 
-def _csv_rows(path: Path, text: str) -> list[BatchLine]:
+def _csv_rows(path: Path, text: str) -> Rows:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [name.strip() for name in next(reader)]
@@ -233,29 +207,20 @@ def _csv_rows(path: Path, text: str) -> list[BatchLine]:
             raise UsageError(f"--topics-file {path}, line {start}: {exc}") from None
         if any(cell.strip() for cell in cells) and not cells[0].lstrip().startswith("#"):
             with at_line(path, start):
-                rows.append(BatchLine(start, _csv_row(header, cells)))
+                rows.append((start, _csv_row(header, cells)))
         start = reader.line_num + 1
 
 
 def _check_header(header: list[str]) -> None:
-    unknown = [name for name in header if name not in FIELD_FLAGS]
+    unknown = [name for name in header if name not in ROW_FIELDS]
     if unknown:
         raise UsageError(f"CSV header: unknown column(s) {', '.join(map(repr, unknown))}; columns are"
-                         f" {', '.join(FIELD_FLAGS)}")
+                         f" {', '.join(ROW_FIELDS)}")
     if len(set(header)) != len(header):
         raise UsageError("CSV header: a column is named twice")
 
 
-def _csv_row(header: list[str], cells: list[str]) -> BatchRow:
+def _csv_row(header: list[str], cells: list[str]) -> dict[str, str]:
     if len(cells) > len(header):
         raise UsageError(f"{len(cells)} cells but the header names {len(header)} columns")
-    values = {name: cell.strip() for name, cell in zip(header, cells) if cell.strip()}
-    try:
-        return msgspec.convert(values, BatchRow, strict=False)
-    except msgspec.ValidationError as exc:
-        raise UsageError(f"{_field_of(exc)}{exc}") from None
-
-
-def _field_of(exc: msgspec.ValidationError) -> str:
-    found = re.search(r"at `\$\.(\w+)", str(exc))
-    return f"{found.group(1)}: " if found else ""
+    return {name: cell.strip() for name, cell in zip(header, cells) if cell.strip()}

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import get_args
 
 from ipc.messages import StageCall
-from ipc.params import (
-    CATEGORIES, BrollParams, LlmParams, MatchParams, RenderParams, ScriptParams, TtsParams, choices,
-)
+from ipc.params import choices
 from ipc.pipeline import STAGE_NAMES
+from ipc.request import FieldInfo, RequestError, ShortRequest, field_info, in_words, request_from
 from runner.run import Isolation
 
 
@@ -31,34 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         " `aishorts-runner serve --help` runs the web page and REST API.",
     )
     what = parser.add_argument_group("what to make")
-    what.add_argument("--topic", help="the subject of the short, used as is")
-    what.add_argument("--category", choices=CATEGORIES, help="let the theme stage pick a topic (default: random)")
-    what.add_argument("--script", type=Path, metavar="FILE", help="your own narration text (skips generation)")
+    add_request_options(what)
     what.add_argument("--topics-file", type=Path, metavar="FILE", help="a batch of shorts: one topic a line, or JSON Lines"
                       " (.jsonl) or CSV (.csv, with a header) whose rows set each short's own options")
-    what.add_argument("--platform", choices=choices(ScriptParams, "platform"), help="duration and bitrate preset (default shorts)")
-    what.add_argument("--language", help="narration language, e.g. en-us (default) or pt-br")
-    what.add_argument("--voice", help="Kokoro voice (default: the language's native voice, e.g. af_heart for en-us, pf_dora for pt-br;"
-                                             " `--voice list` shows them)")
-    what.add_argument("--speed", type=float, help="narration speed (default 1.0)")
-    what.add_argument("--llm", choices=choices(LlmParams, "backend"), help="script backend (default auto: an API key in the environment, a local Ollama or llama.cpp"
-                           " server, else the strongest shipped local model that fits the memory budget)")
-    what.add_argument("--llm-url", help="OpenAI-compatible base URL for --llm openai")
-    what.add_argument("--llm-model", help="model name: for --llm openai, or a local model"
-                      " (Qwen2.5-Coder-1.5B-Instruct, SmolLM2-135M-Instruct)")
-    what.add_argument("--llm-key-env", help="environment variable holding the API key (default OPENAI_API_KEY)")
-    what.add_argument("--tts", choices=choices(TtsParams, "backend"), help="narration backend (default onnx)")
-    what.add_argument("--broll", choices=choices(BrollParams, "source"), help="b-roll source")
-    what.add_argument("--broll-dir", type=Path, metavar="DIR", help="folder of your clips and stills (--broll local)")
-    what.add_argument("--broll-url", action="append", metavar="URL", help="a clip URL for --broll urls (repeatable)")
-    what.add_argument("--scorer", choices=choices(MatchParams, "scorer"), help="how visuals are matched to sentences")
-    what.add_argument("--clip-model", help="CLIP model name in the local cache, or a folder")
-    what.add_argument("--renderer", choices=choices(RenderParams, "renderer"), help="video renderer (default ffmpeg)")
-    what.add_argument("--encoder-preset", choices=choices(RenderParams, "preset"),
-                      help="x264 preset of the ffmpeg renderer: slower ones spend more CPU for a little quality"
-                           " (default superfast)")
-    what.add_argument("--no-music", action="store_true", default=None, help="no background music")
-    what.add_argument("--seed", type=int, help="seed of the generated topic and script (default: a new one per run)")
 
     memory = parser.add_argument_group("memory")
     memory.add_argument("--max-ram", metavar="SIZE", help="budget for the supervisor plus all running stages, e.g. 4G")
@@ -86,6 +60,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_request_options(group) -> None:
+    """One flag per field of the request schema (`ipc.request.ShortRequest`), with its help and choices."""
+    for info in field_info().values():
+        if info.kind is bool:  # on by default: the flag turns it off
+            group.add_argument(info.flag, dest=info.name, action="store_const", const=False,
+                               help=info.extra.get("flag_help", info.help))
+        elif info.kind is list:
+            group.add_argument(info.flag, dest=info.name, action="append", metavar=info.name.split("_")[-1].upper(),
+                               help=info.help)
+        else:
+            group.add_argument(info.flag, dest=info.name, help=info.help, **_value_kind(info))
+
+
+def _value_kind(info: FieldInfo) -> dict:
+    if info.choices:
+        return {"metavar": "{" + ",".join(info.choices) + "}"}
+    if info.extra.get("file"):
+        return {"type": Path, "metavar": "FILE"}
+    if info.extra.get("folder"):
+        return {"metavar": "DIR"}
+    if info.kind in (int, float):
+        return {"metavar": info.kind.__name__.upper()}
+    return {}
+
+
+def request_from_args(args: argparse.Namespace) -> ShortRequest:
+    """The short the command line asks for, checked against the schema; UsageError naming the flag otherwise."""
+    from runner.errors import UsageError
+    from runner.options import read_script_file
+
+    values = {name: getattr(args, name) for name in field_info()}
+    if args.script is not None:
+        values["script"] = read_script_file(args.script)
+    try:
+        return request_from(values, strict=False)  # numbers as typed: "--speed 1.2"
+    except RequestError as exc:
+        raise UsageError(cli_words(exc, vars(args))) from None
+
+
+def cli_words(exc: RequestError, given: dict) -> str:
+    """A schema refusal in the command line's words: the flag, what was typed, why."""
+    info = field_info().get(exc.field)
+    return in_words(exc, info.flag, given.get(exc.field)) if info else str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["probe"]:
@@ -102,10 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from runner.session import run_from_args
 
+        args.request = request_from_args(args)
         return run_from_args(args)
     except RunnerError as exc:
         print(f"aishorts-runner: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except RequestError as exc:
+        print(f"aishorts-runner: error: {cli_words(exc, vars(args))}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # a Ctrl-C before the run's own handling is in place, or after it
         print("aishorts-runner: interrupted", file=sys.stderr)
         return 130

@@ -1,9 +1,10 @@
 """What the user asked for, checked and turned into `RunOptions`, before anything starts.
 
 Responsible for: the limits and pipeline a run uses, `--max-ram`, the run's
-parameters (saved ones when resuming, with the options given now on top), the
-user's topic and script file, and default run directories. Every problem here
-is a `UsageError` (exit 2). It neither runs nor displays anything: running is
+parameters (saved ones when resuming, with the request's options on top, each
+set where its schema field says: `ipc.request`), and default run directories.
+Every problem here is a `UsageError` (exit 2), or a `RequestError` naming the
+request field (each front end words it its own way). It neither runs nor displays anything: running is
 `runner.run`'s job, showing it `runner.console`'s.
 """
 
@@ -22,9 +23,10 @@ import msgspec
 
 from ipc.files import ArtifactError, read_struct
 from ipc.params import CATEGORIES, LlmParams, PipelineParams
+from ipc.request import RequestError, ShortRequest, field_info
 from ipc.pipeline import DEFAULT_PIPELINE, STAGE_NAMES, StageSpec
 from ipc.sizes import SizeError, parse_size
-from ipc.text import MAX_TOPIC_CHARS, TextError, looks_binary, tidy_topic
+from ipc.text import MAX_TOPIC_CHARS
 from runner.errors import UsageError
 from runner.limits import Limits, load_limits, parse_limit_override
 from runner.pipeline_file import load_pipeline
@@ -63,19 +65,22 @@ def max_ram_from(text: str | None) -> int | None:
 
 
 def run_options(
-    args: argparse.Namespace, limits: Limits, pipeline: tuple[StageSpec, ...], max_ram: int | None,
-    run_dir: Path | None, topic: str | None, label: str = "",
+    args: argparse.Namespace, request: ShortRequest, limits: Limits, pipeline: tuple[StageSpec, ...],
+    max_ram: int | None, run_dir: Path | None, label: str = "",
 ) -> RunOptions:
-    """Everything one run needs, checked; nothing is written until the run claims its directory."""
+    """Everything one run needs, checked; nothing is written until the run claims its directory.
+
+    `request` is what to make (checked against the schema); `args` holds the run-level options.
+    """
     fresh = run_dir is None
-    run_dir = run_dir or default_run_dir(topic or args.category or "short")
+    run_dir = run_dir or default_run_dir(request.topic or request.category or "short")
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--run-dir {run_dir} exists and is not a folder")
     saved = None if fresh else _saved_params(run_dir / "run.json")
-    params = build_params(args, saved, topic)
+    params = build_params(request, saved)
     resume_args: list[str] = []
     for option, value in (("--limits", args.limits), ("--pipeline", args.pipeline),
-                          ("--llm-url", args.llm_url), ("--llm-key-env", args.llm_key_env)):
+                          ("--llm-url", request.llm_url), ("--llm-key-env", request.llm_key_env)):
         if value is not None:
             resume_args += [option, str(value)]
     if args.isolation != "process":
@@ -115,93 +120,71 @@ def _saved_params(path: Path) -> PipelineParams | None:
         raise UsageError(f"cannot resume: {exc}") from None
 
 
-def build_params(args: argparse.Namespace, saved: PipelineParams | None, topic: str | None) -> PipelineParams:
+def build_params(request: ShortRequest, saved: PipelineParams | None) -> PipelineParams:
     """The run's parameters: saved ones when resuming, with every option given now on top."""
     params = msgspec.json.decode(msgspec.json.encode(saved or PipelineParams()), type=PipelineParams)
-    script_text = read_script_file(args.script) if args.script is not None else None
-    if topic is not None:
-        params.theme.topic, params.theme.category = validate_topic(topic), None
-    if args.category is not None:
-        params.theme.topic, params.theme.category = None, args.category
-    if script_text is not None:
-        params.script.script_text = script_text
-        if params.theme.topic is None and params.theme.category is None:
-            params.theme.topic = _topic_from_script(script_text)
+    if request.topic is not None:
+        params.theme.topic, params.theme.category = request.topic, None
+    if request.category is not None:
+        params.theme.topic, params.theme.category = None, request.category
+    if request.script is not None and params.theme.topic is None and params.theme.category is None:
+        params.theme.topic = _topic_from_script(request.script)
     if saved is None and params.theme.topic is None and params.theme.category is None:
         params.theme.category = random.choice(CATEGORIES)
     if saved is not None:
-        _refuse_saved_endpoints(args, saved)
-    if saved is None or args.seed is not None:
-        seed = args.seed if args.seed is not None else random.randrange(2**31)
-        params.theme.llm.seed = params.script.llm.seed = seed
-    _apply_options(args, params)
+        _refuse_saved_endpoints(request, saved)
+    if saved is None and request.seed is None:
+        params.theme.llm.seed = params.script.llm.seed = random.randrange(2**31)
+    if request.broll_dir is not None:
+        request = msgspec.structs.replace(request, broll_dir=str(_existing_dir(Path(request.broll_dir))))
+    apply_request(request, params)
     return params
 
 
-def _refuse_saved_endpoints(args: argparse.Namespace, saved: PipelineParams) -> None:
+def apply_request(request: ShortRequest, params: PipelineParams) -> None:
+    """Each option given, set on the stage parameters its schema field names; then the options that imply others."""
+    for name, info in field_info().items():
+        value = getattr(request, name)
+        for target in info.extra.get("params", ()) if value is not None else ():
+            *parents, leaf = target.split(".")
+            setattr(functools.reduce(getattr, parents, params), leaf, value)
+    if request.broll_dir is not None and request.broll is None:
+        params.broll.source = "local"
+    if request.broll_url and request.broll is None:
+        params.broll.source = "urls"
+    if request.llm_url is not None and request.llm is None:  # an endpoint the user named comes first
+        params.script.llm.backend = params.theme.llm.backend = "openai"
+    if request.voice is not None and params.tts.backend == "onnx":
+        check_voice(request.voice)
+
+
+def _refuse_saved_endpoints(request: ShortRequest, saved: PipelineParams) -> None:
     """A run directory never grants access: an endpoint or key variable saved in run.json is used only if given again.
 
     Otherwise anyone who can write a run.json could send the user's secret to a host of their choosing on resume.
     """
     default = LlmParams()
     for llm in (saved.theme.llm, saved.script.llm):
-        for option, given, stored, usual in (
-            ("--llm-url", args.llm_url, llm.base_url, default.base_url),
-            ("--llm-key-env", args.llm_key_env, llm.api_key_env, default.api_key_env),
+        for field, given, stored, usual in (
+            ("llm_url", request.llm_url, llm.base_url, default.base_url),
+            ("llm_key_env", request.llm_key_env, llm.api_key_env, default.api_key_env),
         ):
             if stored != usual and given != stored:
-                raise UsageError(
-                    f"this run directory's run.json names {option} {stored}; a saved endpoint or key variable is"
-                    f" never used on its own: give {option} {stored} again to resume with it, or {option} with"
-                    " the value you want"
+                raise RequestError(
+                    field, f"this run directory's run.json names {stored}; a saved endpoint or key variable is"
+                    " never used on its own: give it again to resume with it, or the value you want"
                 )
 
 
-def _apply_options(args: argparse.Namespace, params: PipelineParams) -> None:
-    setters = (
-        (args.platform, lambda v: _set_platform(params, v)),
-        (args.language, lambda v: (setattr(params.script, "language", v), setattr(params.tts, "language", v))),
-        (args.voice, lambda v: setattr(params.tts, "voice", v)),
-        (args.speed, lambda v: setattr(params.tts, "speed", _speed(v))),
-        (args.llm, lambda v: (setattr(params.script.llm, "backend", v), setattr(params.theme.llm, "backend", v))),
-        (args.llm_url, lambda v: (setattr(params.script.llm, "base_url", v), setattr(params.theme.llm, "base_url", v))),
-        (args.llm_model, lambda v: (setattr(params.script.llm, "model", v), setattr(params.theme.llm, "model", v))),
-        (args.llm_key_env, lambda v: (setattr(params.script.llm, "api_key_env", v), setattr(params.theme.llm, "api_key_env", v))),
-        (args.tts, lambda v: setattr(params.tts, "backend", v)),
-        (args.broll, lambda v: setattr(params.broll, "source", v)),
-        (args.broll_dir, lambda v: setattr(params.broll, "local_dir", str(_existing_dir(v)))),
-        (args.broll_url, lambda v: setattr(params.broll, "urls", list(v))),
-        (args.scorer, lambda v: setattr(params.match, "scorer", v)),
-        (args.clip_model, lambda v: setattr(params.match, "clip_model", v)),
-        (args.renderer, lambda v: setattr(params.render, "renderer", v)),
-        (args.encoder_preset, lambda v: setattr(params.render, "preset", v)),
-        (args.no_music, lambda v: setattr(params.timeline, "music", not v)),
-    )
-    for value, setter in setters:
-        if value is not None:
-            setter(value)
-    if args.broll_dir is not None and args.broll is None:
-        params.broll.source = "local"
-    if args.broll_url and args.broll is None:
-        params.broll.source = "urls"
-    if args.llm_url is not None and args.llm is None:  # an endpoint the user named comes first
-        params.script.llm.backend = params.theme.llm.backend = "openai"
-    if args.voice is not None and params.tts.backend == "onnx":
-        check_voice(args.voice)
-
-
-VOICE_NAME = re.compile(r"[a-z]{2}_[a-z0-9]+")
 VOICE_CHECK_TIMEOUT_S = 60.0
 
 
 def check_voice(name: str) -> None:
-    """UsageError unless the onnx narrator has voice `name`: asked of `python -m stages.voices check` in a child
-    process (the voice tables are the stages' business), so a wrong --voice fails now, not after the script."""
-    if not VOICE_NAME.fullmatch(name):
-        raise UsageError(f"--voice {name!r} is not a Kokoro voice name (like af_heart); `--voice list` shows them")
+    """RequestError unless the onnx narrator has voice `name`: asked of `python -m stages.voices check` in a child
+    process (the voice tables are the stages' business), so a wrong voice fails now, not after the script."""
     problem = _voice_problem(name)
     if problem:
-        raise UsageError(f"--voice {name}: {problem}")
+        raise RequestError("voice", problem)
 
 
 @functools.lru_cache(maxsize=64)
@@ -217,39 +200,15 @@ def _voice_problem(name: str) -> str:
     return (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1].removeprefix("voices: ")
 
 
-def _set_platform(params: PipelineParams, platform: str) -> None:
-    params.script.platform = platform
-    params.timeline.platform = platform
-
-
-def _speed(value: float) -> float:
-    if not 0.5 <= value <= 2.0:
-        raise UsageError(f"--speed {value}: use a value between 0.5 and 2.0")
-    return value
-
-
 def _existing_dir(path: Path) -> Path:
     if not path.is_dir():
-        raise UsageError(f"--broll-dir {path}: no such folder")
+        raise RequestError("broll_dir", "no such folder")
     return path.resolve()
 
 
-def validate_topic(topic: str) -> str:
-    try:
-        return tidy_topic(topic)
-    except TextError as exc:
-        raise UsageError(f"--topic: {exc}") from None
-
-
-def read_script_file(path: Path) -> str:
-    text = read_text(path, "--script")
-    if not text.strip():
-        raise UsageError(f"--script {path}: file is empty")
-    if looks_binary(text):
-        raise UsageError(f"--script {path}: not readable text (control characters or binary); give plain UTF-8 text")
-    if not re.search(r"[^\W\d_]", text):
-        raise UsageError(f"--script {path}: has no words to narrate; give the sentences to speak")
-    return text.strip()
+def read_script_file(path: Path, label: str = "--script") -> str:
+    """The text of a script file (checked as narration by the schema, `ipc.request`)."""
+    return read_text(path, label)
 
 
 def _topic_from_script(text: str) -> str:

@@ -18,6 +18,7 @@ from runner.run import run_pipeline
 
 
 def run_from_args(args: argparse.Namespace) -> int:
+    """Run what `args` asks for: `args.request` is the short (`ipc.request.ShortRequest`), the rest run-level."""
     limits, pipeline = limits_and_pipeline(args)
     max_ram = max_ram_from(args.max_ram)
     if args.topics_file is not None:
@@ -26,7 +27,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         raise UsageError("--jobs needs --topics-file (one topic a line)")
     if args.cluster is not None or args.cluster_unit is not None:
         raise UsageError("--cluster needs --topics-file: it runs a batch of shorts across machines")
-    opts = run_options(args, limits, pipeline, max_ram, run_dir=args.run_dir, topic=args.topic)
+    opts = run_options(args, args.request, limits, pipeline, max_ram, run_dir=args.run_dir)
     with interrupt_handling() as cancel:
         with display_for(args, limits.warn_fraction) as observer:
             report = run_pipeline(opts, observer, cancel)

@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from ipc.files import ArtifactError, resolve_in_run
 from ipc.params import CATEGORIES, ScriptParams, choices
 from ipc.pipeline import STAGE_NAMES
+from ipc.request import json_schema
 from serve.jobs import EventHub, Job, JobManager, valid_task_id
 from serve.requests import (
     FieldError, ResumeRequest, ServerSettings, ShortVideoRequest, VideoRequest, decode, plan_video,
@@ -169,6 +170,11 @@ def create_app(settings: ServerSettings, token: str | None = None) -> FastAPI:
     def options() -> Response:
         return ok({"categories": list(CATEGORIES), "platforms": list(choices(ScriptParams, "platform")),
                    "stages": list(STAGE_NAMES), "pipelines": sorted(settings.pipelines)})
+
+    @app.get("/api/v1/schema", summary="The request schema (JSON Schema): every option of a short, its choices,"
+             " limits and help; the page builds its form from it")
+    def request_schema() -> Response:
+        return ok(json_schema())
 
     @app.get("/api/v1/server", summary="The server's own memory and its queue")
     def server_state() -> Response:

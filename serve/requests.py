@@ -1,11 +1,11 @@
-"""What an HTTP client may ask for, checked exactly as the command line checks it.
+"""What an HTTP client may ask for, checked by the request schema the command line is built from.
 
-Responsible for: the request bodies (`VideoRequest`, `ResumeRequest`), the
-MoneyPrinterTurbo field names mapped onto ours, turning a request into the
-command-line options it stands for and running those through the CLI's own
-parser and `runner.options` (so a request fails with the very message the
-CLI would print), and naming the request field each error is about. It never
-starts a run: `serve.jobs` does.
+Responsible for: the request bodies (`VideoRequest`: the schema `ipc.request.ShortRequest` plus the
+run-level budget, ceilings and pipeline, and MoneyPrinterTurbo's names; `ResumeRequest`;
+short-video-maker's), MoneyPrinterTurbo's fields mapped onto ours, and planning the run through
+`runner.options`, each refusal a `FieldError` naming the request field it is about (the schema's
+`RequestError` carries it; nothing is read back out of a message). It never starts a run:
+`serve.jobs` does.
 """
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from ipc.request import FIELDS, RequestError, ShortRequest, check_fields, in_words, kokoro_language, request_from
+from ipc.sizes import format_size
 from runner.cli import build_parser
 from runner.errors import UsageError
 from runner.options import limits_and_pipeline, max_ram_from, run_options
 from runner.run import RunOptions
-from ipc.sizes import format_size
 
 
 class FieldError(Exception):
@@ -37,27 +37,10 @@ class FieldError(Exception):
         self.status = status
 
 
-class VideoRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """`POST /api/v1/videos`: our options by their CLI names, plus MoneyPrinterTurbo's where they map."""
+class VideoRequest(ShortRequest, forbid_unknown_fields=True, kw_only=True):
+    """`POST /api/v1/videos`: the request schema's fields (`ipc.request.ShortRequest`; `script` is the narration
+    text itself), the run's budget and ceilings, plus MoneyPrinterTurbo's names where they map."""
 
-    topic: str | None = None
-    category: str | None = None
-    script: str | None = None
-    """The narration text itself (the CLI's `--script FILE` holds the same text in a file)."""
-    platform: str | None = None
-    language: str | None = None
-    voice: str | None = None
-    speed: float | None = None
-    music: bool | None = None
-    llm: str | None = None
-    llm_model: str | None = None
-    tts: str | None = None
-    broll: str | None = None
-    broll_url: list[str] | None = None
-    scorer: str | None = None
-    renderer: str | None = None
-    encoder_preset: str | None = None
-    seed: int | None = None
     max_ram: str | int | None = None
     limits: dict[str, str | int] = {}
     """Stage name -> ceiling, as `--limit STAGE=SIZE`."""
@@ -144,15 +127,8 @@ def video_from_short_video_maker(request: ShortVideoRequest) -> VideoRequest:
     return VideoRequest(script=script, voice=request.config.voice, music=music)
 
 
-OPTION_OF_FIELD = {
-    "topic": "--topic", "category": "--category", "script": "--script", "platform": "--platform",
-    "language": "--language", "voice": "--voice", "speed": "--speed", "music": "--no-music", "llm": "--llm",
-    "llm_model": "--llm-model", "tts": "--tts", "broll": "--broll", "broll_url": "--broll-url", "scorer": "--scorer",
-    "renderer": "--renderer", "encoder_preset": "--encoder-preset", "seed": "--seed", "max_ram": "--max-ram",
-    "limits": "--limit", "pipeline": "--pipeline",
-}
-FIELD_OF_OPTION = {option: field for field, option in OPTION_OF_FIELD.items()}
-_OPTION_IN_MESSAGE = re.compile(r"(--[a-z][a-z-]*)")
+MPT_ALIASES = {"video_subject": "topic", "video_script": "script", "voice_rate": "speed"}
+"""MoneyPrinterTurbo's names for our fields, where the value means the same."""
 _AZURE_VOICE = re.compile(r"^[a-z]{2,3}-[A-Z]{2}-\w+Neural(-\w+)?$")
 
 
@@ -179,61 +155,72 @@ class Planned:
 
 
 def decode(body: bytes, kind: type):
-    """The request body as `kind`, or a 422 naming the field msgspec stumbled on."""
+    """The request body as `kind`, each field checked by its type in the schema; FieldError naming the field."""
     if not body.strip():
         return kind()
     try:
-        return msgspec.json.decode(body, type=kind)
-    except msgspec.ValidationError as exc:
-        text = str(exc)
-        where = re.search(r"at `\$\.([A-Za-z_][A-Za-z0-9_]*)", text)
-        unknown = re.search(r"unknown field `([^`]+)`", text)
-        field = unknown.group(1) if unknown else where.group(1) if where else None
-        raise FieldError(field, text, 422) from None
+        values = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise FieldError(None, f"the body is not valid JSON: {exc}", 400) from None
+    if not isinstance(values, dict):
+        raise FieldError(None, "the body is not a JSON object", 422)
+    try:
+        checked = check_fields(values, kind)
+        missing = [f.name for f in msgspec.structs.fields(kind) if f.required and f.name not in checked]
+        if missing:
+            raise RequestError(missing[0], "required, and missing", "type")
+    except RequestError as exc:
+        raise http_error(exc, values.get(exc.field)) from None
+    return kind(**checked)
+
+
+def http_error(exc: RequestError, given: Any = None, name: str | None = None) -> FieldError:
+    """A schema refusal as HTTP says it: the field, 422 for a wrong type or name, 400 for a value not allowed."""
+    name = name or exc.field
+    shown = given if isinstance(given, (int, float, str)) and name != "script" else None
+    return FieldError(name, in_words(exc, name, shown), 422 if exc.kind in ("type", "unknown") else 400)
 
 
 def plan_video(request: VideoRequest, settings: ServerSettings) -> Planned:
     """The run a `POST /api/v1/videos` asks for, checked as the CLI checks it; FieldError otherwise."""
-    merged, ignored = _merge_mpt(request)
-    argv = _content_argv(merged)
-    limits = {stage: str(size) for stage, size in merged.limits.items()}
-    max_ram = _max_ram_text(merged.max_ram, settings)
-    pipeline = _pipeline(merged.pipeline, settings)
-    with tempfile.TemporaryDirectory(prefix="aishorts-serve-") as scratch:
-        script_file = None
-        if merged.script is not None:
-            script_file = Path(scratch) / "script.txt"
-            script_file.write_text(merged.script, encoding="utf-8")
-            argv += ["--script", str(script_file)]
-        argv += _run_argv(limits, max_ram, pipeline, settings)
-        try:
-            opts = _checked_options(argv, settings, run_dir=None, topic=merged.topic)
-        except UsageError as exc:
-            message = str(exc)
-            if script_file is not None:
-                message = message.replace(f"--script {script_file}", "--script").replace(str(script_file), "script")
-            raise _field_error(message) from None
+    short, ignored, named = _merge_mpt(request)
+    limits = {stage: str(size) for stage, size in request.limits.items()}
+    max_ram = _max_ram_text(request.max_ram, settings)
+    pipeline = _pipeline(request.pipeline, settings)
+    try:
+        opts = _checked_options(short, limits, max_ram, pipeline, settings, run_dir=None)
+    except RequestError as exc:
+        field = named.get(exc.field, exc.field)
+        raise http_error(exc, getattr(request, field, None), field) from None
     return Planned(opts=opts, limits=limits, max_ram=max_ram, pipeline=pipeline, ignored=ignored)
 
 
 def plan_resume(run_dir: Path, limits: dict[str, str], max_ram: str | None, pipeline: str | None,
                 settings: ServerSettings) -> RunOptions:
     """The options that resume `run_dir` (its run.json holds the rest), as `--run-dir DIR --limit ...` would."""
-    argv = ["--run-dir", str(run_dir), *_run_argv(limits, _max_ram_text(max_ram, settings), pipeline, settings)]
     try:
-        return _checked_options(argv, settings, run_dir=run_dir, topic=None)
+        return _checked_options(ShortRequest(), limits, _max_ram_text(max_ram, settings), pipeline, settings,
+                                run_dir=run_dir)
+    except RequestError as exc:
+        raise http_error(exc) from None
+
+
+def _checked_options(request: ShortRequest, limits: dict[str, str], max_ram_text: str | None, pipeline: str | None,
+                     settings: ServerSettings, run_dir: Path | None) -> RunOptions:
+    args = _run_args(limits, max_ram_text, pipeline, settings)
+    try:
+        stage_limits, stages = limits_and_pipeline(args)
     except UsageError as exc:
-        raise _field_error(str(exc)) from None
-
-
-def _checked_options(argv: list[str], settings: ServerSettings, run_dir: Path | None, topic: str | None) -> RunOptions:
-    args = _parse(argv)
-    limits, pipeline = limits_and_pipeline(args)
-    max_ram = max_ram_from(args.max_ram)
-    opts = run_options(args, limits, pipeline, max_ram, run_dir=run_dir or _placeholder_dir(settings), topic=topic)
-    _ = opts.ceilings  # a stage that cannot fit the budget is refused now, as the CLI refuses it before starting
+        raise FieldError("limits", str(exc), 400) from None
+    max_ram = max_ram_from(max_ram_text) if max_ram_text is not None else None
+    try:
+        opts = run_options(args, request, stage_limits, stages, max_ram, run_dir=run_dir or _placeholder_dir(settings))
+    except UsageError as exc:
+        raise FieldError(None, str(exc), 400) from None
+    try:
+        _ = opts.ceilings  # a stage that cannot fit the budget is refused now, as the CLI refuses it before starting
+    except UsageError as exc:
+        raise FieldError("max_ram", str(exc), 400) from None
     if settings.jobs > 1:
         opts.threads = max(1, _cores() // settings.jobs)
     return opts
@@ -244,81 +231,49 @@ def _placeholder_dir(settings: ServerSettings) -> Path:
     return settings.runs_dir / ".not-yet-created"
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = build_parser()
-
-    def refuse(message: str):
-        raise UsageError(message)
-
-    parser.exit_on_error = False
-    parser.error = refuse  # argparse's own messages, raised instead of printed with exit 2
-    try:
-        return parser.parse_args(argv)
-    except argparse.ArgumentError as exc:
-        raise UsageError(str(exc)) from None
+def _run_args(limits: dict[str, str], max_ram: str | None, pipeline: str | None,
+              settings: ServerSettings) -> argparse.Namespace:
+    """The run-level options of the command line, at their defaults but for the request's ceilings and pipeline."""
+    args = build_parser().parse_args([])
+    args.limit = [f"{stage}={size}" for stage, size in limits.items()]
+    args.max_ram = max_ram
+    args.pipeline = settings.pipelines[pipeline] if pipeline is not None else None
+    return args
 
 
-def _field_error(message: str) -> FieldError:
-    option = _OPTION_IN_MESSAGE.search(message)
-    field = FIELD_OF_OPTION.get(option.group(1)) if option else None
-    if field is None and ("budget" in message or "max-ram" in message):
-        field = "max_ram"
-    return FieldError(field, message, 400)
-
-
-def _merge_mpt(request: VideoRequest) -> tuple[VideoRequest, list[str]]:
-    """Our request with MoneyPrinterTurbo's fields folded in; the names of those that have no counterpart here."""
-    merged = msgspec.structs.replace(request)
-    pairs = (("topic", "video_subject"), ("script", "video_script"), ("speed", "voice_rate"))
-    for ours, theirs in pairs:
+def _merge_mpt(request: VideoRequest) -> tuple[ShortRequest, list[str], dict[str, str]]:
+    """Our request with MoneyPrinterTurbo's fields folded in, checked by the schema; the names of MPT fields with no
+    counterpart here; and for each of our fields set from an MPT field, that field's name (for messages)."""
+    values = {name: getattr(request, name) for name in FIELDS}
+    named: dict[str, str] = {}
+    for theirs, ours in MPT_ALIASES.items():
         value = getattr(request, theirs)
         if value is None or value == "":
             continue
-        if getattr(request, ours) not in (None, value):
+        if values[ours] not in (None, value):
             raise FieldError(theirs, f"{theirs} and {ours} say different things; give one of them", 400)
-        setattr(merged, ours, value)
+        values[ours], named[ours] = value, theirs
     ignored = [name for name in IGNORED_MPT_FIELDS if getattr(request, name) is not None]
     if request.video_language:
-        if request.language not in (None, request.video_language.lower()):
+        if values["language"] not in (None, kokoro_language(request.video_language)):
             raise FieldError("video_language", "video_language and language say different things; give one", 400)
-        merged.language = request.video_language.lower()
+        values["language"], named["language"] = request.video_language, "video_language"
     if request.voice_name:
         if _AZURE_VOICE.match(request.voice_name):
             ignored.append("voice_name")  # an Azure voice: narration uses the language's own Kokoro voice
         else:
-            merged.voice = request.voice_name
+            values["voice"], named["voice"] = request.voice_name, "voice_name"
     if request.bgm_type is not None:
         if request.bgm_type.lower() not in ("", "none", "random"):
             raise FieldError("bgm_type", f"bgm_type {request.bgm_type!r}: use \"random\" (music) or \"\" (none)", 422)
-        merged.music = request.bgm_type.lower() == "random"
+        values["music"] = request.bgm_type.lower() == "random"
     if request.video_aspect not in (None, "", "9:16", "portrait"):
         raise FieldError("video_aspect", f"video_aspect {request.video_aspect!r}: only vertical 9:16 shorts are made", 422)
-    return merged, ignored
-
-
-def _content_argv(request: VideoRequest) -> list[str]:
-    argv: list[str] = []
-    for field in ("topic", "category", "platform", "language", "voice", "speed", "llm", "llm_model", "tts", "broll",
-                  "scorer", "renderer", "encoder_preset", "seed"):
-        value = getattr(request, field)
-        if value is not None:
-            argv += [OPTION_OF_FIELD[field], str(value)]
-    for url in request.broll_url or []:
-        argv += ["--broll-url", url]
-    if request.music is False:
-        argv.append("--no-music")
-    return argv
-
-
-def _run_argv(limits: dict[str, str], max_ram: str | None, pipeline: str | None, settings: ServerSettings) -> list[str]:
-    argv: list[str] = []
-    for stage, size in limits.items():
-        argv += ["--limit", f"{stage}={size}"]
-    if max_ram is not None:
-        argv += ["--max-ram", max_ram]
-    if pipeline is not None:
-        argv += ["--pipeline", str(settings.pipelines[pipeline])]
-    return argv
+    try:
+        return request_from(values), ignored, named
+    except RequestError as exc:
+        field = named.get(exc.field, exc.field)
+        raise http_error(exc, getattr(request, field, None), field) from None
 
 
 def _max_ram_text(value: str | int | None, settings: ServerSettings) -> str | None:

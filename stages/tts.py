@@ -33,9 +33,7 @@ Params = TtsParams
 
 SAMPLE_RATE = 24000
 SENTENCE_GAP_S = 0.3
-LANGUAGES = ("en-us", "en-gb", "es", "fr-fr", "hi", "it", "pt-br")
-"""Kokoro-82M's languages that espeak-ng phonemises the way Kokoro was trained on."""
-_LANGUAGE_ALIASES = {"en": "en-us", "pt": "pt-br", "fr": "fr-fr"}
+from ipc.request import LANGUAGE_ALIASES as _LANGUAGE_ALIASES, LANGUAGES  # noqa: E402  the schema's list
 MAX_CALL_PHONEMES = 150
 """Longer sentences are spoken in pieces, cut at clauses where possible: a call's memory grows
 with its phonemes (measured peak RSS about 380 MB with pieces of 150, 560 MB with pieces of 300)."""

@@ -302,14 +302,33 @@ async function loadTasks() {
   for (const task of data.tasks.slice().reverse()) upsertTask(task);
 }
 
+// Each field of the request schema (GET /api/v1/schema) without its "or null": its type, enum, limits, help.
+function schemaFields(schema) {
+  const request = schema.$defs ? schema.$defs[schema.$ref.split("/").pop()] : schema;
+  const fields = {};
+  for (const [name, prop] of Object.entries(request.properties)) {
+    fields[name] = (prop.anyOf || [prop]).find((p) => p.type !== "null") || prop;
+  }
+  return fields;
+}
+
 async function loadOptions() {
-  const options = await api("GET", "/api/v1/options");
+  const [schema, options] = await Promise.all([api("GET", "/api/v1/schema"), api("GET", "/api/v1/options")]);
+  const fields = schemaFields(schema);
   const fill = (id, values, blank) => {
     const select = document.getElementById(id);
     select.replaceChildren(...(blank ? [new Option(blank, "")] : []), ...values.map((v) => new Option(v, v)));
   };
-  fill("category", options.categories, "random");
-  fill("platform", options.platforms, "");
+  // Every input of the form named after a schema field takes its help, choices and limits from the schema,
+  // so the page never offers what the stages refuse.
+  for (const [name, field] of Object.entries(fields)) {
+    const input = document.getElementById(name);
+    if (!input) continue;
+    if (field.description) input.title = field.description;
+    if (field.enum && input.tagName === "SELECT") fill(name, field.enum, name === "category" ? "random" : "");
+    if (field.maxLength && "maxLength" in input) input.maxLength = field.maxLength;
+    if (field.pattern && input.tagName === "INPUT") input.pattern = field.pattern;
+  }
   if (options.pipelines.length) {
     fill("pipeline", options.pipelines, "the product's stages");
     document.getElementById("pipeline-box").hidden = false;
