@@ -4,21 +4,21 @@ Each row of the batch file (`runner.batchfile`: plain topics, JSON Lines or CSV,
 options) is checked by the request schema and planned into its own run directory inside the batch
 directory, all before anything starts. Locally, N worker threads each run one pipeline at a time;
 every stage of every pipeline takes its ceiling from one shared `MemoryBudget`, so a stage waits
-rather than overcommits. With `--cluster` the planned shorts go to `cluster.driver` (loaded by name,
-only then, because it imports Ray). One short's failure does not stop the others. The batch ends with
-`batch.json` and a table.
+rather than overcommits. With `--cluster` the planned shorts go to the cluster runner the front end
+handed in (`cluster.driver`'s; the supervisor never loads it). One short's failure does not stop the
+others. The batch ends with `batch.json` and a table.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import queue
 import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from runner.limits import Limits
 from runner.meter import MemoryMeter
 from runner.options import limits_and_pipeline, run_options
 from runner.report import RunReport, Sample, downsample
-from runner.run import RunOptions, run_pipeline
+from runner.run import RunOptions, StageExecutor, execute_in_child, run_pipeline
 from runner.rundir import claimed, default_run_dir
 from runner.status import EXIT_CODES, WORST_FIRST, Ending, finished
 
@@ -83,17 +83,24 @@ class PlannedShort:
     opts: RunOptions
 
 
-def run_batch(args: argparse.Namespace, limits: Limits, pipeline: tuple[StageSpec, ...], max_ram: int | None) -> int:
+ClusterRunner = Callable[..., int]
+"""`run_on_cluster(args, limits, shorts, batch_dir, fresh, max_ram) -> exit code`: `cluster.driver`'s, handed in
+by the front end (it imports Ray); the supervisor never loads it."""
+
+
+def run_batch(args: argparse.Namespace, limits: Limits, pipeline: tuple[StageSpec, ...], max_ram: int | None,
+              executor: StageExecutor = execute_in_child, run_on_cluster: ClusterRunner | None = None) -> int:
     if args.topic is not None:
         raise UsageError("--topic and --topics-file are exclusive")
     fresh = args.run_dir is None
     batch_dir = args.run_dir or default_run_dir(f"batch-{args.topics_file.stem}")
     if getattr(args, "cluster_unit", None) is not None and getattr(args, "cluster", None) is None:
         raise UsageError("--cluster-unit needs --cluster ADDRESS")
-    shorts = plan_shorts(args, limits, pipeline, max_ram, batch_dir)
+    if getattr(args, "cluster", None) is not None and run_on_cluster is None:
+        raise UsageError("--cluster: not available from this entry point; run aishorts-runner (python -m aishorts)")
+    shorts = plan_shorts(args, limits, pipeline, max_ram, batch_dir, executor)
     if getattr(args, "cluster", None) is not None:
-        driver = importlib.import_module("cluster.driver")  # imports Ray: only ever under --cluster
-        return driver.run_on_cluster(args, limits, shorts, batch_dir, fresh, max_ram)
+        return run_on_cluster(args, limits, shorts, batch_dir, fresh, max_ram)
     runs = [short.opts for short in shorts]
     side_by_side = pipelines_at_once(args.jobs, runs, limits, max_ram)
     if side_by_side < min(args.jobs, len(runs)):
@@ -117,22 +124,23 @@ def run_batch(args: argparse.Namespace, limits: Limits, pipeline: tuple[StageSpe
 
 
 def plan_shorts(args: argparse.Namespace, limits: Limits, pipeline: tuple[StageSpec, ...], max_ram: int | None,
-                batch_dir: Path) -> list[PlannedShort]:
+                batch_dir: Path, executor: StageExecutor = execute_in_child) -> list[PlannedShort]:
     """Every row of the batch file as a checked run; a bad row is a UsageError naming its line, before any starts."""
     rows = read_batch_file(args.topics_file)
-    return [_plan_short(args, limits, pipeline, max_ram, batch_dir, index, entry)
+    return [_plan_short(args, limits, pipeline, max_ram, batch_dir, index, entry, executor)
             for index, entry in enumerate(rows, start=1)]
 
 
 def _plan_short(args, limits: Limits, pipeline: tuple[StageSpec, ...], max_ram: int | None, batch_dir: Path,
-                index: int, entry: BatchLine) -> PlannedShort:
+                index: int, entry: BatchLine, executor: StageExecutor) -> PlannedShort:
     with at_line(args.topics_file, entry.line):
         given = argparse.Namespace(**{**vars(args), "limit": [*args.limit, *entry.row.limits]})
         row_limits = limits_and_pipeline(given)[0] if entry.row.limits else limits
         subject = entry.row.subject()
         try:
             opts = run_options(given, row_request(args.request, entry.row), row_limits, pipeline, max_ram,
-                               run_dir=batch_dir / f"{index:02d}-{_slug(subject)}", label=f"{index:02d}")
+                               run_dir=batch_dir / f"{index:02d}-{_slug(subject)}", label=f"{index:02d}",
+                               executor=executor)
         except RequestError as exc:
             raise UsageError(row_words(exc, entry.row)) from None
         _ = opts.ceilings  # planned once per run, here: a stage that cannot fit fails the batch before anything starts

@@ -12,13 +12,16 @@ import argparse
 import errno
 import sys
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 from ipc.messages import StageCall
 from ipc.params import choices
 from ipc.pipeline import STAGE_NAMES
 from ipc.request import FieldInfo, RequestError, ShortRequest, field_info, in_words, request_from
 from runner.run import Isolation
+
+if TYPE_CHECKING:
+    from runner.session import Extensions
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,24 +108,26 @@ def cli_words(exc: RequestError, given: dict) -> str:
     return in_words(exc, info.flag, given.get(exc.field)) if info else str(exc)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, extensions: Extensions | None = None) -> int:
+    """The command line, run. `extensions` are what a front end above the supervisor hands it (`aishorts.main`):
+    the `serve` command, `--cluster`, `--isolation none`; without them those are refused with a usage error."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["probe"]:
         from runner.probe import main as probe_main
 
         return probe_main(argv[1:])
-    if argv[:1] == ["serve"]:
-        return serve_main(argv[1:])
+    if extensions is not None and argv[:1] and argv[0] in extensions.commands:
+        return extensions.commands[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     if args.voice == "list":
         return list_voices()
     from runner.errors import RunnerError
 
     try:
-        from runner.session import run_from_args
+        from runner.session import Extensions, run_from_args
 
         args.request = request_from_args(args)
-        return run_from_args(args)
+        return run_from_args(args, extensions or Extensions())
     except RunnerError as exc:
         print(f"aishorts-runner: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -135,24 +140,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"aishorts-runner: error: {os_error_message(exc)}", file=sys.stderr)
         return 1
-
-
-SERVE_NEEDS = ("fastapi", "uvicorn", "starlette", "anyio", "pydantic")
-
-
-def serve_main(argv: list[str]) -> int:
-    """`aishorts-runner serve`: the web page and API, from the `serve` extra (loaded by name, only here)."""
-    import importlib
-
-    try:
-        serve_cli = importlib.import_module("serve.cli")
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] not in SERVE_NEEDS:
-            raise
-        print(f"aishorts-runner serve: needs the serve extra ({exc.name} is not installed):"
-              ' pip install -e ".[serve]"', file=sys.stderr)
-        return 2
-    return serve_cli.main(argv)
 
 
 def list_voices() -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import random
 import re
 import subprocess
@@ -66,11 +65,12 @@ def max_ram_from(text: str | None) -> int | None:
 
 def run_options(
     args: argparse.Namespace, request: ShortRequest, limits: Limits, pipeline: tuple[StageSpec, ...],
-    max_ram: int | None, run_dir: Path | None, label: str = "",
+    max_ram: int | None, run_dir: Path | None, label: str = "", executor: StageExecutor = execute_in_child,
 ) -> RunOptions:
     """Everything one run needs, checked; nothing is written until the run claims its directory.
 
-    `request` is what to make (checked against the schema); `args` holds the run-level options.
+    `request` is what to make (checked against the schema); `args` holds the run-level options;
+    `executor` runs each stage (`executor_for` picks it from `--isolation`).
     """
     fresh = run_dir is None
     run_dir = run_dir or default_run_dir(request.topic or request.category or "short")
@@ -87,28 +87,34 @@ def run_options(
         resume_args += ["--isolation", args.isolation]
     return RunOptions(
         run_dir=run_dir, pipeline=pipeline, params=params, limits=limits, max_ram=max_ram,
-        isolation=args.isolation, executor=executor_for(args.isolation), start_from=args.start_from,
+        isolation=args.isolation, executor=executor, start_from=args.start_from,
         only=args.only, device=args.device, resume_args=resume_args, label=label,
         command=invoked_as(), manifest=RunManifest(params=params, pipeline_file=str(args.pipeline) if args.pipeline else None),
         fresh_dir=fresh,
     )
 
 
+ENTRY_MODULE = "aishorts"
+"""`python -m aishorts` is `aishorts-runner`: the command a rerun line names when the runner was started as a module."""
+
+
 def invoked_as(argv0: str | None = None) -> list[str]:
     """The runner's own command as the user typed it: `.venv/bin/aishorts-runner` stays that, not a bare name."""
     argv0 = argv0 if argv0 is not None else sys.argv[0]
     name = Path(argv0).name
-    if name in ("cli.py", "__main__.py", "-c", "") or name.startswith("python"):
-        return [sys.executable, "-m", "runner.cli"]
+    if name in ("cli.py", "main.py", "__main__.py", "-c", "") or name.startswith("python"):
+        return [sys.executable, "-m", ENTRY_MODULE]
     return [argv0]
 
 
-def executor_for(isolation: str) -> StageExecutor:
+def executor_for(isolation: str, executors: dict[str, StageExecutor]) -> StageExecutor:
+    """The executor `--isolation` names: a child process per stage, or one the front end handed in (`none`)."""
     if isolation == "process":
         return execute_in_child
-    # The single-process baseline imports stage code by design, so it lives in tools/ and is
-    # loaded by name only when asked for; the supervisor's own modules never import a stage.
-    return importlib.import_module("tools.inprocess").execute_in_process
+    if isolation not in executors:
+        raise UsageError(f"--isolation {isolation}: not available from this entry point; run aishorts-runner"
+                         f" (python -m {ENTRY_MODULE})")
+    return executors[isolation]
 
 
 def _saved_params(path: Path) -> PipelineParams | None:

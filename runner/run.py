@@ -2,7 +2,7 @@
 
 For each stage in order: skip it when its artifact is complete and its inputs'
 hash is unchanged (resume), otherwise start it through the run's executor (in
-its own process under the watchdog; `tools.inprocess` supplies the
+its own process under the watchdog; `aishorts.inprocess` supplies the
 single-process baseline of `--isolation none`), then validate its artifact and
 stamp it as complete. The report is rewritten after every stage.
 The first stage that does not finish ends the run; everything already written

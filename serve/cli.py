@@ -1,6 +1,6 @@
 """`aishorts-runner serve`: read the server's options, refuse an unsafe address, run uvicorn.
 
-Loaded by name from `runner.cli` only when the `serve` command is given, so
+Loaded by name from `aishorts.main` only when the `serve` command is given, so
 the base CLI never imports FastAPI or uvicorn. Errors here are usage errors:
 one line, exit 2.
 """

@@ -14,7 +14,7 @@ import psutil
 
 from tools.balloon import write_pipeline
 
-RUNNER = [sys.executable, "-m", "runner.cli"]
+RUNNER = [sys.executable, "-m", "aishorts"]
 
 
 def balloon_pipeline(path: Path, *stages: dict) -> Path:

@@ -19,7 +19,7 @@ class NotInstalled:
         return None
 
 sys.meta_path.insert(0, NotInstalled())
-from runner.cli import main
+from aishorts.main import main
 sys.exit(main(sys.argv[1:]))
 """
 

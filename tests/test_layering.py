@@ -13,12 +13,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FORBIDDEN_IN_SUPERVISOR = {
-    "stages", "tools", "torch", "numpy", "transformers", "onnxruntime", "moviepy", "kokoro_onnx", "kokoro",
-    "sentence_transformers", "llama_cpp", "xllamacpp", "ray", "fastapi", "uvicorn", "PIL", "scipy", "cv2",
+HEAVY = {
+    "torch", "numpy", "transformers", "onnxruntime", "moviepy", "kokoro_onnx", "kokoro", "sentence_transformers",
+    "llama_cpp", "xllamacpp", "ray", "fastapi", "uvicorn", "PIL", "scipy", "cv2",
 }
-BASELINE_LOADED_BY_NAME = {"tools.inprocess", "serve.cli", "cluster.driver"}
-"""`--isolation none` (the old single-process design) is loaded by name, and only when asked for."""
+FRONT_ENDS = {"aishorts", "serve", "cluster"}
+"""Above the supervisor: the entry that hands it its extensions, the web page and API, batches across machines."""
+FORBIDDEN_IN_SUPERVISOR = {"stages", "tools"} | FRONT_ENDS | HEAVY
+FORBIDDEN_IN_FRONT_END = {"serve": {"stages", "tools", "aishorts", "cluster"},
+                          "cluster": {"stages", "tools", "aishorts", "serve"}}
+"""The front ends use the supervisor, never stage code, developer tools, the entry above them, or each other."""
+PACKAGES = ("aishorts", "runner", "ipc", "serve", "cluster")
 
 
 def supervisor_modules() -> list[Path]:
@@ -32,6 +37,7 @@ def imported_modules(path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)  # a submodule, or just a name
     return names
 
 
@@ -55,8 +61,83 @@ def test_no_supervisor_module_imports_stage_code_tools_or_heavy_libraries(path):
 
 
 @pytest.mark.parametrize("path", supervisor_modules(), ids=lambda p: str(p.relative_to(ROOT)))
-def test_only_the_single_process_baseline_is_loaded_by_name(path):
-    assert set(modules_loaded_by_name(path)) <= BASELINE_LOADED_BY_NAME
+def test_the_supervisor_loads_nothing_by_name(path):
+    assert not modules_loaded_by_name(path), "the front ends hand the supervisor what it runs (aishorts.main)"
+
+
+def front_end_modules() -> list[Path]:
+    return sorted(p for folder in FORBIDDEN_IN_FRONT_END for p in (ROOT / folder).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", front_end_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_front_end_imports_stage_code_tools_the_entry_or_another_front_end(path):
+    forbidden = FORBIDDEN_IN_FRONT_END[path.relative_to(ROOT).parts[0]]
+    loaded = imported_modules(path) | set(modules_loaded_by_name(path))
+    bad = sorted(m for m in loaded if m.split(".")[0] in forbidden)
+    assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each module of ours and the modules of ours it imports, at any depth of its code or by name."""
+    paths = {module_name(p): p for folder in PACKAGES for p in (ROOT / folder).rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        targets = imported_modules(path) | set(modules_loaded_by_name(path))
+        graph[name] = {t for t in targets if t in paths and t != name}
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan): each is an import circle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return circles
+
+
+def test_no_import_circle_in_the_supervisor_or_its_front_ends():
+    assert import_circles(import_graph()) == []
+
+
+def test_an_import_circle_is_found():
+    assert import_circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_tools_are_not_shipped_and_the_entry_is_above_the_supervisor():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "tools" not in project["tool"]["setuptools"]["packages"]
+    assert project["project"]["scripts"]["aishorts-runner"] == "aishorts.main:entry"
 
 
 def test_the_checks_see_imports_inside_functions(tmp_path):

@@ -303,7 +303,7 @@ def test_another_address_than_loopback_needs_a_token(work):
 
 
 def test_without_the_serve_extra_the_command_says_how_to_install_it(work):
-    code = ("import sys; sys.modules['fastapi'] = None; from runner.cli import main; sys.exit(main(['serve']))")
+    code = ("import sys; sys.modules['fastapi'] = None; from aishorts.main import main; sys.exit(main(['serve']))")
     out = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and 'pip install -e ".[serve]"' in out.stderr
 

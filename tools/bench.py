@@ -40,7 +40,7 @@ from runner.watchdog import TreeSampler
 from tools.balloon import write_pipeline
 
 MiB = 1024 * 1024
-RUNNER = [sys.executable, "-m", "runner.cli"]
+RUNNER = [sys.executable, "-m", "aishorts"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -122,7 +122,7 @@ def balloon_pipeline(path: Path, stages: list[dict]) -> Path:
 
 
 def cmd(argv: list[str]) -> str:
-    shown = ["aishorts-runner" if a == "runner.cli" else a for a in argv]
+    shown = ["aishorts-runner" if a == "aishorts" else a for a in argv]
     if shown[:2] == [sys.executable, "-m"]:
         shown = shown[2:]
     return shlex.join(shown)

@@ -27,7 +27,7 @@ import psutil
 from tools.balloon import write_pipeline
 
 MiB = 2**20
-RUNNER = [sys.executable, "-m", "runner.cli"]
+RUNNER = [sys.executable, "-m", "aishorts"]
 
 
 def main(argv: list[str] | None = None) -> int:

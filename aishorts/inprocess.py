@@ -3,9 +3,9 @@
 A `StageExecutor` that runs each stage inside the supervisor's own process,
 one after the other, exactly as the seed system did. Nothing is enforced:
 ceilings are recorded but cannot be, and no memory is returned between
-stages. It lives outside `runner/` because it imports stage code into the
-process that runs it; the supervisor loads it by name only when asked for
-`--isolation none`, and never imports `stages` itself.
+stages. It lives above `runner/` because it imports stage code into the
+process that runs it: the entry (`aishorts.main`) hands it to the supervisor,
+which never imports `stages` itself, and imports it only for `--isolation none`.
 """
 
 from __future__ import annotations

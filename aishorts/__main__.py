@@ -1,0 +1,5 @@
+"""`python -m aishorts` is `aishorts-runner`."""
+
+from aishorts.main import entry
+
+entry()
