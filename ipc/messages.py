@@ -29,6 +29,8 @@ class StageCall(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     threads: int = 0
     """CPU threads the stage may use (0: as many as it likes); set when pipelines share the cores."""
     ceiling_bytes: int = 0
+    thresholds: dict[str, int] = {}
+    """The stage's memory thresholds from the limits file (`thresholds` of `[stages.NAME]`), in bytes, by name."""
     progress_fd: int | None = None
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 
-_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+MiB = 1024**2
+"""The one mebibyte of the code base: `--max-ram 512M` is 512 * MiB."""
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": MiB, "G": 1024**3, "T": 1024**4}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 
 

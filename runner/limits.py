@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ipc.sizes import SizeError, format_size, parse_size
+from ipc.sizes import MiB, SizeError, format_size, parse_size
 from runner.errors import UsageError
 from runner.userfiles import read_toml
 
@@ -22,7 +22,6 @@ DEFAULT_LIMITS_FILE = Path(__file__).resolve().parent / "limits.toml"
 """Shipped inside the package, so a wheel install finds its defaults too."""
 GLOBAL_KEYS = ("poll_ms", "warn_fraction", "kill_grace_ms", "parent_reserve", "default")
 """Keys a user's limits file may leave out: they come from the shipped file. Stage tables never do."""
-MiB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -33,6 +32,8 @@ class StageLimit:
     """Set by --limit: the user's number stands even below `minimum`."""
     usual_ceiling: int | None = None
     """The limits file's ceiling, for a stage whose ceiling --limit replaced (what to suggest after an OOM)."""
+    thresholds: dict[str, int] = field(default_factory=dict)
+    """Sizes the stage decides by (e.g. tts's `lean_below`), handed to it in its call; from the limits file."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Limits:
     def with_override(self, name: str, ceiling: int) -> Limits:
         current = self.for_stage(name)
         updated = StageLimit(ceiling=ceiling, minimum=min(current.minimum, ceiling), overridden=True,
-                             usual_ceiling=current.usual_ceiling or current.ceiling)
+                             usual_ceiling=current.usual_ceiling or current.ceiling, thresholds=current.thresholds)
         return replace(self, stages={**self.stages, name: updated})
 
     def with_stage(self, name: str, limit: StageLimit) -> Limits:
@@ -110,6 +111,9 @@ class Limits:
         ]
         for title, limit in [("default", self.default)] + [(f"stages.{n}", l) for n, l in sorted(self.stages.items())]:
             lines += ["", f"[{title}]", f'ceiling = "{_mib(limit.ceiling)}M"', f'minimum = "{_mib(limit.minimum)}M"']
+            if limit.thresholds:
+                sizes = ", ".join(f'{name} = "{_mib(size)}M"' for name, size in sorted(limit.thresholds.items()))
+                lines.append(f"thresholds = {{ {sizes} }}")
         return "\n".join(lines) + "\n"
 
 
@@ -120,15 +124,27 @@ def _mib(size: int) -> int:
 def load_limits(path: Path | None = None) -> Limits:
     """Read a limits file; any problem is a UsageError naming the file and the key.
 
-    Global keys the file leaves out come from the shipped file; stage tables do not.
+    Global keys the file leaves out come from the shipped file; stage tables do not, but a stage's
+    thresholds the file leaves out do (they are how the stage behaves, not what it may use).
     """
     shipped = _read_table(DEFAULT_LIMITS_FILE)
     raw = shipped if path is None else _read_table(Path(path))
     merged = {key: shipped[key] for key in GLOBAL_KEYS if key in shipped} | raw
     try:
-        return replace(_limits_from_table(merged), source=str(path or DEFAULT_LIMITS_FILE))
+        limits = _limits_from_table(merged)
+        if path is not None:
+            limits = _with_shipped_thresholds(limits, _limits_from_table(shipped))
+        return replace(limits, source=str(path or DEFAULT_LIMITS_FILE))
     except (SizeError, TypeError, ValueError, KeyError) as exc:
         raise UsageError(f"limits file {path or DEFAULT_LIMITS_FILE}: {exc}") from None
+
+
+def _with_shipped_thresholds(limits: Limits, shipped: Limits) -> Limits:
+    for name, limit in limits.stages.items():
+        usual = shipped.stages.get(name)
+        if usual is not None and usual.thresholds:
+            limits = limits.with_stage(name, replace(limit, thresholds=usual.thresholds | limit.thresholds))
+    return limits
 
 
 def save_limits(path: Path, limits: Limits, header: str = "") -> None:
@@ -186,7 +202,7 @@ def _size(value: object, key: str) -> int:
 def _stage_limit(table: object, where: str) -> StageLimit:
     if not isinstance(table, dict):
         raise ValueError(f"[{where}] must be a table with ceiling and minimum")
-    unknown = set(table) - {"ceiling", "minimum"}
+    unknown = set(table) - {"ceiling", "minimum", "thresholds"}
     if unknown:
         raise ValueError(f"[{where}] has unknown key(s) {', '.join(sorted(unknown))}")
     if "ceiling" not in table:
@@ -198,7 +214,16 @@ def _stage_limit(table: object, where: str) -> StageLimit:
         raise ValueError(f"[{where}] {exc}") from None
     if minimum > ceiling:
         raise ValueError(f"[{where}] minimum {format_size(minimum)} is above its ceiling {format_size(ceiling)}")
-    return StageLimit(ceiling=ceiling, minimum=minimum)
+    return StageLimit(ceiling=ceiling, minimum=minimum, thresholds=_thresholds(table.get("thresholds", {}), where))
+
+
+def _thresholds(table: object, where: str) -> dict[str, int]:
+    if not isinstance(table, dict):
+        raise ValueError(f"[{where}] thresholds must be a table of sizes, e.g. {{ lean_below = \"450M\" }}")
+    try:
+        return {name: parse_size(size) for name, size in table.items()}
+    except SizeError as exc:
+        raise ValueError(f"[{where}] thresholds: {exc}") from None
 
 
 def parse_limit_override(text: str, known_stages: tuple[str, ...]) -> tuple[str, int]:

@@ -211,5 +211,6 @@ def write_limits(path: Path, findings: list[Finding], limits: Limits, margin: fl
         # whichever is larger, so the written ceiling also covers what the stage really touched.
         need = max(finding.passing, finding.peak)
         ceiling = _round_up(int(need * (1 + margin)), MiB)
-        limits = limits.with_stage(finding.stage, StageLimit(ceiling=ceiling, minimum=finding.passing))
+        limits = limits.with_stage(finding.stage, StageLimit(ceiling=ceiling, minimum=finding.passing,
+                                                             thresholds=limits.for_stage(finding.stage).thresholds))
     save_limits(path, limits, "Written by `aishorts-runner probe`: the smallest passing ceiling of each stage, plus a margin.")

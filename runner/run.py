@@ -270,7 +270,7 @@ def _run_stage(
         inputs={name: artifact_path(name) for name in spec.inputs},
         input_kinds={name: kinds[name] for name in spec.inputs},
         output_kind=spec.output, params=msgspec.Raw(params), device=opts.device, threads=opts.threads,
-        ceiling_bytes=ceiling,
+        ceiling_bytes=ceiling, thresholds=opts.limits.for_stage(spec.name).thresholds,
     )
     report = StageReport(name=spec.name, status="running", ceiling_bytes=ceiling, log=f"{spec.name}/stage.log")
 

@@ -48,6 +48,7 @@ class StageContext:
         self.run_dir = Path(call.run_dir)
         self.out_dir = Path(call.out_dir)
         self.ceiling_bytes = call.ceiling_bytes
+        self.thresholds = call.thresholds  # by name, in bytes: limits.toml's `thresholds` of this stage
         self._sink = sink
 
     @property

@@ -290,7 +290,7 @@ class LocalGguf:
     def open(cls, params: LlmParams, ctx: StageContext | None = None, language: str = "en") -> LocalGguf:
         """The strongest installed model that fits the stage's ceiling (or the one --llm-model names), loaded."""
         try:
-            model, why = local_models.choose(ctx.ceiling_bytes if ctx else 0, params.model)
+            model, why = local_models.choose(ctx.ceiling_bytes if ctx else 0, params.model, ctx.thresholds if ctx else {})
             if language not in model.languages:
                 raise StageError(
                     f"the local model ({model.name}) cannot write {language} narration; use --llm openai"

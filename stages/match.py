@@ -57,7 +57,7 @@ def run(ctx: StageContext, params: MatchParams, *, script: Script, broll: Candid
         raise StageError("the script has no sentences to match; rerun the script stage")
     if not broll.items:
         raise StageError("there are no b-roll candidates to match; rerun the broll stage")
-    name, reason, clip_folder = choose_scorer(params, ctx.ceiling_bytes, ctx.progress)
+    name, reason, clip_folder = choose_scorer(params, ctx.ceiling_bytes, ctx.progress, ctx.thresholds.get("clip_need", 0))
     device = pick_device(ctx.device) if name == "clip" else "cpu"  # the int8 text model is CPU-only, and torch-free
     ctx.progress(f"scorer {name} on {device}: {reason}", 0.0)
     scorer = BACKENDS[name](params, clip_folder, device)
@@ -80,16 +80,13 @@ def _sentence_match(index: int, text: str, candidates: list[Candidate], scores, 
     return SentenceMatch(index, text, ranked, candidates[chosen].id, round(float(offsets[chosen]), 3))
 
 
-CLIP_NEED_BYTES = 1100 * 2**20
-"""What the CLIP scorer needs: ViT-B/32 peaked at 944M to 1.0G (BENCHMARKS.md); `auto` picks it only under a
-ceiling at least this high."""
 CLIP_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
               "vocab.json", "merges.txt", "special_tokens_map.json", "processor_config.json")
 """What loading CLIP reads; a hub repository's other files (other weight formats) are not fetched."""
 
 
-def choose_scorer(params: MatchParams, ceiling_bytes: int = 0,
-                  progress: Callable[[str, float | None], None] | None = None) -> tuple[str, str, Path | None]:
+def choose_scorer(params: MatchParams, ceiling_bytes: int = 0, progress: Callable[[str, float | None], None] | None = None,
+                  clip_need_bytes: int = 0) -> tuple[str, str, Path | None]:
     """The scorer to use, why, and the CLIP folder when it is CLIP.
 
     `auto`: text when the stage's ceiling is under CLIP's need; else CLIP from a
@@ -103,10 +100,10 @@ def choose_scorer(params: MatchParams, ceiling_bytes: int = 0,
         if folder is None:
             folder = _download_clip(params.clip_model, progress, required=True)
         return "clip", f"match.scorer=clip was asked for; weights in {folder}", folder
-    if ceiling_bytes and ceiling_bytes < CLIP_NEED_BYTES:
+    if ceiling_bytes and ceiling_bytes < clip_need_bytes:  # limits.toml's clip_need
         return "text", (
             f"the stage's ceiling ({ceiling_bytes / 2**20:.0f}M) is under what CLIP needs"
-            f" ({CLIP_NEED_BYTES / 2**20:.0f}M), so {TEXT_MODEL_NAME} compares sentences with the candidates'"
+            f" ({clip_need_bytes / 2**20:.0f}M), so {TEXT_MODEL_NAME} compares sentences with the candidates'"
             " titles, descriptions and tags"
         ), None
     if folder is not None:

@@ -249,8 +249,7 @@ def audio_filters(timeline: Timeline, narration_input: int, music_input: int | N
     ]
 
 
-LEAN_BELOW_BYTES = 600 * 2**20
-"""Under a render ceiling below this the encoder is `lean`: slice threads instead of frame threads (each frame
+"""Under a render ceiling below limits.toml's `lean_below` the encoder is `lean`: slice threads instead of frame threads (each frame
 thread holds frames of its own) and no B-frames (each waits in x264's buffers for the frame after it). On the
 renderer's own 1080x1920 frames: encoder peak 273M -> 162M, same wall time, PSNR -0.43 dB, SSIM -0.0002
 (BENCHMARKS.md, "encoder"). Not the default: slice threads alone encode 1.2x slower than frame threads on a
@@ -260,8 +259,8 @@ with it) so that no ceiling is too small for the default and too large for the l
 
 def lean_encoder(ctx: StageContext) -> bool:
     """Whether this call's ceiling asks for the leaner encoder; said in the log when it does."""
-    if ctx.ceiling_bytes and ctx.ceiling_bytes < LEAN_BELOW_BYTES:
-        ctx.log(f"a ceiling under {LEAN_BELOW_BYTES >> 20}M: encoding with slice threads and no B-frames to keep the"
+    if ctx.ceiling_bytes and ctx.ceiling_bytes < (lean_below := ctx.thresholds.get("lean_below", 0)):
+        ctx.log(f"a ceiling under {lean_below >> 20}M: encoding with slice threads and no B-frames to keep the"
                 " encoder's memory down (a little less quality at the same bitrate)")
         return True
     return False

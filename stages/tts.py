@@ -38,9 +38,8 @@ MAX_CALL_PHONEMES = 150
 """Longer sentences are spoken in pieces, cut at clauses where possible: a call's memory grows
 with its phonemes (measured peak RSS about 380 MB with pieces of 150, 560 MB with pieces of 300)."""
 LEAN_CALL_PHONEMES = 100
-"""Under a small ceiling (below LEAN_BELOW_BYTES) the pieces are shorter: peak 351 MB against 378 MB with 150,
-in the same time (16.0 s against 17.1 s for six sentences, this machine)."""
-LEAN_BELOW_BYTES = 450 * 2**20
+"""Under a small ceiling (below limits.toml's `lean_below`) the pieces are shorter: peak 351 MB against 378 MB with
+150, in the same time (16.0 s against 17.1 s for six sentences, this machine)."""
 HUB_REPO = "hexgrad/Kokoro-82M"
 
 
@@ -115,8 +114,8 @@ def choose_voice(ctx: StageContext, asked: str, backend: str, language: str) -> 
 
 def call_phonemes(ctx: StageContext) -> int:
     """How many phonemes one model call may take: fewer, said in the log, when the stage's ceiling is small."""
-    if ctx.ceiling_bytes and ctx.ceiling_bytes < LEAN_BELOW_BYTES:
-        ctx.log(f"a ceiling under {LEAN_BELOW_BYTES >> 20}M: speaking in pieces of at most {LEAN_CALL_PHONEMES}"
+    if ctx.ceiling_bytes and ctx.ceiling_bytes < (lean_below := ctx.thresholds.get("lean_below", 0)):
+        ctx.log(f"a ceiling under {lean_below >> 20}M: speaking in pieces of at most {LEAN_CALL_PHONEMES}"
                 f" phonemes (instead of {MAX_CALL_PHONEMES}) to keep each call's memory down")
         return LEAN_CALL_PHONEMES
     return MAX_CALL_PHONEMES

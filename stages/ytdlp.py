@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ipc.params import BrollParams
+from ipc.sizes import MiB
 from stages.media import ffmpeg_exe
 from stages.outputs import fresh, raise_if_out_of_space
 from stages.visuals import Fetched, UnusableMedia, VisualFacts, last_line, over_caps, probe_media
@@ -34,7 +35,6 @@ SOCKET_TIMEOUT_S = 15.0
 SEARCH_TIMEOUT_S = 60.0
 POLL_S = 0.05
 """How often a running yt-dlp is held to its time bound and its download to the size cap."""
-MiB = 1024 * 1024
 WRITE_BLOCK = ["--buffer-size", "128K", "--no-resize-buffer"]
 """yt-dlp writes what it reads a block at a time, and grows its blocks up to 4 MB on a fast link: small fixed
 blocks let the size cap stop a download within a block (and a poll) of the cap."""

@@ -11,6 +11,7 @@ from ipc.artifacts import Artifact
 from ipc.files import write_struct
 from ipc.messages import ProgressEvent, StageCall
 from ipc.pipeline import DEFAULT_PIPELINE, artifact_path
+from runner.limits import load_limits
 
 
 def stage_call(run_dir: Path, stage: str, params: msgspec.Struct, device: str = "cpu", ceiling_bytes: int = 0) -> StageCall:
@@ -27,6 +28,7 @@ def stage_call(run_dir: Path, stage: str, params: msgspec.Struct, device: str = 
         params=msgspec.Raw(msgspec.json.encode(params)),
         device=device,
         ceiling_bytes=ceiling_bytes,
+        thresholds=load_limits().for_stage(stage).thresholds,  # as the runner hands them: from limits.toml
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from ipc.params import MatchParams
+from runner.limits import load_limits
 from stages import match
 from stages.harness import StageError
 from tests.hub_server import serve_hub
@@ -63,7 +64,8 @@ def test_a_user_who_set_hf_hub_offline_gets_the_text_scorer_and_the_hub_hears_no
 def test_a_ceiling_under_clip_s_need_keeps_auto_on_text_without_asking_the_hub(tiny_clip, empty_cache, monkeypatch):
     with serve_hub({REPO: tiny_clip}) as (url, hub):
         monkeypatch.setenv("HF_ENDPOINT", url)
-        name, reason, folder = match.choose_scorer(MatchParams(clip_model=REPO), ceiling_bytes=668 * 2**20)
+        clip_need = load_limits().for_stage("match").thresholds["clip_need"]  # as the runner hands it
+        name, reason, folder = match.choose_scorer(MatchParams(clip_model=REPO), 668 * 2**20, clip_need_bytes=clip_need)
     assert (name, folder) == ("text", None)
     assert "under what CLIP needs" in reason and hub.requests == []
 

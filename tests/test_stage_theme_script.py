@@ -347,15 +347,17 @@ def test_answers_with_nothing_usable_still_fail_with_advice(run_stage_inline, tm
 
 
 def test_the_strongest_installed_model_that_fits_the_ceiling_is_chosen():
+    from runner.limits import load_limits
     from stages.local_models import CATALOGUE, SMOLLM2, choose
 
+    needs = load_limits().for_stage("script").thresholds  # what the runner hands the stage
     installed = [m for m in CATALOGUE if m.installed()]
     assert SMOLLM2 in installed
-    small, why = choose(SMOLLM2.need_bytes)
+    small, why = choose(needs[SMOLLM2.need_key], needs=needs)
     assert small == SMOLLM2 and "fits" in why
-    big, _ = choose(0)
+    big, _ = choose(0, needs=needs)
     assert big == installed[0]
-    named, why = choose(10 * SMOLLM2.need_bytes, "smollm2-135m-instruct")
+    named, why = choose(10 * needs[SMOLLM2.need_key], "smollm2-135m-instruct", needs)
     assert named == SMOLLM2 and "--llm-model" in why
 
 

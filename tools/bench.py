@@ -35,11 +35,10 @@ from ipc.artifacts import Timeline
 from ipc.files import read_struct, resolve_in_run
 from ipc.params import RenderParams
 from ipc.pipeline import STAGE_NAMES
-from ipc.sizes import format_size
+from ipc.sizes import MiB, format_size
 from runner.watchdog import TreeSampler
 from tools.balloon import write_pipeline
 
-MiB = 1024 * 1024
 RUNNER = [sys.executable, "-m", "aishorts"]
 ROOT = Path(__file__).resolve().parent.parent
 

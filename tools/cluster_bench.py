@@ -24,9 +24,9 @@ from pathlib import Path
 
 import psutil
 
+from ipc.sizes import MiB
 from tools.balloon import write_pipeline
 
-MiB = 2**20
 RUNNER = [sys.executable, "-m", "aishorts"]
 
 
