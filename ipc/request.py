@@ -53,8 +53,9 @@ def _meta(help: str, *, params: tuple[str, ...] = (), **extra: Any) -> dict:
 class RequestError(ValueError):
     """A value the schema refuses: which field (by its schema name), why, and whether its type was wrong.
 
-    `kind` is "type" when the value has the wrong type (a string for a number) and "value" when the
-    type is right but the value is not allowed; HTTP says 422 for the first and 400 for the second.
+    `kind` is "type" when the value has the wrong type (a string for a number), "unknown" for a name
+    the schema does not have, and "value" when the type is right but the value is not allowed; HTTP
+    says 422 for the first two and 400 for the last.
     """
 
     def __init__(self, field: str, reason: str, kind: Literal["type", "value", "unknown"] = "value") -> None:

@@ -178,7 +178,7 @@ def _refuse_saved_endpoints(request: ShortRequest, saved: PipelineParams) -> Non
             if stored != usual and given != stored:
                 raise RequestError(
                     field, f"this run directory's run.json names {stored}; a saved endpoint or key variable is"
-                    " never used on its own: give it again to resume with it, or the value you want"
+                    f" never used on its own: give {stored} again to resume with it, or the value you want"
                 )
 
 

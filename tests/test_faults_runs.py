@@ -170,7 +170,7 @@ def test_a_saved_endpoint_or_key_variable_is_never_used_unless_given_again(tmp_p
 
     refused = run_cli("--pipeline", pipeline, "--run-dir", run_dir, cwd=tmp_path)
     assert refused.returncode == 2
-    assert "--llm-url http://127.0.0.2:9/v1" in refused.stderr
+    assert "--llm-url: " in refused.stderr and "give http://127.0.0.2:9/v1 again" in refused.stderr
 
     confirmed = run_cli("--pipeline", pipeline, "--run-dir", run_dir, "--llm-url", "http://127.0.0.2:9/v1",
                         "--llm-key-env", "SOME_OTHER_SECRET", cwd=tmp_path)
