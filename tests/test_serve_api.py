@@ -255,6 +255,19 @@ def test_a_request_is_refused_for_the_reason_the_cli_gives_each_in_its_own_words
             assert cli.returncode == 2 and f"{argv[2]} {value}: {reason}" in cli.stderr
 
 
+def test_the_page_is_served_the_request_schema_and_offers_exactly_the_languages_the_narrator_speaks(strict_server):
+    from ipc.request import json_schema
+    from stages.tts import LANGUAGES, check_language
+
+    server, _ = strict_server
+    with server.client() as client:
+        schema = client.get("/api/v1/schema").json()["data"]
+    assert schema == json_schema()
+    language = next(p for p in schema["$defs"]["ShortRequest"]["properties"]["language"]["anyOf"] if "enum" in p)
+    assert sorted(language["enum"]) == sorted(LANGUAGES)  # the page once offered ja, which tts refused
+    assert all(check_language(code) == code for code in language["enum"])
+
+
 def test_mpt_fields_map_onto_ours_and_the_rest_are_listed_as_ignored(work):
     with running_server(work / "runs", *pipelines(work)) as server, server.client() as client:
         response = client.post("/api/v1/videos", json={
