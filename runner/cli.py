@@ -3,7 +3,11 @@
 This is the edge where errors become messages and exit codes: 0 done, 1 a
 stage failed, 2 bad usage or input, 3 a stage crossed its memory ceiling,
 130 interrupted. Everything heavy is imported only after the arguments are
-read, so `--help` stays instant.
+read, so `--help` stays instant. The flags of what to make are derived from
+the request schema (`ipc.request.ShortRequest`), one per field; the run-level
+ones (memory, run directory, jobs) are this module's own. The `serve`
+command, `--cluster` and `--isolation none` come from the entry above it
+(`aishorts.main`).
 """
 
 from __future__ import annotations
