@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: install what is needed, then run the whole suite with coverage
-# (subprocesses included) of runner/, ipc/, stages/ and tools/.
+# (subprocesses included) of aishorts/, runner/, ipc/, stages/, serve/, cluster/ and tools/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 AISHORTS_EXTRAS=test,serve,cluster bash tools/install.sh || exit 1
