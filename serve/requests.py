@@ -178,10 +178,16 @@ class Planned:
     ignored: list[str]
 
 
-def decode(body: bytes, kind: type):
-    """The request body as `kind`, or a 422 naming the field msgspec stumbled on."""
-    if not body.strip():
+def decode(body: bytes, kind: type, required: bool = False):
+    """The request body as `kind`, or a 422 naming the field msgspec stumbled on.
+
+    An optional body may be absent (no bytes at all: every field its default); a body of only whitespace, or none
+    where one is `required`, is a 400.
+    """
+    if not body and not required:
         return kind()
+    if not body.strip():
+        raise FieldError(None, "the request needs a JSON object as its body; it was empty", 400)
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
