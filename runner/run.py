@@ -26,7 +26,9 @@ from typing import Literal, Protocol
 import msgspec
 
 from ipc.artifacts import ARTIFACT_TYPES, payload_paths
-from ipc.files import ArtifactError, read_struct, resolve_in_run, sha256_bytes, sha256_file, write_struct
+from ipc.files import (
+    ArtifactError, read_regular, read_struct, resolve_in_run, sha256_bytes, sha256_file, write_struct,
+)
 from ipc.messages import ProgressEvent, StageCall
 from ipc.params import PipelineParams
 from ipc.pipeline import StageSpec, artifact_path
@@ -154,7 +156,10 @@ def inputs_hash(run_dir: Path, spec: StageSpec, params: bytes) -> str:
                 f"stage {spec.name} needs the artifact of stage {name} ({path}), which is missing;"
                 f" run the pipeline up to {name} first"
             )
-        parts.append(path.read_bytes())
+        try:
+            parts.append(read_regular(path))
+        except OSError as exc:
+            raise UsageError(f"stage {spec.name} cannot start: its input {path}: {exc.strerror}") from None
     return sha256_bytes(*parts)
 
 
@@ -361,7 +366,7 @@ def _finish(report: StageReport, run_dir: Path, spec: StageSpec, expected_hash: 
 
 def _log_tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_regular(path).decode("utf-8", errors="replace")
     except OSError:
         return ""
     tail = [line for line in text.splitlines() if line.strip()][-lines:]
