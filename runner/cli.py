@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--llm-url", help="OpenAI-compatible base URL for --llm openai")
     what.add_argument("--llm-model", help="model name: for --llm openai, or a local model"
                       " (Qwen2.5-Coder-1.5B-Instruct, SmolLM2-135M-Instruct)")
-    what.add_argument("--llm-key-env", help="environment variable holding the API key (default OPENAI_API_KEY)")
+    what.add_argument("--llm-key-env", help="environment variable holding the API key (default: OPENROUTER_API_KEY or"
+                      " OPENAI_API_KEY, each sent to its own provider only)")
     what.add_argument("--tts", choices=choices(TtsParams, "backend"), help="narration backend (default onnx)")
     what.add_argument("--broll", choices=choices(BrollParams, "source"), help="b-roll source")
     what.add_argument("--broll-dir", type=Path, metavar="DIR", help="folder of your clips and stills (--broll local)")

@@ -117,6 +117,8 @@ def _saved_params(path: Path) -> PipelineParams | None:
 
 def build_params(args: argparse.Namespace, saved: PipelineParams | None, topic: str | None) -> PipelineParams:
     """The run's parameters: saved ones when resuming, with every option given now on top."""
+    if saved is not None:
+        _refuse_saved_endpoints(args, saved)  # (also forgets an older version's default endpoint)
     params = msgspec.json.decode(msgspec.json.encode(saved or PipelineParams()), type=PipelineParams)
     script_text = read_script_file(args.script) if args.script is not None else None
     if topic is not None:
@@ -129,13 +131,15 @@ def build_params(args: argparse.Namespace, saved: PipelineParams | None, topic: 
             params.theme.topic = _topic_from_script(script_text)
     if saved is None and params.theme.topic is None and params.theme.category is None:
         params.theme.category = random.choice(CATEGORIES)
-    if saved is not None:
-        _refuse_saved_endpoints(args, saved)
     if saved is None or args.seed is not None:
         seed = args.seed if args.seed is not None else random.randrange(2**31)
         params.theme.llm.seed = params.script.llm.seed = seed
     _apply_options(args, params)
     return params
+
+
+LEGACY_DEFAULT_URL = "https://openrouter.ai/api/v1"
+"""What run.json held as the endpoint when none was named, before endpoints followed the key."""
 
 
 def _refuse_saved_endpoints(args: argparse.Namespace, saved: PipelineParams) -> None:
@@ -145,6 +149,14 @@ def _refuse_saved_endpoints(args: argparse.Namespace, saved: PipelineParams) -> 
     """
     default = LlmParams()
     for llm in (saved.theme.llm, saved.script.llm):
+        if llm.base_url == LEGACY_DEFAULT_URL:  # run.json of an older version: no endpoint was named
+            llm.base_url = default.base_url
+        if llm.backend == "openai" and args.llm != "openai" and args.llm_url is None:
+            raise UsageError(
+                "this run directory's run.json names --llm openai; a saved online backend is never used on its"
+                " own (it would send your API key and topic out): give --llm openai again to resume with it,"
+                " or --llm local"
+            )
         for option, given, stored, usual in (
             ("--llm-url", args.llm_url, llm.base_url, default.base_url),
             ("--llm-key-env", args.llm_key_env, llm.api_key_env, default.api_key_env),

@@ -225,9 +225,10 @@ def plan_video(request: VideoRequest, settings: ServerSettings) -> Planned:
 
 
 def plan_resume(run_dir: Path, limits: dict[str, str], max_ram: str | None, pipeline: str | None,
-                settings: ServerSettings) -> RunOptions:
+                settings: ServerSettings, llm: str | None = None) -> RunOptions:
     """The options that resume `run_dir` (its run.json holds the rest), as `--run-dir DIR --limit ...` would."""
     argv = ["--run-dir", str(run_dir), *_run_argv(limits, _max_ram_text(max_ram, settings), pipeline, settings)]
+    argv += ["--llm", llm] if llm else []  # the online backend the request asked for: never taken from run.json
     try:
         return _checked_options(argv, settings, run_dir=run_dir, topic=None)
     except UsageError as exc:
