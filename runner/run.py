@@ -34,6 +34,7 @@ from ipc.params import PipelineParams
 from ipc.pipeline import StageSpec, artifact_path
 from ipc.sizes import format_size
 from runner.budget import MemoryBudget
+from runner.deliverables import restore_deliverables
 from runner.errors import UsageError
 from runner.limits import Limits
 from runner.meter import MemoryMeter
@@ -261,8 +262,10 @@ def _run_stage(
     params = stage_params(spec, opts.params)
     expected_hash = inputs_hash(run_dir, spec, params)
     if not forced and is_complete(run_dir, spec, expected_hash):
+        restored = restore_deliverables(run_dir, spec.name)
         return StageReport(name=spec.name, status="skipped", ceiling_bytes=ceiling,
-                           message="inputs unchanged since its artifact was written")
+                           message="inputs unchanged since its artifact was written"
+                           + (f"; {', '.join(restored)} restored from its output" if restored else ""))
     kinds = {s.name: s.output for s in opts.pipeline}
     check_inputs(run_dir, spec, kinds)
     stage_dir = run_dir / spec.name
