@@ -19,6 +19,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,6 +87,48 @@ def open_new_file(path: Path):
     return os.fdopen(fd, "wb")
 
 
+ARTIFACT_LIMIT = 1024 * 1024 * 1024
+"""The largest JSON file of a run (an artifact, run.json, a stamp) read into memory; the big payloads are files
+(tests pad artifacts to 200 MB; a real one is a few KB)."""
+
+
+def open_regular(path: Path, flags: int = os.O_RDONLY, follow: bool = True) -> int:
+    """A descriptor of `path`, opened without ever blocking; OSError if it is not a regular file.
+
+    O_NONBLOCK makes opening a named pipe (FIFO) return at once instead of
+    waiting for a writer, so a FIFO planted in a run directory or given as a
+    user's file cannot wedge the CLI or the server, nor hold off SIGTERM and
+    Ctrl-C; a pipe, device or socket is then refused as not a regular file.
+    """
+    extra = os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags | extra)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file (a pipe, device or socket)", str(path))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: Path, limit: int = ARTIFACT_LIMIT) -> bytes:
+    """All of the regular file `path`, at most `limit` bytes; OSError (EFBIG) for a bigger one, or one that grows."""
+    with os.fdopen(open_regular(path), "rb") as handle:
+        too_big = os.fstat(handle.fileno()).st_size > limit
+        data = b"" if too_big else handle.read(limit + 1)
+    if too_big or len(data) > limit:
+        raise OSError(errno.EFBIG, f"over the {_size(limit)} such a file may hold", str(path))
+    return data
+
+
+def _size(count: int) -> str:
+    return f"{count / (1024 * 1024):g} MiB" if count >= 1024 * 1024 else f"{count / 1024:g} KiB"
+
+
 def encode_json(obj: object) -> bytes:
     """Indented JSON, so artifacts stay readable by people."""
     return msgspec.json.format(msgspec.json.encode(obj), indent=2) + b"\n"
@@ -99,7 +142,7 @@ def read_struct(path: Path, cls: type[T]) -> T:
     """Decode `path` as `cls`, checking its `kind` and `version` first when it has them."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_regular(path)
     except FileNotFoundError:
         raise ArtifactError(f"{path}: file not found") from None
     except OSError as exc:
@@ -160,7 +203,7 @@ def sha256_bytes(*parts: bytes) -> str:
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with os.fdopen(open_regular(path), "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()

@@ -35,7 +35,9 @@ PLATFORMS: dict[Platform, PlatformPreset] = {
 class LlmParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     backend: Literal["auto", "local", "openai"] = "auto"
     """auto: the user's own LLM if one is found (API key, Ollama, llama.cpp server), else the local model."""
-    base_url: str = "https://openrouter.ai/api/v1"
+    base_url: str = ""
+    """An endpoint named with --llm-url; empty: the provider whose key is set (stages/llm_sources.py), each key
+    sent only to the provider that issued it."""
     model: str = ""
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = 60.0

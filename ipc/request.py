@@ -100,7 +100,8 @@ class ShortRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omi
         "model name: for --llm openai, or a local model (Qwen2.5-Coder-1.5B-Instruct, SmolLM2-135M-Instruct)",
         params=("script.llm.model", "theme.llm.model")))] | None = None
     llm_key_env: Annotated[str, msgspec.Meta(**_meta(
-        "environment variable holding the API key (default OPENAI_API_KEY)",
+        "environment variable holding the API key (default: OPENROUTER_API_KEY or OPENAI_API_KEY, each sent to its"
+        " own provider only)",
         params=("script.llm.api_key_env", "theme.llm.api_key_env")))] | None = None
     tts: Annotated[TtsBackend, msgspec.Meta(**_meta("narration backend (default onnx)",
                                                                    params=("tts.backend",)))] | None = None

@@ -187,7 +187,7 @@ def _decode_json_row(line: str) -> dict[str, Any]:
 
 
 def _csv_rows(path: Path, text: str) -> Rows:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)  # an unterminated quote is an error, not a topic
     try:
         header = [name.strip() for name in next(reader)]
     except StopIteration:
@@ -204,7 +204,8 @@ def _csv_rows(path: Path, text: str) -> Rows:
         except StopIteration:
             return rows
         except csv.Error as exc:
-            raise UsageError(f"--topics-file {path}, line {start}: {exc}") from None
+            why = "a quote opened on this line is never closed" if "end of data" in str(exc) else exc
+            raise UsageError(f"--topics-file {path}, line {start}: {why}") from None
         if any(cell.strip() for cell in cells) and not cells[0].lstrip().startswith("#"):
             with at_line(path, start):
                 rows.append((start, _csv_row(header, cells)))

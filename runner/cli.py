@@ -12,9 +12,21 @@ command, `--cluster` and `--isolation none` come from the entry above it
 
 from __future__ import annotations
 
-import argparse
-import errno
+import signal
 import sys
+
+
+def _interrupted_while_starting(signum, frame):
+    """Ctrl-C while the modules below load: one line and exit 130, not a traceback from an import."""
+    sys.stderr.write("aishorts-runner: interrupted\n")
+    raise SystemExit(130)
+
+
+if __name__ == "__main__" or sys.argv[0].endswith(("aishorts-runner", "aishorts/__main__.py")):  # the command
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import argparse  # noqa: E402 (after the handler, so that a Ctrl-C during these imports is handled)
+import errno  # noqa: E402
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
@@ -115,6 +127,7 @@ def cli_words(exc: RequestError, given: dict) -> str:
 def main(argv: list[str] | None = None, extensions: Extensions | None = None) -> int:
     """The command line, run. `extensions` are what a front end above the supervisor hands it (`aishorts.main`):
     the `serve` command, `--cluster`, `--isolation none`; without them those are refused with a usage error."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on a Ctrl-C is handled where it lands
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["probe"]:
         from runner.probe import main as probe_main

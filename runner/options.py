@@ -128,6 +128,8 @@ def _saved_params(path: Path) -> PipelineParams | None:
 
 def build_params(request: ShortRequest, saved: PipelineParams | None) -> PipelineParams:
     """The run's parameters: saved ones when resuming, with every option given now on top."""
+    if saved is not None:
+        _refuse_saved_endpoints(request, saved)  # (also forgets an older version's default endpoint)
     params = msgspec.json.decode(msgspec.json.encode(saved or PipelineParams()), type=PipelineParams)
     if request.topic is not None:
         params.theme.topic, params.theme.category = request.topic, None
@@ -137,8 +139,6 @@ def build_params(request: ShortRequest, saved: PipelineParams | None) -> Pipelin
         params.theme.topic = _topic_from_script(request.script)
     if saved is None and params.theme.topic is None and params.theme.category is None:
         params.theme.category = random.choice(CATEGORIES)
-    if saved is not None:
-        _refuse_saved_endpoints(request, saved)
     if saved is None and request.seed is None:
         params.theme.llm.seed = params.script.llm.seed = random.randrange(2**31)
     if request.broll_dir is not None:
@@ -164,6 +164,10 @@ def apply_request(request: ShortRequest, params: PipelineParams) -> None:
         check_voice(request.voice)
 
 
+LEGACY_DEFAULT_URL = "https://openrouter.ai/api/v1"
+"""What run.json held as the endpoint when none was named, before endpoints followed the key."""
+
+
 def _refuse_saved_endpoints(request: ShortRequest, saved: PipelineParams) -> None:
     """A run directory never grants access: an endpoint or key variable saved in run.json is used only if given again.
 
@@ -171,6 +175,14 @@ def _refuse_saved_endpoints(request: ShortRequest, saved: PipelineParams) -> Non
     """
     default = LlmParams()
     for llm in (saved.theme.llm, saved.script.llm):
+        if llm.base_url == LEGACY_DEFAULT_URL:  # run.json of an older version: no endpoint was named
+            llm.base_url = default.base_url
+        if llm.backend == "openai" and request.llm != "openai" and request.llm_url is None:
+            raise RequestError(
+                "llm", "this run directory's run.json names the online backend openai; a saved online backend is"
+                " never used on its own (it would send your API key and topic out): give openai again to resume"
+                " with it, or local"
+            )
         for field, given, stored, usual in (
             ("llm_url", request.llm_url, llm.base_url, default.base_url),
             ("llm_key_env", request.llm_key_env, llm.api_key_env, default.api_key_env),

@@ -26,12 +26,15 @@ from typing import Literal, Protocol
 import msgspec
 
 from ipc.artifacts import ARTIFACT_TYPES, payload_paths
-from ipc.files import ArtifactError, read_struct, resolve_in_run, sha256_bytes, sha256_file, write_struct
+from ipc.files import (
+    ArtifactError, read_regular, read_struct, resolve_in_run, sha256_bytes, sha256_file, write_struct,
+)
 from ipc.messages import ProgressEvent, StageCall
 from ipc.params import PipelineParams
 from ipc.pipeline import StageSpec, artifact_path
 from ipc.sizes import format_size
 from runner.budget import MemoryBudget
+from runner.deliverables import restore_deliverables
 from runner.errors import UsageError
 from runner.limits import Limits
 from runner.meter import MemoryMeter
@@ -154,7 +157,10 @@ def inputs_hash(run_dir: Path, spec: StageSpec, params: bytes) -> str:
                 f"stage {spec.name} needs the artifact of stage {name} ({path}), which is missing;"
                 f" run the pipeline up to {name} first"
             )
-        parts.append(path.read_bytes())
+        try:
+            parts.append(read_regular(path))
+        except OSError as exc:
+            raise UsageError(f"stage {spec.name} cannot start: its input {path}: {exc.strerror}") from None
     return sha256_bytes(*parts)
 
 
@@ -256,8 +262,10 @@ def _run_stage(
     params = stage_params(spec, opts.params)
     expected_hash = inputs_hash(run_dir, spec, params)
     if not forced and is_complete(run_dir, spec, expected_hash):
+        restored = restore_deliverables(run_dir, spec.name)
         return StageReport(name=spec.name, status="skipped", ceiling_bytes=ceiling,
-                           message="inputs unchanged since its artifact was written")
+                           message="inputs unchanged since its artifact was written"
+                           + (f"; {', '.join(restored)} restored from its output" if restored else ""))
     kinds = {s.name: s.output for s in opts.pipeline}
     check_inputs(run_dir, spec, kinds)
     stage_dir = run_dir / spec.name
@@ -361,7 +369,7 @@ def _finish(report: StageReport, run_dir: Path, spec: StageSpec, expected_hash: 
 
 def _log_tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_regular(path).decode("utf-8", errors="replace")
     except OSError:
         return ""
     tail = [line for line in text.splitlines() if line.strip()][-lines:]

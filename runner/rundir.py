@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,27 +50,36 @@ def claimed(run_dir: Path, fresh: bool = False) -> Iterator[Path]:
 
     A `fresh` directory must not exist yet: if another run took the name, a
     suffix makes a new one. A second supervisor on a claimed directory gets a
-    UsageError naming the holder's pid. A fresh directory is removed again if
-    the block raises UsageError (the run was refused: it leaves nothing behind).
+    UsageError naming the holder's pid. A directory made here (fresh, or a new
+    `--run-dir` name) is removed again if the block raises UsageError (the run
+    was refused: it leaves nothing behind); one that existed is left as it was.
     """
-    run_dir = _create_fresh(run_dir) if fresh else _create(run_dir)
+    run_dir, created = (_create_fresh(run_dir), True) if fresh else _create(run_dir)
     try:
         with _locked(run_dir):
-            yield run_dir
+            try:
+                yield run_dir
+            except UsageError:
+                if created:  # still under our lock: nobody else is inside it
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                raise
     except UsageError:
         if fresh:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
 
-def _create(run_dir: Path) -> Path:
+def _create(run_dir: Path) -> tuple[Path, bool]:
+    """The named run directory, and whether it was made here (it did not exist)."""
     if run_dir.is_symlink() or (run_dir.exists() and not run_dir.is_dir()):
         raise UsageError(f"--run-dir {run_dir} exists and is not a folder")
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir(parents=True)
+        return run_dir, True
+    except FileExistsError:
+        return run_dir, False
     except OSError as exc:
         raise UsageError(f"--run-dir {run_dir}: cannot create it ({exc.strerror})") from None
-    return run_dir
 
 
 def _create_fresh(run_dir: Path) -> Path:
@@ -90,7 +100,10 @@ def _create_fresh(run_dir: Path) -> Path:
 def _locked(run_dir: Path) -> Iterator[None]:
     path = run_dir / LOCK_NAME
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO planted as .lock: never wait on it
+            os.close(fd)
+            raise UsageError(f"--run-dir {run_dir}: its {LOCK_NAME} is not a regular file; remove it")
     except OSError as exc:
         raise UsageError(f"--run-dir {run_dir}: cannot lock it ({exc.strerror})") from None
     try:

@@ -18,6 +18,7 @@ import msgspec
 import psutil
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +27,7 @@ from ipc.files import ArtifactError, resolve_in_run
 from ipc.params import CATEGORIES, ScriptParams, choices
 from ipc.pipeline import STAGE_NAMES
 from ipc.request import json_schema
+from serve.guard import RequestGuard, allowed_hosts
 from serve.jobs import EventHub, Job, JobManager, valid_task_id
 from serve.requests import (
     FieldError, ResumeRequest, ServerSettings, ShortVideoRequest, VideoRequest, decode, plan_video,
@@ -38,7 +40,8 @@ KEEPALIVE_S = 15.0
 EVENT_QUEUE = 5000
 
 
-def create_app(settings: ServerSettings, token: str | None = None) -> FastAPI:
+def create_app(settings: ServerSettings, token: str | None = None, hosts: frozenset[str] = allowed_hosts("127.0.0.1"),
+               cors: tuple[str, ...] = ()) -> FastAPI:
     hub = EventHub()
 
     def on_change(job: Job, kind: str, data: dict) -> None:
@@ -62,6 +65,9 @@ def create_app(settings: ServerSettings, token: str | None = None) -> FastAPI:
                   " memory ceiling. MoneyPrinterTurbo-compatible where it costs little.", lifespan=lifespan)
     app.state.manager = manager
     _add_token_check(app, token)
+    if cors:  # pages on these origins may read the answers (their requests pass the guard below)
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors), allow_methods=["*"], allow_headers=["*"])
+    app.add_middleware(RequestGuard, hosts=hosts, cors=cors)  # outermost: before the token and every route
     _add_error_handlers(app)
 
     def find(task_id: str) -> Job:
@@ -86,7 +92,7 @@ def create_app(settings: ServerSettings, token: str | None = None) -> FastAPI:
 
     @app.post("/api/v1/videos", openapi_extra=_body_doc(VideoRequest), summary="Make a short (MoneyPrinterTurbo's shape)")
     async def create_video(request: Request) -> Response:
-        video = decode(await request.body(), VideoRequest)
+        video = decode(await request.body(), VideoRequest, required=True)
         planned = await run_in_threadpool(plan_video, video, settings)
         job = await run_in_threadpool(manager.submit, planned)
         view = await run_in_threadpool(task_view, job, warn())
@@ -151,7 +157,7 @@ def create_app(settings: ServerSettings, token: str | None = None) -> FastAPI:
     @app.post("/api/short-video", summary="short-video-maker's way to make a short: its scenes' text is the script",
               openapi_extra=_body_doc(ShortVideoRequest))
     async def short_video(request: Request) -> Response:
-        video = video_from_short_video_maker(decode(await request.body(), ShortVideoRequest))
+        video = video_from_short_video_maker(decode(await request.body(), ShortVideoRequest, required=True))
         planned = await run_in_threadpool(plan_video, video, settings)
         job = await run_in_threadpool(manager.submit, planned)
         return Response(msgspec.json.encode({"videoId": job.id}), media_type="application/json")

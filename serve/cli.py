@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import re
 import socket
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from runner.limits import load_limits
 from runner.options import max_ram_from
 from runner.pipeline_file import load_pipeline
 from serve.app import create_app
+from serve.guard import allowed_hosts
 from serve.requests import ServerSettings
 
 TOKEN_ENV = "AISHORTS_SERVE_TOKEN"
@@ -40,10 +42,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="shorts made side by side (default 1)")
     parser.add_argument("--runs", type=Path, default=Path("runs"), metavar="DIR",
                         help="the run directories, one per task (default runs/)")
-    parser.add_argument("--token", default=os.environ.get(TOKEN_ENV),
-                        help=f"a secret every request must carry (default: ${TOKEN_ENV}); needed off 127.0.0.1")
+    parser.add_argument("--token", help=f"a secret every request must carry; needed off 127.0.0.1. Prefer setting"
+                        f" ${TOKEN_ENV}: a command line is visible to every user of the machine (`ps`)")
+    parser.add_argument("--cors", action="append", default=[], metavar="ORIGIN",
+                        help="another web origin whose pages may call the API, e.g. http://localhost:3000"
+                        " (repeatable; by default only the server's own page may)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="another name this server answers to in the Host header (repeatable; by default"
+                        " loopback names and the --host address)")
     parser.add_argument("--pipeline", type=Path, action="append", default=[], metavar="FILE", help=argparse.SUPPRESS)
     return parser
+
+
+def token_from(args: argparse.Namespace) -> str | None:
+    """$AISHORTS_SERVE_TOKEN, or --token (with a warning: other users of the machine can read it in `ps`)."""
+    from_env = os.environ.get(TOKEN_ENV) or None
+    if args.token:
+        print(f"aishorts-runner serve: warning: --token is visible to every user of this machine (`ps`); set"
+              f" {TOKEN_ENV} instead" + (f" (it is set, and is used rather than --token)" if from_env else ""),
+              file=sys.stderr, flush=True)
+    return from_env or args.token or None
+
+
+def cors_from(args: argparse.Namespace) -> tuple[str, ...]:
+    for origin in args.cors:
+        if origin == "*" or not re.fullmatch(r"https?://[^/\s]+", origin.rstrip("/")):
+            raise UsageError(f"--cors {origin}: give one origin, scheme and host (and port), e.g. http://localhost:3000")
+    return tuple(origin.rstrip("/") for origin in args.cors)
 
 
 def settings_from(args: argparse.Namespace) -> ServerSettings:
@@ -77,7 +102,9 @@ def _loopback(host: str) -> bool:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    args.token = token_from(args)
     try:
+        cors = cors_from(args)
         settings = settings_from(args)
         sock = _listen(args.host, args.port)
     except UsageError as exc:
@@ -87,7 +114,7 @@ def main(argv: list[str]) -> int:
     shown = f"[{host}]" if ":" in host else host
     print(f"aishorts-runner serve: http://{shown}:{port}/ (tasks in {settings.runs_dir}; API docs at /docs)",
           file=sys.stderr, flush=True)
-    app = create_app(settings, args.token)
+    app = create_app(settings, args.token, allowed_hosts(args.host, args.allow_host), cors)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3, access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -13,6 +13,7 @@ see is `serve.views`'.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import queue
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import msgspec
 
-from ipc.files import ArtifactError, read_struct, write_struct
+from ipc.files import ArtifactError, open_regular, read_struct, write_struct
 from ipc.messages import ProgressEvent
 from ipc.pipeline import STAGE_NAMES
 from runner.budget import MemoryBudget
@@ -50,6 +51,8 @@ class JobRecord(msgspec.Struct, kw_only=True):
     max_ram: str | None = None
     pipeline: str | None = None
     cancelled: bool = False
+    llm: str | None = None
+    """"openai" when the request asked for the online backend: a resume asks for it again (run.json alone never does)."""
 
 
 class StageView(msgspec.Struct, kw_only=True):
@@ -112,9 +115,9 @@ def read_manifest(run_dir: Path) -> RunManifest | None:
 def held_elsewhere(run_dir: Path) -> bool:
     """Whether another process (a CLI run, another server) holds the run directory's lock now."""
     try:
-        fd = os.open(run_dir / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return False
+        fd = open_regular(run_dir / LOCK_NAME, follow=False)  # a FIFO as .lock must not wedge the server
+    except OSError as exc:
+        return exc.errno == errno.EINVAL  # not a regular file: not a run this server may take
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -221,7 +224,8 @@ class JobManager(Observer):
         opts = planned.opts
         subject = opts.params.theme.topic or opts.params.theme.category or "short"
         record = JobRecord(submitted_at=time.time(), stages=[spec.name for spec in opts.pipeline],
-                           limits=planned.limits, max_ram=planned.max_ram, pipeline=planned.pipeline)
+                           limits=planned.limits, max_ram=planned.max_ram, pipeline=planned.pipeline,
+                           llm="openai" if opts.params.script.llm.backend == "openai" else None)
         with claimed(default_run_dir(subject, parent=self.settings.runs_dir), fresh=True) as run_dir:
             write_struct(run_dir / "run.json", opts.manifest)
             write_struct(run_dir / RECORD_NAME, record)
@@ -260,7 +264,7 @@ class JobManager(Observer):
             record = job.record or self._record_for_foreign(job)
             merged = {**record.limits, **limits}
             opts = plan_resume(job.run_dir, merged, max_ram if max_ram is not None else record.max_ram,
-                               record.pipeline, self.settings)
+                               record.pipeline, self.settings, record.llm)
             record.limits = merged
             record.max_ram = max_ram if max_ram is not None else record.max_ram
             record.cancelled = False
@@ -313,7 +317,7 @@ class JobManager(Observer):
         try:
             self._save_record(job, started_at=time.time())
             opts = job.opts or plan_resume(job.run_dir, job.record.limits, job.record.max_ram, job.record.pipeline,
-                                           self.settings)
+                                           self.settings, job.record.llm)
             opts.label = job.id
             job.report = run_pipeline(opts, self, job.cancel, self.budget)
         except (UsageError, FieldError, OSError) as exc:

@@ -154,10 +154,16 @@ class Planned:
     ignored: list[str]
 
 
-def decode(body: bytes, kind: type):
-    """The request body as `kind`, each field checked by its type in the schema; FieldError naming the field."""
-    if not body.strip():
+def decode(body: bytes, kind: type, required: bool = False):
+    """The request body as `kind`, each field checked by its type in the schema; FieldError naming the field.
+
+    An optional body may be absent (no bytes at all: every field its default); a body of only whitespace, or none
+    where one is `required`, is a 400.
+    """
+    if not body and not required:
         return kind()
+    if not body.strip():
+        raise FieldError(None, "the request needs a JSON object as its body; it was empty", 400)
     try:
         values = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
@@ -196,10 +202,11 @@ def plan_video(request: VideoRequest, settings: ServerSettings) -> Planned:
 
 
 def plan_resume(run_dir: Path, limits: dict[str, str], max_ram: str | None, pipeline: str | None,
-                settings: ServerSettings) -> RunOptions:
+                settings: ServerSettings, llm: str | None = None) -> RunOptions:
     """The options that resume `run_dir` (its run.json holds the rest), as `--run-dir DIR --limit ...` would."""
     try:
-        return _checked_options(ShortRequest(), limits, _max_ram_text(max_ram, settings), pipeline, settings,
+        # the online backend the request asked for: never taken from run.json alone
+        return _checked_options(ShortRequest(llm=llm), limits, _max_ram_text(max_ram, settings), pipeline, settings,
                                 run_dir=run_dir)
     except RequestError as exc:
         raise http_error(exc) from None

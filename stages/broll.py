@@ -32,7 +32,7 @@ from pathlib import Path
 from ipc.artifacts import Candidate, Candidates, Credit, Script, SkippedSource
 from ipc.params import BrollParams
 from stages.harness import StageContext, StageError, stage_main
-from stages.outputs import link_or_copy, write_text
+from stages.outputs import copy_file, write_text
 from stages.visuals import Fetched, UnusableMedia, probe_media
 from stages.ytdlp import download, search_videos
 
@@ -61,6 +61,8 @@ def run(ctx: StageContext, params: BrollParams, *, script: Script) -> Candidates
         source = "builtin"
         more_items, more_skipped = BACKENDS[source].collect(ctx, params, script)
         items, skipped = more_items, skipped + more_skipped
+    if not items and source == "urls" and params.fill_gaps:
+        items, reason = _illustrated_instead(ctx, params, script, skipped, reason)
     if not items:
         raise StageError(_nothing_usable_message(source, params, skipped))
     if params.fill_gaps and source in GAP_FILLED and len(items) < min(len(script.sentences), params.max_items):
@@ -68,6 +70,16 @@ def run(ctx: StageContext, params: BrollParams, *, script: Script) -> Candidates
         items, reason = items + filled, reason + note
     ctx.progress(f"{len(items)} candidates, {len(skipped)} skipped", 1.0)
     return Candidates(source=source, source_reason=reason, items=items, skipped=skipped)
+
+
+def _illustrated_instead(ctx: StageContext, params: BrollParams, script: Script, skipped: list[SkippedSource],
+                         reason: str) -> tuple[list[Candidate], str]:
+    """Every URL failed: illustrated scenes for the sentences instead, as gaps are filled; the failures are named."""
+    failed = "; ".join(f"{s.ref}: {s.reason}" for s in skipped[:5]) + ("; ..." if len(skipped) > 5 else "")
+    ctx.progress(f"every b-roll URL failed ({failed}); illustrated scenes instead", None)
+    ctx.log(f"every b-roll URL failed: {failed}")
+    items = _illustrated_candidates(ctx, script.sentences[: params.max_items], script)
+    return items, f"{reason}; every URL failed ({failed}), so {len(items)} illustrated scenes stand in"
 
 
 def _nothing_usable_message(source: str, params: BrollParams, skipped: list[SkippedSource]) -> str:
@@ -260,7 +272,7 @@ def collect_local(ctx: StageContext, params: BrollParams, queries: list[str]) ->
             skipped.append(SkippedSource(str(path), str(exc)))
             continue
         cid = _unique_id(f"local-{_slug(path.relative_to(root).with_suffix('').as_posix())}", items)
-        copy = link_or_copy(path, ctx.out_dir / f"{cid}{path.suffix.lower()}")
+        copy = copy_file(path, ctx.out_dir / f"{cid}{path.suffix.lower()}")  # a link would share the user's file
         fetched = Fetched(copy, info, _humanise(path.stem), str(path), tags=_path_tags(path.relative_to(root)))
         items.append(_candidate(ctx, cid, "local", "", fetched))
     return items, skipped

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import importlib
 import os
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -114,7 +117,8 @@ def _run(call: StageCall, func: Callable[..., Any], params_type: type, sink: Pro
         raise StageError(f"stage {call.stage}: invalid parameters ({exc})") from None
     try:
         Path(call.out_dir).mkdir(parents=True, exist_ok=True)
-        result = func(StageContext(call, sink), params, **inputs)
+        with stage_temp_dir(Path(call.out_dir)):
+            result = func(StageContext(call, sink), params, **inputs)
         expected = ARTIFACT_TYPES[call.output_kind]
         if not isinstance(result, expected):
             raise TypeError(f"stage {call.stage} returned {type(result).__name__}, expected {expected.__name__}")
@@ -124,6 +128,32 @@ def _run(call: StageCall, func: Callable[..., Any], params_type: type, sink: Pro
             raise
         raise disk_full(call.run_dir, exc.filename) from None
     return result
+
+
+@contextlib.contextmanager
+def stage_temp_dir(out_dir: Path) -> Iterator[Path]:
+    """Temporary files of the stage and its libraries inside its own folder (`.tmp`), removed when it ends.
+
+    phonemizer copies libespeak-ng.so into a fresh temporary folder per voice and
+    leaves it behind; under /tmp every tts run left two 660 KB copies. Here they
+    land in the stage's folder, and a stage killed before its cleanup leaves them
+    there for its next run to remove, never in /tmp.
+    """
+    temp = out_dir / ".tmp"
+    shutil.rmtree(temp, ignore_errors=True)  # a killed run's leftovers
+    temp.mkdir()
+    saved = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = os.environ["TMPDIR"] = str(temp)
+    try:
+        yield temp
+    finally:
+        gc.collect()  # libraries' own finalizers (phonemizer's) remove their folders now, while they exist
+        tempfile.tempdir = saved[0]
+        if saved[1] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved[1]
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _become_preferred_oom_victim() -> None:

@@ -37,7 +37,7 @@ import msgspec
 
 from ipc.params import LlmParams
 from stages import local_models
-from stages.llm_sources import find_endpoint
+from stages.llm_sources import KEYED_SERVICES, find_endpoint, keyed_endpoint
 from stages.harness import StageContext, StageError
 from stages.redirects import SameHostRedirects
 from stages.local_models import LocalModel
@@ -54,6 +54,10 @@ BACKOFF_S = 0.5
 RETRY_AFTER_CAP_S = 5.0
 """A server asking for a longer pause than this is waited for only this long, then retried."""
 ERROR_BODY_CHARS = 300
+ANSWER_LIMIT = 4 * 1024 * 1024
+"""The largest chat answer read (one choice of a few hundred tokens is a few KB)."""
+ANSWER_TIME_FACTOR = 2.0
+"""An answer still arriving after this many times the timeout is abandoned (the timeout bounds each read only)."""
 
 
 class ChatBackend(Protocol):
@@ -132,10 +136,11 @@ class OpenAIChat:
     @classmethod
     def from_params(cls, params: LlmParams) -> OpenAIChat:
         # No key is fine: local servers (Ollama, llama.cpp) do not ask for one.
-        key = os.environ.get(params.api_key_env) if params.api_key_env else None
+        endpoint = keyed_endpoint(params)
+        key = os.environ.get(endpoint.key_env) if endpoint.key_env else None
         return cls(
-            params.base_url, params.model, api_key=key or None, key_env=params.api_key_env,
-            timeout_s=params.timeout_s,
+            endpoint.base_url, endpoint.model, api_key=key or None,
+            key_env=endpoint.key_env or " or ".join(env for env, _, _ in KEYED_SERVICES), timeout_s=params.timeout_s,
         )
 
     def complete(self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int) -> str:
@@ -149,7 +154,7 @@ class OpenAIChat:
         for attempt in range(1, self.attempts + 1):
             try:
                 with self._opener.open(self._request(data), timeout=self.timeout_s) as response:
-                    return response.read()
+                    return self._read_answer(response)
             except urllib.error.HTTPError as exc:
                 detail = _error_body(exc)
                 if not _retryable(exc.code) or attempt == self.attempts:
@@ -175,6 +180,26 @@ class OpenAIChat:
                     " raise the LLM timeout or try a faster model"
                 ) from None
         raise AssertionError("unreachable")
+
+    def _read_answer(self, response) -> bytes:
+        """The answer's body, at most ANSWER_LIMIT bytes and ANSWER_TIME_FACTOR times the timeout in all.
+
+        A server that never stops sending (or trickles forever, each read inside the socket timeout) is stopped
+        here with a StageError naming it, instead of growing the stage until its memory ceiling kills it.
+        """
+        deadline = time.monotonic() + self.timeout_s * ANSWER_TIME_FACTOR
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := response.read1(64 * 1024):  # what has arrived: read() would wait for all 64 KB
+            size += len(chunk)
+            if size > ANSWER_LIMIT:
+                raise StageError(f"LLM endpoint {self.url} sent more than {ANSWER_LIMIT // (1024 * 1024)} MiB and"
+                                 " kept going; a chat answer is a few KB: is --llm-url an OpenAI-compatible API?")
+            if time.monotonic() > deadline:
+                raise StageError(f"LLM endpoint {self.url} was still sending its answer after"
+                                 f" {self.timeout_s * ANSWER_TIME_FACTOR:g} s ({size} bytes so far); it was stopped")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _request(self, data: bytes) -> urllib.request.Request:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -237,7 +262,7 @@ def _retry_after_s(value: str | None) -> float | None:
 
 def _error_body(exc: urllib.error.HTTPError) -> str:
     try:
-        text = exc.read().decode("utf-8", "replace")
+        text = exc.read(64 * 1024).decode("utf-8", "replace")  # an error page that never ends is cut short
     except OSError:
         return "(no body)"
     return " ".join(text.split())[:ERROR_BODY_CHARS] or "(no body)"

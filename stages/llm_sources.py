@@ -9,8 +9,13 @@ default loopback port (`AISHORTS_LLAMACPP_URL`, default
 http://127.0.0.1:8080); else None, meaning the local model. An endpoint the
 user named with `--llm-url` never reaches this module: the CLI makes that
 `--llm openai`. Probes go to loopback addresses only, each bounded to a
-fraction of a second. Not responsible for talking to the chosen endpoint
-(`stages.llm.OpenAIChat`).
+fraction of a second, and follow no redirect to another address.
+
+`keyed_endpoint` pairs each key with its issuer for `--llm openai` without
+`--llm-url`: `OPENROUTER_API_KEY` goes to openrouter.ai only, `OPENAI_API_KEY`
+to api.openai.com only; a key reaches another host only when the user named
+that host with `--llm-url` on the command line. Not responsible for talking to
+the chosen endpoint (`stages.llm.OpenAIChat`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+
+from ipc.params import LlmParams
+from stages.harness import StageError
+from stages.redirects import SameHostRedirects
 
 PROBE_TIMEOUT_S = 0.5
 KEYED_SERVICES = (
@@ -58,6 +67,30 @@ def find_endpoint(model: str = "") -> Endpoint | None:
     return None
 
 
+def keyed_endpoint(params: LlmParams) -> Endpoint:
+    """Where `--llm openai` sends its request, and which key variable goes with it.
+
+    An endpoint named with --llm-url (a non-empty `base_url`: the CLI refuses one
+    that only run.json names) gets the key the user chose. Otherwise the endpoint
+    follows the key: the provider that issued it, never another.
+    """
+    if params.base_url:
+        return Endpoint(params.base_url, params.model, params.api_key_env, "--llm-url names it")
+    homes = {key_env: (base_url, model) for key_env, base_url, model in KEYED_SERVICES}
+    default_env = LlmParams().api_key_env
+    candidates = [params.api_key_env] if params.api_key_env != default_env else []
+    candidates += [key_env for key_env, _, _ in KEYED_SERVICES]  # the usual variable: whichever key is set
+    for key_env in candidates:
+        if key_env not in homes:
+            raise StageError(f"--llm-key-env {key_env} is not a key this program knows the issuer of"
+                             f" ({', '.join(homes)}); give the endpoint that issued it with --llm-url")
+        if os.environ.get(key_env):
+            base_url, model = homes[key_env]
+            return Endpoint(base_url, params.model or model, key_env, f"{key_env} is set; sent to its issuer only")
+    base_url, model = homes[KEYED_SERVICES[0][0]]
+    return Endpoint(base_url, params.model or model, "", "no API key is set")
+
+
 def pick_ollama_model(names: list[str]) -> str:
     for family in PREFERRED_OLLAMA_FAMILIES:
         for name in names:
@@ -88,9 +121,9 @@ def _get_json(url: str) -> object:
     host = urllib.request.urlparse(url).hostname or ""
     if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
         return None  # probes never leave this machine
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), SameHostRedirects())
     try:
         with opener.open(url, timeout=PROBE_TIMEOUT_S) as response:
             return json.loads(response.read(1_000_000))
-    except (urllib.error.URLError, OSError, ValueError):
+    except (urllib.error.URLError, OSError, ValueError, StageError):  # StageError: a redirect elsewhere
         return None

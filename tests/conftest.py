@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import msgspec
@@ -12,6 +13,11 @@ from ipc.files import write_struct
 from ipc.messages import ProgressEvent, StageCall
 from ipc.pipeline import DEFAULT_PIPELINE, artifact_path
 from runner.limits import load_limits
+
+ROOT = Path(__file__).resolve().parent.parent
+# The developer stages the tests run (tools.balloon, ...) are not shipped in the wheel: every process a test
+# starts finds them, and the checkout's own code, from the repository.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
 
 
 def stage_call(run_dir: Path, stage: str, params: msgspec.Struct, device: str = "cpu", ceiling_bytes: int = 0) -> StageCall:

@@ -7,8 +7,12 @@ that `huggingface_hub` makes to fetch a repository: the repository's metadata
 `/api/models/{repo}/tree/{rev}`: its files with sizes) and its files (`/{repo}/resolve/{rev}/{file}`, HEAD and GET, with
 the commit and ETag headers the client reads). Anything else is a 404, which
 the client reports as a missing repository or file. Every request path is
-recorded in `requests` so tests can tell a download from a cache hit. It
-stands in for the internet in tests; it is not a mock of any library.
+recorded in `requests` so tests can tell a download from a cache hit. The
+file list announces each file's size and hash as the real hub does (LFS
+files, here `.bin` and `.safetensors`: their sha256; others: their git blob
+id); `lie` serves other bytes than announced for a file and `endless` a body
+that never ends, for the tests of the downloader's checks. It stands in for
+the internet in tests; it is not a mock of any library.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ class Hub:
     def __init__(self, repos: dict[str, Path]) -> None:
         self.repos = repos
         self.requests: list[str] = []
+        self.lie: dict[str, bytes] = {}
+        """File name -> the bytes served instead of the announced ones."""
+        self.endless: set[str] = set()
+        """File names whose body never ends (no Content-Length, bytes until the client hangs up)."""
 
     def file(self, repo: str, name: str) -> Path | None:
         folder = self.repos.get(repo)
@@ -43,7 +51,7 @@ class Hub:
             return None
         files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
         return {"id": repo, "modelId": repo, "sha": COMMIT, "private": False,
-                "siblings": [{"rfilename": name} for name in files]}
+                "siblings": [_sibling(name, (folder / name).read_bytes()) for name in files]}
 
 
     def tree(self, repo: str) -> list[dict] | None:
@@ -53,6 +61,15 @@ class Hub:
         return [{"type": "file", "path": p.relative_to(folder).as_posix(), "size": p.stat().st_size,
                  "oid": hashlib.sha1(p.read_bytes()).hexdigest()}
                 for p in sorted(folder.rglob("*")) if p.is_file()]
+
+
+def _sibling(name: str, data: bytes) -> dict:
+    """A file as the hub lists it with `blobs=true`: size and git blob id, plus sha256 for an LFS file."""
+    git_sha1 = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    if name.endswith((".bin", ".safetensors")):
+        return {"rfilename": name, "size": len(data), "blobId": git_sha1,
+                "lfs": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "pointerSize": 134}}
+    return {"rfilename": name, "size": len(data), "blobId": git_sha1}
 
 
 def _handler(hub: Hub):
@@ -89,7 +106,9 @@ def _handler(hub: Hub):
             file = hub.file(repo, name)
             if file is None:
                 return self._not_found("EntryNotFound" if repo in hub.repos else "RepoNotFound")
-            data = file.read_bytes()
+            if name in hub.endless and body:
+                return self._endless()
+            data = hub.lie.get(name, file.read_bytes())
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(len(data)))
@@ -98,6 +117,18 @@ def _handler(hub: Hub):
             self.end_headers()
             if body:
                 self.wfile.write(data)
+
+        def _endless(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("X-Repo-Commit", COMMIT)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            try:
+                while True:
+                    self.wfile.write(b"\0" * 65536)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
 
         def _not_found(self, code: str) -> None:
             self.send_response(404)

@@ -110,6 +110,7 @@ BAD_ROWS = [
     ("b.csv", "topic,speed\ngood,1.0\nx,1.0,extra\n", 3, ["3 cells", "2 columns"]),
     ("b.csv", 'topic,no_music\ngood,\n"a topic\nover two lines",maybe\n', 3, ["no_music", "bool"]),
     ("b.txt", "first topic\n" + "x" * 5000 + "\n", 2, ["--topic"]),
+    ("b.csv", 'topic,platform\ngood,shorts\n"unterminated,shorts\n', 3, ["quote", "never closed"]),
 ]
 
 

@@ -169,6 +169,19 @@ def test_local_folder_keeps_readable_clips_and_stills_and_records_broken_files(t
     assert all(reason for reason in skipped.values())
 
 
+def test_the_users_files_are_copied_so_editing_the_runs_copy_never_edits_the_original(tmp_path, run_stage_inline,
+                                                                                       local_media):
+    params = BrollParams(source="local", local_dir=str(local_media), fill_gaps=False)
+    result, _ = run_stage_inline(tmp_path, "broll", params, script=SCRIPT)
+    for item in result.items:
+        copy, original = resolve_in_run(tmp_path, item.path), Path(item.origin)
+        before = original.read_bytes()
+        assert not copy.samefile(original) and original.stat().st_nlink == 1
+        with open(copy, "r+b") as handle:  # edited in place, as an editor or a tool might
+            handle.write(b"edited")
+        assert original.read_bytes() == before
+
+
 def test_local_folder_stops_at_max_items(tmp_path, run_stage_inline, local_media):
     params = BrollParams(source="local", local_dir=str(local_media), max_items=1)
     result, _ = run_stage_inline(tmp_path, "broll", params, script=SCRIPT)
@@ -249,10 +262,22 @@ def test_a_download_past_its_time_bound_is_stopped_and_recorded(tmp_path, run_st
     assert "longer than 8 s" in result.skipped[0].reason
 
 
-def test_urls_that_all_fail_are_an_error(tmp_path, run_stage_inline, server):
-    params = BrollParams(source="urls", urls=[f"{server}/missing.mp4", f"{server}/about.html"])
+def test_urls_that_all_fail_are_an_error_when_gaps_are_not_filled(tmp_path, run_stage_inline, server):
+    params = BrollParams(source="urls", urls=[f"{server}/missing.mp4", f"{server}/about.html"], fill_gaps=False)
     with pytest.raises(StageError, match="404"):
         run_stage_inline(tmp_path, "broll", params, script=SCRIPT)
+
+
+def test_urls_that_all_fail_are_topped_up_with_illustrations_naming_the_failed_urls(tmp_path, run_stage_inline,
+                                                                                   server):
+    urls = [f"{server}/missing.mp4", f"{server}/about.html"]
+    result, events = run_stage_inline(tmp_path, "broll", BrollParams(source="urls", urls=urls), script=SCRIPT)
+
+    assert result.source == "urls" and result.items
+    assert {item.source for item in result.items} == {"builtin"}  # the illustrated library
+    assert {s.ref for s in result.skipped} == set(urls)
+    assert "every URL failed" in result.source_reason and all(url in result.source_reason for url in urls)
+    assert any("every b-roll URL failed" in e.message and urls[0] in e.message for e in events)
 
 
 def test_downloads_are_capped_in_height(tmp_path, server):

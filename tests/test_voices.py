@@ -314,6 +314,36 @@ def test_a_hub_voice_that_is_no_table_is_refused_and_nothing_is_published(tmp_pa
     assert voices.native_voices() == [] and leftovers(cache) == []
 
 
+def test_a_hub_voice_whose_bytes_differ_from_the_announced_hash_is_never_installed(tmp_path, cache, npm_failing,
+                                                                                  monkeypatch):
+    from tests.hub_server import serve_hub
+
+    repo = hub_repo(tmp_path / "repo", {"af_heart": TABLE.tobytes(), "pf_dora": (TABLE * 2).tobytes()})
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    with serve_hub({voices.HUB_REPO: repo}) as (url, hub):
+        hub.lie["voices/pf_dora.bin"] = (TABLE * 3).tobytes()  # a valid table, the same size, other voices
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        result = fetch_native_voices()
+    assert not result.ok and "hash" in result.message and "pf_dora" in result.message
+    assert voices.native_voices() == [] and leftovers(cache) == []
+    assert not list((tmp_path / "hub-cache").rglob("pf_dora.bin"))
+
+
+def test_an_endless_hub_download_is_stopped_at_its_announced_size(tmp_path, cache, npm_failing, monkeypatch):
+    from tests.hub_server import serve_hub
+
+    repo = hub_repo(tmp_path / "repo", {"af_heart": TABLE.tobytes()})
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    with serve_hub({voices.HUB_REPO: repo}) as (url, hub):
+        hub.endless.add("voices/af_heart.bin")
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        result = fetch_native_voices()
+    assert not result.ok and "announced" in result.message
+    assert voices.native_voices() == []
+    kept = sum(p.stat().st_size for p in (tmp_path / "hub-cache").rglob("*") if p.is_file())
+    assert kept < 4 * 1024 * 1024
+
+
 def test_offline_with_npm_failing_says_both_reasons_in_one_result(tmp_path, cache, npm_failing, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     result = fetch_native_voices()
