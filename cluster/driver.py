@@ -33,6 +33,7 @@ from pathlib import Path
 import msgspec
 
 from cluster.progress import progress_server
+from cluster.reaper import private_temp_dir, start_reaper
 from cluster.stages import ClusterStageExecutor
 from cluster.task import MAX_RETRIES, PROBE_NAME, ShortJob, ShortOutcome, StageWire, run_short
 from ipc.files import atomic_write_bytes, read_struct, write_struct
@@ -138,7 +139,9 @@ def connected(ray, address: str) -> Iterator[None]:
     """Connected to the cluster for the block; a `local` one is started for it and stopped after."""
     options: dict = {"logging_level": logging.WARNING, "log_to_driver": True}
     if address == "local":  # private, and on loopback only: nothing of it is reachable from the network
-        options.update(address="local", include_dashboard=False, _node_ip_address="127.0.0.1")
+        folder = private_temp_dir()  # removed with every process of this head once the driver ends (cluster.reaper)
+        start_reaper(folder)
+        options.update(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir=str(folder))
     elif address == "auto":
         options.update(address=address)
     elif HOST_PORT.match(address):

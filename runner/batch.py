@@ -195,11 +195,16 @@ def run_pipelines(args, limits: Limits, runs: list, side_by_side: int, budget: M
     return results, meter, time.monotonic() - start
 
 
+NOT_STARTED = "not started"
+TABLE_ROWS = 100
+"""Rows of the closing table: rich takes about 1 ms a row, and a 10,000-row batch stopped by SIGTERM must exit now."""
+
+
 def batch_item(short: PlannedShort, result: object, node: str = "") -> BatchItem:
     """One row of batch.json: how the short's run ended (None: it never started; an exception: it was refused)."""
     base = dict(topic=short.subject, run_dir=str(short.opts.run_dir), line=short.line, node=node)
     if result is None:
-        return BatchItem(**base, status="interrupted", message="not started")
+        return BatchItem(**base, status="interrupted", message=NOT_STARTED)
     if isinstance(result, Exception):
         return BatchItem(**base, status="failed", message=str(result))
     assert isinstance(result, RunReport)
@@ -233,15 +238,20 @@ def print_batch(args: argparse.Namespace, report: BatchReport) -> None:
     columns = ("topic", "status", "failed stage", "peak", "time", "run dir") + (("node",) if report.cluster else ())
     for column in columns:
         table.add_column(column)
-    for item in report.items:
+    started = [item for item in report.items if item.message != NOT_STARTED]
+    for item in started[:TABLE_ROWS]:
         cells = [Text(item.topic[:40]), item.status, Text(item.failed_stage or ""), format_size(item.peak_rss_bytes),
                  f"{item.wall_s:.1f}s", Text(item.run_dir)]
         table.add_row(*cells, *((Text(item.node),) if report.cluster else ()))
     console.print(table)
     stream = console.file
+    if len(started) > TABLE_ROWS:
+        print(f"... and {len(started) - TABLE_ROWS} more shorts (batch.json lists every one)", file=stream)
+    if len(started) < len(report.items):
+        print(f"{len(report.items) - len(started)} shorts were not started (batch.json lists them)", file=stream)
     print(f"whole batch: peak {format_size(report.peak_rss_bytes)} of --max-ram {format_size(report.max_ram_bytes)},"
           f" {report.wall_s:.1f}s; batch.json in {report.batch_dir}", file=stream)
-    for item in report.items:
+    for item in started:
         if item.status != "done":
             print(f"{item.topic}: {item.message}", file=stream)
             if item.rerun_command:

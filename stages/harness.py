@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gc
 import importlib
 import os
 import shutil
@@ -117,8 +116,7 @@ def _run(call: StageCall, func: Callable[..., Any], params_type: type, sink: Pro
         raise StageError(f"stage {call.stage}: invalid parameters ({exc})") from None
     try:
         Path(call.out_dir).mkdir(parents=True, exist_ok=True)
-        with stage_temp_dir(Path(call.out_dir)):
-            result = func(StageContext(call, sink), params, **inputs)
+        result = func(StageContext(call, sink), params, **inputs)
         expected = ARTIFACT_TYPES[call.output_kind]
         if not isinstance(result, expected):
             raise TypeError(f"stage {call.stage} returned {type(result).__name__}, expected {expected.__name__}")
@@ -135,19 +133,20 @@ def stage_temp_dir(out_dir: Path) -> Iterator[Path]:
     """Temporary files of the stage and its libraries inside its own folder (`.tmp`), removed when it ends.
 
     phonemizer copies libespeak-ng.so into a fresh temporary folder per voice and
-    leaves it behind; under /tmp every tts run left two 660 KB copies. Here they
-    land in the stage's folder, and a stage killed before its cleanup leaves them
-    there for its next run to remove, never in /tmp.
+    leaves it behind (a stage process ends with os._exit, so no finalizer runs);
+    under /tmp every tts run left two 660 KB copies. Here they land in the
+    stage's folder, and a stage killed before its cleanup leaves them there for
+    its next run to remove, never in /tmp. For a stage's own process only: in
+    a process that lives on, libraries' finalizers would find their folders gone.
     """
     temp = out_dir / ".tmp"
     shutil.rmtree(temp, ignore_errors=True)  # a killed run's leftovers
-    temp.mkdir()
+    temp.mkdir(parents=True)
     saved = tempfile.tempdir, os.environ.get("TMPDIR")
     tempfile.tempdir = os.environ["TMPDIR"] = str(temp)
     try:
         yield temp
     finally:
-        gc.collect()  # libraries' own finalizers (phonemizer's) remove their folders now, while they exist
         tempfile.tempdir = saved[0]
         if saved[1] is None:
             os.environ.pop("TMPDIR", None)
@@ -173,7 +172,8 @@ def stage_main(func: Callable[..., Any], params_type: type) -> None:
         sys.exit(f"stage call: {exc}")
     sink = _pipe_sink(call.progress_fd)
     try:
-        _run(call, func, params_type, sink)
+        with stage_temp_dir(Path(call.out_dir)):  # the stage's own process only: it ends with os._exit below
+            _run(call, func, params_type, sink)
     except (StageError, ArtifactError) as exc:
         print(f"{call.stage}: {exc}", file=sys.stderr)
         _leave(1)
