@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--topics-file", type=Path, metavar="FILE", help="a batch of shorts: one topic a line, or JSON Lines"
                       " (.jsonl) or CSV (.csv, with a header) whose rows set each short's own options")
     what.add_argument("--platform", choices=choices(ScriptParams, "platform"), help="duration and bitrate preset (default shorts)")
-    what.add_argument("--language", help="narration language, e.g. en-us (default) or pt-br")
+    what.add_argument("--language", help="narration language: en (en-us, default), en-gb, es, fr, hi, it, ja, pt (pt-br), zh (zh-cn), any case")
     what.add_argument("--voice", help="Kokoro voice (default: the language's native voice, e.g. af_heart for en-us, pf_dora for pt-br;"
                                              " `--voice list` shows them)")
     what.add_argument("--speed", type=float, help="narration speed (default 1.0)")

