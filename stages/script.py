@@ -65,7 +65,9 @@ _SEPARATOR = re.compile(
 def run(ctx: StageContext, params: ScriptParams, *, theme: Theme) -> Script:
     if params.script_text is not None:
         script = script_from_text(params.script_text, theme, params)
-        ctx.progress(f"your script: {script.word_count} words, {len(script.sentences)} sentences", 1.0)
+        size = (f"{script.word_count} words" if _unspaced_language(params.language) is None
+                else f"{sum(char_count(s) for s in script.sentences)} characters")
+        ctx.progress(f"your script: {size}, {len(script.sentences)} sentences", 1.0)
         return script
     low, high = word_range(params)
     lang = prompt_language(params.language)
