@@ -5,8 +5,9 @@ that feeds the model, the native default voice, whether words are written
 with spaces between them, the script its captions need a font for);
 turning what people type (`en`, `pt-BR`, `zh_CN`, `ja-jp`) into Kokoro's
 code, or refusing it with the list; joining words the way the script writes
-them, and how wide text is on screen. Light: stdlib only, so the CLI, the web
-page and the stages can all import it.
+them, and how wide text is on screen; the Kokoro voice nearest an Azure voice
+name (MoneyPrinterTurbo's `voice_name`). Light: stdlib only, so the CLI, the
+web page and the stages can all import it.
 
 Not responsible for phonemising or segmenting text (stages/g2p.py), voice
 files (stages/voices.py) or fonts (stages/captions.py).
@@ -14,6 +15,7 @@ files (stages/voices.py) or fonts (stages/captions.py).
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import asdict, dataclass
 
@@ -35,20 +37,22 @@ class Language:
     """What the caption font must cover: latin, devanagari, cjk-jp or cjk-sc."""
     chars_per_minute: int = 0
     """For a language written without spaces: the characters a minute a script is timed by (0: words are counted)."""
+    male_voice: str = ""
+    """A male native voice, for requests that ask for one (kokoro-js has none for French)."""
 
 
 LANGUAGES: dict[str, Language] = {
     lang.code: lang
     for lang in (
-        Language("en-us", "English (US)", "espeak:en-us", "af_heart", "a", True, "latin"),
-        Language("en-gb", "English (UK)", "espeak:en-gb", "bf_emma", "b", True, "latin"),
-        Language("es", "Spanish", "espeak:es", "ef_dora", "e", True, "latin"),
+        Language("en-us", "English (US)", "espeak:en-us", "af_heart", "a", True, "latin", male_voice="am_michael"),
+        Language("en-gb", "English (UK)", "espeak:en-gb", "bf_emma", "b", True, "latin", male_voice="bm_george"),
+        Language("es", "Spanish", "espeak:es", "ef_dora", "e", True, "latin", male_voice="em_alex"),
         Language("fr-fr", "French", "espeak:fr-fr", "ff_siwis", "f", True, "latin"),
-        Language("hi", "Hindi", "espeak:hi", "hf_alpha", "h", True, "devanagari"),
-        Language("it", "Italian", "espeak:it", "if_sara", "i", True, "latin"),
-        Language("ja", "Japanese", "misaki-ja", "jf_alpha", "j", False, "cjk-jp", 300),
-        Language("pt-br", "Portuguese (Brazil)", "espeak:pt-br", "pf_dora", "p", True, "latin"),
-        Language("zh", "Mandarin Chinese", "misaki-zh", "zf_xiaoxiao", "z", False, "cjk-sc", 260),
+        Language("hi", "Hindi", "espeak:hi", "hf_alpha", "h", True, "devanagari", male_voice="hm_omega"),
+        Language("it", "Italian", "espeak:it", "if_sara", "i", True, "latin", male_voice="im_nicola"),
+        Language("ja", "Japanese", "misaki-ja", "jf_alpha", "j", False, "cjk-jp", 300, "jm_kumo"),
+        Language("pt-br", "Portuguese (Brazil)", "espeak:pt-br", "pf_dora", "p", True, "latin", male_voice="pm_alex"),
+        Language("zh", "Mandarin Chinese", "misaki-zh", "zf_xiaoxiao", "z", False, "cjk-sc", 260, "zm_yunxi"),
     )
 }
 """Kokoro-82M v1.0's languages, in Kokoro's spelling."""
@@ -74,7 +78,7 @@ class LanguageError(ValueError):
 
 
 def normalise(typed: str) -> str:
-    """Kokoro's code for what was typed (`PT-BR` -> `pt-br`, `en` -> `en-us`, `zh_CN` -> `zh`); LanguageError if none."""
+    """Kokoro's code for what was typed (`PT-BR` -> `pt-br`, `en` -> `en-us`, `zh_CN` -> `zh`); else LanguageError."""
     key = typed.strip().lower().replace("_", "-")
     if key in ALIASES:
         return ALIASES[key]
@@ -96,6 +100,34 @@ def language_of_voice(voice: str) -> Language | None:
     """The language a Kokoro voice name belongs to (`ef_dora` -> Spanish), None for a name of no language."""
     prefix = voice[:1]
     return next((lang for lang in LANGUAGES.values() if lang.voice_prefix == prefix), None)
+
+
+AZURE_NAMESAKES = {
+    "zh": ("zf_xiaobei", "zf_xiaoni", "zf_xiaoxiao", "zf_xiaoyi", "zm_yunjian", "zm_yunxi", "zm_yunxia", "zm_yunyang"),
+}
+"""Kokoro voices named after the Azure speaker they imitate (zh-CN-YunjianNeural -> zm_yunjian)."""
+_AZURE = re.compile(
+    r"^(?P<lang>[a-z]{2,3}-[A-Za-z]{2,4})-(?P<speaker>[A-Za-z]+?)(?:Multilingual)?Neural(?:-(?P<sex>\w+))?$")
+
+
+def voice_for_azure(name: str) -> str | None:
+    """The Kokoro voice closest to an Azure voice name as MoneyPrinterTurbo sends it ("zh-CN-YunjianNeural-Male"):
+    its namesake, else the language's male voice for a male speaker; None where the language's default serves
+    (a female speaker, a language with no male voice, or a name that is no Azure voice of a language Kokoro speaks)."""
+    found = _AZURE.match(name.strip())
+    if found is None:
+        return None
+    try:
+        lang = LANGUAGES[normalise(found["lang"])]
+    except LanguageError:
+        return None
+    speaker = found["speaker"].lower()
+    namesake = next((v for v in AZURE_NAMESAKES.get(lang.code, ()) if v.split("_", 1)[1] == speaker), None)
+    if namesake is not None:
+        return None if namesake == lang.voice else namesake
+    if (found["sex"] or "").lower() == "male" and lang.male_voice:
+        return lang.male_voice
+    return None
 
 
 def describe() -> list[dict]:

@@ -24,6 +24,7 @@ from runner.cli import build_parser
 from runner.errors import UsageError
 from runner.options import limits_and_pipeline, max_ram_from, run_options
 from runner.run import RunOptions
+from ipc.languages import voice_for_azure
 from ipc.sizes import format_size
 
 
@@ -284,7 +285,11 @@ def _merge_mpt(request: VideoRequest) -> tuple[VideoRequest, list[str]]:
         merged.language = request.video_language.lower()
     if request.voice_name:
         if _AZURE_VOICE.match(request.voice_name):
-            ignored.append("voice_name")  # an Azure voice: narration uses the language's own Kokoro voice
+            kokoro = voice_for_azure(request.voice_name)  # its Kokoro namesake, or a male voice for a male one
+            if kokoro is None or request.voice is not None:
+                ignored.append("voice_name")  # narration uses `voice`, or the language's own Kokoro voice
+            else:
+                merged.voice = kokoro
         else:
             merged.voice = request.voice_name
     if request.bgm_type is not None:

@@ -19,6 +19,7 @@ Not responsible for synthesis or timing (stages/tts.py, stages/kokoro_timing.py)
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Protocol
 
 from ipc.languages import LANGUAGES, Language
@@ -117,8 +118,8 @@ class JapanesePhonemiser:
         return attach_marks(tokens, lambda index: index in attached)
 
 
-def attach_marks(tokens: list[str], attached, ) -> list[str]:
-    """Tokens joined into caption words: punctuation, and each token `attached(index)` says so, go with the one before."""
+def attach_marks(tokens: list[str], attached: Callable[[int], bool]) -> list[str]:
+    """Tokens joined into caption words: punctuation, and the tokens `attached(index)` names, join the one before."""
     words: list[str] = []
     for index, token in enumerate(tokens):
         if words and (_PUNCTUATION.match(token) or attached(index)):

@@ -204,3 +204,43 @@ def test_a_mandarin_short_is_narrated_and_captioned_in_mandarin(mandarin_short):
     assert "Style: Caption,Noto Sans CJK SC," in ass
     log = (mandarin_short / "render" / "ffmpeg.log").read_text(errors="replace")
     assert "Glyph" not in log and "fontselect: (Noto Sans CJK SC" in log
+
+
+# --- the web page and API: MoneyPrinterTurbo's language and voice names -------------------------
+
+
+@pytest.mark.parametrize(("azure", "kokoro"), [
+    ("zh-CN-YunjianNeural-Male", "zm_yunjian"),  # Kokoro's Mandarin voices are named after Azure's speakers
+    ("zh-CN-XiaoyiNeural-Female", "zf_xiaoyi"),
+    ("zh-CN-XiaoxiaoNeural-Female", None),  # the default already
+    ("zh-CN-YunfengNeural-Male", "zm_yunxi"),  # no namesake: the language's male voice
+    ("en-US-GuyNeural-Male", "am_michael"),
+    ("en-US-JennyNeural-Female", None),
+    ("fr-FR-HenriNeural-Male", None),  # kokoro-js has no male French voice
+    ("de-DE-KatjaNeural-Female", None),  # no language Kokoro speaks
+])
+def test_azure_voice_names_map_onto_kokoro_voices(azure, kokoro):
+    from ipc.languages import voice_for_azure
+
+    assert voice_for_azure(azure) == kokoro
+
+
+def test_a_moneyprinterturbo_request_in_chinese_gets_mandarin_and_the_voice_asked_for(tmp_path):
+    pytest.importorskip("fastapi")
+    from stages import voices
+    from tests.runner_helpers import balloon_pipeline
+    from tests.serve_helpers import running_server
+
+    if "zm_yunjian" not in voices.available_voices():
+        pytest.skip("the native voices are not fetched here (python -m stages.voices fetch)")
+    balloon_pipeline(tmp_path / "balloons.toml", {"name": "grow", "ceiling": "300M", "params": {"mb": 20, "rate_mb_s": 200}})
+    with running_server(tmp_path / "runs", "--pipeline", tmp_path / "balloons.toml") as server, server.client() as client:
+        response = client.post("/api/v1/videos", json={
+            "video_subject": "海水为什么是咸的", "video_language": "zh-CN", "voice_name": "zh-CN-YunjianNeural-Male",
+            "pipeline": "balloons",
+        })
+        assert response.status_code == 200, response.text
+        data = response.json()["data"]
+        assert "voice_name" not in data["ignored_fields"]
+        saved = json.loads((tmp_path / "runs" / data["task_id"] / "run.json").read_text())["params"]
+        assert (saved["tts"]["language"], saved["script"]["language"], saved["tts"]["voice"]) == ("zh", "zh", "zm_yunjian")
