@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ipc.artifacts import Narration, Script, SentenceSpan, WordSpan
-from ipc.languages import LANGUAGES, LanguageError, normalise
+from ipc.languages import LANGUAGES, LanguageError, language_of_voice, normalise
 from ipc.params import TtsParams
 from stages import voices
 from stages.harness import StageContext, StageError, stage_main
@@ -132,8 +132,6 @@ def choose_voice(ctx: StageContext, asked: str, backend: str, language: str) -> 
 
 
 def _say_if_foreign(ctx: StageContext, voice: str, language: str) -> None:
-    from ipc.languages import language_of_voice
-
     own = language_of_voice(voice)
     if own is not None and own.code.split("-")[0] != language.split("-")[0]:
         ctx.log(f"narrating {LANGUAGES[language].name} with {voice}, a voice for {own.name}, as asked")
