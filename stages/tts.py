@@ -307,7 +307,11 @@ class KPipelineNarrator:
         self.device = pick_device(device)
         torch.set_num_threads(thread_share())
         self.voice, self.speed = voice, speed
-        self.pipeline = KPipeline(lang_code=language, repo_id=HUB_REPO, device=self.device)
+        try:
+            self.pipeline = KPipeline(lang_code=language, repo_id=HUB_REPO, device=self.device)
+        except ImportError as exc:  # its Japanese G2P imports pyopenjtalk, which the onnx backend does without
+            raise StageError(f"the kokoro backend's {LANGUAGES[language].name} G2P needs {exc.name or exc};"
+                             " install it, or use --tts onnx") from None
         self.spaced = LANGUAGES[language].spaced
         self.language = language
 
