@@ -64,7 +64,8 @@ def bench(code: str, work: Path) -> dict:
 
 
 def g2p_rows() -> list[str]:
-    """For ja and zh: how much of espeak-ng's phonemisation Kokoro's vocabulary lacks, against misaki's."""
+    """For each language, what its phonemiser gives Kokoro for the script: characters, how many Kokoro's vocabulary
+    lacks (dropped before synthesis); for ja and zh also what espeak-ng would have given instead."""
     from kokoro_onnx.tokenizer import Tokenizer
     from phonemizer.backend import EspeakBackend
 
@@ -75,13 +76,18 @@ def g2p_rows() -> list[str]:
     vocab = json.loads(vocab_file().read_text())["vocab"]
     rows = ["| language | phonemiser | phoneme characters | unknown to Kokoro | kanji read as \"Chinese letter\" | start |",
             "| --- | --- | --- | --- | --- | --- |"]
-    for code, espeak_code in (("ja", "ja"), ("zh", "cmn")):
-        text = SCRIPTS[code]
-        espeak = EspeakBackend(espeak_code, preserve_punctuation=True, with_stress=True).phonemize([text])[0]
-        for name, phonemes in ((f"espeak-ng `{espeak_code}`", espeak), ("misaki (used)", phonemiser(code).phonemes([text])[0])):
-            unknown = sum(char not in vocab for char in phonemes)
+    for code, text in SCRIPTS.items():
+        tried = [(f"{LANGUAGES[code].phonemiser} (used)", phonemiser(code).phonemes([text])[0])]
+        if code in ("ja", "zh"):
+            espeak_code = "cmn" if code == "zh" else "ja"
+            espeak = EspeakBackend(espeak_code, preserve_punctuation=True, with_stress=True)
+            tried.append((f"espeak:{espeak_code} (not used)", espeak.phonemize([text])[0]))
+        for name, phonemes in tried:
+            unknown = sorted({char for char in phonemes if char not in vocab})
+            count = sum(char not in vocab for char in phonemes)
             start = " ".join(phonemes.split()[:4]).replace("|", "/")
-            rows.append(f"| {code} | {name} | {len(phonemes)} | {unknown} | {phonemes.count('tʃˈaɪniːz')} | `{start}` |")
+            said = f"{count} (`{''.join(unknown)[:12]}`)" if count else "0"
+            rows.append(f"| {code} | {name} | {len(phonemes)} | {said} | {phonemes.count('tʃˈaɪniːz')} | `{start}` |")
     return rows
 
 
@@ -111,9 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             " language (tools/bench_languages.py), theme, script and tts each run by the runner; one run each, on a"
             " machine shared with other work, so wall times are rough; peaks are the tts stage's whole process.", "",
             *lines, "",
-            "What Kokoro would be fed for the same Japanese and Mandarin text: espeak-ng reads each kanji as the"
-            " English words \"Chinese letter\" and writes Mandarin tones as digits Kokoro never saw; misaki, Kokoro's"
-            " own G2P, writes only phonemes in Kokoro's vocabulary.", "",
+            "What each language's phonemiser feeds Kokoro for the same script (characters outside Kokoro's vocabulary"
+            " are dropped before synthesis), and what espeak-ng would have fed it for Japanese and Mandarin: it reads"
+            " each kanji as the English words \"Chinese letter\" and writes Mandarin tones as digits Kokoro never saw;"
+            " misaki, Kokoro's own G2P, writes only phonemes in Kokoro's vocabulary.", "",
             *g2p, "",
         ]))
     return 0
