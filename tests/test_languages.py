@@ -97,13 +97,15 @@ def test_mandarin_and_japanese_phonemes_are_in_kokoros_alphabet():
     assert set(zh + ja) <= set(vocab), set(zh + ja) - set(vocab)
 
 
-def test_a_user_script_in_chinese_or_japanese_splits_on_its_punctuation():
+def test_a_user_script_in_chinese_japanese_or_hindi_splits_on_its_punctuation():
     from stages.script import script_from_text
 
     zh = script_from_text("章鱼有三颗心脏。它的血是蓝色的！你知道吗？", THEME, ScriptParams(language="zh"))
     assert zh.sentences == ["章鱼有三颗心脏。", "它的血是蓝色的！", "你知道吗？"]
     ja = script_from_text("タコには心臓が三つあります。血は青いです。", THEME, ScriptParams(language="ja"))
     assert ja.sentences == ["タコには心臓が三つあります。", "血は青いです。"]
+    hi = script_from_text("ऑक्टोपस के तीन दिल होते हैं। उनका खून नीला होता है।", THEME, ScriptParams(language="hi"))
+    assert hi.sentences == ["ऑक्टोपस के तीन दिल होते हैं।", "उनका खून नीला होता है।"]
 
 
 def test_a_chinese_script_is_timed_by_its_characters():
