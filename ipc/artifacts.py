@@ -15,6 +15,8 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 import msgspec.inspect
 
+from ipc.languages import join_words
+
 RUN_PATH_PATTERN = r"^(?!/)(?!.*(?:^|/)\.\.(?:/|$))[^\x00\\]+$"
 RunPath = Annotated[
     str,
@@ -185,7 +187,8 @@ class Caption(msgspec.Struct, forbid_unknown_fields=True):
 
     @property
     def text(self) -> str:
-        return " ".join(w.text for w in self.words)
+        """The words as their script writes them: spaced, or run together (Chinese, Japanese)."""
+        return join_words([w.text for w in self.words])
 
 
 class MusicBed(msgspec.Struct, forbid_unknown_fields=True):

@@ -23,13 +23,15 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_typ
 
 import msgspec
 
+from ipc.languages import LANGUAGES as LANGUAGE_TABLE
+from ipc.languages import LanguageError
+from ipc.languages import normalise as normalise_language
 from ipc.params import BrollParams, Category, LlmParams, MatchParams, Platform, RenderParams, TtsParams, X264Preset
 from ipc.text import MAX_TOPIC_CHARS, TextError, looks_binary, tidy_topic
 
-Language = Literal["en-us", "en-gb", "es", "fr-fr", "hi", "it", "pt-br"]
+Language = Literal[tuple(LANGUAGE_TABLE)]  # type: ignore[valid-type]  # the one table, as a type the schema carries
 LANGUAGES: tuple[str, ...] = get_args(Language)
-"""Kokoro-82M's languages that espeak-ng phonemises the way Kokoro was trained on: the tts stage's list."""
-LANGUAGE_ALIASES = {"en": "en-us", "pt": "pt-br", "fr": "fr-fr"}
+"""Kokoro-82M v1.0's languages in Kokoro's spelling (`ipc.languages.LANGUAGES`)."""
 
 
 # The backends' choices are the stage parameters' own Literals: a backend added there is offered everywhere.
@@ -41,9 +43,12 @@ Renderer = get_type_hints(RenderParams)["renderer"]
 
 
 def kokoro_language(text: str) -> str:
-    """A language as users write it (`EN-US`, `pt_BR`, `en`) in Kokoro's spelling; unknown codes come back as given."""
-    code = text.strip().lower().replace("_", "-")
-    return LANGUAGE_ALIASES.get(code, code)
+    """A language as users write it (`EN-US`, `pt_BR`, `zh-CN`, `en`) in Kokoro's spelling; RequestError listing the
+    codes otherwise."""
+    try:
+        return normalise_language(text)
+    except LanguageError as exc:
+        raise RequestError("language", str(exc)) from None
 
 
 def _meta(help: str, *, params: tuple[str, ...] = (), **extra: Any) -> dict:
@@ -81,7 +86,7 @@ class ShortRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omi
                                                 params=("script.script_text",)))] | None = None
     platform: Annotated[Platform, msgspec.Meta(**_meta("duration and bitrate preset (default shorts)",
                                                        params=("script.platform", "timeline.platform")))] | None = None
-    language: Annotated[Language, msgspec.Meta(**_meta("narration language (default en-us)",
+    language: Annotated[Language, msgspec.Meta(**_meta("narration language: en (en-us, default), en-gb, es, fr, hi, it, ja, pt (pt-br), zh (zh-cn), any case",
                                                        params=("script.language", "tts.language")))] | None = None
     voice: Annotated[str, msgspec.Meta(
         pattern=r"^[a-z]{2}_[a-z0-9]+$",

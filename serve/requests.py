@@ -25,6 +25,7 @@ from runner.cli import build_parser
 from runner.errors import UsageError
 from runner.options import limits_and_pipeline, max_ram_from, run_options
 from runner.run import RunOptions
+from ipc.languages import voice_for_azure
 
 
 class FieldError(Exception):
@@ -262,12 +263,20 @@ def _merge_mpt(request: VideoRequest) -> tuple[ShortRequest, list[str], dict[str
         values[ours], named[ours] = value, theirs
     ignored = [name for name in IGNORED_MPT_FIELDS if getattr(request, name) is not None]
     if request.video_language:
-        if values["language"] not in (None, kokoro_language(request.video_language)):
+        try:
+            their_language = kokoro_language(request.video_language)
+        except RequestError as exc:
+            raise http_error(exc, request.video_language, "video_language") from None
+        if values["language"] not in (None, their_language):
             raise FieldError("video_language", "video_language and language say different things; give one", 400)
         values["language"], named["language"] = request.video_language, "video_language"
     if request.voice_name:
         if _AZURE_VOICE.match(request.voice_name):
-            ignored.append("voice_name")  # an Azure voice: narration uses the language's own Kokoro voice
+            kokoro = voice_for_azure(request.voice_name)  # its Kokoro namesake, or a male voice for a male one
+            if kokoro is None or request.voice is not None:
+                ignored.append("voice_name")  # narration uses `voice`, or the language's own Kokoro voice
+            else:
+                values["voice"], named["voice"] = kokoro, "voice_name"
         else:
             values["voice"], named["voice"] = request.voice_name, "voice_name"
     if request.bgm_type is not None:

@@ -17,9 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ipc.artifacts import Caption
+from ipc.languages import join_words
 from stages.outputs import write_text
 
 FONT_ENV = "AISHORTS_FONT"
+LATIN_END = 0x024F
+"""Text up to Latin Extended-B is set in DejaVu Sans as it is; beyond, a font is checked to cover it."""
+FONT_CHILD_TIMEOUT_S = 120.0
 _KNOWN_FONTS = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
     "/usr/share/fonts/TTF/DejaVuSans-Bold.ttf",
@@ -77,16 +81,40 @@ class WordEvent:
     highlight: int
 
 
-def find_font() -> Font:
-    """A bold sans font file: $AISHORTS_FONT, fontconfig, Debian/Arch paths, then matplotlib's DejaVu."""
-    for candidate in _font_candidates():
-        if candidate and Path(candidate).is_file():
-            path = Path(candidate).resolve()
-            return Font(path, _family(path))
-    raise FontMissing(
-        "no font file found for the captions; install one (Debian/Ubuntu: apt-get install fonts-dejavu-core)"
-        f" or point {FONT_ENV} at a .ttf file"
-    )
+def find_font(text: str = "") -> Font:
+    """A bold sans font file that covers `text`: $AISHORTS_FONT, fontconfig, Debian/Arch paths, then matplotlib's
+    DejaVu; for text beyond Latin, the first font that holds all its characters (stages/fonts.py)."""
+    default = next((Path(c).resolve() for c in _font_candidates() if c and Path(c).is_file()), None)
+    if any(ord(char) > LATIN_END for char in text):
+        return _covering_font(text, default)
+    if default is None:
+        raise FontMissing(
+            "no font file found for the captions; install one (Debian/Ubuntu: apt-get install fonts-dejavu-core)"
+            f" or point {FONT_ENV} at a .ttf file"
+        )
+    return Font(default, _family(default))
+
+
+def _covering_font(text: str, default: Path | None) -> Font:
+    """The font stages/fonts.py finds for `text`, asked in a child process (fontTools and a CJK character map
+    stay out of the render stage's memory)."""
+    import json
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="aishorts-font-") as folder:
+        text_file = Path(folder) / "captions.txt"
+        text_file.write_text(text, encoding="utf-8")
+        try:
+            done = subprocess.run([sys.executable, "-m", "stages.fonts", str(text_file), str(default or "")],
+                                  capture_output=True, text=True, timeout=FONT_CHILD_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired:
+            raise FontMissing(f"finding a font for the captions took over {FONT_CHILD_TIMEOUT_S:g} s") from None
+    if done.returncode != 0:
+        said = done.stderr.strip().splitlines()
+        raise FontMissing(said[-1] if said else f"finding a font for the captions failed (exit {done.returncode})")
+    found = json.loads(done.stdout)
+    return Font(Path(found["path"]), found["family"])
 
 
 def _font_candidates() -> list[str]:
@@ -171,10 +199,13 @@ def write_ass(captions: list[Caption], path: Path, font: Font, style: CaptionSty
 
 
 def _ass_text(event: WordEvent) -> str:
-    parts = []
+    """The caption's words, the lit one coloured, spaced as their script writes them (none between CJK words)."""
+    text = ""
     for k, word in enumerate(event.words):
-        parts.append(f"{{\\1c{_HIGHLIGHT_OVERRIDE}}}{word}{{\\1c{_TEXT_OVERRIDE}}}" if k == event.highlight else word)
-    return " ".join(parts)
+        if k and join_words([event.words[k - 1], word]) != event.words[k - 1] + word:
+            text += " "
+        text += f"{{\\1c{_HIGHLIGHT_OVERRIDE}}}{word}{{\\1c{_TEXT_OVERRIDE}}}" if k == event.highlight else word
+    return text
 
 
 def _clock(seconds: float, per_second: int) -> tuple[int, int, int, int]:

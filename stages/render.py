@@ -49,7 +49,7 @@ DURATION_TOLERANCE_S = 0.2
 def run(ctx: StageContext, params: Params, *, timeline: Timeline) -> Render:
     check_timeline(ctx, timeline)
     try:
-        font = find_font()
+        font = find_font(" ".join(caption.text for caption in timeline.captions))
     except FontMissing as exc:
         raise StageError(str(exc)) from None
     srt, ass = ctx.out_dir / "captions.srt", ctx.out_dir / "captions.ass"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ipc.artifacts import Timeline
+from ipc.languages import join_words
 from ipc.params import RenderParams
 from stages.captions import HIGHLIGHT_RGB, CaptionStyle, Font, WordEvent, word_events
 from stages.harness import StageContext, StageError
@@ -213,7 +214,7 @@ class CaptionPainter:
         lines = self._wrap(event.words, style.width - 2 * style.margin_h)
         ascent, descent = self.font.getmetrics()
         line_h, pad = ascent + descent, style.outline + 2
-        space = self.font.getlength(" ")
+        space = self._space(event.words)
         width = int(max(self._line_width(line, space) for line in lines)) + 2 * pad
         height = line_h * len(lines) + 2 * pad
         image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
@@ -232,12 +233,16 @@ class CaptionPainter:
 
     def _wrap(self, words: tuple[str, ...], max_width: float) -> list[list[tuple[int, str]]]:
         lines: list[list[tuple[int, str]]] = [[]]
-        space = self.font.getlength(" ")
+        space = self._space(words)
         for index, word in enumerate(words):
             if lines[-1] and self._line_width(lines[-1] + [(index, word)], space) > max_width:
                 lines.append([])
             lines[-1].append((index, word))
         return lines
+
+    def _space(self, words: tuple[str, ...]) -> float:
+        """The gap between words: none where their script is written without spaces (Chinese, Japanese)."""
+        return 0.0 if join_words(list(words)) == "".join(words) else self.font.getlength(" ")
 
     def _line_width(self, line: list[tuple[int, str]], space: float) -> float:
         return sum(self.font.getlength(word) for _, word in line) + space * max(len(line) - 1, 0)

@@ -26,6 +26,8 @@ from __future__ import annotations
 import re
 
 from ipc.artifacts import Script, Theme
+from ipc.languages import LANGUAGES, Language, LanguageError
+from ipc.languages import normalise as normalise_language
 from ipc.params import PLATFORMS, ScriptParams
 from ipc.text import looks_binary
 from stages.broll_queries import choose_queries, derive_queries
@@ -63,7 +65,9 @@ _SEPARATOR = re.compile(
 def run(ctx: StageContext, params: ScriptParams, *, theme: Theme) -> Script:
     if params.script_text is not None:
         script = script_from_text(params.script_text, theme, params)
-        ctx.progress(f"your script: {script.word_count} words, {len(script.sentences)} sentences", 1.0)
+        size = (f"{script.word_count} words" if _unspaced_language(params.language) is None
+                else f"{sum(char_count(s) for s in script.sentences)} characters")
+        ctx.progress(f"your script: {size}, {len(script.sentences)} sentences", 1.0)
         return script
     low, high = word_range(params)
     lang = prompt_language(params.language)
@@ -92,7 +96,11 @@ def script_from_text(text: str, theme: Theme, params: ScriptParams) -> Script:
     sentences = [s for s in (strip_list_marks(s) for s in split_sentences(text)) if words(s)]
     if not sentences:
         raise StageError("the script has no words to narrate")
-    check_duration(sum(word_count(s) for s in sentences), params.platform)
+    unspaced = _unspaced_language(params.language)
+    if unspaced is None:
+        check_duration(sum(word_count(s) for s in sentences), params.platform)
+    else:  # words are not spaced: characters are counted
+        check_duration(sum(char_count(s) for s in sentences), params.platform, unspaced.chars_per_minute, "characters")
     hook, rest = sentences[0], sentences[1:]
     cta = rest.pop() if len(sentences) >= 3 else ""
     draft = Draft(hook, rest, cta)
@@ -100,18 +108,33 @@ def script_from_text(text: str, theme: Theme, params: ScriptParams) -> Script:
     return _script(draft, theme, params.language, "user", 1)
 
 
-def check_duration(words_total: int, platform: str) -> None:
-    """Refuse narration that would clearly run past the platform's limit, read at WORDS_PER_MINUTE words a minute."""
+def check_duration(words_total: int, platform: str, per_minute: int = WORDS_PER_MINUTE, unit: str = "words") -> None:
+    """Refuse narration that would clearly run past the platform's limit, read at `per_minute` `unit` a minute
+    (WORDS_PER_MINUTE words; characters for languages written without spaces)."""
     limit_s = PLATFORMS[platform].max_duration_s
-    spoken_s = words_total * 60 / WORDS_PER_MINUTE
+    spoken_s = words_total * 60 / per_minute
     if spoken_s > limit_s * OVERRUN_TOLERANCE:
-        fits = int(limit_s * WORDS_PER_MINUTE / 60)
+        fits = int(limit_s * per_minute / 60)
         longer = [f"{name} ({p.max_duration_s:g} s)" for name, p in PLATFORMS.items() if p.max_duration_s > limit_s]
         hint = f", or choose a longer platform: {', '.join(longer)}" if longer else ""
         raise StageError(
-            f"the script has {words_total} words, about {spoken_s:.0f} s of narration at {WORDS_PER_MINUTE} words"
-            f" a minute, past the {limit_s:g} s limit of {platform}; cut it to about {fits} words{hint}"
+            f"the script has {words_total} {unit}, about {spoken_s:.0f} s of narration at {per_minute} {unit}"
+            f" a minute, past the {limit_s:g} s limit of {platform}; cut it to about {fits} {unit}{hint}"
         )
+
+
+def _unspaced_language(typed: str) -> Language | None:
+    """The script's language when it is written without spaces between words (Chinese, Japanese), else None."""
+    try:
+        lang = LANGUAGES[normalise_language(typed)]
+    except LanguageError:
+        return None
+    return None if lang.spaced else lang
+
+
+def char_count(text: str) -> int:
+    """The characters that are spoken: letters and digits, not punctuation or spaces."""
+    return sum(1 for char in text if char.isalnum())
 
 
 # --- limits and languages ------------------------------------------------------------------

@@ -26,6 +26,7 @@ from ipc.artifacts import (
     Candidate, Candidates, Caption, Matches, MusicBed, Narration, Segment, SentenceSpan, Timeline, WordSpan,
 )
 from ipc.files import ArtifactError
+from ipc.languages import display_width, join_words
 from ipc.params import PLATFORMS, PlatformPreset, TimelineParams
 from stages.harness import StageContext, StageError, stage_main
 from stages.outputs import copy_file, real_folder
@@ -41,7 +42,7 @@ CAPTION_GAP_FILL_S = 0.3
 # Shorts/TikTok/Reels draw their buttons and description over the bottom ~20%
 # of the frame; captions sit above that with some room to spare.
 CAPTION_SAFE_BOTTOM = 0.28
-_PHRASE_END = (",", ";", ":", ".", "!", "?", "…")
+_PHRASE_END = (",", ";", ":", ".", "!", "?", "…", "，", "、", "；", "：", "。", "！", "？", "।")
 
 
 def run(ctx: StageContext, params: Params, *, tts: Narration, match: Matches, broll: Candidates) -> Timeline:
@@ -362,10 +363,15 @@ def _chunks(words: list[WordSpan], max_words: int) -> list[list[WordSpan]]:
     """Balanced groups (2+2 rather than 3+1), each short enough to read at a glance."""
     count = math.ceil(len(words) / max_words)
     while count < len(words) and any(
-        len(" ".join(w.text for w in chunk)) > CAPTION_MAX_CHARS for chunk in _even_split(words, count)
+        caption_width(chunk) > CAPTION_MAX_CHARS for chunk in _even_split(words, count)
     ):
         count += 1
     return _even_split(words, count)
+
+
+def caption_width(words: list[WordSpan]) -> int:
+    """How wide the words are on screen, in columns of a Latin letter: a CJK character counts two."""
+    return display_width(join_words([w.text for w in words]))
 
 
 def _even_split(words: list[WordSpan], count: int) -> list[list[WordSpan]]:

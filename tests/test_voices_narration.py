@@ -125,13 +125,32 @@ class LogOnly:
     def log(self, message: str) -> None:
         self.logged.append(message)
 
+    def progress(self, message: str, fraction: float | None) -> None:
+        pass
+
 
 def test_the_kokoro_backend_gets_the_native_default_without_fetched_tables(without_native_voices):
     ctx = LogOnly()
     assert tts.choose_voice(ctx, "", "kokoro", "pt-br") == "pf_dora"
-    assert tts.choose_voice(ctx, "", "onnx", "es") == "jm_kumo"
+    assert tts.choose_voice(ctx, "", "kokoro", "es") == "ef_dora"
     assert tts.choose_voice(ctx, "bf_emma", "onnx", "en-us") == "bf_emma"
     assert ctx.logged == []
+
+
+def test_without_its_native_voice_spanish_is_refused_not_read_by_a_japanese_voice(
+    tmp_path, run_stage_inline, without_native_voices, monkeypatch
+):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(StageError, match=r"Spanish \(es\) needs its native voice ef_dora.*python -m stages.voices fetch"):
+        run_stage_inline(tmp_path / "run", "tts", TtsParams(language="es"), script=script("Hola.", language="es"))
+    assert not (tmp_path / "run" / "tts" / "narration.wav").exists()
+
+
+def test_a_voice_of_another_language_asked_for_is_used_and_said(tmp_path, run_stage_inline, with_native_voices):
+    narration, events = run_stage_inline(tmp_path, "tts", TtsParams(language="fr", voice="af_heart"),
+                                         script=script("Bonjour.", language="fr"))
+    assert (narration.voice, narration.language) == ("af_heart", "fr-fr")
+    assert any("French with af_heart, a voice for English (US)" in e.message for e in events if e.kind == "log")
 
 
 def test_at_first_use_the_native_voice_is_fetched_from_the_hub_when_npm_cannot(

@@ -634,10 +634,12 @@ def machine() -> dict:
     }
 
 
-JUDGED_BY_READING = (ROOT / "docs" / "illustrated" / "relevance.md", ROOT / "docs" / "script-samples.md")
+JUDGED_BY_READING = (ROOT / "docs" / "illustrated" / "relevance.md", ROOT / "docs" / "script-samples.md",
+                     ROOT / "docs" / "languages.md")
 """Appended to BENCHMARKS.md as written: the b-roll relevance table (old photo stills against the illustrated
 library, `python -m tools.illustrated_sheets`) and the local models' script samples (`python -m tools.samples`),
-which a reader judges; nothing there is measured by this tool."""
+which a reader judges; and the per-language narration table (`python -m tools.bench_languages`); nothing there
+is measured by this tool."""
 
 
 def write_markdown(path: Path, results: Results, info: dict, commands: list[str]) -> None:

@@ -1,0 +1,129 @@
+"""Text to Kokoro phonemes, and sentences to caption words, for each language Kokoro speaks.
+
+Responsible for: the phonemiser each language's table entry names
+(ipc/languages.py): espeak-ng through espeakng-loader for the languages
+written with spaces, misaki (Kokoro's own G2P) for Japanese (cutlet over
+fugashi + unidic-lite) and Mandarin (jieba + pypinyin); and cutting a
+sentence into the words its captions show and its word times are given to:
+on spaces, or for Chinese with jieba and for Japanese with fugashi, each
+particle, auxiliary and punctuation mark kept with the word before it.
+
+Why not espeak-ng for all: asked for `ja` it reads every kanji as
+"(en)tʃˈaɪniːz lˈe̞tə" ("Chinese letter"), and for `cmn` it writes tones as
+digits (pˈei2 tɕˈi5ŋ) where Kokoro was trained on misaki's tone arrows
+(pei↓ʨi→ŋ) and drops the punctuation that makes Kokoro pause.
+
+Not responsible for synthesis or timing (stages/tts.py, stages/kokoro_timing.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Protocol
+
+from ipc.languages import LANGUAGES, Language
+from stages.harness import StageError
+
+_PUNCTUATION = re.compile(r"^[\W_]+$")
+_JA_ATTACHED = ("助詞", "助動詞", "補助記号", "接尾辞")
+"""unidic parts of speech spoken and shown with the word before them (particles, auxiliaries, marks, suffixes)."""
+
+
+class Phonemiser(Protocol):
+    def phonemes(self, texts: list[str]) -> list[str]:
+        """Each text in Kokoro's phoneme alphabet (what the model was trained on)."""
+
+    def words(self, sentence: str) -> list[str]:
+        """The sentence cut into caption words, in order, nothing dropped but spaces."""
+
+
+def phonemiser(code: str) -> Phonemiser:
+    """The phonemiser for a language in Kokoro's spelling (see ipc.languages.LANGUAGES)."""
+    lang = LANGUAGES[code]
+    if lang.phonemiser.startswith("espeak:"):
+        return EspeakPhonemiser(lang)
+    if lang.phonemiser == "misaki-ja":
+        return JapanesePhonemiser()
+    if lang.phonemiser == "misaki-zh":
+        return MandarinPhonemiser()
+    raise StageError(f"no phonemiser {lang.phonemiser!r} for {code}")
+
+
+class EspeakPhonemiser:
+    """espeak-ng (the library espeakng-loader ships), the way kokoro-onnx sets it up."""
+
+    def __init__(self, lang: Language) -> None:
+        # kokoro-onnx's tokenizer points phonemizer at espeakng-loader's library and data
+        from kokoro_onnx.tokenizer import Tokenizer
+        from phonemizer.backend import EspeakBackend
+
+        Tokenizer()
+        self.espeak = EspeakBackend(lang.phonemiser.removeprefix("espeak:"), preserve_punctuation=True,
+                                    with_stress=True)
+
+    def phonemes(self, texts: list[str]) -> list[str]:
+        # a line break inside a text would make espeak answer with more items than it was given
+        return self.espeak.phonemize([" ".join(text.split()) for text in texts])
+
+    def words(self, sentence: str) -> list[str]:
+        return sentence.split()
+
+
+class MandarinPhonemiser:
+    """misaki's ZHG2P as Kokoro v1.0 uses it (jieba words, pypinyin tones as arrows); words from jieba."""
+
+    def __init__(self) -> None:
+        try:
+            import jieba
+            from misaki.zh import ZHG2P
+        except ImportError as exc:
+            raise StageError(f"Mandarin narration needs misaki, jieba, pypinyin and cn2an ({exc});"
+                             ' pip install -e . (they are among its dependencies)') from None
+        jieba.setLogLevel(60)  # its "Building prefix dict" chatter is no news to the user
+        self.jieba, self.g2p = jieba, ZHG2P()
+
+    def phonemes(self, texts: list[str]) -> list[str]:
+        return [self.g2p(text)[0] if text.strip() else "" for text in texts]
+
+    def words(self, sentence: str) -> list[str]:
+        return attach_marks([token for token in self.jieba.lcut(sentence) if token.strip()], lambda _: False)
+
+
+class JapanesePhonemiser:
+    """misaki's cutlet G2P, as Kokoro v1.0's Japanese pipeline (fugashi + unidic-lite); words from fugashi."""
+
+    def __init__(self) -> None:
+        try:
+            from fugashi import Tagger
+            from misaki.cutlet import Cutlet
+        except ImportError as exc:
+            raise StageError(f"Japanese narration needs misaki, fugashi, unidic-lite, jaconv and mojimoji ({exc});"
+                             ' pip install -e . (they are among its dependencies)') from None
+        try:
+            self.g2p, self.tagger = Cutlet(), Tagger()
+        except RuntimeError as exc:  # fugashi without a dictionary
+            raise StageError(f"Japanese narration needs a MeCab dictionary: pip install unidic-lite ({exc})") from None
+
+    def phonemes(self, texts: list[str]) -> list[str]:
+        return [self.g2p(text)[0] if text.strip() else "" for text in texts]
+
+    def words(self, sentence: str) -> list[str]:
+        tokens, attached = [], set()
+        for node in self.tagger(sentence):
+            if node.surface.strip():
+                if node.feature.pos1 in _JA_ATTACHED:
+                    attached.add(len(tokens))
+                tokens.append(node.surface)
+        return attach_marks(tokens, lambda index: index in attached)
+
+
+def attach_marks(tokens: list[str], attached: Callable[[int], bool]) -> list[str]:
+    """Tokens joined into caption words: punctuation, and the tokens `attached(index)` names, join the one before."""
+    words: list[str] = []
+    for index, token in enumerate(tokens):
+        if words and (_PUNCTUATION.match(token) or attached(index)):
+            words[-1] += token
+        else:
+            words.append(token)
+    return words
