@@ -47,8 +47,8 @@ def kokoro_language(text: str) -> str:
     codes otherwise."""
     try:
         return normalise_language(text)
-    except LanguageError as exc:
-        raise RequestError("language", str(exc)) from None
+    except LanguageError as exc:  # "language 'de' is not one ...": the front end names the field and the value
+        raise RequestError("language", re.sub(r"^language '.*?' is ", "", str(exc))) from None
 
 
 def _meta(help: str, *, params: tuple[str, ...] = (), **extra: Any) -> dict:

@@ -58,7 +58,7 @@ def test_other_codes_are_refused_with_the_list(typed):
 def test_the_cli_refuses_an_unknown_language_before_anything_runs(tmp_path):
     out = run_cli("--topic", "octopus", "--language", "DE", "--run-dir", tmp_path / "run", cwd=tmp_path)
     assert out.returncode == 2, out.stderr
-    assert "--language: language 'DE' is not one Kokoro speaks; use one of: en, en-us" in out.stderr
+    assert "--language DE: not one Kokoro speaks; use one of: en, en-us" in out.stderr
     assert not (tmp_path / "run").exists()
 
 
