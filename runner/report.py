@@ -145,8 +145,9 @@ def timeline_svg(report: RunReport, width: int = 900, height: int = 360) -> str:
         parts.append(_hline(x(0), x(t_end), y(report.max_ram_bytes), "red", f"--max-ram {format_size(report.max_ram_bytes)}"))
     if report.timeline:
         parts.append(_polyline([(x(s.t), y(s.rss)) for s in report.timeline], "black", 2))
-    for i, stage in enumerate(s for s in report.stages if s.timeline and s.started_at_s is not None):
-        colour = _COLOURS[i % len(_COLOURS)]
+    colours = {stage.name: _COLOURS[i % len(_COLOURS)] for i, stage in enumerate(ran)}
+    for stage in (s for s in ran if s.timeline):
+        colour = colours[stage.name]
         t0 = stage.started_at_s or 0.0
         parts.append(_polyline([(x(t0 + s.t), y(s.rss)) for s in stage.timeline], colour, 1))
         parts.append(_hline(x(t0), x(t0 + stage.wall_s), y(stage.ceiling_bytes), colour, f"{stage.name} ceiling", dash=True))
@@ -159,7 +160,7 @@ def _stage_lanes(stages: list[StageReport], x, top: float) -> list[str]:
     """One bar per stage: its wait for memory budget (pale) and its run (solid), named at the left."""
     parts = []
     for i, stage in enumerate(stages):
-        colour = _COLOURS[i % len(_COLOURS)]
+        colour = _COLOURS[i % len(_COLOURS)]  # as the stage's memory curve above
         lane_y = top + i * LANE_PX
         start = stage.started_at_s or 0.0
         end = stage.ended_at_s if stage.ended_at_s is not None else start + stage.wall_s

@@ -1,13 +1,16 @@
-"""Running one pipeline in one run directory: plan, resume, supervise each stage, report.
+"""Running one pipeline in one run directory: plan, resume, supervise its stages, report.
 
-For each stage in order: skip it when its artifact is complete and its inputs'
-hash is unchanged (resume), otherwise start it through the run's executor (in
-its own process under the watchdog; `tools.inprocess` supplies the
-single-process baseline of `--isolation none`), then validate its artifact and
-stamp it as complete. The report is rewritten after every stage.
-The first stage that does not finish ends the run; everything already written
-stays. Deciding what the user asked for is `runner.cli`'s job; watching a
-process is `runner.watchdog`'s.
+The stages form a graph (`runner.graph`, from the inputs each declares): a stage
+is considered once every input it reads from this run is stamped complete. It is
+skipped when its artifact is complete and its inputs' hash is unchanged
+(resume); otherwise it starts, in a thread of its own, through the run's
+executor (its own process under the watchdog; `tools.inprocess` supplies the
+single-process baseline of `--isolation none`) once the memory budget admits its
+ceiling, as many at once as the run has cores; then its artifact is validated
+and stamped complete. The report is rewritten after every stage. The first
+stage that does not finish stops new starts; stages already running end on
+their own, and everything written stays. Deciding what the user asked for is
+`runner.cli`'s job; watching a process is `runner.watchdog`'s.
 """
 
 from __future__ import annotations
