@@ -253,7 +253,12 @@ def forced_stages(opts: RunOptions) -> set[str]:
 
 
 def stage_slots(opts: RunOptions) -> int:
-    """How many of a run's stages may run at once: one per core of its CPU share (a batch's pipelines share the cores)."""
+    """How many of a run's stages may run at once: one per core of its CPU share (a batch's pipelines share the cores).
+
+    One with `--isolation none`: the old design's baseline runs its stages one after another, in this process.
+    """
+    if opts.isolation == "none":
+        return 1
     return max(1, opts.threads or len(os.sched_getaffinity(0)))
 
 
@@ -275,9 +280,12 @@ def _start_ready(opts: RunOptions, graph: StageGraph, slots: int, forced: set[st
             prepared.ready_at_s = ready_at
             ended.put(prepared)
             continue
+        args = (opts, spec, prepared, ready_at, observer, cancel, budget, meter, ended)
+        if opts.isolation == "none":  # in this very thread, as the old design did (its stages share this process)
+            _stage_thread(*args)
+            continue
         name = f"stage-{opts.label}-{spec.name}" if opts.label else f"stage-{spec.name}"
-        threading.Thread(target=_stage_thread, name=name, daemon=True,
-                         args=(opts, spec, prepared, ready_at, observer, cancel, budget, meter, ended)).start()
+        threading.Thread(target=_stage_thread, name=name, daemon=True, args=args).start()
 
 
 def _stage_thread(opts: RunOptions, spec: StageSpec, prepared: _Prepared, ready_at: float, observer: Observer,

@@ -147,3 +147,17 @@ def test_one_of_two_running_stages_out_of_memory_the_other_finishes_and_the_repo
     assert "c finished and is kept" in data["message"]
     assert "--limit b=" in data["rerun_command"]
     assert {s["name"] for s in data["stages"]} == {"a", "b", "c"}  # nothing new started after the OOM
+
+
+def test_the_single_process_baseline_still_runs_its_stages_one_after_another(tmp_path):
+    run_dir = tmp_path / "run"
+    done = run_cli("--pipeline", diamond(tmp_path / "p.toml"), "--run-dir", run_dir, "--isolation", "none",
+                   "--max-ram", "2G", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = report(run_dir)
+    assert data["isolation"] == "none"
+    names = [s["name"] for s in data["stages"]]
+    assert names == ["a", "b", "c", "d", "e"]
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            assert not overlap(data, first, second), (first, second)
