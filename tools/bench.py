@@ -664,7 +664,7 @@ def bench_realtime(results: Results, work: Path, repeats: int) -> None:
                 "< 1.0", ratio < 1.0, command)
     results.add(section, "the same without the script stage's time", f"{median([r['ratio_without_script'] for r in runs]):.2f}"
                 f" (script stage {median([r['script_s'] for r in runs]):.1f} s)", command=command)
-    results.add(section, "sum of the stages' own times (what one after another would take, at least)",
+    results.add(section, "sum of the stages' own times (each as long as it took here, beside another stage or not)",
                 f"{median([r['stage_sum_s'] for r in runs]):.1f} s against {median([r['wall_s'] for r in runs]):.1f} s of wall",
                 command=command)
     results.add(section, "supervisor's own time between stages (no stage alive)",
