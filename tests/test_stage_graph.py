@@ -161,3 +161,17 @@ def test_the_single_process_baseline_still_runs_its_stages_one_after_another(tmp
     for i, first in enumerate(names):
         for second in names[i + 1:]:
             assert not overlap(data, first, second), (first, second)
+
+
+def test_the_realtime_bench_reads_the_overlap_and_the_supervisors_gaps_from_the_report(tmp_path):
+    from tools.bench import realtime_figures
+
+    run_dir = tmp_path / "run"
+    done = run_cli("--pipeline", diamond(tmp_path / "p.toml", b={"mb": 20, "hold_s": 4.0}), "--run-dir", run_dir,
+                   "--max-ram", "2G", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    figures = realtime_figures(report(run_dir), duration_s=10.0)
+    assert figures["stage_sum_s"] > figures["wall_s"]  # b ran beside c and d
+    assert figures["gaps_s"] < 1.0
+    assert figures["ratio"] == pytest.approx(figures["wall_s"] / 10.0)
+    assert list(figures["stages"]) == ["a", "b", "c", "d", "e"]
