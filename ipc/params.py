@@ -104,7 +104,10 @@ class TimelineParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     transition_s: float = 0.25
 
 
-X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
+X264Preset = Literal["quick", "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                     "veryslow"]
+"""x264's presets, and `quick`: ultrafast with CABAC, deblocking, the 8x8 transform and light AQ put back
+(stages/render_plan.py's X264_QUICK)."""
 X264_PRESETS: tuple[str, ...] = get_args(X264Preset)
 
 
@@ -112,7 +115,9 @@ class RenderParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     renderer: Literal["ffmpeg", "moviepy"] = "ffmpeg"
     # superfast: on a 35.8 s short at 8 Mbit/s it spent 19 s of x264 CPU against veryfast's 36 s,
     # for 0.07 dB less luma PSNR (37.50 against 37.57) and SSIM 0.9814 against 0.9823.
-    preset: X264Preset = "superfast"
+    # quick: on the main command's 24.6 s short, 7.5-7.9 s of x264 CPU against superfast's 11.7-12.4 s,
+    # PSNR 56.56 dB against 56.15, SSIM 0.99849 against 0.99870 (BENCHMARKS.md, "encoder").
+    preset: X264Preset = "quick"
     threads: int = 0
 
 

@@ -123,7 +123,8 @@ class ShortRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omi
     renderer: Annotated[Renderer, msgspec.Meta(**_meta(
         "video renderer (default ffmpeg)", params=("render.renderer",)))] | None = None
     encoder_preset: Annotated[X264Preset, msgspec.Meta(**_meta(
-        "x264 preset of the ffmpeg renderer: slower ones spend more CPU for a little quality (default superfast)",
+        "x264 preset of the ffmpeg renderer: slower ones spend more CPU for a little quality (default quick: ultrafast"
+        " with CABAC, deblocking and the 8x8 transform put back)",
         params=("render.preset",)))] | None = None
     music: Annotated[bool, msgspec.Meta(**_meta("background music (default on)", flag="--no-music",
                                                 flag_help="no background music",

@@ -2,9 +2,11 @@
 
 Each running stage holds a reservation of its effective ceiling until it ends,
 so the sum of the ceilings of everything running, plus the parent's reserve,
-never exceeds the budget. A pipeline holds at most one reservation at a time,
-and no ceiling exceeds the whole budget, so a waiting stage always gets its
-turn. Without --max-ram nothing waits.
+never exceeds the budget. A pipeline may run several stages at once (the stage
+graph), but a stage reserves only once it may start and holds nothing while it
+waits, and no ceiling exceeds the whole budget, so nothing waits on a waiter
+and every waiting stage gets its turn once running ones end. Without --max-ram
+nothing waits.
 """
 
 from __future__ import annotations

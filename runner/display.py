@@ -140,12 +140,16 @@ class LiveDisplay(Observer):
         from rich.text import Text
 
         table = Table(expand=False, box=None, padding=(0, 1))
-        for column in ("stage", "state", "time", "memory", "", "progress"):
+        for column in ("stage", "state", "from", "time", "memory", "", "progress"):
             table.add_column(column)
         colours = {"done": "green", "skipped": "dim", "oom": "red", "failed": "red", "interrupted": "yellow"}
         with self._lock:
             rows = list(self._rows.values())
         now = time.monotonic()
+        first = {}
+        for row in rows:  # each run's own clock starts when its first stage started
+            if row.started is not None:
+                first[row.label] = min(first.get(row.label, row.started), row.started)
         for row in rows:
             elapsed = ((row.ended or now) - row.started) if row.started else 0.0
             shown = row.rss if row.state == "running" else row.peak
@@ -154,7 +158,7 @@ class LiveDisplay(Observer):
             fraction = f" {row.fraction:.0%}" if row.fraction is not None and row.state == "running" else ""
             table.add_row(
                 Text(_key(row.label, row.stage)), Text(row.state, style=colours.get(row.state, "cyan")),
-                f"{elapsed:5.1f}s", bar, f"{format_size(shown)}/{format_size(row.ceiling)}",
+                f"{row.started - first[row.label]:5.1f}s" if row.started is not None else "", f"{elapsed:5.1f}s", bar, f"{format_size(shown)}/{format_size(row.ceiling)}",
                 Text(f"{row.message[:60]}{fraction}"),
             )
         return table

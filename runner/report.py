@@ -37,7 +37,11 @@ class StageReport(msgspec.Struct, kw_only=True):
     exit_code: int | None = None
     signal: int | None = None
     started_at_s: float | None = None
-    """Seconds from the start of the run."""
+    """Seconds from the start of the run (one clock for all of a run's stages): when its process started."""
+    ready_at_s: float | None = None
+    """When its inputs were all stamped complete and it asked for its memory (the run's clock)."""
+    ended_at_s: float | None = None
+    """When its process tree was gone and its memory back in the budget (the run's clock); None if skipped."""
     waited_for_budget_s: float = 0.0
     crossed_ceiling_at_s: float | None = None
     crossed_ceiling_rss_bytes: int | None = None
@@ -68,6 +72,8 @@ class RunReport(msgspec.Struct, kw_only=True):
     wall_s: float = 0.0
     message: str = ""
     rerun_command: str = ""
+    failed_stage: str = ""
+    """The first stage that did not finish (its status and message are the run's); empty when none."""
     report_error: str = ""
     """Why the latest attempt to write this report failed (a full disk), so the summary can say so."""
     stages: list[StageReport] = []
@@ -100,9 +106,19 @@ def report_json(report: RunReport) -> bytes:
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
+LANE_PX = 14
+
+
 def timeline_svg(report: RunReport, width: int = 900, height: int = 360) -> str:
-    """The run's memory over time: the whole run's RSS, each stage's RSS, its ceiling, and --max-ram."""
-    left, right, top, bottom = 70, 20, 30, 40
+    """The run's memory over time: the whole run's RSS, each stage's RSS, its ceiling, and --max-ram.
+
+    Under the chart, one lane per stage that ran shows when it waited for memory (light) and ran (solid),
+    on the same time axis, so stages that overlapped are seen side by side.
+    """
+    ran = [stage for stage in report.stages if stage.started_at_s is not None]
+    lanes_px = LANE_PX * len(ran) + (10 if ran else 0)
+    height += lanes_px
+    left, right, top, bottom = 70, 20, 30, 40 + lanes_px
     t_end = max([s.t for s in report.timeline] + [s.started_at_s + s.wall_s for s in report.stages if s.started_at_s is not None] + [1.0])
     ceilings = [s.ceiling_bytes for s in report.stages] + [report.max_ram_bytes or 0, report.peak_rss_bytes]
     y_max = max(ceilings + [1]) * 1.1
@@ -129,13 +145,33 @@ def timeline_svg(report: RunReport, width: int = 900, height: int = 360) -> str:
         parts.append(_hline(x(0), x(t_end), y(report.max_ram_bytes), "red", f"--max-ram {format_size(report.max_ram_bytes)}"))
     if report.timeline:
         parts.append(_polyline([(x(s.t), y(s.rss)) for s in report.timeline], "black", 2))
-    for i, stage in enumerate(s for s in report.stages if s.timeline and s.started_at_s is not None):
-        colour = _COLOURS[i % len(_COLOURS)]
+    colours = {stage.name: _COLOURS[i % len(_COLOURS)] for i, stage in enumerate(ran)}
+    for stage in (s for s in ran if s.timeline):
+        colour = colours[stage.name]
         t0 = stage.started_at_s or 0.0
         parts.append(_polyline([(x(t0 + s.t), y(s.rss)) for s in stage.timeline], colour, 1))
         parts.append(_hline(x(t0), x(t0 + stage.wall_s), y(stage.ceiling_bytes), colour, f"{stage.name} ceiling", dash=True))
+    parts += _stage_lanes(ran, x, y(0) + 30)
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def _stage_lanes(stages: list[StageReport], x, top: float) -> list[str]:
+    """One bar per stage: its wait for memory budget (pale) and its run (solid), named at the left."""
+    parts = []
+    for i, stage in enumerate(stages):
+        colour = _COLOURS[i % len(_COLOURS)]  # as the stage's memory curve above
+        lane_y = top + i * LANE_PX
+        start = stage.started_at_s or 0.0
+        end = stage.ended_at_s if stage.ended_at_s is not None else start + stage.wall_s
+        if stage.ready_at_s is not None and start > stage.ready_at_s:
+            parts.append(f'<rect x="{x(stage.ready_at_s):.1f}" y="{lane_y:.1f}" width="{x(start) - x(stage.ready_at_s):.1f}"'
+                         f' height="{LANE_PX - 4}" fill="{colour}" fill-opacity="0.25"/>')
+        parts.append(f'<rect x="{x(start):.1f}" y="{lane_y:.1f}" width="{max(x(end) - x(start), 1.0):.1f}"'
+                     f' height="{LANE_PX - 4}" fill="{colour}"><title>{escape(stage.name)}: {start:.1f}-{end:.1f} s,'
+                     f' {stage.status}</title></rect>')
+        parts.append(f'<text x="{x(0) - 5:.1f}" y="{lane_y + LANE_PX - 5:.1f}" text-anchor="end">{escape(stage.name)}</text>')
+    return parts
 
 
 def _polyline(points: list[tuple[float, float]], colour: str, width: int) -> str:
@@ -157,13 +193,21 @@ def summary_table(report: RunReport, title: str | None = None):
 
     # Text, not str: a run directory or stage named like "[/]" is shown, never read as rich markup.
     table = Table(title=Text(title or f"run {report.run_dir}: {report.status}"))
-    for column in ("stage", "status", "peak", "ceiling", "time"):
-        table.add_column(column, justify="right" if column in ("peak", "ceiling", "time") else "left")
+    for column in ("stage", "status", "peak", "ceiling", "time", "ran"):
+        table.add_column(column, justify="left" if column in ("stage", "status") else "right")
     for stage in report.stages:
         table.add_row(
             Text(stage.name), stage.status, format_size(stage.peak_rss_bytes or None),
-            format_size(stage.ceiling_bytes or None), f"{stage.wall_s:.1f}s",
+            format_size(stage.ceiling_bytes or None), f"{stage.wall_s:.1f}s", _span(stage),
         )
     table.add_row("[b]run[/b]", report.status, format_size(report.peak_rss_bytes),
-                  format_size(report.max_ram_bytes), f"{report.wall_s:.1f}s")
+                  format_size(report.max_ram_bytes), f"{report.wall_s:.1f}s", f"0.0-{report.wall_s:.1f}s")
     return table
+
+
+def _span(stage: StageReport) -> str:
+    """When a stage ran on the run's clock, e.g. `12.3-20.1s`; stages whose spans overlap ran side by side."""
+    if stage.started_at_s is None:
+        return ""
+    end = stage.ended_at_s if stage.ended_at_s is not None else stage.started_at_s + stage.wall_s
+    return f"{stage.started_at_s:.1f}-{end:.1f}s"

@@ -1,18 +1,22 @@
-"""Running one pipeline in one run directory: plan, resume, supervise each stage, report.
+"""Running one pipeline in one run directory: plan, resume, supervise its stages, report.
 
-For each stage in order: skip it when its artifact is complete and its inputs'
-hash is unchanged (resume), otherwise start it through the run's executor (in
-its own process under the watchdog; `aishorts.inprocess` supplies the
-single-process baseline of `--isolation none`), then validate its artifact and
-stamp it as complete. The report is rewritten after every stage.
-The first stage that does not finish ends the run; everything already written
-stays. Deciding what the user asked for is `runner.cli`'s job; watching a
-process is `runner.watchdog`'s.
+The stages form a graph (`runner.graph`, from the inputs each declares): a stage
+is considered once every input it reads from this run is stamped complete. It is
+skipped when its artifact is complete and its inputs' hash is unchanged
+(resume); otherwise it starts, in a thread of its own, through the run's
+executor (its own process under the watchdog; `aishorts.inprocess` supplies the
+single-process baseline of `--isolation none`) once the memory budget admits its
+ceiling, as many at once as the run has cores; then its artifact is validated
+and stamped complete. The report is rewritten after every stage. The first
+stage that does not finish stops new starts; stages already running end on
+their own, and everything written stays. Deciding what the user asked for is
+`runner.cli`'s job; watching a process is `runner.watchdog`'s.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import shlex
 import sys
 import threading
@@ -36,6 +40,7 @@ from ipc.sizes import format_size
 from runner.budget import MemoryBudget
 from runner.deliverables import restore_deliverables
 from runner.errors import UsageError
+from runner.graph import StageGraph
 from runner.limits import Limits
 from runner.meter import MemoryMeter
 from runner.rundir import RunManifest, claimed
@@ -204,38 +209,133 @@ def run_pipeline(
 
 def _run_claimed(opts: RunOptions, ceilings: dict[str, int], observer: Observer, cancel: threading.Event,
                  budget: MemoryBudget, batch_meter: MemoryMeter | None) -> RunReport:
+    """Start each stage once its inputs are stamped complete, as many at once as the cores and the budget allow."""
     run_dir = opts.run_dir
     report = RunReport(run_dir=str(run_dir), status="running", isolation=opts.isolation, max_ram_bytes=opts.max_ram)
-    names = [spec.name for spec in opts.pipeline]
-    from_index = names.index(opts.start_from) if opts.start_from else len(names)
+    plan = [spec for spec in opts.pipeline if opts.only is None or spec.name == opts.only]
+    forced = forced_stages(opts)
+    graph = StageGraph(plan)
+    ended: queue.Queue[StageReport] = queue.Queue()
+    reports: dict[str, StageReport] = {}
+    slots = stage_slots(opts)
+    first_stop: StageReport | None = None
+    refused: UsageError | None = None
     with MemoryMeter(opts.limits.poll_s, parent=batch_meter) as meter:
-        for index, spec in enumerate(opts.pipeline):
-            if opts.only is not None and spec.name != opts.only:
-                continue
-            forced = spec.name == opts.only or index >= from_index
-            stage = _run_stage(opts, spec, ceilings[spec.name], forced, observer, cancel, budget, meter)
-            stage.started_at_s = None if stage.status == "skipped" else stage.started_at_s
-            report.stages.append(stage)
+        while True:
+            if first_stop is None and refused is None and not cancel.is_set():
+                try:
+                    _start_ready(opts, graph, slots, forced, ceilings, observer, cancel, budget, meter, ended)
+                except UsageError as exc:  # an input unusable mid-graph: start nothing more, let the running end
+                    refused = exc
+            if not graph.running and (first_stop or refused or cancel.is_set() or not graph.ready()):
+                break
+            stage = ended.get()
+            graph.end(stage.name, finished(stage.status))
+            reports[stage.name] = stage
             observer.stage_finished(opts.label, stage)
+            if not finished(stage.status) and first_stop is None:
+                first_stop = stage
+            report.stages = [reports[spec.name] for spec in plan if spec.name in reports]
             _update_totals(report, meter)
             _save_report(run_dir, report)
-            if not finished(stage.status):
-                report.status = stage.status
-                report.message = stage.message
-                if stage.status == "oom":
-                    report.rerun_command = rerun_command(opts, spec.name, stage)
-                break
-            if cancel.is_set():
-                report.status, report.message = "interrupted", "interrupted before the next stage started"
-                break
-        else:
-            report.status = "done"
+        if refused is not None:
+            raise refused
+        _conclude(opts, report, graph, first_stop, cancel)
     _update_totals(report, meter)
     report.exit_code = EXIT_CODES[report.status]
     if report.report_error:
         report.message = f"{report.message}; {report.report_error}".lstrip("; ")
     _save_report(run_dir, report)
     return report
+
+
+def forced_stages(opts: RunOptions) -> set[str]:
+    """Stages that run even when up to date: --only's, and --from's with every stage after it in the pipeline."""
+    names = [spec.name for spec in opts.pipeline]
+    if opts.only is not None:
+        return {opts.only}
+    from_index = names.index(opts.start_from) if opts.start_from else len(names)
+    return set(names[from_index:])
+
+
+def stage_slots(opts: RunOptions) -> int:
+    """How many of a run's stages may run at once: one per core of its CPU share (a batch's pipelines share the cores).
+
+    One with `--isolation none`: the old design's baseline runs its stages one after another, in this process.
+    """
+    if opts.isolation == "none":
+        return 1
+    return max(1, opts.threads or len(os.sched_getaffinity(0)))
+
+
+def _start_ready(opts: RunOptions, graph: StageGraph, slots: int, forced: set[str], ceilings: dict[str, int],
+                 observer: Observer, cancel: threading.Event, budget: MemoryBudget, meter: MemoryMeter,
+                 ended: queue.Queue) -> None:
+    """Start every ready stage there is a slot for; an up-to-date one is skipped without a process."""
+    for spec in graph.ready():
+        if len(graph.running) >= slots:
+            return
+        graph.start(spec.name)
+        ready_at = round(meter.elapsed(), 3)
+        try:
+            prepared = _prepare_stage(opts, spec, ceilings[spec.name], spec.name in forced)
+        except UsageError:
+            graph.end(spec.name, finished=False)
+            raise
+        if isinstance(prepared, StageReport):  # up to date: the main loop ends it, which may ready others
+            prepared.ready_at_s = ready_at
+            ended.put(prepared)
+            continue
+        args = (opts, spec, prepared, ready_at, observer, cancel, budget, meter, ended)
+        if opts.isolation == "none":  # in this very thread, as the old design did (its stages share this process)
+            _stage_thread(*args)
+            continue
+        name = f"stage-{opts.label}-{spec.name}" if opts.label else f"stage-{spec.name}"
+        threading.Thread(target=_stage_thread, name=name, daemon=True, args=args).start()
+
+
+def _stage_thread(opts: RunOptions, spec: StageSpec, prepared: _Prepared, ready_at: float, observer: Observer,
+                  cancel: threading.Event, budget: MemoryBudget, meter: MemoryMeter, ended: queue.Queue) -> None:
+    """One stage from its wait for memory to its stamp; always hands a report back, whatever happens."""
+    try:
+        stage = _run_stage(opts, spec, prepared, observer, cancel, budget, meter)
+    except Exception as exc:  # a bug here must not leave the run waiting forever for this stage
+        stage = StageReport(name=spec.name, status="failed", ceiling_bytes=prepared.call.ceiling_bytes,
+                            message=f"stage {spec.name}: the supervisor failed to run it: {type(exc).__name__}: {exc}")
+    stage.ready_at_s = ready_at
+    if stage.ended_at_s is None:  # it never got its memory, or the supervisor failed around it
+        stage.ended_at_s = round(meter.elapsed(), 3)
+    ended.put(stage)
+
+
+def _conclude(opts: RunOptions, report: RunReport, graph: StageGraph, first_stop: StageReport | None,
+              cancel: threading.Event) -> None:
+    """The run's status and message from how its stages ended, naming what ran beside a stage that stopped."""
+    if first_stop is not None:
+        report.status, report.message = first_stop.status, first_stop.message
+        report.failed_stage = first_stop.name
+        if first_stop.status == "oom":
+            spec = next(spec for spec in opts.pipeline if spec.name == first_stop.name)
+            report.rerun_command = rerun_command(opts, spec.name, first_stop)
+        beside = [stage for stage in report.stages if stage.name != first_stop.name and _overlapped(stage, first_stop)]
+        if beside:
+            said = ", ".join(f"{stage.name} {_ended_as(stage.status)}" for stage in beside)
+            report.message = f"{report.message}; running beside it: {said}"
+    elif graph.not_started() and cancel.is_set():
+        report.status, report.message = "interrupted", "interrupted before the next stage started"
+    else:
+        report.status = "done"
+
+
+def _overlapped(stage: StageReport, other: StageReport) -> bool:
+    if None in (stage.started_at_s, stage.ended_at_s, other.started_at_s, other.ended_at_s):
+        return False
+    return stage.started_at_s < other.ended_at_s and other.started_at_s < stage.ended_at_s
+
+
+def _ended_as(status: str) -> str:
+    return {"done": "finished and is kept", "interrupted": "was stopped", "oom": "ran out of memory too",
+            "failed": "failed too"}.get(status, status)
 
 
 def _save_report(run_dir: Path, report: RunReport) -> None:
@@ -254,10 +354,17 @@ def _update_totals(report: RunReport, meter: MemoryMeter) -> None:
     report.timeline = downsample(list(meter.samples))
 
 
-def _run_stage(
-    opts: RunOptions, spec: StageSpec, ceiling: int, forced: bool, observer: Observer,
-    cancel: threading.Event, budget: MemoryBudget, meter: MemoryMeter,
-) -> StageReport:
+@dataclass
+class _Prepared:
+    """A stage checked and ready to start: its call, and the inputs' hash its stamp will carry."""
+
+    call: StageCall
+    expected_hash: str
+    stage_dir: Path
+
+
+def _prepare_stage(opts: RunOptions, spec: StageSpec, ceiling: int, forced: bool) -> _Prepared | StageReport:
+    """Its call file's contents, or a `skipped` report when its artifact is complete for unchanged inputs."""
     run_dir = opts.run_dir
     params = stage_params(spec, opts.params)
     expected_hash = inputs_hash(run_dir, spec, params)
@@ -280,6 +387,15 @@ def _run_stage(
         output_kind=spec.output, params=msgspec.Raw(params), device=opts.device, threads=opts.threads,
         ceiling_bytes=ceiling, thresholds=opts.limits.for_stage(spec.name).thresholds,
     )
+    return _Prepared(call, expected_hash, stage_dir)
+
+
+def _run_stage(
+    opts: RunOptions, spec: StageSpec, prepared: _Prepared, observer: Observer,
+    cancel: threading.Event, budget: MemoryBudget, meter: MemoryMeter,
+) -> StageReport:
+    run_dir, call, stage_dir = opts.run_dir, prepared.call, prepared.stage_dir
+    ceiling = call.ceiling_bytes
     report = StageReport(name=spec.name, status="running", ceiling_bytes=ceiling, log=f"{spec.name}/stage.log")
 
     def on_event(event: ProgressEvent) -> None:
@@ -310,9 +426,10 @@ def _run_stage(
                                     StageHooks(on_sample, on_event, on_warning))
         finally:
             meter.clear(spec.name)
+            report.ended_at_s = round(meter.elapsed(), 3)  # the tree is gone; its memory goes back to the budget
     report.run_rss_after_bytes = meter.sample()
     _fill_from_outcome(report, outcome)
-    _finish(report, run_dir, spec, expected_hash, outcome)
+    _finish(report, run_dir, spec, prepared.expected_hash, outcome)
     return report
 
 

@@ -70,6 +70,9 @@ class StageView(msgspec.Struct, kw_only=True):
     detail: str = ""
     message: str = ""
     wall_s: float = 0.0
+    started_at_s: float | None = None
+    """When its process started, in seconds from the run's start (one clock for all its stages: overlaps show)."""
+    ended_at_s: float | None = None
 
 
 @dataclass
@@ -358,6 +361,7 @@ class JobManager(Observer):
         if found := self._stage(label, stage):
             job, live = found
             live.status, live.ceiling_bytes = "running", ceiling
+            live.started_at_s, live.ended_at_s = round(time.monotonic() - job.started, 3), None
             live.rss_bytes = live.peak_rss_bytes = 0
             live.fraction, live.detail, live.message = None, "", ""
             self._changed(job, "task")
@@ -400,6 +404,8 @@ class JobManager(Observer):
             live.killed_by_os = report.killed_by_os
             live.message = report.message
             live.wall_s = report.wall_s
+            if report.started_at_s is not None and live.started_at_s is not None:
+                live.ended_at_s = round(live.started_at_s + report.wall_s, 3)
             live.fraction = 1.0 if report.status in ("done", "skipped") else live.fraction
             self._changed(job, "task")
 

@@ -38,6 +38,7 @@ from stages.outputs import (
 )
 from stages.render_plan import (
     DUCK_RAMP_S, MUSIC_FADE_IN_S, MUSIC_FADE_OUT_S, STILL_MARGIN, Cut, double_rate, even, frame_plan, speech_spans,
+    x264_settings,
 )
 from stages.runtime import cpu_budget
 
@@ -267,13 +268,15 @@ def lean_encoder(ctx: StageContext) -> bool:
 
 
 def encoder_args(timeline: Timeline, params: Params, lean: bool = False) -> list[str]:
+    preset, x264 = x264_settings(params.preset)
+    x264 += ["sliced-threads=1", "bframes=0"] if lean else []
     args = [
-        "-c:v", "libx264", "-preset", params.preset, "-profile:v", "high", "-pix_fmt", "yuv420p",
+        "-c:v", "libx264", "-preset", preset, "-profile:v", "high", "-pix_fmt", "yuv420p",
         "-b:v", timeline.video_bitrate, "-maxrate", timeline.video_bitrate,
         "-bufsize", double_rate(timeline.video_bitrate), "-r", str(timeline.fps), "-g", str(2 * timeline.fps),
         "-c:a", "aac", "-b:a", timeline.audio_bitrate, "-ar", "48000", "-ac", "2",
         "-movflags", "+faststart", "-t", f"{timeline.duration_s:.6f}",
-        *(["-x264-params", "sliced-threads=1:bframes=0"] if lean else []),
+        *(["-x264-params", ":".join(x264)] if x264 else []),
     ]
     threads = params.threads or (cpu_budget() if cpu_budget() < len(os.sched_getaffinity(0)) else 0)
     if threads > 0:

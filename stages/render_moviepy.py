@@ -29,6 +29,7 @@ from stages.harness import StageContext, StageError
 from stages.outputs import fresh, raise_if_out_of_space, removed_on_failure
 from stages.render_plan import (
     DUCK_RAMP_S, MUSIC_FADE_IN_S, MUSIC_FADE_OUT_S, STILL_MARGIN, Cut, double_rate, even, frame_plan, speech_spans,
+    x264_settings,
 )
 
 
@@ -54,14 +55,16 @@ def render_moviepy(ctx: StageContext, timeline: Timeline, params: RenderParams, 
                                  CaptionStyle(timeline.width, timeline.height, timeline.caption_margin_v))
         video = video.transform(painter.paint).with_audio(_audio(ctx, timeline, duration, sources))
         audio_temp = fresh(ctx.out_dir / "moviepy-audio.m4a")
+        preset, x264 = x264_settings(params.preset)
         with removed_on_failure(audio_temp):
             video.write_videofile(
                 str(output), fps=fps, codec="libx264", bitrate=timeline.video_bitrate, audio_codec="aac",
-                audio_bitrate=timeline.audio_bitrate, audio_fps=48000, preset=params.preset,
+                audio_bitrate=timeline.audio_bitrate, audio_fps=48000, preset=preset,
                 threads=params.threads or None, pixel_format="yuv420p", temp_audiofile=str(audio_temp),
                 ffmpeg_params=["-profile:v", "high", "-maxrate", timeline.video_bitrate,
                                "-bufsize", double_rate(timeline.video_bitrate), "-g", str(2 * fps),
-                               "-ac", "2", "-movflags", "+faststart"],
+                               "-ac", "2", "-movflags", "+faststart",
+                               *(["-x264-params", ":".join(x264)] if x264 else [])],
                 logger=_progress_logger(ctx),
             )
     except OSError as exc:

@@ -396,6 +396,18 @@ def test_under_a_small_ceiling_the_encoder_runs_lean_and_the_log_says_so(tmp_pat
     roomy, roomy_events = stage_context(tmp_path, "render", RenderParams(), 668 * 2**20)
     assert render.lean_encoder(small) and not render.lean_encoder(roomy)
     assert any("slice threads and no B-frames" in e.message for e in small_events) and not roomy_events
-    lean_args = render.encoder_args(make_timeline_stub(), RenderParams(), lean=True)
+    lean_args = render.encoder_args(make_timeline_stub(), RenderParams(preset="superfast"), lean=True)
     assert lean_args[lean_args.index("-x264-params") + 1] == "sliced-threads=1:bframes=0"
-    assert "-x264-params" not in render.encoder_args(make_timeline_stub(), RenderParams())
+    assert "-x264-params" not in render.encoder_args(make_timeline_stub(), RenderParams(preset="superfast"))
+
+
+def test_the_quick_preset_is_ultrafast_with_cabac_deblocking_and_the_8x8_transform_put_back():
+    from ipc.params import RenderParams
+    from stages import render
+
+    args = render.encoder_args(make_timeline_stub(), RenderParams())
+    assert args[args.index("-preset") + 1] == "ultrafast"
+    x264 = args[args.index("-x264-params") + 1].split(":")
+    assert {"cabac=1", "deblock=1", "8x8dct=1"} <= set(x264)
+    lean = render.encoder_args(make_timeline_stub(), RenderParams(), lean=True)
+    assert lean[lean.index("-x264-params") + 1].split(":")[-2:] == ["sliced-threads=1", "bframes=0"]

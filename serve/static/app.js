@@ -177,7 +177,10 @@ function updateStage(item, stage) {
   item.dataset.rss = rss;
   item.dataset.ceiling = ceiling;
   item.querySelector(".fill").style.width = (100 * share).toFixed(1) + "%";
-  item.querySelector(".name").textContent = stage.name + " · " + stage.status;
+  // when it ran, on the run's clock: stages whose spans overlap ran side by side
+  const span = stage.started_at_s == null ? "" : " · " + stage.started_at_s.toFixed(1) + "–" +
+    (stage.ended_at_s == null ? "" : stage.ended_at_s.toFixed(1)) + " s";
+  item.querySelector(".name").textContent = stage.name + " · " + stage.status + span;
   const detail = stage.status === "running" && stage.fraction !== null ? " · " + Math.round(100 * stage.fraction) + "%" : "";
   const label = live ? size(rss) + " / " + size(ceiling) : "peak " + size(stage.peak_rss_bytes) + " / " + size(ceiling);
   item.querySelector(".numbers").textContent = label + detail;
