@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--topic", help="the subject of the short, used as is")
     what.add_argument("--category", choices=CATEGORIES, help="let the theme stage pick a topic (default: random)")
     what.add_argument("--script", type=Path, metavar="FILE", help="your own narration text (skips generation)")
+    what.add_argument("--source", action="append", metavar="PATH|URL",
+                      help="a text the script retells and sources.txt cites (repeatable): .txt, .md, .html, .pdf,"
+                           " a Kiwix .zim archive (its articles on the topic), or an http(s) page")
+    what.add_argument("--wiki-url", metavar="URL|off",
+                      help="with no --source, the MediaWiki the topic is looked up on (default: Wikipedia in the"
+                           " narration's language); off: none")
     what.add_argument("--topics-file", type=Path, metavar="FILE", help="a batch of shorts: one topic a line, or JSON Lines"
                       " (.jsonl) or CSV (.csv, with a header) whose rows set each short's own options")
     what.add_argument("--platform", choices=choices(ScriptParams, "platform"), help="duration and bitrate preset (default shorts)")

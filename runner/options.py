@@ -176,6 +176,8 @@ def _apply_options(args: argparse.Namespace, params: PipelineParams) -> None:
         (args.renderer, lambda v: setattr(params.render, "renderer", v)),
         (args.encoder_preset, lambda v: setattr(params.render, "preset", v)),
         (args.no_music, lambda v: setattr(params.timeline, "music", not v)),
+        (getattr(args, "source", None), lambda v: setattr(params.script, "sources", [_source(s) for s in v])),
+        (getattr(args, "wiki_url", None), lambda v: setattr(params.script, "wiki_url", _wiki_url(v))),
     )
     for value, setter in setters:
         if value is not None:
@@ -232,6 +234,24 @@ def _existing_dir(path: Path) -> Path:
     if not path.is_dir():
         raise UsageError(f"--broll-dir {path}: no such folder")
     return path.resolve()
+
+
+def _source(ref: str) -> str:
+    """A --source: an http(s) URL as given, or a file that exists, by its absolute path (stages run elsewhere)."""
+    if ref.startswith(("http://", "https://")):
+        return ref
+    if "://" in ref:
+        raise UsageError(f"--source {ref}: only http:// and https:// addresses, or a file")
+    path = Path(ref).expanduser()
+    if not path.is_file():
+        raise UsageError(f"--source {ref}: no such file (give a .txt, .md, .html, .pdf or .zim file, or a URL)")
+    return str(path.resolve())
+
+
+def _wiki_url(value: str) -> str:
+    if value.lower() in ("off", "auto") or value.startswith(("http://", "https://")):
+        return value.lower() if value.lower() in ("off", "auto") else value
+    raise UsageError(f"--wiki-url {value}: give a wiki's http(s) address, auto, or off")
 
 
 def validate_topic(topic: str) -> str:
