@@ -342,6 +342,7 @@ class LocalGguf:
         }
         if schema is not None:
             request["response_format"] = _response_format(schema)  # llama.cpp turns it into a grammar
+            request["repeat_penalty"] = 1.0  # JSON repeats its quotes and commas: penalised, SmolLM2 stalled
         answer = self._server.handle_chat_completions(request)
         if not isinstance(answer, dict) or "choices" not in answer:
             raise StageError(f"{self.model.name} gave no answer: {str(answer)[:ERROR_BODY_CHARS]}")

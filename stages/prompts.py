@@ -236,17 +236,18 @@ def grounded_prompt(
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def script_schema(body: tuple[int, int], hook_chars: int) -> dict:
+def script_schema(body: tuple[int, int]) -> dict:
     """The JSON shape of a grounded script, bounded so that a model following it lands inside the word budget."""
-    sentence = {"type": "string", "minLength": 40, "maxLength": 150}
+    # No minLength/maxLength on strings: llama.cpp expands them into nested repetitions whose matching
+    # stalls generation (SmolLM2 wrote nothing in 300 s with them; 13 s without). The prompt asks for
+    # short sentences and the stage checks every length.
     return {
         "type": "object",
         "properties": {
-            "hook": {"type": "string", "minLength": 12, "maxLength": hook_chars},
-            "body": {"type": "array", "items": sentence, "minItems": body[0], "maxItems": body[1]},
-            "cta": {"type": "string", "minLength": 12, "maxLength": 100},
-            "queries": {"type": "array", "items": {"type": "string", "minLength": 3, "maxLength": 40},
-                        "minItems": 3, "maxItems": 5},
+            "hook": {"type": "string"},
+            "body": {"type": "array", "items": {"type": "string"}, "minItems": body[0], "maxItems": body[1]},
+            "cta": {"type": "string"},
+            "queries": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 5},
         },
         "required": ["hook", "body", "cta", "queries"],
         "additionalProperties": False,
@@ -272,10 +273,10 @@ def rewrite_prompt(lang: str, sentences: list[str], passages: list[str]) -> list
 
 
 def rewrite_schema(count: int) -> dict:
-    sentence = {"type": "string", "minLength": 20, "maxLength": 150}
     return {
         "type": "object",
-        "properties": {"sentences": {"type": "array", "items": sentence, "minItems": count, "maxItems": count}},
+        "properties": {"sentences": {"type": "array", "items": {"type": "string"}, "minItems": count,
+                                     "maxItems": count}},
         "required": ["sentences"],
         "additionalProperties": False,
     }

@@ -21,7 +21,9 @@ from pathlib import Path
 
 from ipc.artifacts import SentenceSupport, SourceRef, Theme
 from ipc.params import PLATFORMS, ScriptParams
-from stages.drafts import CTA, MAX_HOOK_WORDS, STOCK_CLOSING, Draft, problems, rescue, topic_as_hook
+from stages.drafts import (
+    CTA, MAX_HOOK_WORDS, STOCK_CLOSING, Draft, plain, problems, rescue, topic_as_hook, usable_sentence,
+)
 from stages.grounding import Support, source_numbers, source_sentences, support
 from stages.harness import StageContext, StageError
 from stages.llm import ChatBackend
@@ -37,7 +39,9 @@ LOCAL_PASSAGE_WORDS = 600
 ENDPOINT_PASSAGE_WORDS = 1500
 MEAN_SENTENCE_WORDS = 13
 """What a body sentence of 40-150 characters came to on average, to size the body for the word budget."""
-ANSWER_TOKENS = 700
+ANSWER_TOKENS = 450
+"""A 160-word script is about 300 tokens as JSON; the grammar does not end a string a tiny model rambles in."""
+MAX_CTA_WORDS = 20
 NOT_GROUNDED = "not grounded: facts unchecked"
 SOURCES_FILE = "sources.txt"
 
@@ -85,11 +89,11 @@ def write_grounded(
     body = body_range(low, high)
     texts = [p.text for p in passages]
     messages = grounded_prompt(theme, lang, low, high, seconds, MAX_HOOK_WORDS, body, texts)
-    schema = script_schema(body, hook_chars=MAX_HOOK_WORDS * 7)
+    schema = script_schema(body)
     draft, attempts = None, 0
     for attempt in range(1, max(1, min(params.max_attempts, 2)) + 1):
         attempts = attempt
-        answer = backend.complete(messages, max_tokens=max(params.llm.max_tokens, ANSWER_TOKENS),
+        answer = backend.complete(messages, max_tokens=ANSWER_TOKENS,
                                   temperature=params.llm.temperature, seed=params.llm.seed + attempt - 1, schema=schema)
         draft = parse_answer(answer)
         if draft.body:
@@ -159,7 +163,7 @@ def check_and_mend(
 ) -> Checked:
     """Every hook and body sentence checked; the unsupported ones asked for again once, then replaced or dropped."""
     sentences = [s for s in (draft.hook, *draft.body) if s]
-    supports = [support(s, passages, numbers) for s in sentences]
+    supports = [_checked(s, passages, numbers) for s in sentences]
     weak = [i for i, found in enumerate(supports) if not found.supported]
     how = ["written"] * len(sentences)
     fallbacks = list(draft.fallbacks)
@@ -168,7 +172,7 @@ def check_and_mend(
                 + "; ".join(preview(sentences[i], 70) for i in weak))
         rewritten = _rewrite(backend, [sentences[i] for i in weak], passages, lang, params)
         for index, new in zip(weak, rewritten):
-            found = support(new, passages, numbers)
+            found = _checked(new, passages, numbers)
             if found.supported and new:
                 sentences[index], supports[index], how[index] = new, found, "rewritten"
         fixed = sum(1 for i in weak if how[i] == "rewritten")
@@ -179,6 +183,14 @@ def check_and_mend(
     start = 1 if draft.hook else 0
     body = [(s, f, h) for s, f, h in zip(sentences[start:], supports[start:], how[start:])]
     return Checked(hook, body, draft.cta, list(draft.queries), fallbacks)
+
+
+def _checked(sentence: str, passages: list[Passage], numbers: set[float]) -> Support:
+    """Its support; a sentence no narration can use (too long, markup, first person) counts as unsupported."""
+    found = support(sentence, passages, numbers)
+    if found.supported and not usable_sentence(sentence):
+        return Support(False, found.share, found.passage, found.missing_numbers)
+    return found
 
 
 def _rewrite(backend: ChatBackend, sentences: list[str], passages: list[Passage], lang: str,
@@ -203,7 +215,8 @@ def fit_budget(
         hook, hook_support, hook_how = topic_as_hook(theme.topic), None, "unchecked"
         if word_count(hook) <= MAX_HOOK_WORDS:
             fallbacks.append("the topic as the hook")
-    cta = checked.cta if checked.cta and CTA.search(checked.cta) else STOCK_CLOSING[lang]
+    fits = checked.cta and CTA.search(checked.cta) and word_count(checked.cta) <= MAX_CTA_WORDS and plain(checked.cta)
+    cta = checked.cta if fits else STOCK_CLOSING[lang]
     if cta != checked.cta:
         fallbacks.append("a stock closing line")
     body = [entry for entry in checked.body if entry[1].supported]

@@ -159,3 +159,18 @@ def test_numbers_a_sentence_states_must_be_in_the_source_in_digits_or_words():
     weak = support("The giant Pacific octopus can weigh 90 kilograms.", passages, known)
     assert not weak.supported and weak.missing_numbers == ["90"]
     assert not support(INVENTED, passages, known).supported
+
+
+def test_the_local_model_writes_a_grounded_script_in_the_schemas_shape(run_stage_inline, tmp_path, source_file):
+    """Real llama.cpp (SmolLM2): the grammar from the JSON schema gives a parseable script on the first answer,
+    and whatever the tiny model invents is checked away: every body sentence kept is supported."""
+    params = ScriptParams(min_words=40, max_words=80, sources=[str(source_file)],
+                          llm=LlmParams(backend="local", model="SmolLM2-135M-Instruct", seed=3))
+    script, events = run_stage_inline(tmp_path / "run", "script", params, theme=THEME)
+    assert script.grounding == "grounded in 1 source"
+    assert 40 <= script.word_count <= 80
+    assert script.attempts == 1
+    assert any(e.message.startswith("first answer:") for e in events if e.kind == "log")
+    body = [s for s in script.support if s.part == "body"]
+    assert body and all(s.supported for s in body)
+    assert 3 <= len(script.broll_queries) <= 5
