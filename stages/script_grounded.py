@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ipc.artifacts import SentenceSupport, SourceRef, Theme
 from ipc.params import PLATFORMS, ScriptParams
+from stages.broll_queries import choose_queries
 from stages.drafts import (
     CTA, MAX_HOOK_WORDS, STOCK_CLOSING, Draft, plain, problems, rescue, topic_as_hook, usable_sentence,
 )
@@ -107,6 +108,7 @@ def write_grounded(
     numbers = source_numbers(texts)
     checked = check_and_mend(backend, draft, passages, numbers, lang, params, ctx)
     draft, how = fit_budget(checked, theme, passages, lang, (low, high), ctx)
+    draft.queries = choose_queries(draft.queries, draft.sentences, theme)
     return draft, attempts, how
 
 

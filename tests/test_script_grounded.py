@@ -69,6 +69,7 @@ def test_a_script_from_a_source_is_asked_for_in_its_shape_checked_and_cited(run_
     assert script.grounding == "grounded in 1 source"
     assert script.body == TRUE_BODY[:-1] or script.body == TRUE_BODY
     assert script.fallbacks == [] and script.attempts == 1
+    assert script.broll_queries[:3] == ["octopus crawling", "blue blood", "octopus arms"]
     assert [s.title for s in script.sources] == ["octopus"] and script.sources[0].origin == "octopus.txt"
     checked = [s for s in script.support if s.part != "cta"]
     assert len(checked) == len(script.sentences) - 1
