@@ -23,7 +23,7 @@ from ipc.artifacts import SentenceSupport, SourceRef, Theme
 from ipc.params import PLATFORMS, ScriptParams
 from stages.broll_queries import choose_queries
 from stages.drafts import (
-    CTA, MAX_HOOK_WORDS, STOCK_CLOSING, Draft, plain, problems, rescue, topic_as_hook, usable_sentence,
+    CTA, MAX_HOOK_WORDS, SENTENCE_WORDS, STOCK_CLOSING, Draft, plain, problems, rescue, topic_as_hook, usable_sentence,
 )
 from stages.grounding import Support, source_numbers, source_sentences, support
 from stages.harness import StageContext, StageError
@@ -43,6 +43,8 @@ MEAN_SENTENCE_WORDS = 13
 ANSWER_TOKENS = 450
 """A 160-word script is about 300 tokens as JSON; the grammar does not end a string a tiny model rambles in."""
 MAX_CTA_WORDS = 20
+REWRITE_TOKENS_EACH = 45
+"""A rewritten sentence of up to about 30 words; a tiny model's rambling string is cut there."""
 NOT_GROUNDED = "not grounded: facts unchecked"
 SOURCES_FILE = "sources.txt"
 
@@ -172,8 +174,10 @@ def check_and_mend(
     if weak:
         ctx.log(f"{len(weak)} of {len(sentences)} sentences not supported by the source: "
                 + "; ".join(preview(sentences[i], 70) for i in weak))
-        rewritten = _rewrite(backend, [sentences[i] for i in weak], passages, lang, params)
-        for index, new in zip(weak, rewritten):
+        # Only sentences that say something are worth rewriting; debris (a word, a label) is replaced outright.
+        claims = [i for i in weak if word_count(sentences[i]) >= SENTENCE_WORDS[0] and plain(sentences[i])]
+        rewritten = _rewrite(backend, [sentences[i] for i in claims], passages, lang, params) if claims else []
+        for index, new in zip(claims, rewritten):
             found = _checked(new, passages, numbers)
             if found.supported and new:
                 sentences[index], supports[index], how[index] = new, found, "rewritten"
@@ -198,7 +202,7 @@ def _checked(sentence: str, passages: list[Passage], numbers: set[float]) -> Sup
 def _rewrite(backend: ChatBackend, sentences: list[str], passages: list[Passage], lang: str,
              params: ScriptParams) -> list[str]:
     answer = backend.complete(rewrite_prompt(lang, sentences, [p.text for p in passages]),
-                              max_tokens=max(params.llm.max_tokens, 60 * len(sentences)),
+                              max_tokens=REWRITE_TOKENS_EACH * len(sentences) + 20,
                               temperature=params.llm.temperature, seed=params.llm.seed + 101,
                               schema=rewrite_schema(len(sentences)))
     data = _json_object(answer) or {}
