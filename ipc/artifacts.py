@@ -49,6 +49,33 @@ class Theme(Artifact, tag="theme"):
     """Why that model wrote it (e.g. `--llm auto` found Ollama; the strongest local model that fits)."""
 
 
+class SourceRef(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A text a script was written from, and what publishing the short owes it."""
+
+    title: str
+    origin: str
+    """Its URL, or the file's name."""
+    licence: str = ""
+    credit: str = ""
+
+
+class SentenceSupport(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """How one sentence of a grounded script stands against its sources."""
+
+    text: str
+    part: Literal["hook", "body", "cta"]
+    supported: bool | None = None
+    """None: not checked (the call to action states no fact)."""
+    share: float = 0.0
+    """The share of its content words found in the passage it rests on."""
+    source: int = -1
+    """Index into `Script.sources` of that passage's source (-1: none)."""
+    passage: str = ""
+    missing_numbers: list[str] = []
+    """Numbers it states that no source does."""
+    how: Literal["written", "rewritten", "from_source", "unchecked"] = "written"
+
+
 class Script(Artifact, tag="script"):
     kind_name: ClassVar[str] = "script"
     title: str
@@ -63,6 +90,11 @@ class Script(Artifact, tag="script"):
     attempts: int = 1
     fallbacks: list[str] = []
     """The rungs of the script stage's fallback ladder this script needed (empty: the model's own, as written)."""
+    grounding: str = ""
+    """"grounded in N sources", or "not grounded: facts unchecked" and why; empty for the user's own script."""
+    sources: list[SourceRef] = []
+    support: list[SentenceSupport] = []
+    """Per sentence, in reading order, when the script was checked against sources."""
 
     @property
     def sentences(self) -> list[str]:

@@ -36,7 +36,8 @@ class StageCall(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class ProgressEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     t: float
-    kind: Literal["progress", "phase", "log"] = "progress"
+    kind: Literal["progress", "phase", "log", "note"] = "progress"
+    """note: a fact the user must see in the report (e.g. "grounded in 2 sources"), logged as well."""
     message: str = ""
     fraction: float | None = None
     phase_s: float | None = None

@@ -60,6 +60,11 @@ class ScriptParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_words: int = 160
     max_attempts: int = 3
     llm: LlmParams = msgspec.field(default_factory=LlmParams)
+    sources: list[str] = []
+    """Files (absolute paths) and http(s) URLs the script is written from: text, Markdown, HTML, PDF, ZIM."""
+    wiki_url: str = "auto"
+    """With no sources: auto looks the topic up on Wikipedia in the script's language, off never, else that
+    MediaWiki (its address or its api.php)."""
 
 
 class TtsParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

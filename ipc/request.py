@@ -108,6 +108,12 @@ class ShortRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omi
         "environment variable holding the API key (default: OPENROUTER_API_KEY or OPENAI_API_KEY, each sent to its"
         " own provider only)",
         params=("script.llm.api_key_env", "theme.llm.api_key_env")))] | None = None
+    source: Annotated[list[str], msgspec.Meta(**_meta(
+        "a text the script retells and sources.txt cites (repeatable): .txt, .md, .html, .pdf, a Kiwix .zim archive"
+        " (its articles on the topic), or an http(s) page", params=("script.sources",)))] | None = None
+    wiki_url: Annotated[str, msgspec.Meta(**_meta(
+        "with no --source, the MediaWiki the topic is looked up on (default auto: Wikipedia in the narration's"
+        " language); off: none", params=("script.wiki_url",)))] | None = None
     tts: Annotated[TtsBackend, msgspec.Meta(**_meta("narration backend (default onnx)",
                                                                    params=("tts.backend",)))] | None = None
     broll: Annotated[BrollSource, msgspec.Meta(**_meta(
@@ -256,7 +262,15 @@ def _not_blank(name: str):
     return check
 
 
-_CHECKS = {"topic": _topic, "script": _script, "voice": _not_blank("voice"), "broll_dir": _not_blank("broll_dir")}
+def _wiki_url(value: str) -> str:
+    if value.lower() in ("off", "auto"):
+        return value.lower()
+    if value.startswith(("http://", "https://")):
+        return value
+    raise RequestError("wiki_url", "give a wiki's http(s) address, auto, or off")
+
+
+_CHECKS = {"wiki_url": _wiki_url, "topic": _topic, "script": _script, "voice": _not_blank("voice"), "broll_dir": _not_blank("broll_dir")}
 
 
 def in_words(exc: RequestError, name: str, given: Any = None) -> str:

@@ -61,6 +61,9 @@ def print_outcome(args: argparse.Namespace, report: RunReport) -> None:
 
     stream = sys.stderr if args.json else sys.stdout
     Console(file=stream, highlight=False).print(summary_table(report))
+    for stage in report.stages:
+        for note in stage.notes:
+            print(f"{stage.name}: {note}", file=stream)
     if report.status == "done":
         video = Path(report.run_dir) / "final.mp4"
         print(f"done: {video if video.exists() else report.run_dir}", file=stream)

@@ -143,6 +143,8 @@ def build_params(request: ShortRequest, saved: PipelineParams | None) -> Pipelin
         params.theme.llm.seed = params.script.llm.seed = random.randrange(2**31)
     if request.broll_dir is not None:
         request = msgspec.structs.replace(request, broll_dir=str(_existing_dir(Path(request.broll_dir))))
+    if request.source:
+        request = msgspec.structs.replace(request, source=[_source(ref) for ref in request.source])
     apply_request(request, params)
     return params
 
@@ -227,6 +229,18 @@ def _existing_dir(path: Path) -> Path:
 def read_script_file(path: Path, label: str = "--script") -> str:
     """The text of a script file (checked as narration by the schema, `ipc.request`)."""
     return read_text(path, label)
+
+
+def _source(ref: str) -> str:
+    """A source: an http(s) URL as given, or a file that exists, by its absolute path (stages run elsewhere)."""
+    if ref.startswith(("http://", "https://")):
+        return ref
+    if "://" in ref:
+        raise RequestError("source", f"{ref}: only http:// and https:// addresses, or a file")
+    path = Path(ref).expanduser()
+    if not path.is_file():
+        raise RequestError("source", f"{ref}: no such file (give a .txt, .md, .html, .pdf or .zim file, or a URL)")
+    return str(path.resolve())
 
 
 def _topic_from_script(text: str) -> str:

@@ -53,6 +53,8 @@ class StageReport(msgspec.Struct, kw_only=True):
     run_rss_after_bytes: int = 0
     """The whole run's RSS (parent plus anything still running) right after this stage ended."""
     warnings: list[str] = []
+    notes: list[str] = []
+    """What the stage said the user must know about its result (the script stage: "grounded in 2 sources")."""
     phases: dict[str, float] = {}
     message: str = ""
     log: str = ""

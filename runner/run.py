@@ -401,6 +401,8 @@ def _run_stage(
     def on_event(event: ProgressEvent) -> None:
         if event.kind == "phase" and event.phase_s is not None:
             report.phases[event.message] = round(report.phases.get(event.message, 0.0) + event.phase_s, 3)
+        if event.kind == "note":
+            report.notes.append(event.message)
         observer.stage_event(opts.label, spec.name, event)
 
     def on_warning(message: str) -> None:

@@ -63,6 +63,10 @@ class StageContext:
     def log(self, message: str) -> None:
         self._emit(ProgressEvent(t=time.time(), kind="log", message=message))
 
+    def note(self, message: str) -> None:
+        """Something the user must know about the result: kept in report.json's stage `notes` and shown at the end."""
+        self._emit(ProgressEvent(t=time.time(), kind="note", message=message))
+
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
         """Time a named phase (e.g. `load_model`, `synthesise`) and report it."""

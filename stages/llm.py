@@ -73,7 +73,11 @@ class ChatBackend(Protocol):
         """A backend configured from `params`, ready to answer; StageError if it cannot write `language`."""
         ...
 
-    def complete(self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int) -> str: ...
+    def complete(
+        self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int, schema: dict | None = None,
+    ) -> str:
+        """`schema`: a JSON schema the answer should follow (llama.cpp's grammar, OpenAI's response_format)."""
+        ...
 
 
 def open_backend(params: LlmParams, ctx: StageContext | None = None, language: str = "en") -> ChatBackend:
@@ -108,6 +112,8 @@ class OpenAIChat:
 
     follows_length_requests = True
     reason = ""
+    schema_refused = False
+    """The server refused `response_format` once: answers are asked for without it."""
 
     def __init__(
         self, base_url: str, model: str, *, api_key: str | None = None, key_env: str = "",
@@ -143,11 +149,19 @@ class OpenAIChat:
             key_env=endpoint.key_env or " or ".join(env for env, _, _ in KEYED_SERVICES), timeout_s=params.timeout_s,
         )
 
-    def complete(self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int) -> str:
+    def complete(
+        self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int, schema: dict | None = None,
+    ) -> str:
         body = {
             "model": self.model, "messages": messages, "max_tokens": max_tokens,
             "temperature": temperature, "seed": seed, "stream": False,
         }
+        if schema is not None and not self.schema_refused:
+            shaped = {**body, "response_format": _response_format(schema)}
+            try:
+                return _answer_text(self._post(json.dumps(shaped).encode()), self.url)
+            except RequestRefused:  # a server without structured output: ask in plain words from now on
+                self.schema_refused = True
         return _answer_text(self._post(json.dumps(body).encode()), self.url)
 
     def _post(self, data: bytes) -> bytes:
@@ -219,7 +233,15 @@ class OpenAIChat:
             )
         if _retryable(code):
             return StageError(f"LLM endpoint {self.url} kept failing: HTTP {code} after {attempts} attempts: {detail}")
-        return StageError(f"LLM endpoint {self.url} refused the request (HTTP {code}): {detail}")
+        return RequestRefused(f"LLM endpoint {self.url} refused the request (HTTP {code}): {detail}")
+
+
+class RequestRefused(StageError):
+    """The endpoint refused a request as malformed (HTTP 4xx other than auth, not found or rate limits)."""
+
+
+def _response_format(schema: dict) -> dict:
+    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
 
 
 def _opener_for(url: str) -> urllib.request.OpenerDirector:
@@ -334,13 +356,19 @@ class LocalGguf:
         with ctx.phase("load_model"):
             return cls(model, _loaded(path, thread_share()), reason)
 
-    def complete(self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int) -> str:
-        if not self.follows_length_requests:
+    def complete(
+        self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int, schema: dict | None = None,
+    ) -> str:
+        if not self.follows_length_requests and schema is None:  # a schema's grammar bounds the answer itself
             max_tokens = min(max_tokens, LOCAL_MAX_NEW_TOKENS)
-        answer = self._server.handle_chat_completions({
+        request = {
             "messages": messages, "max_tokens": max_tokens, "temperature": temperature, "seed": seed,
             "top_p": 0.9, "repeat_penalty": 1.15,
-        })
+        }
+        if schema is not None:
+            request["response_format"] = _response_format(schema)  # llama.cpp turns it into a grammar
+            request["repeat_penalty"] = 1.0  # JSON repeats its quotes and commas: penalised, SmolLM2 stalled
+        answer = self._server.handle_chat_completions(request)
         if not isinstance(answer, dict) or "choices" not in answer:
             raise StageError(f"{self.model.name} gave no answer: {str(answer)[:ERROR_BODY_CHARS]}")
         return answer["choices"][0]["message"].get("content") or ""

@@ -187,3 +187,96 @@ PARTS = {
         ),
     ),
 }
+
+
+# --- script: from source passages, in one call ------------------------------------------
+
+
+def passages_block(passages: list[str]) -> str:
+    return "\n".join(f"[{i}] {text}" for i, text in enumerate(passages, 1))
+
+
+def grounded_prompt(
+    theme: Theme, lang: str, low: int, high: int, seconds: int, hook_words: int, body: tuple[int, int],
+    passages: list[str],
+) -> list[Message]:
+    """The whole script from the passages, answered as JSON: hook, body sentences, call to action, queries."""
+    angle = f" ({theme.angle})" if theme.angle else ""
+    if lang == "pt":
+        system = ("Você escreve a narração de vídeos verticais curtos usando só os fatos dos trechos de fonte"
+                  " que recebe. Responda só com JSON.")
+        user = (
+            f"Trechos da fonte:\n{passages_block(passages)}\n\n"
+            f"Escreva, em português do Brasil, a narração de um vídeo vertical de até {seconds} segundos sobre:"
+            f" {theme.topic}{angle}\n"
+            "Regras:\n- Diga só o que os trechos dizem: nenhum fato, número ou nome que não esteja neles.\n"
+            f"- Cerca de {(low + high) // 2} palavras no total (entre {low} e {high}).\n"
+            f"- hook: uma frase de abertura com no máximo {hook_words} palavras que desperte curiosidade.\n"
+            f"- body: de {body[0]} a {body[1]} frases curtas faladas, cada uma recontando um fato dos trechos"
+            " com palavras simples.\n"
+            "- cta: uma frase convidando para seguir o canal ou comentar.\n"
+            "- queries: de 3 a 5 buscas visuais curtas (2 a 4 palavras, coisas que uma câmera pode filmar).\n"
+            "- Só texto falado: sem markdown, sem emojis, sem números de trecho."
+        )
+    else:
+        system = ("You write narration for vertical short videos using only the facts in the source passages"
+                  " you are given. You answer with JSON only.")
+        user = (
+            f"Source passages:\n{passages_block(passages)}\n\n"
+            f"Write the narration for a vertical video of at most {seconds} seconds about: {theme.topic}{angle}\n"
+            "Rules:\n- Say only what the passages say: no fact, number or name that is not in them.\n"
+            f"- About {(low + high) // 2} words in total (between {low} and {high}).\n"
+            f"- hook: one sentence of at most {hook_words} words that makes viewers curious.\n"
+            f"- body: {body[0]} to {body[1]} short spoken sentences, each retelling one fact from the passages"
+            " in plain words.\n"
+            "- cta: one sentence inviting viewers to follow or comment.\n"
+            "- queries: 3 to 5 short visual search phrases (2 to 4 words, concrete things a camera can film).\n"
+            "- Spoken text only: no markdown, no emojis, no passage numbers."
+        )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def script_schema(body: tuple[int, int]) -> dict:
+    """The JSON shape of a grounded script, bounded so that a model following it lands inside the word budget."""
+    # No minLength/maxLength on strings: llama.cpp expands them into nested repetitions whose matching
+    # stalls generation (SmolLM2 wrote nothing in 300 s with them; 13 s without). The prompt asks for
+    # short sentences and the stage checks every length.
+    return {
+        "type": "object",
+        "properties": {
+            "hook": {"type": "string"},
+            "body": {"type": "array", "items": {"type": "string"}, "minItems": body[0], "maxItems": body[1]},
+            "cta": {"type": "string"},
+            "queries": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 5},
+        },
+        "required": ["hook", "body", "cta", "queries"],
+        "additionalProperties": False,
+    }
+
+
+def rewrite_prompt(lang: str, sentences: list[str], passages: list[str]) -> list[Message]:
+    """Ask for each sentence again, saying only what its passage says."""
+    listed = "\n".join(f"{i}. {s}" for i, s in enumerate(sentences, 1))
+    if lang == "pt":
+        user = (
+            f"Trechos da fonte:\n{passages_block(passages)}\n\nEstas frases dizem coisas que os trechos não dizem:\n"
+            f"{listed}\n\nReescreva cada uma, na mesma ordem, para que diga só o que um trecho diz, com as palavras"
+            " dele e nenhum número que não esteja nele. Responda com JSON: {\"sentences\": [...]}."
+        )
+    else:
+        user = (
+            f"Source passages:\n{passages_block(passages)}\n\nThese sentences say things the passages do not say:\n"
+            f"{listed}\n\nRewrite each one, in the same order, so that it says only what one passage says, in its"
+            " words, with no number that is not in it. Answer with JSON: {\"sentences\": [...]}."
+        )
+    return [{"role": "user", "content": user}]
+
+
+def rewrite_schema(count: int) -> dict:
+    return {
+        "type": "object",
+        "properties": {"sentences": {"type": "array", "items": {"type": "string"}, "minItems": count,
+                                     "maxItems": count}},
+        "required": ["sentences"],
+        "additionalProperties": False,
+    }

@@ -30,6 +30,7 @@ from ipc.languages import LANGUAGES, Language, LanguageError
 from ipc.languages import normalise as normalise_language
 from ipc.params import PLATFORMS, ScriptParams
 from ipc.text import looks_binary
+from stages import script_grounded as grounded
 from stages.broll_queries import choose_queries, derive_queries
 from stages.drafts import (
     CTA, ECHO, MAX_HOOK_WORDS, Draft, close_enough, duplicate, on_topic, plain, problems, rescue, stutters,
@@ -71,16 +72,33 @@ def run(ctx: StageContext, params: ScriptParams, *, theme: Theme) -> Script:
         return script
     low, high = word_range(params)
     lang = prompt_language(params.language)
+    grounds = grounded.gather(params, theme, ctx)
     backend = open_backend(params.llm, ctx, language=lang)
+    budget = grounded.LOCAL_PASSAGE_WORDS if backend.label.startswith("local:") else grounded.ENDPOINT_PASSAGE_WORDS
+    passages = grounded.passages_for(grounds, theme, budget) if grounds.sources else []
     ctx.progress(f"writing {low}-{high} words for {params.platform} with {backend.label}", 0.05)
     with ctx.phase("generate"):
-        if backend.follows_length_requests:
+        if passages:
+            draft, attempts, how = grounded.write_grounded(backend, theme, params, lang, (low, high), passages, ctx)
+        elif backend.follows_length_requests:
             draft, attempts = write_whole(backend, theme, params, lang, (low, high), ctx)
         else:
             draft, attempts = write_in_parts(backend, theme, params, lang, (low, high), ctx)
     ctx.progress(f"script ready: {draft.word_total} words", 1.0)
     script = _script(draft, theme, params.language, backend.label, attempts)
     script.backend_reason = backend.reason
+    if passages:
+        used = sorted({p.source for p in passages})
+        script.sources = grounded.source_refs([grounds.sources[i] for i in used])
+        renumber = {old: new for new, old in enumerate(used)}
+        script.support = grounded.support_records(how, draft.cta, passages)
+        for record in script.support:
+            record.source = renumber.get(record.source, -1)
+        script.grounding = f"grounded in {len(script.sources)} source{'s' if len(script.sources) != 1 else ''}"
+    else:
+        script.grounding = f"{grounded.NOT_GROUNDED} ({grounds.why or 'no source gave a passage'})"
+    ctx.note(f"{script.grounding}: {grounds.why}" if passages else script.grounding)
+    grounded.write_sources_file(ctx, script.sources, script.grounding)
     return script
 
 

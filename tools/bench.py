@@ -673,7 +673,28 @@ def bench_realtime(results: Results, work: Path, repeats: int) -> None:
         f"{name} {t['start']:.1f}-{t['end']:.1f}" for name, t in middle["stages"].items()), command=command)
 
 
-MODEL_SECTIONS = {"isolation", "stages", "concurrency", "budget", "realtime"}
+def bench_grounded(results: Results, work: Path, repeats: int) -> None:
+    """Scripts from a source against scripts from nothing, side by side (tools/bench_grounded.py, in a child)."""
+    seeds = 1 if repeats == 1 else 3
+    out = work / "grounded.json"
+    argv = [sys.executable, "-m", "tools.bench_grounded", "--seeds", str(seeds), "--out", str(out)]
+    subprocess.run(argv, cwd=ROOT, check=True, timeout=7200)
+    from tools.bench_grounded import summary
+
+    cases = json.loads(out.read_text())
+    results.raw["grounded"] = cases
+    command = f"python -m tools.bench_grounded --seeds {seeds}"
+    for mode, figures in summary(cases).items():
+        first, total = (int(x) for x in figures["first_attempt"].split("/"))
+        results.add("grounded scripts", f"{mode}: octopus, bees, sky x {seeds} seeds",
+                    f"words {figures['words']}; first answer in budget {figures['first_attempt']}; supported"
+                    f" sentences {figures['supported']}; numbers not in the source {figures['numbers_not_in_source']};"
+                    f" script stage {figures['stage_s']} s (median)",
+                    "first answer in budget for 9 of 10" if mode == "grounded" else "",
+                    first >= 0.9 * total if mode == "grounded" else None, command)
+
+
+MODEL_SECTIONS = {"isolation", "stages", "concurrency", "budget", "realtime", "grounded"}
 
 
 def warm_model_caches() -> None:
@@ -696,6 +717,7 @@ SECTIONS = {
     "concurrency": bench_concurrency,
     "budget": bench_budget,
     "realtime": bench_realtime,
+    "grounded": bench_grounded,
 }
 
 

@@ -1,0 +1,177 @@
+"""The script stage writes from sources: one shaped answer, each sentence checked, sources.txt beside the short.
+
+The OpenAI-compatible backend runs against the loopback chat server
+(tests/llm_server.py), the wiki against the loopback MediaWiki
+(tests/wiki_server.py), and the sources are real files made by the tests.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ipc.artifacts import Theme
+from ipc.params import LlmParams, ScriptParams
+from llm_server import ChatServer, chat, raw
+from source_files import OCTOPUS
+from stages.grounding import numbers_in, source_numbers, support
+from stages.passages import split_passages
+from wiki_server import WikiServer
+
+THEME = Theme(topic="Why octopuses have three hearts", angle="", keywords=["octopuses", "three", "hearts"])
+
+TRUE_BODY = [
+    "Two branchial hearts pump blood through the gills.",
+    "A systemic heart pumps that blood through the body.",
+    "The systemic heart stops beating when the octopus swims.",
+    "That is why octopuses tire quickly and prefer to crawl.",
+    "Octopus blood is blue because of hemocyanin.",
+    "Hemocyanin is a protein that contains copper and carries oxygen.",
+    "It carries oxygen well in cold water with little oxygen.",
+    "Each of the eight arms is lined with suckers that taste what they touch.",
+    "About two thirds of its neurons lie in its arms.",
+    "Swimming makes octopuses tire quickly, so they crawl instead.",
+]
+INVENTED = "Octopuses have nine hearts and sing to each other at night."
+
+
+def script_json(body: list[str], hook: str = "An octopus has three hearts that share the work.") -> str:
+    return json.dumps({"hook": hook, "body": body, "cta": "Follow for more strange facts about the ocean.",
+                       "queries": ["octopus crawling", "blue blood", "octopus arms"]})
+
+
+def llm(server: ChatServer) -> LlmParams:
+    return LlmParams(backend="openai", base_url=server.url, model="test-model", api_key_env="AISHORTS_NO_SUCH_KEY",
+                     timeout_s=5.0)
+
+
+@pytest.fixture
+def source_file(tmp_path):
+    path = tmp_path / "octopus.txt"
+    path.write_text("Octopus\n\n" + OCTOPUS["Octopus"] + "\n")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("AISHORTS_CACHE", str(tmp_path / "cache"))
+
+
+def test_a_script_from_a_source_is_asked_for_in_its_shape_checked_and_cited(run_stage_inline, tmp_path, source_file):
+    with ChatServer([chat(script_json(TRUE_BODY))]) as server:
+        params = ScriptParams(sources=[str(source_file)], llm=llm(server))
+        script, events = run_stage_inline(tmp_path / "run", "script", params, theme=THEME)
+    [request] = server.requests
+    assert request.body["response_format"]["type"] == "json_schema"
+    assert request.body["response_format"]["json_schema"]["schema"]["required"] == ["hook", "body", "cta", "queries"]
+    assert "Two branchial hearts pump blood through the gills" in request.text()
+    assert script.grounding == "grounded in 1 source"
+    assert script.body == TRUE_BODY[:-1] or script.body == TRUE_BODY
+    assert script.fallbacks == [] and script.attempts == 1
+    assert script.broll_queries[:3] == ["octopus crawling", "blue blood", "octopus arms"]
+    assert [s.title for s in script.sources] == ["octopus"] and script.sources[0].origin == "octopus.txt"
+    checked = [s for s in script.support if s.part != "cta"]
+    assert len(checked) == len(script.sentences) - 1
+    assert all(s.supported and s.source == 0 and s.passage for s in checked if s.how != "unchecked")
+    cited = (tmp_path / "run" / "sources.txt").read_text()
+    assert "grounded in 1 source" in cited and "octopus.txt" in cited
+    assert any("grounded in 1 source" in e.message for e in events if e.kind == "note")
+
+
+def test_an_unsupported_sentence_is_rewritten_once_from_the_source(run_stage_inline, tmp_path, source_file):
+    body = [*TRUE_BODY[:5], INVENTED, *TRUE_BODY[5:9]]
+    rewritten = json.dumps({"sentences": ["Octopuses have three hearts and prefer to crawl."]})
+    with ChatServer([chat(script_json(body)), chat(rewritten)]) as server:
+        params = ScriptParams(sources=[str(source_file)], llm=llm(server))
+        script, _ = run_stage_inline(tmp_path / "run", "script", params, theme=THEME)
+    assert len(server.requests) == 2
+    assert INVENTED in server.requests[1].text()
+    assert server.requests[1].body["response_format"]["json_schema"]["schema"]["properties"]["sentences"]["maxItems"] == 1
+    assert INVENTED not in script.body and "Octopuses have three hearts and prefer to crawl." in script.body
+    [record] = [s for s in script.support if s.how == "rewritten"]
+    assert record.supported and record.share >= 0.6
+    assert any("rewritten" in f for f in script.fallbacks)
+
+
+def test_a_sentence_still_unsupported_after_its_rewrite_is_replaced_by_the_sources_own(
+    run_stage_inline, tmp_path, source_file,
+):
+    body = [*TRUE_BODY[:5], INVENTED, "The giant Pacific octopus can weigh 90 kilograms.", *TRUE_BODY[5:9]]
+    still_wrong = json.dumps({"sentences": ["Octopuses sing at night in nine voices.", "It can weigh 90 kilograms."]})
+    with ChatServer([chat(script_json(body)), chat(still_wrong)]) as server:
+        params = ScriptParams(sources=[str(source_file)], llm=llm(server))
+        script, _ = run_stage_inline(tmp_path / "run", "script", params, theme=THEME)
+    assert not any("nine" in s or "90" in s or "sing" in s for s in script.sentences)
+    assert 110 <= script.word_count <= 160
+    taken = [s for s in script.support if s.how == "from_source"]
+    assert taken and all(s.supported and s.text in OCTOPUS["Octopus"] for s in taken)
+    assert any("dropped" in f for f in script.fallbacks)
+
+
+def test_an_endpoint_that_refuses_the_schema_is_asked_in_plain_words(run_stage_inline, tmp_path, source_file):
+    plain = "\n".join(["An octopus has three hearts that share the work.", *TRUE_BODY,
+                       "Follow for more strange facts about the ocean.", "---", "octopus crawling"])
+    refusal = raw(400, '{"error": {"message": "response_format json_schema is not supported"}}')
+    with ChatServer([refusal, chat(plain)]) as server:
+        params = ScriptParams(sources=[str(source_file)], llm=llm(server))
+        script, _ = run_stage_inline(tmp_path / "run", "script", params, theme=THEME)
+    assert "response_format" in server.requests[0].body and "response_format" not in server.requests[1].body
+    assert script.grounding == "grounded in 1 source" and TRUE_BODY[0] in script.body
+
+
+def test_with_no_source_the_wiki_article_grounds_the_script_and_is_credited(run_stage_inline, tmp_path):
+    with WikiServer(OCTOPUS, formatversion=1) as wiki, ChatServer([chat(script_json(TRUE_BODY))]) as server:
+        params = ScriptParams(wiki_url=wiki.url, llm=llm(server))
+        script, _ = run_stage_inline(tmp_path / "run", "script", params, theme=THEME)
+    assert script.grounding == "grounded in 1 source"
+    [source] = script.sources
+    assert source.origin == f"{wiki.url}/wiki/Octopus" and "Share Alike" in source.licence
+    cited = (tmp_path / "run" / "sources.txt").read_text()
+    assert f"{wiki.url}/wiki/Octopus" in cited and "Credit:" in cited
+
+
+def test_with_no_source_and_the_wiki_off_the_script_is_written_and_says_it_is_unchecked(run_stage_inline, tmp_path):
+    from test_stage_theme_script import GOOD_SCRIPT
+
+    with ChatServer([chat(GOOD_SCRIPT)]) as server:
+        params = ScriptParams(wiki_url="off", llm=llm(server))
+        script, events = run_stage_inline(tmp_path / "run", "script", params, theme=THEME)
+    assert "response_format" not in server.requests[0].body
+    assert script.grounding.startswith("not grounded: facts unchecked") and script.sources == []
+    assert "not checked" in (tmp_path / "run" / "sources.txt").read_text()
+    assert any(e.message.startswith("not grounded") for e in events if e.kind == "note")
+
+
+def test_a_source_that_cannot_be_read_stops_the_stage_with_its_name(run_stage_inline, tmp_path):
+    from stages.harness import StageError
+
+    params = ScriptParams(sources=[str(tmp_path / "gone.pdf")], llm=LlmParams(backend="openai", model="m"))
+    with pytest.raises(StageError, match="gone.pdf: no such file"):
+        run_stage_inline(tmp_path / "run", "script", params, theme=THEME)
+
+
+def test_numbers_a_sentence_states_must_be_in_the_source_in_digits_or_words():
+    passages = split_passages([OCTOPUS["Octopus"]])
+    known = source_numbers([p.text for p in passages])
+    assert [v for _, v in numbers_in("It weighs 1,500 kg, twice as much, in 3.5 years.")] == [1500, 3.5, 2]
+    assert support("The giant Pacific octopus can weigh 50 kilograms.", passages, known).supported
+    assert support("An octopus has 3 hearts.", passages, known).supported  # "three" in the source
+    weak = support("The giant Pacific octopus can weigh 90 kilograms.", passages, known)
+    assert not weak.supported and weak.missing_numbers == ["90"]
+    assert not support(INVENTED, passages, known).supported
+
+
+def test_the_local_model_writes_a_grounded_script_in_the_schemas_shape(run_stage_inline, tmp_path, source_file):
+    """Real llama.cpp (SmolLM2): the grammar from the JSON schema gives a parseable script on the first answer,
+    and whatever the tiny model invents is checked away: every body sentence kept is supported."""
+    params = ScriptParams(min_words=40, max_words=80, sources=[str(source_file)],
+                          llm=LlmParams(backend="local", model="SmolLM2-135M-Instruct", seed=3))
+    script, events = run_stage_inline(tmp_path / "run", "script", params, theme=THEME)
+    assert script.grounding == "grounded in 1 source"
+    assert 40 <= script.word_count <= 80
+    assert script.attempts == 1
+    assert any(e.message.startswith("first answer:") for e in events if e.kind == "log")
+    body = [s for s in script.support if s.part == "body"]
+    assert body and all(s.supported for s in body)
+    assert 3 <= len(script.broll_queries) <= 5

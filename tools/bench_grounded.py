@@ -1,0 +1,134 @@
+"""Grounded against ungrounded scripts, side by side: the figures behind `python -m tools.bench --sections grounded`.
+
+    python -m tools.bench_grounded --seeds 3                  # three topics x three seeds x both modes, JSON out
+    python -m tools.bench_grounded --topics polvo --language pt-br --modes grounded
+
+Each case runs the script stage in this process (the model loads once) with
+the local model: grounded from the topic's source text in tools/bench_sources/
+(written for this bench), or ungrounded (no source, wiki off). Every script,
+grounded or not, is then checked against the same source text: the share of
+its body sentences a passage supports, and the numbers it states that the
+source does not. Also: words, whether the first answer was inside the word
+budget with no rung of the ladder, and the stage's wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+
+from ipc.artifacts import Theme
+from ipc.files import write_struct
+from ipc.messages import StageCall
+from ipc.params import LlmParams, ScriptParams
+from ipc.pipeline import DEFAULT_PIPELINE, artifact_path
+
+SOURCES = Path(__file__).resolve().parent / "bench_sources"
+TOPICS = {
+    "octopus": ("Why octopuses have three hearts", ["octopus", "hearts", "blood"]),
+    "bees": ("How honey bees make honey", ["bees", "honey", "nectar"]),
+    "sky": ("Why the sky is blue", ["sky", "blue", "light"]),
+    "polvo": ("Por que o polvo tem três corações", ["polvo", "corações", "sangue"]),
+}
+
+
+def call_for(run_dir: Path, params: ScriptParams) -> StageCall:
+    spec = next(s for s in DEFAULT_PIPELINE if s.name == "script")
+    kinds = {s.name: s.output for s in DEFAULT_PIPELINE}
+    return StageCall(
+        stage="script", module=spec.module, run_dir=str(run_dir), out_dir=str(run_dir / "script"),
+        inputs={name: artifact_path(name) for name in spec.inputs},
+        input_kinds={name: kinds[name] for name in spec.inputs}, output_kind=spec.output,
+        params=msgspec.Raw(msgspec.json.encode(params)), device="cpu", ceiling_bytes=0,
+    )
+
+
+def one_case(work: Path, topic_key: str, mode: str, seed: int, language: str, model: str) -> dict:
+    from stages.grounding import numbers_in, source_numbers, support
+    from stages.harness import execute
+    from stages.passages import split_passages
+
+    topic, keywords = TOPICS[topic_key]
+    source = SOURCES / f"{topic_key}.txt"
+    run_dir = work / f"{topic_key}-{mode}-{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_struct(run_dir / artifact_path("theme"), Theme(topic=topic, angle="", keywords=keywords))
+    params = ScriptParams(
+        language=language, sources=[str(source)] if mode == "grounded" else [], wiki_url="off",
+        llm=LlmParams(backend="local", model=model, seed=seed),
+    )
+    events = []
+    start = time.perf_counter()
+    script = execute(call_for(run_dir, params), events.append)
+    stage_s = time.perf_counter() - start
+    passages = split_passages([source.read_text()])
+    known = source_numbers([source.read_text()])
+    checks = [support(s, passages, known) for s in script.body]
+    first_answer = next((e.message for e in events if e.message.startswith("first answer:")), "")
+    if mode == "grounded":
+        first_ok = "(inside" in first_answer
+    else:
+        first_ok = script.attempts == 1 and not script.fallbacks
+    return {
+        "topic": topic_key, "mode": mode, "seed": seed, "words": script.word_count, "first_attempt": first_ok,
+        "no_fallback": not script.fallbacks, "fallbacks": script.fallbacks,
+        "supported_share": round(sum(c.supported for c in checks) / max(1, len(checks)), 3),
+        "numbers_not_in_source": sum(1 for s in script.sentences for _, v in numbers_in(s) if v not in known),
+        "stage_s": round(stage_s, 1), "backend": script.backend, "grounding": script.grounding,
+        "sentences": script.sentences,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--topics", default="octopus,bees,sky")
+    parser.add_argument("--modes", default="grounded,ungrounded")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=1)
+    parser.add_argument("--language", default="en-us")
+    parser.add_argument("--model", default="", help="local model name (default: the strongest installed)")
+    parser.add_argument("--out", type=Path, help="write the cases as JSON here (default: stdout)")
+    args = parser.parse_args(argv)
+    cases = []
+    with tempfile.TemporaryDirectory(prefix="aishorts-grounded-") as tmp:
+        for topic in args.topics.split(","):
+            for mode in args.modes.split(","):
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
+                    case = one_case(Path(tmp), topic, mode, seed, args.language, args.model)
+                    print(json.dumps({k: v for k, v in case.items() if k != "sentences"}), file=sys.stderr, flush=True)
+                    cases.append(case)
+    text = json.dumps(cases, indent=1, ensure_ascii=False)
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text)
+    return 0
+
+
+def summary(cases: list[dict]) -> dict[str, dict]:
+    """Per mode: medians and rates over its cases."""
+    import statistics
+
+    out = {}
+    for mode in dict.fromkeys(c["mode"] for c in cases):
+        mine = [c for c in cases if c["mode"] == mode]
+        out[mode] = {
+            "cases": len(mine),
+            "words": f"{min(c['words'] for c in mine)}-{max(c['words'] for c in mine)}"
+                     f" (median {statistics.median(c['words'] for c in mine):g})",
+            "first_attempt": f"{sum(c['first_attempt'] for c in mine)}/{len(mine)}",
+            "supported": f"{statistics.mean(c['supported_share'] for c in mine):.0%}",
+            "numbers_not_in_source": sum(c["numbers_not_in_source"] for c in mine),
+            "stage_s": f"{statistics.median(c['stage_s'] for c in mine):.1f}",
+        }
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
