@@ -29,7 +29,8 @@ RUN_LEVEL_HTTP = {"max_ram", "limits", "pipeline"}
 MPT_MAPPED = {*MPT_ALIASES, "video_language", "voice_name", "bgm_type", "video_aspect"}
 BATCH_ONLY = {"limit", "no_music"}
 SAMPLE_TEXT = {"topic": "Why octopuses have three hearts", "voice": "am_adam", "llm_url": "http://127.0.0.1:9/v1",
-               "llm_model": "SmolLM2-135M-Instruct", "llm_key_env": "MY_KEY", "clip_model": "openai/clip-vit-base-patch32"}
+               "llm_model": "SmolLM2-135M-Instruct", "llm_key_env": "MY_KEY", "clip_model": "openai/clip-vit-base-patch32",
+               "wiki_url": "http://127.0.0.1:9/wiki"}
 
 
 def sample(name: str, tmp_path: Path):
