@@ -275,7 +275,7 @@ _CHECKS = {"wiki_url": _wiki_url, "topic": _topic, "script": _script, "voice": _
 
 def in_words(exc: RequestError, name: str, given: Any = None) -> str:
     """A refusal as a front end says it: its own name for the field, what the user gave (when short), the reason."""
-    shown = given is not None and not isinstance(given, bool) and len(str(given)) <= 80
+    shown = given is not None and not isinstance(given, (bool, list)) and len(str(given)) <= 80
     return f"{name} {given}: {exc.reason}" if shown else f"{name}: {exc.reason}"
 
 
