@@ -128,7 +128,7 @@ def video_from_short_video_maker(request: ShortVideoRequest) -> VideoRequest:
     return VideoRequest(script=script, voice=request.config.voice, music=music)
 
 
-MPT_ALIASES = {"video_subject": "topic", "video_script": "script", "voice_rate": "speed"}
+MPT_ALIASES = {"video_subject": "topic", "video_script": "script", "voice_rate": "speed", "video_aspect": "aspect"}
 """MoneyPrinterTurbo's names for our fields, where the value means the same."""
 _AZURE_VOICE = re.compile(r"^[a-z]{2,3}-[A-Z]{2}-\w+Neural(-\w+)?$")
 
@@ -283,8 +283,6 @@ def _merge_mpt(request: VideoRequest) -> tuple[ShortRequest, list[str], dict[str
         if request.bgm_type.lower() not in ("", "none", "random"):
             raise FieldError("bgm_type", f"bgm_type {request.bgm_type!r}: use \"random\" (music) or \"\" (none)", 422)
         values["music"] = request.bgm_type.lower() == "random"
-    if request.video_aspect not in (None, "", "9:16", "portrait"):
-        raise FieldError("video_aspect", f"video_aspect {request.video_aspect!r}: only vertical 9:16 shorts are made", 422)
     try:
         return request_from(values), ignored, named
     except RequestError as exc:

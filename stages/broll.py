@@ -78,7 +78,7 @@ def _illustrated_instead(ctx: StageContext, params: BrollParams, script: Script,
     failed = "; ".join(f"{s.ref}: {s.reason}" for s in skipped[:5]) + ("; ..." if len(skipped) > 5 else "")
     ctx.progress(f"every b-roll URL failed ({failed}); illustrated scenes instead", None)
     ctx.log(f"every b-roll URL failed: {failed}")
-    items = _illustrated_candidates(ctx, script.sentences[: params.max_items], script)
+    items = _illustrated_candidates(ctx, script.sentences[: params.max_items], script, params.aspect)
     return items, f"{reason}; every URL failed ({failed}), so {len(items)} illustrated scenes stand in"
 
 
@@ -166,10 +166,10 @@ def collect_illustrated(ctx: StageContext, params: BrollParams, script: Script) 
     sentence finds a vampire for "blood" and a mermaid for "sea water".
     """
     texts = _unique(script.sentences)[: params.max_items]
-    return _illustrated_candidates(ctx, texts, script), []
+    return _illustrated_candidates(ctx, texts, script, params.aspect), []
 
 
-def _illustrated_candidates(ctx: StageContext, texts: list[str], script: Script) -> list[Candidate]:
+def _illustrated_candidates(ctx: StageContext, texts: list[str], script: Script, aspect: str) -> list[Candidate]:
     from stages.illustrations import OPTIONAL_INSTALL, missing_optional_sources
     from stages.illustrations_scenes import credits_text, illustrate
 
@@ -178,7 +178,7 @@ def _illustrated_candidates(ctx: StageContext, texts: list[str], script: Script)
         ctx.log(f"illustrated library without {' and '.join(missing)}; add more pictures with `{OPTIONAL_INSTALL}`")
     topic = [script.title, *script.sentences]
     with ctx.phase("illustrate"):
-        scenes = illustrate(texts, topic, ctx.out_dir, progress=ctx.progress)
+        scenes = illustrate(texts, topic, ctx.out_dir, progress=ctx.progress, aspect=aspect)
     write_text(ctx.out_dir / CREDITS_FILE, credits_text([(scene.id, scene.items) for scene in scenes]))
     items = []
     for scene in scenes:
@@ -205,7 +205,7 @@ def fill_gaps(ctx: StageContext, params: BrollParams, script: Script, items: lis
     fit = (embed_texts(script.sentences) @ have.T).max(axis=1)
     worst = sorted(sorted(range(len(script.sentences)), key=lambda i: fit[i])[:wanted])
     try:
-        filled = _illustrated_candidates(ctx, [script.sentences[i] for i in worst], script)
+        filled = _illustrated_candidates(ctx, [script.sentences[i] for i in worst], script, params.aspect)
     except StageError as exc:
         ctx.log(f"no illustrated scenes to fill gaps: {exc}")
         return [], f"; the illustrated library could not fill gaps ({exc})"
