@@ -74,8 +74,9 @@ class TtsParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class BrollParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    source: Literal["auto", "youtube", "urls", "local", "builtin", "stills"] = "auto"
-    """builtin: the illustrated library (the offline default); stills: scikit-image's sample photographs."""
+    source: Literal["auto", "youtube", "urls", "local", "builtin", "stills", "pexels", "pixabay"] = "auto"
+    """builtin: the illustrated library (the offline default); stills: scikit-image's sample photographs;
+    pexels, pixabay: their stock videos, with the user's PEXELS_API_KEY or PIXABAY_API_KEY (stages/stock.py)."""
     local_dir: str | None = None
     urls: list[str] = []
     max_items: int = 12
