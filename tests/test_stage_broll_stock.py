@@ -173,3 +173,24 @@ def test_without_a_key_the_illustrated_library_is_used_and_said(run_stage_inline
     assert not stock.seen
     report = json.loads((tmp_path / "run" / "broll" / "artifact.json").read_text())
     assert report["source"] == "builtin"
+
+
+@pytest.mark.slow
+def test_a_landscape_short_from_pexels_clips_credits_them(tmp_path, stock):
+    import os
+
+    from stages.media import probe
+    from tests.runner_helpers import run_cli
+
+    script = tmp_path / "script.txt"
+    script.write_text("Ocean waves never stop. A whale sings.")
+    run_dir = tmp_path / "run"
+    out = run_cli("--script", script, "--broll", "pexels", "--aspect", "16:9", "--no-music", "--run-dir", run_dir,
+                  "--max-ram", "4G", cwd=tmp_path, env=dict(os.environ), timeout=1200)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    info = probe(run_dir / "final.mp4")
+    assert (info.video.width, info.video.height) == (1920, 1080)
+    broll = json.loads((run_dir / "broll" / "artifact.json").read_text())
+    assert broll["source"] == "pexels" and any(item["source"] == "pexels" for item in broll["items"])
+    credits = (run_dir / "credits.txt").read_text()
+    assert "on Pexels: https://www.pexels.com/video/" in credits and "Pexels License" in credits
