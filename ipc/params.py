@@ -17,6 +17,10 @@ Category = Literal[
 ]
 CATEGORIES: tuple[str, ...] = get_args(Category)
 Platform = Literal["shorts", "tiktok", "reels"]
+Aspect = Literal["9:16", "16:9", "1:1"]
+ASPECTS: tuple[str, ...] = get_args(Aspect)
+FRAME_SIZES: dict[str, tuple[int, int]] = {"9:16": (1080, 1920), "16:9": (1920, 1080), "1:1": (1080, 1080)}
+"""Width and height of the rendered video for each aspect."""
 
 
 class PlatformPreset(msgspec.Struct, frozen=True):
@@ -75,8 +79,9 @@ class TtsParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class BrollParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    source: Literal["auto", "youtube", "urls", "local", "builtin", "stills"] = "auto"
-    """builtin: the illustrated library (the offline default); stills: scikit-image's sample photographs."""
+    source: Literal["auto", "youtube", "urls", "local", "builtin", "stills", "pexels", "pixabay"] = "auto"
+    """builtin: the illustrated library (the offline default); stills: scikit-image's sample photographs;
+    pexels, pixabay: their stock videos, with the user's PEXELS_API_KEY or PIXABAY_API_KEY (stages/stock.py)."""
     local_dir: str | None = None
     urls: list[str] = []
     max_items: int = 12
@@ -87,6 +92,8 @@ class BrollParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     download_timeout_s: float = 120.0
     fill_gaps: bool = True
     """With local, urls or youtube: illustrated scenes for the sentences their visuals leave uncovered."""
+    aspect: Aspect = "9:16"
+    """The video's frame: illustrated scenes are drawn for it."""
 
 
 class MatchParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -97,8 +104,8 @@ class MatchParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class TimelineParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     platform: Platform = "shorts"
-    width: int = 1080
-    height: int = 1920
+    aspect: Aspect = "9:16"
+    """The frame: 1080x1920, 1920x1080 or 1080x1080 (FRAME_SIZES)."""
     fps: int = 30
     min_segment_s: float = 1.5
     caption_max_words: int = 3

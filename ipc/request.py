@@ -26,7 +26,7 @@ import msgspec
 from ipc.languages import LANGUAGES as LANGUAGE_TABLE
 from ipc.languages import LanguageError
 from ipc.languages import normalise as normalise_language
-from ipc.params import BrollParams, Category, LlmParams, MatchParams, Platform, RenderParams, TtsParams, X264Preset
+from ipc.params import Aspect, BrollParams, Category, LlmParams, MatchParams, Platform, RenderParams, TtsParams, X264Preset
 from ipc.text import MAX_TOPIC_CHARS, TextError, looks_binary, tidy_topic
 
 Language = Literal[tuple(LANGUAGE_TABLE)]  # type: ignore[valid-type]  # the one table, as a type the schema carries
@@ -84,6 +84,10 @@ class ShortRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omi
     category: Annotated[Category, msgspec.Meta(**_meta("let the theme stage pick a topic (default: random)"))] | None = None
     script: Annotated[str, msgspec.Meta(**_meta("your own narration text (skips generation)", file=True,
                                                 params=("script.script_text",)))] | None = None
+    aspect: Annotated[Aspect, msgspec.Meta(**_meta(
+        "the frame: 9:16 (vertical 1080x1920, default), 16:9 (landscape 1920x1080) or 1:1 (square 1080x1080);"
+        " also portrait, landscape, square",
+        params=("broll.aspect", "timeline.aspect")))] | None = None
     platform: Annotated[Platform, msgspec.Meta(**_meta("duration and bitrate preset (default shorts)",
                                                        params=("script.platform", "timeline.platform")))] | None = None
     language: Annotated[Language, msgspec.Meta(**_meta("narration language: en (en-us, default), en-gb, es, fr, hi, it, ja, pt (pt-br), zh (zh-cn), any case",
@@ -189,7 +193,16 @@ def _info(name: str, hint: Any) -> FieldInfo:
     return FieldInfo(name, hint if hint in (str, int, float, bool) else object, meta, hint)
 
 
-NORMALISE = {"language": kokoro_language}
+ASPECT_NAMES = {"portrait": "9:16", "vertical": "9:16", "landscape": "16:9", "horizontal": "16:9", "square": "1:1"}
+
+
+def frame_aspect(text: str) -> str:
+    """An aspect as people write it (`16:9`, `landscape`, ` Square `) in the schema's spelling."""
+    text = text.strip().lower()
+    return ASPECT_NAMES.get(text, text)
+
+
+NORMALISE = {"language": kokoro_language, "aspect": frame_aspect}
 """Spellings a field accepts besides its own choices, turned into them before they are checked."""
 
 

@@ -80,8 +80,7 @@ class VideoRequest(ShortRequest, forbid_unknown_fields=True, kw_only=True):
 
 
 IGNORED_MPT_FIELDS = (
-    "video_terms", "video_concat_mode", "video_transition_mode", "video_clip_duration", "video_count", "video_source",
-    "video_materials", "voice_volume", "bgm_file", "bgm_volume", "subtitle_enabled", "subtitle_position",
+    "video_terms", "video_concat_mode", "video_transition_mode", "video_clip_duration", "video_count", "voice_volume", "bgm_file", "bgm_volume", "subtitle_enabled", "subtitle_position",
     "custom_position", "font_name", "text_fore_color", "text_background_color", "font_size", "stroke_color",
     "stroke_width", "n_threads", "paragraph_number",
 )
@@ -128,7 +127,7 @@ def video_from_short_video_maker(request: ShortVideoRequest) -> VideoRequest:
     return VideoRequest(script=script, voice=request.config.voice, music=music)
 
 
-MPT_ALIASES = {"video_subject": "topic", "video_script": "script", "voice_rate": "speed"}
+MPT_ALIASES = {"video_subject": "topic", "video_script": "script", "voice_rate": "speed", "video_aspect": "aspect"}
 """MoneyPrinterTurbo's names for our fields, where the value means the same."""
 _AZURE_VOICE = re.compile(r"^[a-z]{2,3}-[A-Z]{2}-\w+Neural(-\w+)?$")
 
@@ -262,6 +261,7 @@ def _merge_mpt(request: VideoRequest) -> tuple[ShortRequest, list[str], dict[str
             raise FieldError(theirs, f"{theirs} and {ours} say different things; give one of them", 400)
         values[ours], named[ours] = value, theirs
     ignored = [name for name in IGNORED_MPT_FIELDS if getattr(request, name) is not None]
+    ignored += _mpt_video_source(request, values, named)
     if request.video_language:
         try:
             their_language = kokoro_language(request.video_language)
@@ -283,13 +283,50 @@ def _merge_mpt(request: VideoRequest) -> tuple[ShortRequest, list[str], dict[str
         if request.bgm_type.lower() not in ("", "none", "random"):
             raise FieldError("bgm_type", f"bgm_type {request.bgm_type!r}: use \"random\" (music) or \"\" (none)", 422)
         values["music"] = request.bgm_type.lower() == "random"
-    if request.video_aspect not in (None, "", "9:16", "portrait"):
-        raise FieldError("video_aspect", f"video_aspect {request.video_aspect!r}: only vertical 9:16 shorts are made", 422)
     try:
         return request_from(values), ignored, named
     except RequestError as exc:
         field = named.get(exc.field, exc.field)
         raise http_error(exc, getattr(request, field, None), field) from None
+
+
+MPT_VIDEO_SOURCES = ("pexels", "pixabay", "local")
+
+
+def _mpt_video_source(request: VideoRequest, values: dict, named: dict[str, str]) -> list[str]:
+    """MoneyPrinterTurbo's `video_source` as our b-roll source, and its `video_materials` ({provider, url, duration})
+    as our clip URLs (http(s) ones) or folder (local files, all in one folder); the fields left unused."""
+    source = str(request.video_source or "").strip().lower()
+    if source and source not in MPT_VIDEO_SOURCES:
+        raise FieldError("video_source", f"video_source {source!r}: use {', '.join(MPT_VIDEO_SOURCES)}", 400)
+    if source in ("pexels", "pixabay") and values["broll"] is None:
+        values["broll"], named["broll"] = source, "video_source"
+    urls, files = _mpt_materials(request.video_materials)
+    if not urls and not files:
+        return ["video_materials"] * (request.video_materials is not None) + ["video_source"] * (source == "local")
+    if urls and values["broll_url"] is None:
+        values["broll_url"], named["broll_url"] = urls, "video_materials"
+    if files and values["broll_dir"] is None:
+        folders = {str(Path(f).expanduser().parent) for f in files}
+        if len(folders) > 1:
+            raise FieldError("video_materials", "local video_materials must lie in one folder (it is used as"
+                             f" broll_dir); they are in {len(folders)}: {', '.join(sorted(folders)[:3])}", 400)
+        values["broll_dir"], named["broll_dir"] = folders.pop(), "video_materials"
+    if source == "local" or values["broll"] is None:
+        values["broll"] = "local" if files else "urls"
+        named["broll"] = "video_source" if source == "local" else "video_materials"
+    return []
+
+
+def _mpt_materials(materials: object) -> tuple[list[str], list[str]]:
+    """The http(s) URLs and the local paths named in MoneyPrinterTurbo's `video_materials`."""
+    if materials is None:
+        return [], []
+    if not isinstance(materials, list) or not all(isinstance(m, dict) for m in materials):
+        raise FieldError("video_materials", "video_materials: a list of {provider, url, duration}", 422)
+    urls = [str(m.get("url") or "").strip() for m in materials]
+    web = [u for u in urls if u.lower().startswith(("http://", "https://"))]
+    return web, [u for u in urls if u and u not in web]
 
 
 def _max_ram_text(value: str | int | None, settings: ServerSettings) -> str | None:

@@ -5,12 +5,15 @@ URLs, both through yt-dlp run as a subprocess bounded in time, size, duration
 and height (`stages.ytdlp`); a local folder of the user's clips and stills; the
 built-in illustrated library (`builtin`: a scene composed for each sentence
 from OpenMoji and, when installed, Openclipart and Tux Paint;
-stages/illustrations*.py), with `credits.txt` beside the scenes; and
-scikit-image's sample photographs (`stills`). Each source is registered in
+stages/illustrations*.py), with `credits.txt` beside the scenes;
+scikit-image's sample photographs (`stills`); and Pexels' and Pixabay's stock
+videos (`pexels`, `pixabay`: a search per b-roll query with the user's
+PEXELS_API_KEY or PIXABAY_API_KEY, stages/stock.py; without the key, the
+illustrated library, said in the log), credited in `credits.txt`. Each source is registered in
 `BACKENDS`. `auto` picks the local folder or the URL list when configured, else
 YouTube when it answers (falling back to the built-in library if nothing usable
-comes of it), else the built-in library. When the local folder, the URLs or
-YouTube give fewer visuals than the script has sentences, illustrated scenes
+comes of it), else the built-in library. When the local folder, the URLs,
+YouTube or a stock search give fewer visuals than the script has sentences, illustrated scenes
 fill in for the sentences their visuals describe worst. Every file is probed with ffmpeg
 (duration, size, a decodable frame; `stages.visuals`) before it becomes a
 `Candidate`; failures are recorded in `Candidates.skipped`, and only an empty
@@ -30,9 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ipc.artifacts import Candidate, Candidates, Credit, Script, SkippedSource
-from ipc.params import BrollParams
+from ipc.params import FRAME_SIZES, BrollParams
 from stages.harness import StageContext, StageError, stage_main
 from stages.outputs import copy_file, write_text
+from stages.stock import APIS as STOCK_APIS
+from stages.stock import StockError, fetch_hit
 from stages.visuals import Fetched, UnusableMedia, probe_media
 from stages.ytdlp import download, search_videos
 
@@ -54,6 +59,8 @@ CREDITS_FILE = "credits.txt"
 
 def run(ctx: StageContext, params: BrollParams, *, script: Script) -> Candidates:
     source, reason = choose_source(params)
+    if source != params.source and params.source in STOCK_APIS:
+        ctx.log(f"b-roll: {reason}")
     ctx.progress(f"b-roll source: {source} ({reason})", 0.0)
     items, skipped = BACKENDS[source].collect(ctx, params, script)
     if not items and params.source == "auto" and source == "youtube":
@@ -61,25 +68,30 @@ def run(ctx: StageContext, params: BrollParams, *, script: Script) -> Candidates
         source = "builtin"
         more_items, more_skipped = BACKENDS[source].collect(ctx, params, script)
         items, skipped = more_items, skipped + more_skipped
-    if not items and source == "urls" and params.fill_gaps:
+    if not items and source in ("urls", *STOCK_APIS) and params.fill_gaps:
         items, reason = _illustrated_instead(ctx, params, script, skipped, reason)
     if not items:
         raise StageError(_nothing_usable_message(source, params, skipped))
     if params.fill_gaps and source in GAP_FILLED and len(items) < min(len(script.sentences), params.max_items):
         filled, note = fill_gaps(ctx, params, script, items)
         items, reason = items + filled, reason + note
+    if source in STOCK_APIS:
+        write_text(ctx.out_dir / CREDITS_FILE, credits_text(items))
     ctx.progress(f"{len(items)} candidates, {len(skipped)} skipped", 1.0)
     return Candidates(source=source, source_reason=reason, items=items, skipped=skipped)
 
 
 def _illustrated_instead(ctx: StageContext, params: BrollParams, script: Script, skipped: list[SkippedSource],
                          reason: str) -> tuple[list[Candidate], str]:
-    """Every URL failed: illustrated scenes for the sentences instead, as gaps are filled; the failures are named."""
+    """Every URL or search failed: illustrated scenes for the sentences instead, as gaps are filled; the failures
+    are named."""
     failed = "; ".join(f"{s.ref}: {s.reason}" for s in skipped[:5]) + ("; ..." if len(skipped) > 5 else "")
-    ctx.progress(f"every b-roll URL failed ({failed}); illustrated scenes instead", None)
-    ctx.log(f"every b-roll URL failed: {failed}")
-    items = _illustrated_candidates(ctx, script.sentences[: params.max_items], script)
-    return items, f"{reason}; every URL failed ({failed}), so {len(items)} illustrated scenes stand in"
+    failed = failed or "nothing found"
+    what = "every URL failed" if params.source == "urls" else f"no usable {params.source} video"
+    ctx.progress(f"{what.replace('URL', 'b-roll URL')} ({failed}); illustrated scenes instead", None)
+    ctx.log(f"{what.replace('URL', 'b-roll URL')}: {failed}")
+    items = _illustrated_candidates(ctx, script.sentences[: params.max_items], script, params.aspect)
+    return items, f"{reason}; {what} ({failed}), so {len(items)} illustrated scenes stand in"
 
 
 def _nothing_usable_message(source: str, params: BrollParams, skipped: list[SkippedSource]) -> str:
@@ -92,6 +104,10 @@ def _nothing_usable_message(source: str, params: BrollParams, skipped: list[Skip
 
 def choose_source(params: BrollParams, reachable: Callable[[], bool] | None = None) -> tuple[str, str]:
     """The source to use and why; `auto` prefers the user's own media, then YouTube, then built-ins."""
+    if params.source in STOCK_APIS and not STOCK_APIS[params.source].key():
+        api = STOCK_APIS[params.source]
+        return "builtin", (f"broll.source={params.source} was asked for, but {api.key_env} is not set (get a free key"
+                           f" from {api.label}), so the built-in illustrated library")
     if params.source != "auto":
         return params.source, f"broll.source={params.source} was asked for"
     if params.local_dir:
@@ -166,10 +182,10 @@ def collect_illustrated(ctx: StageContext, params: BrollParams, script: Script) 
     sentence finds a vampire for "blood" and a mermaid for "sea water".
     """
     texts = _unique(script.sentences)[: params.max_items]
-    return _illustrated_candidates(ctx, texts, script), []
+    return _illustrated_candidates(ctx, texts, script, params.aspect), []
 
 
-def _illustrated_candidates(ctx: StageContext, texts: list[str], script: Script) -> list[Candidate]:
+def _illustrated_candidates(ctx: StageContext, texts: list[str], script: Script, aspect: str) -> list[Candidate]:
     from stages.illustrations import OPTIONAL_INSTALL, missing_optional_sources
     from stages.illustrations_scenes import credits_text, illustrate
 
@@ -178,7 +194,7 @@ def _illustrated_candidates(ctx: StageContext, texts: list[str], script: Script)
         ctx.log(f"illustrated library without {' and '.join(missing)}; add more pictures with `{OPTIONAL_INSTALL}`")
     topic = [script.title, *script.sentences]
     with ctx.phase("illustrate"):
-        scenes = illustrate(texts, topic, ctx.out_dir, progress=ctx.progress)
+        scenes = illustrate(texts, topic, ctx.out_dir, progress=ctx.progress, aspect=aspect)
     write_text(ctx.out_dir / CREDITS_FILE, credits_text([(scene.id, scene.items) for scene in scenes]))
     items = []
     for scene in scenes:
@@ -205,7 +221,7 @@ def fill_gaps(ctx: StageContext, params: BrollParams, script: Script, items: lis
     fit = (embed_texts(script.sentences) @ have.T).max(axis=1)
     worst = sorted(sorted(range(len(script.sentences)), key=lambda i: fit[i])[:wanted])
     try:
-        filled = _illustrated_candidates(ctx, [script.sentences[i] for i in worst], script)
+        filled = _illustrated_candidates(ctx, [script.sentences[i] for i in worst], script, params.aspect)
     except StageError as exc:
         ctx.log(f"no illustrated scenes to fill gaps: {exc}")
         return [], f"; the illustrated library could not fill gaps ({exc})"
@@ -382,6 +398,63 @@ def _safe_id(raw: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", raw).strip("-")[:48] or "video"
 
 
+# ---------------------------------------------------------------- Pexels and Pixabay stock videos
+
+
+def collect_stock(api_name: str):
+    """A collector searching `api_name`'s stock videos for each query, up to per_query clips each and max_items in
+    all, each the rendition nearest the frame; the licence, author and page recorded as the clip's credit."""
+    api = STOCK_APIS[api_name]
+
+    def collect(ctx: StageContext, params: BrollParams, queries: list[str]) -> Collected:
+        frame = FRAME_SIZES[params.aspect]
+        items: list[Candidate] = []
+        skipped: list[SkippedSource] = []
+        seen: set[str] = set()
+        for q_index, query in enumerate(queries):
+            if len(items) >= params.max_items:
+                break
+            ctx.progress(f"{api.label}: {query}", q_index / max(len(queries), 1))
+            try:
+                hits = api.search(api, api.key(), query, params.per_query * SEARCH_OVERFETCH, params.aspect)
+            except StockError as exc:
+                skipped.append(SkippedSource(f"{api.name}:{query}", str(exc)))
+                if len(skipped) == 1 or not items:
+                    ctx.log(f"{api.label} search failed: {exc}")
+                continue
+            found = 0
+            for hit in hits:
+                if found >= params.per_query or len(items) >= params.max_items:
+                    break
+                if hit.id in seen:
+                    continue
+                seen.add(hit.id)
+                cid = f"{api.name}-{_safe_id(hit.id)}"
+                try:
+                    fetched, _ = fetch_hit(api, hit, ctx.out_dir, cid, params, frame)
+                except UnusableMedia as exc:
+                    skipped.append(SkippedSource(hit.page_url or cid, str(exc)))
+                    continue
+                candidate = _candidate(ctx, cid, api.name, query, fetched)
+                candidate.credits = [Credit(fetched.title, api.label, fetched.path.name, api.licence,
+                                            f"Video by {hit.author} on {api.label}: {hit.page_url}")]
+                items.append(candidate)
+                found += 1
+        return items, skipped
+
+    return collect
+
+
+def credits_text(items: list[Candidate]) -> str:
+    """credits.txt beside stock clips: each visual's pictures and clips, their licence and their author."""
+    lines = ["Visuals in this short's b-roll, their sources and licences", ""]
+    for item in items:
+        for credit in item.credits:
+            by = f" | {credit.attribution}" if credit.attribution else ""
+            lines.append(f"{item.id}: {credit.title} | {credit.source} {credit.file} | {credit.licence}{by}")
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------- the sources
 
 
@@ -404,10 +477,12 @@ BACKENDS: dict[str, Source] = {
     "youtube": Source(_by_queries(collect_youtube), lambda params: "the YouTube search"),
     "builtin": Source(collect_illustrated, lambda params: "the built-in illustrated library"),
     "stills": Source(_by_queries(collect_stills), lambda params: "scikit-image's sample photographs"),
+    **{name: Source(_by_queries(collect_stock(name)), lambda params, api=api: f"the {api.label} video search")
+       for name, api in STOCK_APIS.items()},
 }
 """Every source by its `BrollParams.source` name ("auto" is not one: it is choose_source's rule)."""
 
-GAP_FILLED = frozenset({"local", "urls", "youtube"})
+GAP_FILLED = frozenset({"local", "urls", "youtube", *STOCK_APIS})
 """Sources whose visuals, when fewer than the sentences, are topped up with illustrated scenes."""
 
 

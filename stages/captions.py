@@ -60,7 +60,8 @@ class CaptionStyle:
 
     @property
     def font_size(self) -> int:
-        return round(self.height * 0.0375)
+        """72 px in any of 1080x1920, 1920x1080 and 1080x1080: sized by the frame's shorter side."""
+        return round(min(self.width, self.height) / 15)
 
     @property
     def margin_h(self) -> int:

@@ -26,8 +26,26 @@ from stages.broll_queries import derive_queries
 from stages.illustrations import Illustration, Library, similarities
 from stages.outputs import create, removed_on_failure
 
-SCENE_SIZE = (1216, 2160)
-"""9:16 and about 12% larger than 1080x1920, so the timeline's pan and zoom stay sharp."""
+
+
+@dataclass(frozen=True)
+class SceneFrame:
+    """Where a scene puts things, for one aspect: its size, and the bands (fractions of its height) that the
+    illustrations fill and that the captions cross (stages/timeline.py's CAPTION_MARGINS)."""
+
+    size: tuple[int, int]
+    picture_box: tuple[float, float]
+    caption_band: tuple[float, float]
+
+
+SCENE_FRAMES = {
+    "9:16": SceneFrame((1216, 2160), (0.06, 0.56), (0.56, 0.84)),
+    "16:9": SceneFrame((2160, 1216), (0.06, 0.68), (0.66, 0.95)),
+    "1:1": SceneFrame((1216, 1216), (0.05, 0.62), (0.60, 0.90)),
+}
+"""Each about 12% larger than the video's frame (ipc.params.FRAME_SIZES), so the timeline's pan and zoom stay
+sharp; captions sit in the band below the pictures."""
+SCENE_SIZE = SCENE_FRAMES["9:16"].size
 SYMBOL_PENALTY = 0.08
 REUSE_PENALTY = 0.05
 PHRASE_LIFT = 0.5
@@ -36,9 +54,6 @@ SECOND_MIN_SCORE = 0.45
 HITS_PER_TEXT = 8
 SVG_DPI = 96.0
 """resvg_py's default of 0 turns sizes in pt, mm or in into nothing ("SVG has an invalid size")."""
-PICTURE_BOX = (0.06, 0.56)
-"""The band of the frame's height the illustrations fill; captions sit in the 28% above the bottom."""
-CAPTION_BAND = (0.56, 0.84)
 
 
 @dataclass(frozen=True)
@@ -100,9 +115,11 @@ class ComposedScene:
 
 
 def illustrate(
-    texts: list[str], topic: list[str], folder: Path, progress: Callable[[str, float], None] | None = None
+    texts: list[str], topic: list[str], folder: Path, progress: Callable[[str, float], None] | None = None,
+    aspect: str = "9:16",
 ) -> list[ComposedScene]:
-    """One composed still per text, written as `folder/scene-NN.png`; `topic` (title, sentences) sets the palette."""
+    """One composed still per text, written as `folder/scene-NN.png` and drawn for the `aspect` frame;
+    `topic` (title, sentences) sets the palette."""
     from stages.illustrations import load_library
     from stages.text_embedding import embed_texts
 
@@ -115,7 +132,7 @@ def illustrate(
         progress(f"drawing scene {number} of {len(scenes)}", 0.1 + 0.85 * (number - 1) / len(scenes))
         items = [library.items[p.item] for p in scene.picks]
         scene_id = f"scene-{number:02d}"
-        path = compose(scene, library, palette, folder / f"{scene_id}.png", seed=number)
+        path = compose(scene, library, palette, folder / f"{scene_id}.png", seed=number, aspect=aspect)
         tags = list(dict.fromkeys([i.title for i in items] + [k for i in items for k in i.keywords[:6]]))
         composed.append(ComposedScene(
             scene_id, path, scene.text, " and ".join(i.title for i in items),
@@ -229,13 +246,14 @@ def _article(title: str) -> str:
 # ---------------------------------------------------------------- the still
 
 
-def compose(scene: Scene, library: Library, palette: Palette, path: Path, seed: int) -> Path:
+def compose(scene: Scene, library: Library, palette: Palette, path: Path, seed: int, aspect: str = "9:16") -> Path:
     """Draw the scene as a new PNG at `path`: background, soft light, the illustrations, a calm caption band."""
     from PIL import Image
 
-    width, height = SCENE_SIZE
-    canvas = background(palette, seed)
-    boxes = _layout(len(scene.picks), width, height)
+    frame = SCENE_FRAMES[aspect]
+    width, height = frame.size
+    canvas = background(palette, seed, frame.size)
+    boxes = _layout(len(scene.picks), width, height, frame.picture_box)
     for cx, cy, side in boxes:
         _glow(canvas, palette, cx, cy, side)
     for pick, (cx, cy, side) in zip(scene.picks, boxes):
@@ -243,18 +261,18 @@ def compose(scene: Scene, library: Library, palette: Palette, path: Path, seed: 
         # an OpenMoji drawing fills about the middle 80% of its square: drawn larger, it fills the box
         art = rasterise(item, round(side * (1.15 if item.source == "openmoji" else 1.0)))
         _shadowed_paste(canvas, art, cx, cy)
-    canvas = Image.alpha_composite(canvas, _caption_band(width, height))
+    canvas = Image.alpha_composite(canvas, _caption_band(width, height, frame.caption_band))
     with removed_on_failure(path), create(path) as handle:
         canvas.convert("RGB").save(handle, format="PNG", optimize=False, compress_level=6)
     return path
 
 
-def background(palette: Palette, seed: int):
+def background(palette: Palette, seed: int, size: tuple[int, int] = SCENE_SIZE):
     """A vertical gradient in the palette's colours with a few soft, out-of-focus lights (seeded: reproducible)."""
     import numpy as np
     from PIL import Image, ImageDraw, ImageFilter
 
-    width, height = SCENE_SIZE
+    width, height = size
     mix = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
     rows = np.array(palette.top, np.float32) * (1 - mix) + np.array(palette.bottom, np.float32) * mix
     column = Image.fromarray(rows.round().astype(np.uint8)[:, None, :])  # one pixel wide: widened by Pillow
@@ -270,15 +288,20 @@ def background(palette: Palette, seed: int):
     return Image.alpha_composite(canvas, lights)
 
 
-def _layout(count: int, width: int, height: int) -> list[tuple[int, int, int]]:
-    """Centre and side of each illustration's square box inside PICTURE_BOX."""
-    top, bottom = (round(f * height) for f in PICTURE_BOX)
+def _layout(count: int, width: int, height: int, box: tuple[float, float]) -> list[tuple[int, int, int]]:
+    """Centre and side of each illustration's square box inside the picture band `box` (fractions of the height):
+    two overlap on a diagonal in a tall frame and stand side by side in a square or wide one."""
+    top, bottom = (round(f * height) for f in box)
     if count == 1:
         side = min(round(width * 0.8), bottom - top)
         return [(width // 2, (top + bottom) // 2, side)]
     # kept inside the middle 86% of the width: the timeline's zoom crops up to 6% on each side
-    side = round(width * 0.5)
-    return [(round(width * 0.32), top + side // 2, side), (round(width * 0.68), bottom - side // 2, side)]
+    if height > width:
+        side = round(width * 0.5)
+        return [(round(width * 0.32), top + side // 2, side), (round(width * 0.68), bottom - side // 2, side)]
+    side = min(round(width * 0.42), bottom - top)
+    middle = (top + bottom) // 2
+    return [(round(width * 0.5) - round(side * 0.52), middle, side), (round(width * 0.5) + round(side * 0.52), middle, side)]
 
 
 def rasterise(item: Illustration, side: int):
@@ -330,12 +353,12 @@ def _shadowed_paste(canvas, art, cx: int, cy: int) -> None:
     canvas.alpha_composite(art, (x, y))
 
 
-def _caption_band(width: int, height: int):
+def _caption_band(width: int, height: int, band: tuple[float, float]):
     """Black that rises and falls across the caption band (at most 45% opaque): white captions stay readable."""
     import numpy as np
     from PIL import Image
 
-    top, bottom = (round(f * height) for f in CAPTION_BAND)
+    top, bottom = (round(f * height) for f in band)
     alpha = np.zeros(height, np.float32)
     ramp = np.linspace(0.0, 1.0, bottom - top, dtype=np.float32)
     alpha[top:bottom] = np.minimum(ramp * 3, 1.0) * np.minimum((1 - ramp) * 3, 1.0) * 115

@@ -27,7 +27,7 @@ from ipc.artifacts import (
 )
 from ipc.files import ArtifactError
 from ipc.languages import display_width, join_words
-from ipc.params import PLATFORMS, PlatformPreset, TimelineParams
+from ipc.params import FRAME_SIZES, PLATFORMS, PlatformPreset, TimelineParams
 from stages.harness import StageContext, StageError, stage_main
 from stages.outputs import copy_file, real_folder
 
@@ -42,6 +42,9 @@ CAPTION_GAP_FILL_S = 0.3
 # Shorts/TikTok/Reels draw their buttons and description over the bottom ~20%
 # of the frame; captions sit above that with some room to spare.
 CAPTION_SAFE_BOTTOM = 0.28
+CAPTION_MARGINS = {"9:16": CAPTION_SAFE_BOTTOM, "1:1": 0.14, "16:9": 0.09}
+"""Captions' distance from the bottom, as a fraction of the height: square feed posts and landscape players
+cover less of the frame than vertical shorts' buttons."""
 _PHRASE_END = (",", ";", ":", ".", "!", "?", "…", "，", "、", "；", "：", "。", "！", "？", "।")
 
 
@@ -57,13 +60,14 @@ def run(ctx: StageContext, params: Params, *, tts: Narration, match: Matches, br
     captions = group_captions(tts.sentences, params.caption_max_words, tts.duration_s)
     music = pick_music(ctx, params.music_mood, _seed_text(tts)) if params.music else None
     ctx.progress("timeline ready", 1.0)
+    width, height = FRAME_SIZES[params.aspect]
     return Timeline(
-        width=params.width, height=params.height, fps=params.fps, duration_s=duration,
+        width=width, height=height, fps=params.fps, duration_s=duration,
         narration_wav=tts.wav, narration_duration_s=tts.duration_s,
         segments=segments, captions=captions, music=music,
         platform=params.platform, max_duration_s=preset.max_duration_s,
         video_bitrate=preset.video_bitrate, audio_bitrate=preset.audio_bitrate,
-        caption_margin_v=round(params.height * CAPTION_SAFE_BOTTOM),
+        caption_margin_v=round(height * CAPTION_MARGINS[params.aspect]),
     )
 
 

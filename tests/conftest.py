@@ -71,7 +71,7 @@ def no_llm_of_the_users(monkeypatch):
     tests/test_match_hub.py)."""
     import socket
 
-    for name in ("OPENROUTER_API_KEY", "OPENAI_API_KEY"):
+    for name in ("OPENROUTER_API_KEY", "OPENAI_API_KEY", "PEXELS_API_KEY", "PIXABAY_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
