@@ -1,9 +1,12 @@
 """The HTTP side of `aishorts-runner serve`: routes, the token check, errors as JSON, Server-Sent Events.
 
 Responsible for: MoneyPrinterTurbo's `/api/v1` shape (`POST /videos`, `GET
-/tasks`, `GET|DELETE /tasks/{id}`) with our own additions (resume, events,
-files, server memory), the page at `/`, and turning every refusal into a 4xx
-JSON body naming the field and the reason. Jobs themselves are
+/tasks`, `GET|DELETE /tasks/{id}`, its `/tasks/{id}/` file mount with HEAD and
+Range, absolute URLs from the request's own address, or from `X-Forwarded-*`
+with `serve --trust-proxy`) with our own additions (resume, events, files,
+server memory), the page at `/`, and turning every refusal into a 4xx JSON body
+in MoneyPrinterTurbo's envelope (`status`, `message`, `data`) naming the field
+and the reason. Jobs themselves are
 `serve.jobs`' business; what a task looks like is `serve.views`'.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 from pathlib import Path
 
@@ -33,7 +37,7 @@ from serve.requests import (
     FieldError, ResumeRequest, ServerSettings, ShortVideoRequest, VideoRequest, decode, plan_video,
     video_from_short_video_maker,
 )
-from serve.views import FILES, file_path, live_progress, srt_to_vtt, task_view
+from serve.views import FILES, file_path, live_progress, mpt_file, srt_to_vtt, task_view
 
 STATIC = Path(__file__).resolve().parent / "static"
 KEEPALIVE_S = 15.0
@@ -41,7 +45,7 @@ EVENT_QUEUE = 5000
 
 
 def create_app(settings: ServerSettings, token: str | None = None, hosts: frozenset[str] = allowed_hosts("127.0.0.1"),
-               cors: tuple[str, ...] = ()) -> FastAPI:
+               cors: tuple[str, ...] = (), trust_proxy: bool = False) -> FastAPI:
     hub = EventHub()
 
     def on_change(job: Job, kind: str, data: dict) -> None:
@@ -84,6 +88,9 @@ def create_app(settings: ServerSettings, token: str | None = None, hosts: frozen
     def warn() -> float:
         return manager.limits.warn_fraction
 
+    def view(job: Job, request: Request, with_timeline: bool = False):
+        return task_view(job, warn(), with_timeline, base_url(request, trust_proxy))
+
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
@@ -92,31 +99,41 @@ def create_app(settings: ServerSettings, token: str | None = None, hosts: frozen
 
     @app.post("/api/v1/videos", openapi_extra=_body_doc(VideoRequest), summary="Make a short (MoneyPrinterTurbo's shape)")
     async def create_video(request: Request) -> Response:
-        video = decode(await request.body(), VideoRequest, required=True)
-        planned = await run_in_threadpool(plan_video, video, settings)
+        unknown: list[str] = []
+        try:  # MoneyPrinterTurbo answers 400 to a body it cannot use, whatever is wrong with it
+            video = decode(await request.body(), VideoRequest, required=True, unknown=unknown)
+            planned = await run_in_threadpool(plan_video, video, settings)
+        except FieldError as exc:
+            exc.status = 400
+            raise
         job = await run_in_threadpool(manager.submit, planned)
-        view = await run_in_threadpool(task_view, job, warn())
-        return ok({"task_id": job.id, "task": view, "ignored_fields": planned.ignored})
+        shown = await run_in_threadpool(view, job, request)
+        return ok({"task_id": job.id, "task": shown, "ignored_fields": planned.ignored + unknown})
 
     @app.get("/api/v1/tasks", summary="All tasks, newest first")
-    def list_tasks(page: int = 1, page_size: int = 50) -> Response:
+    def list_tasks(request: Request, page: int = 1, page_size: int = 50) -> Response:
         if page < 1 or not 1 <= page_size <= 1000:
             raise FieldError("page" if page < 1 else "page_size", "page is 1 or more; page_size 1 to 1000", 422)
         manager.rescan()
         jobs = sorted(manager.jobs.values(), key=_newest_first)
         chosen = jobs[(page - 1) * page_size: page * page_size]
-        views = [task_view(job, warn()) for job in chosen]
+        views = [view(job, request) for job in chosen]
         return ok({"tasks": views, "total": len(jobs), "page": page, "page_size": page_size})
 
     @app.get("/api/v1/tasks/{task_id}", summary="One task, with its stages live and its memory timeline")
-    def get_task(task_id: str) -> Response:
-        return ok(task_view(find(task_id), warn(), with_timeline=True))
+    def get_task(task_id: str, request: Request) -> Response:
+        return ok(view(find(task_id), request, with_timeline=True))
 
-    @app.delete("/api/v1/tasks/{task_id}", summary="Cancel a queued or running task (its stage trees are killed)")
-    def cancel_task(task_id: str) -> Response:
+    @app.delete("/api/v1/tasks/{task_id}", summary="Cancel a queued or running task (its stage trees are killed);"
+                " remove a finished one and its files")
+    def delete_task(task_id: str, request: Request) -> Response:
         job = find(task_id)
-        manager.cancel(job)
-        return ok(task_view(job, warn()))
+        shown = view(job, request)
+        if job.phase in ("queued", "running"):
+            manager.cancel(job)
+            return ok(view(job, request))
+        manager.remove(job)
+        return ok(shown)
 
     @app.post("/api/v1/tasks/{task_id}/resume", summary="Resume from the last finished stage, optionally with more memory",
               openapi_extra=_body_doc(ResumeRequest, required=False))
@@ -126,7 +143,7 @@ def create_app(settings: ServerSettings, token: str | None = None, hosts: frozen
         limits = {stage: str(size) for stage, size in resume.limits.items()}
         max_ram = None if resume.max_ram is None else str(resume.max_ram)
         await run_in_threadpool(manager.resume, job, limits, max_ram)
-        return ok(await run_in_threadpool(task_view, job, warn()))
+        return ok(await run_in_threadpool(view, job, request))
 
     @app.get("/api/v1/tasks/{task_id}/events", summary="Server-Sent Events of one task: task, progress, sample")
     async def task_events(task_id: str, request: Request) -> StreamingResponse:
@@ -137,8 +154,25 @@ def create_app(settings: ServerSettings, token: str | None = None, hosts: frozen
     async def all_events(request: Request) -> StreamingResponse:
         return _event_stream(hub, request, [], None, warn())
 
-    @app.get("/api/v1/tasks/{task_id}/{name}", summary="A file of the run: final.mp4 (Range), captions, thumbnail,"
-             " memory.svg, report.json")
+    @app.api_route("/tasks/{task_id}/{name}", methods=["GET", "HEAD"], summary="MoneyPrinterTurbo's file mount:"
+                   " final-1.mp4, combined-1.mp4, audio.wav, subtitle.srt, and our own file names (HEAD, Range)")
+    def mpt_task_file(task_id: str, name: str) -> Response:
+        job = find(task_id)
+        found = mpt_file(job, name)
+        if found is None:
+            raise FieldError("name", f"{name!r}: the files are final-1.mp4, combined-1.mp4, audio.wav, subtitle.srt"
+                             f" and {', '.join(n for n in FILES if n != 'captions.vtt')}", 404)
+        path, media_type = found
+        try:
+            path = resolve_in_run(job.run_dir, str(path.relative_to(job.run_dir)))
+        except (ArtifactError, ValueError) as exc:
+            raise FieldError("name", str(exc), 404) from None
+        if not path.is_file():
+            raise FieldError("name", f"task {task_id} has no {name} (yet)", 404)
+        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+    @app.api_route("/api/v1/tasks/{task_id}/{name}", methods=["GET", "HEAD"], summary="A file of the run: final.mp4"
+                   " (Range), captions, thumbnail, memory.svg, report.json")
     def task_file(task_id: str, name: str, download: bool = False) -> Response:
         job = find(task_id)
         if name not in FILES:
@@ -164,8 +198,8 @@ def create_app(settings: ServerSettings, token: str | None = None, hosts: frozen
 
     @app.get("/api/short-video/{task_id}/status", summary="short-video-maker's status: processing, ready or failed")
     def short_video_status(task_id: str) -> Response:
-        view = task_view(find(task_id), warn())
-        status = {1: "ready", -1: "failed"}.get(view.state, "processing")
+        shown = task_view(find(task_id), warn())
+        status = {1: "ready", -1: "failed"}.get(shown.state, "processing")
         return Response(msgspec.json.encode({"status": status}), media_type="application/json")
 
     @app.get("/api/short-video/{task_id}", summary="short-video-maker's download of the finished short")
@@ -217,6 +251,29 @@ def _body_doc(kind: type, required: bool = True) -> dict:
     return {"requestBody": {"required": required, "content": {"application/json": {"schema": inline(schema)}}}}
 
 
+def base_url(request: Request, trust_proxy: bool) -> str:
+    """The address clients reached the server at, for absolute URLs: scheme, host and any path prefix.
+
+    Behind a reverse proxy (`serve --trust-proxy`) it is the proxy's, from `X-Forwarded-Proto`, `-Host` and
+    `-Prefix`; otherwise those headers are never believed (any client could set them) and the request's own
+    Host (already checked against the names the server answers to) is used.
+    """
+    own = str(request.base_url).rstrip("/")
+    if not trust_proxy:
+        return own
+    headers = request.headers
+    scheme = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    host = headers.get("x-forwarded-host", "").split(",")[0].strip()
+    prefix = headers.get("x-forwarded-prefix", "").split(",")[0].strip().rstrip("/")
+    if scheme not in ("http", "https"):
+        scheme = request.url.scheme
+    if not host or any(c in host for c in "/\\ @?#"):
+        host = request.headers.get("host", request.url.netloc)
+    if not re.fullmatch(r"(/[\w.~-]+)*", prefix):
+        prefix = ""
+    return f"{scheme}://{host}{prefix}"
+
+
 def ok(data: object) -> Response:
     return Response(msgspec.json.encode({"status": 200, "message": "success", "data": data}),
                     media_type="application/json")
@@ -235,7 +292,7 @@ def _mtime(path: Path) -> float:
 
 
 def _refusal(status: int, field: str | None, reason: str) -> JSONResponse:
-    return JSONResponse({"status": status, "message": reason, "field": field,
+    return JSONResponse({"status": status, "message": reason, "data": None, "field": field,
                          "detail": [{"field": field, "reason": reason}]}, status_code=status)
 
 

@@ -5,7 +5,8 @@ so nothing is lost when the server dies: a queued job is queued again, a job
 that was running shows as interrupted and resumable), the queue and its
 worker threads (each runs `runner.run.run_pipeline` under one shared
 `MemoryBudget`), cancelling (the job's own cancel event, which every watchdog
-honours by killing its stage tree), and live state fed by an `Observer` to the
+honours by killing its stage tree), removing a finished job with its run
+directory, and live state fed by an `Observer` to the
 event hub. Checking requests is `serve.requests`' job; shaping what clients
 see is `serve.views`'.
 """
@@ -17,6 +18,7 @@ import errno
 import fcntl
 import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -253,6 +255,25 @@ class JobManager(Observer):
             else:
                 raise FieldError(None, f"task {job.id} is not queued or running; nothing to cancel", 409)
         self._changed(job, "task")
+
+    def remove(self, job: Job) -> None:
+        """A finished job and its run directory, gone (MoneyPrinterTurbo's DELETE); never one that runs anywhere."""
+        with self._lock:
+            if job.phase != "idle":
+                raise FieldError(None, f"task {job.id} is {job.phase}; cancel it first", 409)
+            if held_elsewhere(job.run_dir):
+                raise FieldError(None, f"task {job.id} is being run by another process (its run directory is"
+                                       " locked); stop it there first", 409)
+            root = self.settings.runs_dir.resolve()
+            if job.run_dir.is_symlink() or job.run_dir.resolve().parent != root:
+                raise FieldError(None, f"task {job.id} is not a folder of {root}; it is left alone", 409)
+            try:
+                shutil.rmtree(job.run_dir)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise FieldError(None, f"task {job.id}: could not remove {job.run_dir} ({exc.strerror})", 409) from None
+            self.jobs.pop(job.id, None)
 
     def resume(self, job: Job, limits: dict[str, str], max_ram: str | None) -> None:
         with self._lock:

@@ -38,9 +38,10 @@ class FieldError(Exception):
         self.status = status
 
 
-class VideoRequest(ShortRequest, forbid_unknown_fields=True, kw_only=True):
+class VideoRequest(ShortRequest, kw_only=True):
     """`POST /api/v1/videos`: the request schema's fields (`ipc.request.ShortRequest`; `script` is the narration
-    text itself), the run's budget and ceilings, plus MoneyPrinterTurbo's names where they map."""
+    text itself), the run's budget and ceilings, plus MoneyPrinterTurbo's names where they map. Names outside it are
+    accepted and listed as ignored, as MoneyPrinterTurbo ignores them (`decode(..., unknown="ignore")`)."""
 
     max_ram: str | int | None = None
     limits: dict[str, str | int] = {}
@@ -155,11 +156,12 @@ class Planned:
     ignored: list[str]
 
 
-def decode(body: bytes, kind: type, required: bool = False):
+def decode(body: bytes, kind: type, required: bool = False, unknown: list[str] | None = None):
     """The request body as `kind`, each field checked by its type in the schema; FieldError naming the field.
 
     An optional body may be absent (no bytes at all: every field its default); a body of only whitespace, or none
-    where one is `required`, is a 400.
+    where one is `required`, is a 400. Given an `unknown` list, names `kind` lacks are put in it rather than refused
+    (MoneyPrinterTurbo's clients send fields of newer versions of it).
     """
     if not body and not required:
         return kind()
@@ -171,6 +173,10 @@ def decode(body: bytes, kind: type, required: bool = False):
         raise FieldError(None, f"the body is not valid JSON: {exc}", 400) from None
     if not isinstance(values, dict):
         raise FieldError(None, "the body is not a JSON object", 422)
+    if unknown is not None:
+        known = {f.name for f in msgspec.structs.fields(kind)}
+        unknown.extend(name for name in values if name not in known)
+        values = {name: value for name, value in values.items() if name in known}
     try:
         checked = check_fields(values, kind)
         missing = [f.name for f in msgspec.structs.fields(kind) if f.required and f.name not in checked]
@@ -199,6 +205,9 @@ def plan_video(request: VideoRequest, settings: ServerSettings) -> Planned:
     except RequestError as exc:
         field = named.get(exc.field, exc.field)
         raise http_error(exc, getattr(request, field, None), field) from None
+    if not (short.topic or short.script or short.category):  # MoneyPrinterTurbo's 400; never a random-topic job
+        raise FieldError("video_subject", "video_subject is required: give the short's subject (or `topic`, a"
+                         " `category`, or the narration itself as `script`/`video_script`)", 400)
     return Planned(opts=opts, limits=limits, max_ram=max_ram, pipeline=pipeline, ignored=ignored)
 
 
