@@ -34,13 +34,15 @@ from ipc.request import json_schema
 from serve.guard import RequestGuard, allowed_hosts
 from serve.jobs import EventHub, Job, JobManager, valid_task_id
 from serve.requests import (
-    FieldError, ResumeRequest, ServerSettings, ShortVideoRequest, VideoRequest, decode, plan_video,
+    FieldError, ResumeRequest, ServerSettings, ShortVideoRequest, TermsRequest, VideoRequest, decode, plan_video,
     video_from_short_video_maker,
 )
-from serve.views import FILES, file_path, live_progress, mpt_file, srt_to_vtt, task_view
+from serve.views import FILES, file_path, live_progress, mpt_file, narration_srt, script_of, srt_to_vtt, task_view
 
 STATIC = Path(__file__).resolve().parent / "static"
 KEEPALIVE_S = 15.0
+SYNC_WAIT_S = 1800.0
+"""How long `POST /api/v1/scripts` and `/terms` (answered when their stages end) wait at most."""
 EVENT_QUEUE = 5000
 
 
@@ -99,16 +101,76 @@ def create_app(settings: ServerSettings, token: str | None = None, hosts: frozen
 
     @app.post("/api/v1/videos", openapi_extra=_body_doc(VideoRequest), summary="Make a short (MoneyPrinterTurbo's shape)")
     async def create_video(request: Request) -> Response:
+        return await create_task(request, None)
+
+    async def plan_mpt(request: Request, until: str | None, kind: type = VideoRequest, needs_script: bool = False):
+        """A MoneyPrinterTurbo body planned as a run stopping after `until`: the request, the plan, unknown names."""
         unknown: list[str] = []
         try:  # MoneyPrinterTurbo answers 400 to a body it cannot use, whatever is wrong with it
-            video = decode(await request.body(), VideoRequest, required=True, unknown=unknown)
-            planned = await run_in_threadpool(plan_video, video, settings)
+            video = decode(await request.body(), kind, required=True, unknown=unknown)
+            if needs_script and not (video.video_script or video.script):
+                raise FieldError("video_script", "video_script is required: the narration to speak", 400)
+            planned = await run_in_threadpool(plan_video, video, settings, until)
         except FieldError as exc:
             exc.status = 400
             raise
+        return video, planned, unknown
+
+    async def create_task(request: Request, until: str | None) -> Response:
+        _, planned, unknown = await plan_mpt(request, until, needs_script=until is not None)
         job = await run_in_threadpool(manager.submit, planned)
         shown = await run_in_threadpool(view, job, request)
         return ok({"task_id": job.id, "task": shown, "ignored_fields": planned.ignored + unknown})
+
+    @app.post("/api/v1/audio", openapi_extra=_body_doc(VideoRequest), summary="MoneyPrinterTurbo's: the narration"
+              " of `video_script` only (a task that stops after tts; its audio_file is a WAV)")
+    async def create_audio(request: Request) -> Response:
+        return await create_task(request, "tts")
+
+    @app.post("/api/v1/subtitle", openapi_extra=_body_doc(VideoRequest), summary="MoneyPrinterTurbo's: narration and"
+              " subtitles of `video_script` (a task that stops after tts; subtitle_path one cue per sentence)")
+    async def create_subtitle(request: Request) -> Response:
+        return await create_task(request, "tts")
+
+    async def finished_script(request: Request, kind: type):
+        """Run the theme and script stages for a MoneyPrinterTurbo body, wait, and give back the script written."""
+        video, planned, _ = await plan_mpt(request, "script", kind)
+        job = await run_in_threadpool(manager.submit, planned)
+        waited = 0.0
+        while job.phase != "idle" and waited < SYNC_WAIT_S:
+            if await request.is_disconnected():
+                await run_in_threadpool(manager.cancel, job)
+                break
+            await asyncio.sleep(0.2)
+            waited += 0.2
+        if job.phase != "idle":
+            await run_in_threadpool(manager.cancel, job)
+            raise FieldError(None, f"the script took over {SYNC_WAIT_S:.0f} s; task {job.id} was cancelled", 504)
+        script = await run_in_threadpool(script_of, job)
+        if script is None:
+            message = job.report.message if job.report is not None else "it stopped"
+            raise FieldError(None, f"no script was written (task {job.id} is kept to look at): {message}", 500)
+        await run_in_threadpool(manager.remove, job)
+        return video, script
+
+    @app.post("/api/v1/scripts", openapi_extra=_body_doc(VideoRequest), summary="MoneyPrinterTurbo's: write the"
+              " narration for `video_subject` (theme and script stages only), answered when it is written")
+    async def write_script(request: Request) -> Response:
+        _, script = await finished_script(request, VideoRequest)
+        return ok({"video_script": " ".join(script.sentences), "video_terms": list(script.broll_queries)})
+
+    @app.post("/api/v1/terms", openapi_extra=_body_doc(TermsRequest), summary="MoneyPrinterTurbo's: b-roll search"
+              " terms for `video_subject`/`video_script` (theme and script stages only), at most `amount`")
+    async def find_terms(request: Request) -> Response:
+        video, script = await finished_script(request, TermsRequest)
+        if not 1 <= video.amount <= 50:
+            raise FieldError("amount", "amount: give 1 to 50 terms", 400)
+        return ok({"video_terms": list(script.broll_queries)[: video.amount]})
+
+    @app.get("/api/v1/musics", summary="MoneyPrinterTurbo's: the background music the runner picks from (bundled"
+             " mood tracks)")
+    def musics() -> Response:
+        return ok({"files": _music_files()})
 
     @app.get("/api/v1/tasks", summary="All tasks, newest first")
     def list_tasks(request: Request, page: int = 1, page_size: int = 50) -> Response:
@@ -168,7 +230,10 @@ def create_app(settings: ServerSettings, token: str | None = None, hosts: frozen
         except (ArtifactError, ValueError) as exc:
             raise FieldError("name", str(exc), 404) from None
         if not path.is_file():
-            raise FieldError("name", f"task {task_id} has no {name} (yet)", 404)
+            srt = narration_srt(job) if name == "subtitle.srt" else None
+            if srt is None:
+                raise FieldError("name", f"task {task_id} has no {name} (yet)", 404)
+            return Response(srt, media_type=media_type, headers={"Cache-Control": "no-cache"})
         return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})
 
     @app.api_route("/api/v1/tasks/{task_id}/{name}", methods=["GET", "HEAD"], summary="A file of the run: final.mp4"
@@ -232,6 +297,17 @@ def create_app(settings: ServerSettings, token: str | None = None, hosts: frozen
         })
 
     return app
+
+
+def _music_files() -> list[dict]:
+    """The bundled mood tracks (immich-memories-music, a data package: nothing heavy is imported)."""
+    try:
+        from immich_memories_music import tracks_dir
+    except ImportError:
+        return []
+    root = Path(tracks_dir())
+    return [{"name": path.name, "size": path.stat().st_size, "file": str(path), "mood": path.parent.name}
+            for path in sorted(root.glob("*/*")) if path.is_file() and not path.name.startswith(".")]
 
 
 def _body_doc(kind: type, required: bool = True) -> dict:

@@ -55,6 +55,8 @@ class JobRecord(msgspec.Struct, kw_only=True):
     cancelled: bool = False
     llm: str | None = None
     """"openai" when the request asked for the online backend: a resume asks for it again (run.json alone never does)."""
+    until: str | None = None
+    """The last stage to run (MoneyPrinterTurbo's script, terms, audio and subtitle endpoints stop early)."""
 
 
 class StageView(msgspec.Struct, kw_only=True):
@@ -227,7 +229,7 @@ class JobManager(Observer):
         subject = opts.params.theme.topic or opts.params.theme.category or "short"
         record = JobRecord(submitted_at=time.time(), stages=[spec.name for spec in opts.pipeline],
                            limits=planned.limits, max_ram=planned.max_ram, pipeline=planned.pipeline,
-                           llm="openai" if opts.params.script.llm.backend == "openai" else None)
+                           llm="openai" if opts.params.script.llm.backend == "openai" else None, until=planned.until)
         with claimed(default_run_dir(subject, parent=self.settings.runs_dir), fresh=True) as run_dir:
             write_struct(run_dir / "run.json", opts.manifest)
             write_struct(run_dir / RECORD_NAME, record)
@@ -285,7 +287,7 @@ class JobManager(Observer):
             record = job.record or self._record_for_foreign(job)
             merged = {**record.limits, **limits}
             opts = plan_resume(job.run_dir, merged, max_ram if max_ram is not None else record.max_ram,
-                               record.pipeline, self.settings, record.llm)
+                               record.pipeline, self.settings, record.llm, record.until)
             record.limits = merged
             record.max_ram = max_ram if max_ram is not None else record.max_ram
             record.cancelled = False
@@ -338,7 +340,7 @@ class JobManager(Observer):
         try:
             self._save_record(job, started_at=time.time())
             opts = job.opts or plan_resume(job.run_dir, job.record.limits, job.record.max_ram, job.record.pipeline,
-                                           self.settings, job.record.llm)
+                                           self.settings, job.record.llm, job.record.until)
             opts.label = job.id
             job.report = run_pipeline(opts, self, job.cancel, self.budget)
         except (UsageError, FieldError, OSError) as exc:

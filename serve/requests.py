@@ -80,6 +80,12 @@ class VideoRequest(ShortRequest, kw_only=True):
     paragraph_number: Any = None
 
 
+class TermsRequest(VideoRequest, kw_only=True):
+    """`POST /api/v1/terms` (MoneyPrinterTurbo's): a subject and/or a script; how many search terms to give back."""
+
+    amount: int = 5
+
+
 IGNORED_MPT_FIELDS = (
     "video_terms", "video_concat_mode", "video_transition_mode", "video_clip_duration", "video_count", "video_source",
     "video_materials", "voice_volume", "bgm_file", "bgm_volume", "subtitle_enabled", "subtitle_position",
@@ -154,6 +160,7 @@ class Planned:
     max_ram: str | None
     pipeline: str | None
     ignored: list[str]
+    until: str | None = None
 
 
 def decode(body: bytes, kind: type, required: bool = False, unknown: list[str] | None = None):
@@ -194,41 +201,45 @@ def http_error(exc: RequestError, given: Any = None, name: str | None = None) ->
     return FieldError(name, in_words(exc, name, shown), 422 if exc.kind in ("type", "unknown") else 400)
 
 
-def plan_video(request: VideoRequest, settings: ServerSettings) -> Planned:
-    """The run a `POST /api/v1/videos` asks for, checked as the CLI checks it; FieldError otherwise."""
+def plan_video(request: VideoRequest, settings: ServerSettings, until: str | None = None) -> Planned:
+    """The run a `POST /api/v1/videos` asks for, checked as the CLI checks it; FieldError otherwise.
+
+    `until` names the last stage to run (MoneyPrinterTurbo's script, terms, audio and subtitle endpoints stop early).
+    """
     short, ignored, named = _merge_mpt(request)
     limits = {stage: str(size) for stage, size in request.limits.items()}
     max_ram = _max_ram_text(request.max_ram, settings)
     pipeline = _pipeline(request.pipeline, settings)
     try:
-        opts = _checked_options(short, limits, max_ram, pipeline, settings, run_dir=None)
+        opts = _checked_options(short, limits, max_ram, pipeline, settings, run_dir=None, until=until)
     except RequestError as exc:
         field = named.get(exc.field, exc.field)
         raise http_error(exc, getattr(request, field, None), field) from None
     if not (short.topic or short.script or short.category):  # MoneyPrinterTurbo's 400; never a random-topic job
         raise FieldError("video_subject", "video_subject is required: give the short's subject (or `topic`, a"
                          " `category`, or the narration itself as `script`/`video_script`)", 400)
-    return Planned(opts=opts, limits=limits, max_ram=max_ram, pipeline=pipeline, ignored=ignored)
+    return Planned(opts=opts, limits=limits, max_ram=max_ram, pipeline=pipeline, ignored=ignored, until=until)
 
 
 def plan_resume(run_dir: Path, limits: dict[str, str], max_ram: str | None, pipeline: str | None,
-                settings: ServerSettings, llm: str | None = None) -> RunOptions:
+                settings: ServerSettings, llm: str | None = None, until: str | None = None) -> RunOptions:
     """The options that resume `run_dir` (its run.json holds the rest), as `--run-dir DIR --limit ...` would."""
     try:
         # the online backend the request asked for: never taken from run.json alone
         return _checked_options(ShortRequest(llm=llm), limits, _max_ram_text(max_ram, settings), pipeline, settings,
-                                run_dir=run_dir)
+                                run_dir=run_dir, until=until)
     except RequestError as exc:
         raise http_error(exc) from None
 
 
 def _checked_options(request: ShortRequest, limits: dict[str, str], max_ram_text: str | None, pipeline: str | None,
-                     settings: ServerSettings, run_dir: Path | None) -> RunOptions:
+                     settings: ServerSettings, run_dir: Path | None, until: str | None = None) -> RunOptions:
     args = _run_args(limits, max_ram_text, pipeline, settings)
     try:
         stage_limits, stages = limits_and_pipeline(args)
     except UsageError as exc:
         raise FieldError("limits", str(exc), 400) from None
+    stages = _up_to(stages, until)
     max_ram = max_ram_from(max_ram_text) if max_ram_text is not None else None
     try:
         opts = run_options(args, request, stage_limits, stages, max_ram, run_dir=run_dir or _placeholder_dir(settings))
@@ -241,6 +252,17 @@ def _checked_options(request: ShortRequest, limits: dict[str, str], max_ram_text
     if settings.jobs > 1:
         opts.threads = max(1, _cores() // settings.jobs)
     return opts
+
+
+def _up_to(stages: tuple, until: str | None) -> tuple:
+    """The pipeline's stages up to and including `until` (all of them without it)."""
+    names = [spec.name for spec in stages]
+    if until is None:
+        return stages
+    if until not in names:
+        raise FieldError("pipeline", f"this endpoint needs the {until} stage, which the pipeline lacks"
+                         f" (its stages: {', '.join(names)})", 400)
+    return stages[: names.index(until) + 1]
 
 
 def _placeholder_dir(settings: ServerSettings) -> Path:

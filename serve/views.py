@@ -123,8 +123,13 @@ def _add_mpt_results(view: TaskView, job: Job, mount: str) -> None:
     narration = _artifact(job.run_dir, "tts", Narration)
     if narration is not None and narration_path(job) is not None:
         view.audio_file, view.audio_duration = mount + AUDIO_NAME, round(narration.duration_s, 3)
-    if "captions.srt" in view.files:
+    if "captions.srt" in view.files or view.audio_file is not None:
         view.subtitle_path = mount + "subtitle.srt"
+
+
+def script_of(job: Job) -> Script | None:
+    """The script the run's script stage wrote, if it did."""
+    return _artifact(job.run_dir, "script", Script)
 
 
 def _artifact(run_dir: Path, stage: str, kind: type):
@@ -260,6 +265,21 @@ def _title(job: Job) -> str:
 
 def file_path(job: Job, name: str) -> Path:
     return job.run_dir / _source(name)
+
+
+def narration_srt(job: Job) -> str | None:
+    """Subtitles of a run stopped after tts (MoneyPrinterTurbo's /subtitle): one cue per spoken sentence."""
+    narration = _artifact(job.run_dir, "tts", Narration)
+    if narration is None:
+        return None
+    cues = [f"{n}\n{_srt_time(s.start)} --> {_srt_time(s.end)}\n{s.text.strip()}\n"
+            for n, s in enumerate(narration.sentences, 1)]
+    return "\n".join(cues)
+
+
+def _srt_time(seconds: float) -> str:
+    millis = max(0, round(seconds * 1000))
+    return f"{millis // 3_600_000:02d}:{millis // 60_000 % 60:02d}:{millis // 1000 % 60:02d},{millis % 1000:03d}"
 
 
 def srt_to_vtt(text: str) -> str:

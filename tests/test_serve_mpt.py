@@ -188,3 +188,74 @@ def test_forwarded_headers_are_believed_only_with_trust_proxy(work):
             task_id = done["task_id"]
             seen = client.get(f"/api/v1/tasks/{task_id}", headers=forwarded).json()["data"]["videos"][0]
             assert seen == f"{expected or server.url}/tasks/{task_id}/final-1.mp4"
+
+
+SCRIPT = ("Octopuses have three hearts and blue blood. Two hearts pump blood through the gills, while the third"
+          " serves the rest of the body. Follow for more strange facts about the ocean.")
+
+
+def test_terms_of_a_script_come_from_the_script_stage_alone_and_leave_no_task(server, work):
+    with server.client() as client:
+        before = client.get("/api/v1/tasks").json()["data"]["total"]
+        response = client.post("/api/v1/terms", json={"video_subject": "Octopuses", "video_script": SCRIPT,
+                                                       "amount": 2})
+        assert response.status_code == 200, response.text
+        terms = response.json()["data"]["video_terms"]
+        assert 1 <= len(terms) <= 2 and all(isinstance(term, str) and term.strip() for term in terms)
+        assert client.get("/api/v1/tasks").json()["data"]["total"] == before  # its run directory is removed
+
+        written = client.post("/api/v1/scripts", json={"video_subject": "Octopuses", "video_script": SCRIPT})
+        assert written.status_code == 200, written.text
+        assert written.json()["data"]["video_script"] == SCRIPT
+
+        assert client.post("/api/v1/terms", json={}).status_code == 400
+        assert client.post("/api/v1/scripts", json={"paragraph_number": 1}).json()["field"] == "video_subject"
+
+
+def test_musics_lists_the_tracks_music_is_picked_from(server):
+    from immich_memories_music import tracks_dir
+
+    with server.client() as client:
+        files = client.get("/api/v1/musics").json()["data"]["files"]
+    assert files and {f["name"] for f in files} == {p.name for p in Path(tracks_dir()).glob("*/*") if p.is_file()}
+    assert all(Path(f["file"]).stat().st_size == f["size"] for f in files)
+
+
+def test_audio_and_subtitle_need_a_script_and_a_pipeline_with_tts(server):
+    with server.client() as client:
+        for endpoint in ("/api/v1/audio", "/api/v1/subtitle"):
+            refused = client.post(endpoint, json={"video_subject": "Octopuses"})
+            assert refused.status_code == 400 and refused.json()["field"] == "video_script", refused.text
+            refused = client.post(endpoint, json={"video_script": SCRIPT, "pipeline": "balloons"})
+            assert refused.status_code == 400 and "tts" in refused.json()["message"], refused.text
+
+
+@pytest.mark.slow
+def test_a_real_short_from_its_body_is_fetched_as_given_then_deleted(tmp_path):
+    """The one real run: MoneyPrinterTurbo's body with its own script, through every stage, fetched by URL."""
+    with running_server(tmp_path / "runs", "--max-ram", "4G") as server, server.client() as client:
+        subtitles = client.post("/api/v1/subtitle", json=mpt_body(video_script=SCRIPT, video_subject="Octopuses"))
+        made = client.post("/api/v1/videos", json=mpt_body(video_script=SCRIPT, video_subject="Octopuses",
+                                                            bgm_type=""))
+        assert made.status_code == 200 and subtitles.status_code == 200, made.text + subtitles.text
+
+        spoken = finished(client, subtitles.json()["data"]["task_id"], timeout=900)
+        done = finished(client, made.json()["data"]["task_id"], timeout=1500)
+
+        assert [s["name"] for s in spoken["stages"]] == ["theme", "script", "tts"] and spoken["state"] == 1
+        wav = httpx.get(spoken["audio_file"])
+        assert wav.status_code == 200 and wav.content[:4] == b"RIFF" and spoken["audio_duration"] > 3
+        cues = httpx.get(spoken["subtitle_path"]).text
+        assert "Octopuses have three hearts and blue blood." in cues and " --> " in cues
+        assert spoken["videos"] == []
+
+        assert done["state"] == 1, done["message"]
+        assert done["script"] == SCRIPT and done["terms"] and done["audio_duration"] > 3
+        video = httpx.get(done["videos"][0])
+        run_dir = tmp_path / "runs" / done["task_id"]
+        assert video.status_code == 200 and video.content == (run_dir / "final.mp4").read_bytes()
+        assert httpx.get(done["subtitle_path"]).text == (run_dir / "captions.srt").read_text()
+        assert httpx.head(done["audio_file"]).status_code == 200
+
+        assert client.delete(f"/api/v1/tasks/{done['task_id']}").status_code == 200
+        assert not run_dir.exists() and httpx.get(done["videos"][0]).status_code == 404
