@@ -16,6 +16,10 @@ import asyncio
 import contextlib
 import re
 import secrets
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import msgspec
@@ -43,6 +47,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 KEEPALIVE_S = 15.0
 SYNC_WAIT_S = 1800.0
 """How long `POST /api/v1/scripts` and `/terms` (answered when their stages end) wait at most."""
+VOICES_TTL_S = 60.0
 EVENT_QUEUE = 5000
 
 
@@ -55,11 +60,14 @@ def create_app(settings: ServerSettings, token: str | None = None, hosts: frozen
             return
         if kind == "task":
             payload = msgspec.json.encode(task_view(job, manager.limits.warn_fraction))
+        elif kind == "deleted":
+            payload = msgspec.json.encode({"task_id": job.id})
         else:
             payload = msgspec.json.encode({"task_id": job.id, "progress": live_progress(job), **data})
         hub.publish(kind, job.id, payload)
 
     manager = JobManager(settings, on_change)
+    voice_catalogue = VoiceCatalogue()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -166,6 +174,11 @@ def create_app(settings: ServerSettings, token: str | None = None, hosts: frozen
         if not 1 <= video.amount <= 50:
             raise FieldError("amount", "amount: give 1 to 50 terms", 400)
         return ok({"video_terms": list(script.broll_queries)[: video.amount]})
+
+    @app.get("/api/v1/voices", summary="Each language the narrator speaks with its voices installed here, its"
+             " default first (what the page's voice list offers)")
+    async def voices() -> Response:
+        return ok(await run_in_threadpool(voice_catalogue.get))
 
     @app.get("/api/v1/musics", summary="MoneyPrinterTurbo's: the background music the runner picks from (bundled"
              " mood tracks)")
@@ -297,6 +310,33 @@ def create_app(settings: ServerSettings, token: str | None = None, hosts: frozen
         })
 
     return app
+
+
+class VoiceCatalogue:
+    """`python -m stages.voices list --json` run in its own process (the stage code stays out of the server),
+    remembered for `VOICES_TTL_S` (voices change only when someone fetches more)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: list | None = None
+        self._at = 0.0
+
+    def get(self) -> list:
+        with self._lock:
+            if self._value is None or time.monotonic() - self._at > VOICES_TTL_S:
+                self._value, self._at = self._read(), time.monotonic()
+            return self._value
+
+    @staticmethod
+    def _read() -> list:
+        try:
+            done = subprocess.run([sys.executable, "-m", "stages.voices", "list", "--json"], capture_output=True,
+                                  text=True, timeout=120, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise FieldError(None, f"could not list the voices: {exc}", 500) from None
+        if done.returncode != 0:
+            raise FieldError(None, f"could not list the voices: {done.stderr.strip()[-500:]}", 500)
+        return msgspec.json.decode(done.stdout)
 
 
 def _music_files() -> list[dict]:

@@ -251,6 +251,7 @@ class JobManager(Observer):
                 write_report(job.run_dir, job.report)
             elif job.phase == "running":
                 job.cancel.set()
+                self._save_record(job, cancelled=True)
             elif held_elsewhere(job.run_dir):
                 raise FieldError(None, f"task {job.id} is being run by another process, not by this server;"
                                        " stop it there (Ctrl-C)", 409)
@@ -276,6 +277,7 @@ class JobManager(Observer):
             except OSError as exc:
                 raise FieldError(None, f"task {job.id}: could not remove {job.run_dir} ({exc.strerror})", 409) from None
             self.jobs.pop(job.id, None)
+        self._changed(job, "deleted")
 
     def resume(self, job: Job, limits: dict[str, str], max_ram: str | None) -> None:
         with self._lock:

@@ -183,6 +183,9 @@ def _status(job: Job, report: RunReport | None, elsewhere: bool) -> tuple[str, s
             return "interrupted", "never started: the server stopped while it was queued; resume it"
         return "interrupted", ("interrupted: the supervisor running it stopped before it finished;"
                                " resume it to go on from the last finished stage")
+    if report.status == "interrupted" and job.record is not None and job.record.cancelled:
+        return "interrupted", "cancelled" + (" before it started" if job.record.started_at is None else
+                                             "; resume it to go on from the last finished stage")
     return report.status, report.message
 
 

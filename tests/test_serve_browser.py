@@ -142,3 +142,48 @@ def test_a_person_makes_a_short_in_the_page_watches_it_and_resumes_an_oom(tmp_pa
         expect(oom).to_have_attribute("data-status", "interrupted", timeout=120_000)
         browser.close()
         assert not errors, errors
+
+
+def test_the_voice_list_follows_the_language_a_finished_card_keeps_its_memory_chart_and_delete_removes_it(tmp_path):
+    from stages.voices import catalogue
+
+    browser_path = chromium()
+    quick = write_pipeline(tmp_path / "quick.toml", {"name": "grow", "ceiling": "200M", "params": {"mb": 40,
+                                                                                                   "rate_mb_s": 40}})
+    french = next(lang for lang in catalogue() if lang["code"] == "fr-fr")
+    with running_server(tmp_path / "runs", "--pipeline", quick) as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server.url + "/")
+        icon = page.locator("link[rel=icon]").get_attribute("href")
+        assert page.request.get(f"{server.url}/{icon}").headers["content-type"] == "image/svg+xml"
+
+        expect(page.locator("#voice option")).not_to_have_count(1, timeout=60_000)  # the voices have arrived
+        page.select_option("#language", "fr-fr")  # the voices offered are those of the language chosen
+        options = page.locator("#voice option").evaluate_all("options => options.map(o => o.value)")
+        assert options == ["", *[voice["name"] for voice in french["voices"]]]
+        page.select_option("#language", "en-us")
+
+        page.fill("#topic", "Deleted from the page")
+        page.locator("details").evaluate("details => details.open = true")
+        page.select_option("#pipeline", "quick")
+        card = submitted(page, server)
+        expect(card).to_have_attribute("data-status", "done", timeout=120_000)
+        task_id = card.get_attribute("data-task-id")
+
+        page.reload()  # a finished card, never watched while it ran, still draws its memory over time
+        card = page.locator(f"li.task[data-task-id='{task_id}']")
+        expect(card.locator(".rss-line")).to_have_attribute("points", re.compile(r"\d+(\.\d+)?,\d"), timeout=30_000)
+        expect(card.locator("button.cancel")).to_be_hidden()
+
+        card.locator("button.delete").click()
+        expect(card).to_have_count(0, timeout=30_000)
+        with server.client() as client:
+            assert client.get(f"/api/v1/tasks/{task_id}").status_code == 404
+        assert not (tmp_path / "runs" / task_id).exists()
+        page.reload()
+        expect(page.locator("li.task")).to_have_count(0)
+        browser.close()
+        assert not errors, errors

@@ -132,10 +132,12 @@ def test_queued_reads_as_state_4_at_progress_0_with_our_status_beside_it_and_del
         assert (waiting["state"], waiting["progress"], waiting["status"]) == (4, 0, "queued")
         assert task(client, running)["state"] == 4
 
-        assert client.delete(f"/api/v1/tasks/{running}").status_code == 200
-        assert finished(client, running)["status"] == "interrupted"
         assert client.delete(f"/api/v1/tasks/{queued}").status_code == 200
-        assert finished(client, queued)["status"] == "interrupted"
+        never = finished(client, queued)
+        assert never["status"] == "interrupted" and never["message"] == "cancelled before it started"
+        assert client.delete(f"/api/v1/tasks/{running}").status_code == 200
+        stopped = finished(client, running)
+        assert stopped["status"] == "interrupted" and stopped["message"].startswith("cancelled; resume it")
 
 
 def test_videos_0_is_an_absolute_url_fetched_as_given_with_head_and_range(server, work):
@@ -259,3 +261,16 @@ def test_a_real_short_from_its_body_is_fetched_as_given_then_deleted(tmp_path):
 
         assert client.delete(f"/api/v1/tasks/{done['task_id']}").status_code == 200
         assert not run_dir.exists() and httpx.get(done["videos"][0]).status_code == 404
+
+
+def test_the_voices_of_each_language_are_listed_without_loading_stage_code_into_the_server(server):
+    import psutil
+
+    from stages.voices import catalogue
+
+    with server.client() as client:
+        listed = client.get("/api/v1/voices").json()["data"]
+    assert listed == catalogue()
+    assert {entry["code"] for entry in listed} >= {"en-us", "fr-fr"}
+    maps = {m.path for m in psutil.Process(server.process.pid).memory_maps()}
+    assert not [path for path in maps if "numpy" in path or "onnxruntime" in path]

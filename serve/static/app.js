@@ -23,7 +23,9 @@ async function api(method, url, body) {
   if (response.status === 401) {
     document.getElementById("server-memory").textContent = "this server needs its token: open /?token=YOUR_TOKEN";
   }
-  if (!response.ok) throw Object.assign(new Error(data.message || response.statusText), { field: data.field });
+  if (!response.ok) {
+    throw Object.assign(new Error(data.message || response.statusText), { field: data.field, status: response.status });
+  }
   return data.data;
 }
 
@@ -94,6 +96,7 @@ function card(taskId) {
     li = document.getElementById("task-template").content.firstElementChild.cloneNode(true);
     li.dataset.taskId = taskId;
     li.querySelector(".cancel").addEventListener("click", () => act("DELETE", taskId, ""));
+    li.querySelector(".delete").addEventListener("click", () => removeTask(taskId));
     const queue = document.getElementById("queue");
     queue.prepend(li);
     document.getElementById("queue-empty").hidden = true;
@@ -108,6 +111,27 @@ async function act(method, taskId, suffix, body) {
     const li = card(taskId);
     li.querySelector(".message").textContent = err.message;
   }
+}
+
+// DELETE of a stopped task removes it and its files on the server; its card goes with it
+async function removeTask(taskId) {
+  try {
+    await api("DELETE", `/api/v1/tasks/${encodeURIComponent(taskId)}`);
+  } catch (err) {
+    if (err.status !== 404) {
+      card(taskId).querySelector(".message").textContent = err.message;
+      return;
+    }
+  }
+  forget(taskId);
+}
+
+function forget(taskId) {
+  tasks.delete(taskId);
+  timelines.delete(taskId);
+  const li = document.querySelector(`li.task[data-task-id="${CSS.escape(taskId)}"]`);
+  if (li) li.remove();
+  document.getElementById("queue-empty").hidden = document.querySelectorAll("li.task").length > 0;
 }
 
 function upsertTask(task) {
@@ -143,6 +167,7 @@ function render(task) {
   li.querySelector(".percent").textContent = task.progress + "%";
   li.querySelector(".progress-fill").style.width = task.progress + "%";
   li.querySelector(".cancel").hidden = !["queued", "running"].includes(task.status);
+  li.querySelector(".delete").hidden = ["queued", "running"].includes(task.status);
   renderStages(li, task);
   li.querySelector(".message").textContent = task.message || "";
   renderActions(li, task);
@@ -294,12 +319,38 @@ function listen() {
   source.addEventListener("task", (event) => upsertTask(JSON.parse(event.data)));
   source.addEventListener("sample", onSample);
   source.addEventListener("progress", onProgress);
+  source.addEventListener("deleted", (event) => forget(JSON.parse(event.data).task_id));
   source.addEventListener("open", () => loadTasks());  // after a reconnect, catch up on what was missed
 }
 
 async function loadTasks() {
   const data = await api("GET", "/api/v1/tasks?page_size=200");
-  for (const task of data.tasks.slice().reverse()) upsertTask(task);
+  const listed = new Set(data.tasks.map((task) => task.task_id));
+  for (const taskId of [...tasks.keys()]) if (!listed.has(taskId)) forget(taskId);  // deleted elsewhere
+  for (const task of data.tasks.slice().reverse()) {
+    const known = tasks.has(task.task_id);
+    upsertTask(task);
+    // a finished card shows its run's memory over time too, not only one watched while it ran
+    if (!known && !["queued", "running"].includes(task.status)) loadTimeline(task.task_id);
+  }
+}
+
+// The voices installed for each language (GET /api/v1/voices), the voice list following the language chosen.
+let voicesByLanguage = new Map();
+
+async function loadVoices() {
+  try {
+    voicesByLanguage = new Map((await api("GET", "/api/v1/voices")).map((lang) => [lang.code, lang]));
+  } catch (err) { /* the language's own voice is still offered */ }
+  showVoices();
+}
+
+function showVoices() {
+  const select = document.getElementById("voice");
+  const lang = voicesByLanguage.get(document.getElementById("language").value || "en-us");
+  const voices = lang ? lang.voices.map((v) => v.name) : [];
+  const own = lang ? `the language's own (${lang.default})` : "the language's own";
+  select.replaceChildren(new Option(own, ""), ...voices.map((name) => new Option(name, name)));
 }
 
 // Each field of the request schema (GET /api/v1/schema) without its "or null": its type, enum, limits, help.
@@ -352,6 +403,8 @@ document.addEventListener("DOMContentLoaded", async () => {
   document.getElementById("video-form").addEventListener("submit", submitForm);
   showWhat();
   await loadOptions();
+  document.getElementById("language").addEventListener("change", showVoices);
+  await loadVoices();
   await loadTasks();
   listen();
   showServer();
