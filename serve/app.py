@@ -37,6 +37,7 @@ from ipc.pipeline import STAGE_NAMES
 from ipc.request import json_schema
 from serve.guard import RequestGuard, allowed_hosts
 from serve.jobs import EventHub, Job, JobManager, valid_task_id
+from serve.mcp_tools import build_mcp, mount_mcp
 from serve.requests import (
     FieldError, ResumeRequest, ServerSettings, ShortVideoRequest, TermsRequest, VideoRequest, decode, plan_video,
     video_from_short_video_maker,
@@ -69,10 +70,15 @@ def create_app(settings: ServerSettings, token: str | None = None, hosts: frozen
     manager = JobManager(settings, on_change)
     voice_catalogue = VoiceCatalogue()
 
+    mcp_sessions: list = []  # the MCP endpoint's session context, once its route is added below
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         await asyncio.to_thread(manager.start)
-        yield
+        async with contextlib.AsyncExitStack() as stack:
+            for sessions in mcp_sessions:
+                await stack.enter_async_context(sessions)
+            yield
         await asyncio.to_thread(manager.stop)
 
     app = FastAPI(title="aishorts-runner", description="Topic in, vertical short out: every heavy stage under a"
@@ -97,6 +103,8 @@ def create_app(settings: ServerSettings, token: str | None = None, hosts: frozen
 
     def warn() -> float:
         return manager.limits.warn_fraction
+
+    mcp_sessions.append(mount_mcp(app, build_mcp(manager, settings, find)))
 
     def view(job: Job, request: Request, with_timeline: bool = False):
         return task_view(job, warn(), with_timeline, base_url(request, trust_proxy))
