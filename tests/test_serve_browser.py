@@ -187,3 +187,85 @@ def test_the_voice_list_follows_the_language_a_finished_card_keeps_its_memory_ch
         expect(page.locator("li.task")).to_have_count(0)
         browser.close()
         assert not errors, errors
+
+
+class LlamaCppLike:
+    """A loopback server speaking what `--llm auto` looks for (llama.cpp's /v1/models) and answering every chat
+    with the stage tests' well-formed script, so the script stage runs for real without a model."""
+
+    def __init__(self, reply: str) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _send(self, payload: object) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._send({"data": [{"id": "loopback.gguf"}]})
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self._send({"choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]})
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> LlamaCppLike:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def test_a_person_has_the_script_written_first_edits_it_and_the_short_is_made_from_the_edited_words(tmp_path):
+    import json
+
+    from urllib.parse import urlsplit
+
+    from tests.llm_server import closed_port_url
+    from tests.test_stage_theme_script import GOOD_SCRIPT
+
+    browser_path = chromium()
+    quick = write_pipeline(tmp_path / "quick.toml", {"name": "grow", "ceiling": "200M", "params": {"mb": 10}})
+    with LlamaCppLike(GOOD_SCRIPT) as llm:
+        env = {key: value for key, value in os.environ.items() if key not in ("OPENAI_API_KEY", "OPENROUTER_API_KEY")}
+        env.update(AISHORTS_LLAMACPP_URL=llm.url, OLLAMA_HOST=urlsplit(closed_port_url()).netloc)  # no Ollama here
+        with running_server(tmp_path / "runs", "--pipeline", quick, env=env) as server, \
+                sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(server.url + "/")
+
+            page.fill("#topic", "Why octopuses have three hearts")
+            page.click("#write-script")
+            expect(page.locator("#script")).to_be_visible(timeout=300_000)  # written, and shown to be edited
+            written = page.input_value("#script")
+            assert written.startswith("An octopus has three hearts, and two of them take breaks.")
+            assert "Follow for more strange facts about the ocean." in written
+            edited = written.replace("Follow for more strange facts about the ocean.", "Share this with a friend.")
+            page.fill("#script", edited)
+
+            page.locator("details").evaluate("details => details.open = true")
+            page.select_option("#pipeline", "quick")
+            card = submitted(page, server)
+            expect(card).to_have_attribute("data-status", "done", timeout=120_000)
+            run_json = json.loads((tmp_path / "runs" / card.get_attribute("data-task-id") / "run.json").read_text())
+            assert run_json["params"]["script"]["script_text"] == edited  # what was rendered is what was edited
+            assert page.locator("li.task").count() == 1  # writing the script left no task behind
+            browser.close()
+            assert not errors, errors

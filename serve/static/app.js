@@ -68,6 +68,33 @@ function formRequest() {
   return request;
 }
 
+// Script first: the theme and script stages alone write the narration (POST /api/v1/scripts); it lands in the
+// script box to be edited, and "Make the short" then renders those words.
+async function writeScriptFirst() {
+  const error = document.getElementById("form-error");
+  const status = document.getElementById("write-status");
+  const button = document.getElementById("write-script");
+  error.hidden = true;
+  const request = formRequest();
+  delete request.pipeline;  // the product's own theme and script stages write it
+  button.disabled = true;
+  status.textContent = "writing the script…";
+  try {
+    const data = await api("POST", "/api/v1/scripts", request);
+    document.getElementById("script").value = data.video_script;
+    document.querySelector("input[name=what][value=script]").checked = true;
+    showWhat();
+    status.textContent = "";
+    document.getElementById("script").focus();
+  } catch (err) {
+    status.textContent = "";
+    error.textContent = (err.field ? err.field + ": " : "") + err.message;
+    error.hidden = false;
+  } finally {
+    button.disabled = false;
+  }
+}
+
 async function submitForm(event) {
   event.preventDefault();
   const error = document.getElementById("form-error");
@@ -401,6 +428,7 @@ async function showServer() {
 document.addEventListener("DOMContentLoaded", async () => {
   for (const radio of document.querySelectorAll("input[name=what]")) radio.addEventListener("change", showWhat);
   document.getElementById("video-form").addEventListener("submit", submitForm);
+  document.getElementById("write-script").addEventListener("click", writeScriptFirst);
   showWhat();
   await loadOptions();
   document.getElementById("language").addEventListener("change", showVoices);
