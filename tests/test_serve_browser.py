@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright  # the serve extra; never `playwright install`
 
+from tests.runner_helpers import wait_for
 from tests.serve_helpers import running_server
 from tools.balloon import write_pipeline
 
@@ -144,7 +145,7 @@ def test_a_person_makes_a_short_in_the_page_watches_it_and_resumes_an_oom(tmp_pa
         assert not errors, errors
 
 
-def test_the_voice_list_follows_the_language_a_finished_card_keeps_its_memory_chart_and_delete_removes_it(tmp_path):
+def test_voices_follow_the_language_a_preview_plays_a_finished_card_keeps_its_chart_and_delete_removes_it(tmp_path):
     from stages.voices import catalogue
 
     browser_path = chromium()
@@ -165,6 +166,22 @@ def test_the_voice_list_follows_the_language_a_finished_card_keeps_its_memory_ch
         options = page.locator("#voice option").evaluate_all("options => options.map(o => o.value)")
         assert options == ["", *[voice["name"] for voice in french["voices"]]]
         page.select_option("#language", "en-us")
+
+        page.select_option("#voice", "am_adam")  # a preview: the real narrator says one sentence, the page plays it
+        page.click("#preview-voice")
+        sample = page.locator("#voice-sample")
+        expect(sample).to_be_visible(timeout=300_000)
+        seconds = sample.evaluate("""a => new Promise((resolve, reject) => {
+            a.muted = true;
+            a.addEventListener('error', () => reject(new Error('the sample did not load')));
+            const known = () => a.duration > 0 && isFinite(a.duration) ? resolve(a.duration) : setTimeout(known, 100);
+            known();
+        })""")
+        assert 1.5 < seconds < 15, seconds
+        expect(page.locator("#form-error")).to_be_hidden()
+        expect(page.locator("li.task")).to_have_count(0)  # a preview is no short: no card, and its task is gone
+        with server.client() as client:
+            assert wait_for(lambda: client.get("/api/v1/tasks").json()["data"]["total"] == 0, timeout=30)
 
         page.fill("#topic", "Deleted from the page")
         page.locator("details").evaluate("details => details.open = true")

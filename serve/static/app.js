@@ -68,6 +68,55 @@ function formRequest() {
   return request;
 }
 
+// A voice preview: the tts stage alone says one sentence (POST /api/v1/audio), the page plays it, the task goes.
+const SAMPLES = {
+  "en-us": "Hello! This is how I sound when I narrate your short.",
+  "en-gb": "Hello! This is how I sound when I narrate your short.",
+  "es": "¡Hola! Así suena mi voz cuando narro tu vídeo.",
+  "fr-fr": "Bonjour ! Voici ma voix quand je raconte ta vidéo.",
+  "hi": "नमस्ते! आपका वीडियो सुनाते समय मेरी आवाज़ ऐसी लगती है।",
+  "it": "Ciao! Ecco come suona la mia voce quando racconto il tuo video.",
+  "ja": "こんにちは。これが私の声です。",
+  "pt-br": "Olá! É assim que soa a minha voz quando narro o seu vídeo.",
+  "zh": "你好！这就是我为你的视频配音时的声音。",
+};
+const previews = new Set();
+
+async function previewVoice() {
+  const button = document.getElementById("preview-voice");
+  const player = document.getElementById("voice-sample");
+  const language = document.getElementById("language").value || "en-us";
+  const request = { video_script: SAMPLES[language] || SAMPLES["en-us"], language, music: false };
+  const voice = document.getElementById("voice").value;
+  if (voice) request.voice = voice;
+  button.disabled = true;
+  button.textContent = "Preparing…";
+  let taskId = null;
+  try {
+    taskId = (await api("POST", "/api/v1/audio", request)).task_id;
+    previews.add(taskId);
+    forget(taskId);
+    let task;
+    do {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      task = await api("GET", `/api/v1/tasks/${encodeURIComponent(taskId)}`);
+    } while (task.state === 4);
+    if (task.state !== 1 || !task.audio_file) throw new Error(task.message || "the narrator could not say it");
+    const sample = await fetch(withToken(task.audio_file));
+    player.src = URL.createObjectURL(await sample.blob());  // kept here: the task and its files go now
+    player.hidden = false;
+    player.play().catch(() => { /* autoplay refused: the controls are there */ });
+  } catch (err) {
+    const error = document.getElementById("form-error");
+    error.textContent = "voice preview: " + err.message;
+    error.hidden = false;
+  } finally {
+    if (taskId) await api("DELETE", `/api/v1/tasks/${encodeURIComponent(taskId)}`).catch(() => {});
+    button.disabled = false;
+    button.textContent = "Preview";
+  }
+}
+
 // Script first: the theme and script stages alone write the narration (POST /api/v1/scripts); it lands in the
 // script box to be edited, and "Make the short" then renders those words.
 async function writeScriptFirst() {
@@ -162,6 +211,7 @@ function forget(taskId) {
 }
 
 function upsertTask(task) {
+  if (previews.has(task.task_id)) return;  // a voice preview is not a short: no card
   const previous = tasks.get(task.task_id);
   tasks.set(task.task_id, task);
   if (task.timeline) timelines.set(task.task_id, task.timeline.map((s) => [s[0], s[1]]));
@@ -429,6 +479,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   for (const radio of document.querySelectorAll("input[name=what]")) radio.addEventListener("change", showWhat);
   document.getElementById("video-form").addEventListener("submit", submitForm);
   document.getElementById("write-script").addEventListener("click", writeScriptFirst);
+  document.getElementById("preview-voice").addEventListener("click", previewVoice);
   showWhat();
   await loadOptions();
   document.getElementById("language").addEventListener("change", showVoices);
