@@ -453,7 +453,8 @@ async function loadOptions() {
     const input = document.getElementById(name);
     if (!input) continue;
     if (field.description) input.title = field.description;
-    if (field.enum && input.tagName === "SELECT") fill(name, field.enum, name === "category" ? "random" : "");
+    const blank = { category: "random", language: "the default (en-us)" }[name] || "";
+    if (field.enum && input.tagName === "SELECT") fill(name, field.enum, blank);
     if (field.maxLength && "maxLength" in input) input.maxLength = field.maxLength;
     if (field.pattern && input.tagName === "INPUT") input.pattern = field.pattern;
   }
