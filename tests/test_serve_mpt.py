@@ -249,6 +249,9 @@ def test_a_real_short_from_its_body_is_fetched_as_given_then_deleted(tmp_path):
         assert wav.status_code == 200 and wav.content[:4] == b"RIFF" and spoken["audio_duration"] > 3
         cues = httpx.get(spoken["subtitle_path"]).text
         assert "Octopuses have three hearts and blue blood." in cues and " --> " in cues
+        head = httpx.head(spoken["subtitle_path"])
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-type"].startswith("application/x-subrip")
         assert spoken["videos"] == []
 
         assert done["state"] == 1, done["message"]
