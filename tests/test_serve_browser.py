@@ -189,7 +189,9 @@ def test_voices_follow_the_language_a_preview_plays_a_finished_card_keeps_its_ch
         page.locator("details").evaluate("details => details.open = true")
         page.select_option("#pipeline", "quick")
         card = submitted(page, server)
+        expect(card.locator(".log li").last).to_have_text(re.compile(r"^grow: \d+ MB$"), timeout=120_000)  # live lines
         expect(card).to_have_attribute("data-status", "done", timeout=120_000)
+        assert card.locator(".log li").count() <= 6
         task_id = card.get_attribute("data-task-id")
 
         page.reload()  # a finished card, never watched while it ran, still draws its memory over time

@@ -389,6 +389,19 @@ function onProgress(event) {
   li.querySelector(".progress-fill").style.width = task.progress + "%";
   const item = li.querySelector(`.stage[data-stage="${CSS.escape(data.stage)}"]`);
   if (item && stage) updateStage(item, stage);
+  if (data.detail) logLine(li, `${data.stage}: ${data.detail}`);
+}
+
+// The latest stage messages of a running job, newest last, beside its memory bars
+const LOG_LINES = 6;
+
+function logLine(li, text) {
+  const log = li.querySelector(".log");
+  if (log.lastElementChild && log.lastElementChild.textContent === text) return;
+  const line = document.createElement("li");
+  line.textContent = text;
+  log.append(line);
+  while (log.children.length > LOG_LINES) log.firstElementChild.remove();
 }
 
 function listen() {
