@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                         help="another name this server answers to in the Host header (repeatable; by default"
                         " loopback names and the --host address)")
+    parser.add_argument("--trust-proxy", action="store_true",
+                        help="behind a reverse proxy: build the URLs in answers from its X-Forwarded-Proto, -Host and"
+                        " -Prefix headers (never believed without this option)")
     parser.add_argument("--pipeline", type=Path, action="append", default=[], metavar="FILE", help=argparse.SUPPRESS)
     return parser
 
@@ -114,8 +117,10 @@ def main(argv: list[str]) -> int:
     shown = f"[{host}]" if ":" in host else host
     print(f"aishorts-runner serve: http://{shown}:{port}/ (tasks in {settings.runs_dir}; API docs at /docs)",
           file=sys.stderr, flush=True)
-    app = create_app(settings, args.token, allowed_hosts(args.host, args.allow_host), cors)
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3, access_log=False)
+    app = create_app(settings, args.token, allowed_hosts(args.host, args.allow_host), cors, args.trust_proxy)
+    # X-Forwarded-* are read by serve.app only with --trust-proxy: uvicorn must not believe them on its own
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3, access_log=False,
+                            proxy_headers=False)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 

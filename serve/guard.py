@@ -143,7 +143,7 @@ def _replay(body: bytes, receive):
 
 
 async def _refuse(send, status: int, field: str, reason: str) -> None:
-    payload = json.dumps({"status": status, "message": reason, "field": field,
+    payload = json.dumps({"status": status, "message": reason, "data": None, "field": field,
                           "detail": [{"field": field, "reason": reason}]}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),

@@ -5,7 +5,8 @@ so nothing is lost when the server dies: a queued job is queued again, a job
 that was running shows as interrupted and resumable), the queue and its
 worker threads (each runs `runner.run.run_pipeline` under one shared
 `MemoryBudget`), cancelling (the job's own cancel event, which every watchdog
-honours by killing its stage tree), and live state fed by an `Observer` to the
+honours by killing its stage tree), removing a finished job with its run
+directory, and live state fed by an `Observer` to the
 event hub. Checking requests is `serve.requests`' job; shaping what clients
 see is `serve.views`'.
 """
@@ -17,6 +18,7 @@ import errno
 import fcntl
 import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +55,8 @@ class JobRecord(msgspec.Struct, kw_only=True):
     cancelled: bool = False
     llm: str | None = None
     """"openai" when the request asked for the online backend: a resume asks for it again (run.json alone never does)."""
+    until: str | None = None
+    """The last stage to run (MoneyPrinterTurbo's script, terms, audio and subtitle endpoints stop early)."""
 
 
 class StageView(msgspec.Struct, kw_only=True):
@@ -228,7 +232,7 @@ class JobManager(Observer):
         subject = opts.params.theme.topic or opts.params.theme.category or "short"
         record = JobRecord(submitted_at=time.time(), stages=[spec.name for spec in opts.pipeline],
                            limits=planned.limits, max_ram=planned.max_ram, pipeline=planned.pipeline,
-                           llm="openai" if opts.params.script.llm.backend == "openai" else None)
+                           llm="openai" if opts.params.script.llm.backend == "openai" else None, until=planned.until)
         with claimed(default_run_dir(subject, parent=self.settings.runs_dir), fresh=True) as run_dir:
             write_struct(run_dir / "run.json", opts.manifest)
             write_struct(run_dir / RECORD_NAME, record)
@@ -250,12 +254,33 @@ class JobManager(Observer):
                 write_report(job.run_dir, job.report)
             elif job.phase == "running":
                 job.cancel.set()
+                self._save_record(job, cancelled=True)
             elif held_elsewhere(job.run_dir):
                 raise FieldError(None, f"task {job.id} is being run by another process, not by this server;"
                                        " stop it there (Ctrl-C)", 409)
             else:
                 raise FieldError(None, f"task {job.id} is not queued or running; nothing to cancel", 409)
         self._changed(job, "task")
+
+    def remove(self, job: Job) -> None:
+        """A finished job and its run directory, gone (MoneyPrinterTurbo's DELETE); never one that runs anywhere."""
+        with self._lock:
+            if job.phase != "idle":
+                raise FieldError(None, f"task {job.id} is {job.phase}; cancel it first", 409)
+            if held_elsewhere(job.run_dir):
+                raise FieldError(None, f"task {job.id} is being run by another process (its run directory is"
+                                       " locked); stop it there first", 409)
+            root = self.settings.runs_dir.resolve()
+            if job.run_dir.is_symlink() or job.run_dir.resolve().parent != root:
+                raise FieldError(None, f"task {job.id} is not a folder of {root}; it is left alone", 409)
+            try:
+                shutil.rmtree(job.run_dir)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise FieldError(None, f"task {job.id}: could not remove {job.run_dir} ({exc.strerror})", 409) from None
+            self.jobs.pop(job.id, None)
+        self._changed(job, "deleted")
 
     def resume(self, job: Job, limits: dict[str, str], max_ram: str | None) -> None:
         with self._lock:
@@ -267,7 +292,7 @@ class JobManager(Observer):
             record = job.record or self._record_for_foreign(job)
             merged = {**record.limits, **limits}
             opts = plan_resume(job.run_dir, merged, max_ram if max_ram is not None else record.max_ram,
-                               record.pipeline, self.settings, record.llm)
+                               record.pipeline, self.settings, record.llm, record.until)
             record.limits = merged
             record.max_ram = max_ram if max_ram is not None else record.max_ram
             record.cancelled = False
@@ -320,7 +345,7 @@ class JobManager(Observer):
         try:
             self._save_record(job, started_at=time.time())
             opts = job.opts or plan_resume(job.run_dir, job.record.limits, job.record.max_ram, job.record.pipeline,
-                                           self.settings, job.record.llm)
+                                           self.settings, job.record.llm, job.record.until)
             opts.label = job.id
             job.report = run_pipeline(opts, self, job.cancel, self.budget)
         except (UsageError, FieldError, OSError) as exc:

@@ -38,9 +38,10 @@ class FieldError(Exception):
         self.status = status
 
 
-class VideoRequest(ShortRequest, forbid_unknown_fields=True, kw_only=True):
+class VideoRequest(ShortRequest, kw_only=True):
     """`POST /api/v1/videos`: the request schema's fields (`ipc.request.ShortRequest`; `script` is the narration
-    text itself), the run's budget and ceilings, plus MoneyPrinterTurbo's names where they map."""
+    text itself), the run's budget and ceilings, plus MoneyPrinterTurbo's names where they map. Names outside it are
+    accepted and listed as ignored, as MoneyPrinterTurbo ignores them (`decode(..., unknown="ignore")`)."""
 
     max_ram: str | int | None = None
     limits: dict[str, str | int] = {}
@@ -77,6 +78,12 @@ class VideoRequest(ShortRequest, forbid_unknown_fields=True, kw_only=True):
     stroke_width: Any = None
     n_threads: Any = None
     paragraph_number: Any = None
+
+
+class TermsRequest(VideoRequest, kw_only=True):
+    """`POST /api/v1/terms` (MoneyPrinterTurbo's): a subject and/or a script; how many search terms to give back."""
+
+    amount: int = 5
 
 
 IGNORED_MPT_FIELDS = (
@@ -152,13 +159,15 @@ class Planned:
     max_ram: str | None
     pipeline: str | None
     ignored: list[str]
+    until: str | None = None
 
 
-def decode(body: bytes, kind: type, required: bool = False):
+def decode(body: bytes, kind: type, required: bool = False, unknown: list[str] | None = None):
     """The request body as `kind`, each field checked by its type in the schema; FieldError naming the field.
 
     An optional body may be absent (no bytes at all: every field its default); a body of only whitespace, or none
-    where one is `required`, is a 400.
+    where one is `required`, is a 400. Given an `unknown` list, names `kind` lacks are put in it rather than refused
+    (MoneyPrinterTurbo's clients send fields of newer versions of it).
     """
     if not body and not required:
         return kind()
@@ -170,6 +179,10 @@ def decode(body: bytes, kind: type, required: bool = False):
         raise FieldError(None, f"the body is not valid JSON: {exc}", 400) from None
     if not isinstance(values, dict):
         raise FieldError(None, "the body is not a JSON object", 422)
+    if unknown is not None:
+        known = {f.name for f in msgspec.structs.fields(kind)}
+        unknown.extend(name for name in values if name not in known)
+        values = {name: value for name, value in values.items() if name in known}
     try:
         checked = check_fields(values, kind)
         missing = [f.name for f in msgspec.structs.fields(kind) if f.required and f.name not in checked]
@@ -187,38 +200,45 @@ def http_error(exc: RequestError, given: Any = None, name: str | None = None) ->
     return FieldError(name, in_words(exc, name, shown), 422 if exc.kind in ("type", "unknown") else 400)
 
 
-def plan_video(request: VideoRequest, settings: ServerSettings) -> Planned:
-    """The run a `POST /api/v1/videos` asks for, checked as the CLI checks it; FieldError otherwise."""
+def plan_video(request: VideoRequest, settings: ServerSettings, until: str | None = None) -> Planned:
+    """The run a `POST /api/v1/videos` asks for, checked as the CLI checks it; FieldError otherwise.
+
+    `until` names the last stage to run (MoneyPrinterTurbo's script, terms, audio and subtitle endpoints stop early).
+    """
     short, ignored, named = _merge_mpt(request)
     limits = {stage: str(size) for stage, size in request.limits.items()}
     max_ram = _max_ram_text(request.max_ram, settings)
     pipeline = _pipeline(request.pipeline, settings)
     try:
-        opts = _checked_options(short, limits, max_ram, pipeline, settings, run_dir=None)
+        opts = _checked_options(short, limits, max_ram, pipeline, settings, run_dir=None, until=until)
     except RequestError as exc:
         field = named.get(exc.field, exc.field)
         raise http_error(exc, getattr(request, field, None), field) from None
-    return Planned(opts=opts, limits=limits, max_ram=max_ram, pipeline=pipeline, ignored=ignored)
+    if not (short.topic or short.script or short.category):  # MoneyPrinterTurbo's 400; never a random-topic job
+        raise FieldError("video_subject", "video_subject is required: give the short's subject (or `topic`, a"
+                         " `category`, or the narration itself as `script`/`video_script`)", 400)
+    return Planned(opts=opts, limits=limits, max_ram=max_ram, pipeline=pipeline, ignored=ignored, until=until)
 
 
 def plan_resume(run_dir: Path, limits: dict[str, str], max_ram: str | None, pipeline: str | None,
-                settings: ServerSettings, llm: str | None = None) -> RunOptions:
+                settings: ServerSettings, llm: str | None = None, until: str | None = None) -> RunOptions:
     """The options that resume `run_dir` (its run.json holds the rest), as `--run-dir DIR --limit ...` would."""
     try:
         # the online backend the request asked for: never taken from run.json alone
         return _checked_options(ShortRequest(llm=llm), limits, _max_ram_text(max_ram, settings), pipeline, settings,
-                                run_dir=run_dir)
+                                run_dir=run_dir, until=until)
     except RequestError as exc:
         raise http_error(exc) from None
 
 
 def _checked_options(request: ShortRequest, limits: dict[str, str], max_ram_text: str | None, pipeline: str | None,
-                     settings: ServerSettings, run_dir: Path | None) -> RunOptions:
+                     settings: ServerSettings, run_dir: Path | None, until: str | None = None) -> RunOptions:
     args = _run_args(limits, max_ram_text, pipeline, settings)
     try:
         stage_limits, stages = limits_and_pipeline(args)
     except UsageError as exc:
         raise FieldError("limits", str(exc), 400) from None
+    stages = _up_to(stages, until)
     max_ram = max_ram_from(max_ram_text) if max_ram_text is not None else None
     try:
         opts = run_options(args, request, stage_limits, stages, max_ram, run_dir=run_dir or _placeholder_dir(settings))
@@ -231,6 +251,17 @@ def _checked_options(request: ShortRequest, limits: dict[str, str], max_ram_text
     if settings.jobs > 1:
         opts.threads = max(1, _cores() // settings.jobs)
     return opts
+
+
+def _up_to(stages: tuple, until: str | None) -> tuple:
+    """The pipeline's stages up to and including `until` (all of them without it)."""
+    names = [spec.name for spec in stages]
+    if until is None:
+        return stages
+    if until not in names:
+        raise FieldError("pipeline", f"this endpoint needs the {until} stage, which the pipeline lacks"
+                         f" (its stages: {', '.join(names)})", 400)
+    return stages[: names.index(until) + 1]
 
 
 def _placeholder_dir(settings: ServerSettings) -> Path:

@@ -2,9 +2,12 @@
 
 Responsible for: one `TaskView` per job, from the live state while it runs
 and from its report.json otherwise (a report left "running" by a server that
-died reads as interrupted), its state code (-1 failed, 0 queued, 1 complete,
-4 processing) and progress 0-100, the failing stage and the resume that
-gives it more memory. It changes nothing.
+died reads as interrupted), its state code (MoneyPrinterTurbo's: -1 failed,
+1 complete, 4 processing, a queued task being 4 at progress 0; our own
+`status` beside it) and progress 0-100, the failing stage and the resume that
+gives it more memory, and what MoneyPrinterTurbo's finished task carries
+(absolute `videos` URLs under its `/tasks/{id}/` mount, `script`, `terms`,
+the narration and subtitle files). It changes nothing.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from pathlib import Path
 
 import msgspec
 
+from ipc.artifacts import Narration, Script
+from ipc.files import ArtifactError, read_struct, resolve_in_run
+from ipc.pipeline import artifact_path
 from runner.report import RunReport, Sample, StageReport, downsample
 from serve.jobs import Job, StageView, held_elsewhere, read_manifest, read_report
 
-STATE_FAILED, STATE_QUEUED, STATE_COMPLETE, STATE_PROCESSING = -1, 0, 1, 4
+STATE_FAILED, STATE_COMPLETE, STATE_PROCESSING = -1, 1, 4
 FILES = {
     "final.mp4": "video/mp4",
     "captions.srt": "application/x-subrip",
@@ -29,13 +35,17 @@ FILES = {
     "report.json": "application/json",
 }
 """The files of a run a client may fetch, by name; captions.vtt is made from captions.srt on the fly."""
+MPT_FILES = {"final-1.mp4": "final.mp4", "combined-1.mp4": "final.mp4", "subtitle.srt": "captions.srt"}
+"""MoneyPrinterTurbo's names for our files under its `/tasks/{id}/` mount (one variant: `-1`)."""
+AUDIO_NAME = "audio.wav"
+"""The narration under `/tasks/{id}/` (MoneyPrinterTurbo's is audio.mp3; ours is the tts stage's WAV)."""
 
 
 class TaskView(msgspec.Struct, kw_only=True):
     task_id: str
     title: str
     state: int
-    """MoneyPrinterTurbo's: -1 failed, 0 queued, 1 complete, 4 processing."""
+    """MoneyPrinterTurbo's: -1 failed, 1 complete, 4 processing (queued too, at progress 0)."""
     status: str
     """Ours: queued, running, done, oom, failed, interrupted."""
     progress: int
@@ -52,14 +62,23 @@ class TaskView(msgspec.Struct, kw_only=True):
     max_ram_bytes: int | None = None
     wall_s: float = 0.0
     videos: list[str] = []
+    """MoneyPrinterTurbo's: the finished short, an absolute URL (`/tasks/{id}/final-1.mp4`) a client fetches as is."""
     combined_videos: list[str] = []
+    script: str | None = None
+    """Once the script exists: the narration text, as MoneyPrinterTurbo's finished task carries it."""
+    terms: list[str] | None = None
+    """The b-roll search terms the script came with (MoneyPrinterTurbo's `video_terms`)."""
+    audio_file: str | None = None
+    audio_duration: float | None = None
+    subtitle_path: str | None = None
     files: dict[str, str] = {}
     """Name -> URL of each file of the run that exists now."""
     timeline: list[Sample] | None = None
     """Only in the single-task answer: the run's memory over time (live while it runs)."""
 
 
-def task_view(job: Job, warn_fraction: float, with_timeline: bool = False) -> TaskView:
+def task_view(job: Job, warn_fraction: float, with_timeline: bool = False, base_url: str = "") -> TaskView:
+    """The task as clients see it; `base_url` (scheme, host, prefix) makes MoneyPrinterTurbo's URLs absolute."""
     elsewhere = job.phase == "idle" and held_elsewhere(job.run_dir)
     report = None
     if job.phase == "idle":
@@ -74,7 +93,9 @@ def task_view(job: Job, warn_fraction: float, with_timeline: bool = False) -> Ta
     failed = next((s.name for s in stages if s.status in ("oom", "failed", "interrupted")), None)
     base = f"/api/v1/tasks/{job.id}/"
     files = {name: base + name for name in FILES if (job.run_dir / _source(name)).is_file()}
-    videos = [files["final.mp4"]] if "final.mp4" in files and status == "done" else []
+    mount = f"{base_url}/tasks/{job.id}/"
+    videos = [mount + "final-1.mp4"] if "final.mp4" in files and status == "done" else []
+    combined = [mount + "combined-1.mp4"] if videos else []
     suggested, suggested_ram = _suggestion(report) if status == "oom" else ({}, None)
     view = TaskView(
         task_id=job.id, title=_title(job), state=_state(status), status=status,
@@ -85,12 +106,60 @@ def task_view(job: Job, warn_fraction: float, with_timeline: bool = False) -> Ta
         suggested_limits=suggested, suggested_max_ram=suggested_ram, stages=stages, warn_fraction=warn_fraction,
         peak_rss_bytes=report.peak_rss_bytes if report else max((s.peak_rss_bytes for s in stages), default=0),
         max_ram_bytes=report.max_ram_bytes if report else None, wall_s=report.wall_s if report else 0.0,
-        videos=videos, combined_videos=videos, files=files,
+        videos=videos, combined_videos=combined, files=files,
     )
+    _add_mpt_results(view, job, mount)
     if with_timeline:
         live = job.phase == "running"
         view.timeline = downsample(list(job.timeline)) if live else (report.timeline if report else [])
     return view
+
+
+def _add_mpt_results(view: TaskView, job: Job, mount: str) -> None:
+    """What MoneyPrinterTurbo's task carries besides its videos, from the run's artifacts as far as they exist."""
+    script = _artifact(job.run_dir, "script", Script)
+    if script is not None:
+        view.script, view.terms = " ".join(script.sentences), list(script.broll_queries)
+    narration = _artifact(job.run_dir, "tts", Narration)
+    if narration is not None and narration_path(job) is not None:
+        view.audio_file, view.audio_duration = mount + AUDIO_NAME, round(narration.duration_s, 3)
+    if "captions.srt" in view.files or view.audio_file is not None:
+        view.subtitle_path = mount + "subtitle.srt"
+
+
+def script_of(job: Job) -> Script | None:
+    """The script the run's script stage wrote, if it did."""
+    return _artifact(job.run_dir, "script", Script)
+
+
+def _artifact(run_dir: Path, stage: str, kind: type):
+    try:
+        return read_struct(run_dir / artifact_path(stage), kind)
+    except (ArtifactError, OSError, msgspec.ValidationError):
+        return None
+
+
+def narration_path(job: Job) -> Path | None:
+    """The tts stage's WAV, if its artifact names one inside the run that exists."""
+    narration = _artifact(job.run_dir, "tts", Narration)
+    if narration is None:
+        return None
+    try:
+        path = resolve_in_run(job.run_dir, str(narration.wav))
+    except ArtifactError:
+        return None
+    return path if path.is_file() else None
+
+
+def mpt_file(job: Job, name: str) -> tuple[Path, str] | None:
+    """A file under MoneyPrinterTurbo's `/tasks/{id}/` mount (its names, or ours): its path and media type."""
+    if name == AUDIO_NAME:
+        path = narration_path(job)
+        return (path, "audio/wav") if path is not None else None
+    ours = MPT_FILES.get(name, name)
+    if ours not in FILES or ours == "captions.vtt":
+        return None
+    return file_path(job, ours), FILES[ours]
 
 
 def live_progress(job: Job) -> int:
@@ -114,11 +183,14 @@ def _status(job: Job, report: RunReport | None, elsewhere: bool) -> tuple[str, s
             return "interrupted", "never started: the server stopped while it was queued; resume it"
         return "interrupted", ("interrupted: the supervisor running it stopped before it finished;"
                                " resume it to go on from the last finished stage")
+    if report.status == "interrupted" and job.record is not None and job.record.cancelled:
+        return "interrupted", "cancelled" + (" before it started" if job.record.started_at is None else
+                                             "; resume it to go on from the last finished stage")
     return report.status, report.message
 
 
 def _state(status: str) -> int:
-    return {"queued": STATE_QUEUED, "running": STATE_PROCESSING, "done": STATE_COMPLETE}.get(status, STATE_FAILED)
+    return {"queued": STATE_PROCESSING, "running": STATE_PROCESSING, "done": STATE_COMPLETE}.get(status, STATE_FAILED)
 
 
 def _stage_names(job: Job, report: RunReport | None) -> list[str]:
@@ -197,6 +269,21 @@ def _title(job: Job) -> str:
 
 def file_path(job: Job, name: str) -> Path:
     return job.run_dir / _source(name)
+
+
+def narration_srt(job: Job) -> str | None:
+    """Subtitles of a run stopped after tts (MoneyPrinterTurbo's /subtitle): one cue per spoken sentence."""
+    narration = _artifact(job.run_dir, "tts", Narration)
+    if narration is None:
+        return None
+    cues = [f"{n}\n{_srt_time(s.start)} --> {_srt_time(s.end)}\n{s.text.strip()}\n"
+            for n, s in enumerate(narration.sentences, 1)]
+    return "\n".join(cues)
+
+
+def _srt_time(seconds: float) -> str:
+    millis = max(0, round(seconds * 1000))
+    return f"{millis // 3_600_000:02d}:{millis // 60_000 % 60:02d}:{millis // 1000 % 60:02d},{millis % 1000:03d}"
 
 
 def srt_to_vtt(text: str) -> str:

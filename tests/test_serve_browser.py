@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright  # the serve extra; never `playwright install`
 
+from tests.runner_helpers import wait_for
 from tests.serve_helpers import running_server
 from tools.balloon import write_pipeline
 
@@ -142,3 +143,150 @@ def test_a_person_makes_a_short_in_the_page_watches_it_and_resumes_an_oom(tmp_pa
         expect(oom).to_have_attribute("data-status", "interrupted", timeout=120_000)
         browser.close()
         assert not errors, errors
+
+
+def test_voices_follow_the_language_a_preview_plays_a_finished_card_keeps_its_chart_and_delete_removes_it(tmp_path):
+    from stages.voices import catalogue
+
+    browser_path = chromium()
+    quick = write_pipeline(tmp_path / "quick.toml", {"name": "grow", "ceiling": "200M", "params": {"mb": 40,
+                                                                                                   "rate_mb_s": 40}})
+    french = next(lang for lang in catalogue() if lang["code"] == "fr-fr")
+    with running_server(tmp_path / "runs", "--pipeline", quick) as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server.url + "/")
+        icon = page.locator("link[rel=icon]").get_attribute("href")
+        assert page.request.get(f"{server.url}/{icon}").headers["content-type"] == "image/svg+xml"
+
+        english = next(lang for lang in catalogue() if lang["code"] == "en-us")
+        expect(page.locator("#voice option")).to_have_count(len(english["voices"]) + 1, timeout=60_000)  # arrived
+        page.select_option("#language", "fr-fr")  # the voices offered are those of the language chosen
+        options = page.locator("#voice option").evaluate_all("options => options.map(o => o.value)")
+        assert options == ["", *[voice["name"] for voice in french["voices"]]]
+        page.select_option("#language", "")  # the default, English (US)
+        expect(page.locator("#voice option")).to_have_count(len(english["voices"]) + 1)
+
+        page.select_option("#voice", "am_adam")  # a preview: the real narrator says one sentence, the page plays it
+        page.click("#preview-voice")
+        sample = page.locator("#voice-sample")
+        expect(sample).to_be_visible(timeout=300_000)
+        seconds = sample.evaluate("""a => new Promise((resolve, reject) => {
+            a.muted = true;
+            a.addEventListener('error', () => reject(new Error('the sample did not load')));
+            const known = () => a.duration > 0 && isFinite(a.duration) ? resolve(a.duration) : setTimeout(known, 100);
+            known();
+        })""")
+        assert 1.5 < seconds < 15, seconds
+        expect(page.locator("#form-error")).to_be_hidden()
+        expect(page.locator("li.task")).to_have_count(0)  # a preview is no short: no card, and its task is gone
+        with server.client() as client:
+            assert wait_for(lambda: client.get("/api/v1/tasks").json()["data"]["total"] == 0, timeout=30)
+
+        page.fill("#topic", "Deleted from the page")
+        page.locator("details").evaluate("details => details.open = true")
+        page.select_option("#pipeline", "quick")
+        card = submitted(page, server)
+        expect(card.locator(".log li").last).to_have_text(re.compile(r"^grow: \d+ MB$"), timeout=120_000)  # live lines
+        expect(card).to_have_attribute("data-status", "done", timeout=120_000)
+        assert card.locator(".log li").count() <= 6
+        task_id = card.get_attribute("data-task-id")
+
+        page.reload()  # a finished card, never watched while it ran, still draws its memory over time
+        card = page.locator(f"li.task[data-task-id='{task_id}']")
+        expect(card.locator(".rss-line")).to_have_attribute("points", re.compile(r"\d+(\.\d+)?,\d"), timeout=30_000)
+        expect(card.locator("button.cancel")).to_be_hidden()
+
+        card.locator("button.delete").click()
+        expect(card).to_have_count(0, timeout=30_000)
+        with server.client() as client:
+            assert client.get(f"/api/v1/tasks/{task_id}").status_code == 404
+        assert not (tmp_path / "runs" / task_id).exists()
+        page.reload()
+        expect(page.locator("li.task")).to_have_count(0)
+        browser.close()
+        assert not errors, errors
+
+
+class LlamaCppLike:
+    """A loopback server speaking what `--llm auto` looks for (llama.cpp's /v1/models) and answering every chat
+    with the stage tests' well-formed script, so the script stage runs for real without a model."""
+
+    def __init__(self, reply: str) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _send(self, payload: object) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._send({"data": [{"id": "loopback.gguf"}]})
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self._send({"choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]})
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> LlamaCppLike:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def test_a_person_has_the_script_written_first_edits_it_and_the_short_is_made_from_the_edited_words(tmp_path):
+    import json
+
+    from urllib.parse import urlsplit
+
+    from tests.llm_server import closed_port_url
+    from tests.test_stage_theme_script import GOOD_SCRIPT
+
+    browser_path = chromium()
+    quick = write_pipeline(tmp_path / "quick.toml", {"name": "grow", "ceiling": "200M", "params": {"mb": 10}})
+    with LlamaCppLike(GOOD_SCRIPT) as llm:
+        env = {key: value for key, value in os.environ.items() if key not in ("OPENAI_API_KEY", "OPENROUTER_API_KEY")}
+        env.update(AISHORTS_LLAMACPP_URL=llm.url, OLLAMA_HOST=urlsplit(closed_port_url()).netloc)  # no Ollama here
+        with running_server(tmp_path / "runs", "--pipeline", quick, env=env) as server, \
+                sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(server.url + "/")
+
+            page.fill("#topic", "Why octopuses have three hearts")
+            page.click("#write-script")
+            expect(page.locator("#script")).to_be_visible(timeout=300_000)  # written, and shown to be edited
+            written = page.input_value("#script")
+            assert written.startswith("An octopus has three hearts, and two of them take breaks.")
+            assert "Follow for more strange facts about the ocean." in written
+            edited = written.replace("Follow for more strange facts about the ocean.", "Share this with a friend.")
+            page.fill("#script", edited)
+
+            page.locator("details").evaluate("details => details.open = true")
+            page.select_option("#pipeline", "quick")
+            card = submitted(page, server)
+            expect(card).to_have_attribute("data-status", "done", timeout=120_000)
+            run_json = json.loads((tmp_path / "runs" / card.get_attribute("data-task-id") / "run.json").read_text())
+            assert run_json["params"]["script"]["script_text"] == edited  # what was rendered is what was edited
+            assert page.locator("li.task").count() == 1  # writing the script left no task behind
+            browser.close()
+            assert not errors, errors

@@ -23,7 +23,9 @@ async function api(method, url, body) {
   if (response.status === 401) {
     document.getElementById("server-memory").textContent = "this server needs its token: open /?token=YOUR_TOKEN";
   }
-  if (!response.ok) throw Object.assign(new Error(data.message || response.statusText), { field: data.field });
+  if (!response.ok) {
+    throw Object.assign(new Error(data.message || response.statusText), { field: data.field, status: response.status });
+  }
   return data.data;
 }
 
@@ -66,6 +68,82 @@ function formRequest() {
   return request;
 }
 
+// A voice preview: the tts stage alone says one sentence (POST /api/v1/audio), the page plays it, the task goes.
+const SAMPLES = {
+  "en-us": "Hello! This is how I sound when I narrate your short.",
+  "en-gb": "Hello! This is how I sound when I narrate your short.",
+  "es": "¡Hola! Así suena mi voz cuando narro tu vídeo.",
+  "fr-fr": "Bonjour ! Voici ma voix quand je raconte ta vidéo.",
+  "hi": "नमस्ते! आपका वीडियो सुनाते समय मेरी आवाज़ ऐसी लगती है।",
+  "it": "Ciao! Ecco come suona la mia voce quando racconto il tuo video.",
+  "ja": "こんにちは。これが私の声です。",
+  "pt-br": "Olá! É assim que soa a minha voz quando narro o seu vídeo.",
+  "zh": "你好！这就是我为你的视频配音时的声音。",
+};
+const previews = new Set();
+
+async function previewVoice() {
+  const button = document.getElementById("preview-voice");
+  const player = document.getElementById("voice-sample");
+  const language = document.getElementById("language").value || "en-us";
+  const request = { video_script: SAMPLES[language] || SAMPLES["en-us"], language, music: false };
+  const voice = document.getElementById("voice").value;
+  if (voice) request.voice = voice;
+  button.disabled = true;
+  button.textContent = "Preparing…";
+  let taskId = null;
+  try {
+    taskId = (await api("POST", "/api/v1/audio", request)).task_id;
+    previews.add(taskId);
+    forget(taskId);
+    let task;
+    do {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      task = await api("GET", `/api/v1/tasks/${encodeURIComponent(taskId)}`);
+    } while (task.state === 4);
+    if (task.state !== 1 || !task.audio_file) throw new Error(task.message || "the narrator could not say it");
+    const sample = await fetch(withToken(task.audio_file));
+    player.src = URL.createObjectURL(await sample.blob());  // kept here: the task and its files go now
+    player.hidden = false;
+    player.play().catch(() => { /* autoplay refused: the controls are there */ });
+  } catch (err) {
+    const error = document.getElementById("form-error");
+    error.textContent = "voice preview: " + err.message;
+    error.hidden = false;
+  } finally {
+    if (taskId) await api("DELETE", `/api/v1/tasks/${encodeURIComponent(taskId)}`).catch(() => {});
+    button.disabled = false;
+    button.textContent = "Preview";
+  }
+}
+
+// Script first: the theme and script stages alone write the narration (POST /api/v1/scripts); it lands in the
+// script box to be edited, and "Make the short" then renders those words.
+async function writeScriptFirst() {
+  const error = document.getElementById("form-error");
+  const status = document.getElementById("write-status");
+  const button = document.getElementById("write-script");
+  error.hidden = true;
+  const request = formRequest();
+  delete request.pipeline;  // the product's own theme and script stages write it
+  button.disabled = true;
+  status.textContent = "writing the script…";
+  try {
+    const data = await api("POST", "/api/v1/scripts", request);
+    document.getElementById("script").value = data.video_script;
+    document.querySelector("input[name=what][value=script]").checked = true;
+    showWhat();
+    status.textContent = "";
+    document.getElementById("script").focus();
+  } catch (err) {
+    status.textContent = "";
+    error.textContent = (err.field ? err.field + ": " : "") + err.message;
+    error.hidden = false;
+  } finally {
+    button.disabled = false;
+  }
+}
+
 async function submitForm(event) {
   event.preventDefault();
   const error = document.getElementById("form-error");
@@ -94,6 +172,7 @@ function card(taskId) {
     li = document.getElementById("task-template").content.firstElementChild.cloneNode(true);
     li.dataset.taskId = taskId;
     li.querySelector(".cancel").addEventListener("click", () => act("DELETE", taskId, ""));
+    li.querySelector(".delete").addEventListener("click", () => removeTask(taskId));
     const queue = document.getElementById("queue");
     queue.prepend(li);
     document.getElementById("queue-empty").hidden = true;
@@ -110,7 +189,29 @@ async function act(method, taskId, suffix, body) {
   }
 }
 
+// DELETE of a stopped task removes it and its files on the server; its card goes with it
+async function removeTask(taskId) {
+  try {
+    await api("DELETE", `/api/v1/tasks/${encodeURIComponent(taskId)}`);
+  } catch (err) {
+    if (err.status !== 404) {
+      card(taskId).querySelector(".message").textContent = err.message;
+      return;
+    }
+  }
+  forget(taskId);
+}
+
+function forget(taskId) {
+  tasks.delete(taskId);
+  timelines.delete(taskId);
+  const li = document.querySelector(`li.task[data-task-id="${CSS.escape(taskId)}"]`);
+  if (li) li.remove();
+  document.getElementById("queue-empty").hidden = document.querySelectorAll("li.task").length > 0;
+}
+
 function upsertTask(task) {
+  if (previews.has(task.task_id)) return;  // a voice preview is not a short: no card
   const previous = tasks.get(task.task_id);
   tasks.set(task.task_id, task);
   if (task.timeline) timelines.set(task.task_id, task.timeline.map((s) => [s[0], s[1]]));
@@ -143,6 +244,7 @@ function render(task) {
   li.querySelector(".percent").textContent = task.progress + "%";
   li.querySelector(".progress-fill").style.width = task.progress + "%";
   li.querySelector(".cancel").hidden = !["queued", "running"].includes(task.status);
+  li.querySelector(".delete").hidden = ["queued", "running"].includes(task.status);
   renderStages(li, task);
   li.querySelector(".message").textContent = task.message || "";
   renderActions(li, task);
@@ -290,6 +392,19 @@ function onProgress(event) {
   li.querySelector(".progress-fill").style.width = task.progress + "%";
   const item = li.querySelector(`.stage[data-stage="${CSS.escape(data.stage)}"]`);
   if (item && stage) updateStage(item, stage);
+  if (data.detail) logLine(li, `${data.stage}: ${data.detail}`);
+}
+
+// The latest stage messages of a running job, newest last, beside its memory bars
+const LOG_LINES = 6;
+
+function logLine(li, text) {
+  const log = li.querySelector(".log");
+  if (log.lastElementChild && log.lastElementChild.textContent === text) return;
+  const line = document.createElement("li");
+  line.textContent = text;
+  log.append(line);
+  while (log.children.length > LOG_LINES) log.firstElementChild.remove();
 }
 
 function listen() {
@@ -297,12 +412,38 @@ function listen() {
   source.addEventListener("task", (event) => upsertTask(JSON.parse(event.data)));
   source.addEventListener("sample", onSample);
   source.addEventListener("progress", onProgress);
+  source.addEventListener("deleted", (event) => forget(JSON.parse(event.data).task_id));
   source.addEventListener("open", () => loadTasks());  // after a reconnect, catch up on what was missed
 }
 
 async function loadTasks() {
   const data = await api("GET", "/api/v1/tasks?page_size=200");
-  for (const task of data.tasks.slice().reverse()) upsertTask(task);
+  const listed = new Set(data.tasks.map((task) => task.task_id));
+  for (const taskId of [...tasks.keys()]) if (!listed.has(taskId)) forget(taskId);  // deleted elsewhere
+  for (const task of data.tasks.slice().reverse()) {
+    const known = tasks.has(task.task_id);
+    upsertTask(task);
+    // a finished card shows its run's memory over time too, not only one watched while it ran
+    if (!known && !["queued", "running"].includes(task.status)) loadTimeline(task.task_id);
+  }
+}
+
+// The voices installed for each language (GET /api/v1/voices), the voice list following the language chosen.
+let voicesByLanguage = new Map();
+
+async function loadVoices() {
+  try {
+    voicesByLanguage = new Map((await api("GET", "/api/v1/voices")).map((lang) => [lang.code, lang]));
+  } catch (err) { /* the language's own voice is still offered */ }
+  showVoices();
+}
+
+function showVoices() {
+  const select = document.getElementById("voice");
+  const lang = voicesByLanguage.get(document.getElementById("language").value || "en-us");
+  const voices = lang ? lang.voices.map((v) => v.name) : [];
+  const own = lang ? `the language's own (${lang.default})` : "the language's own";
+  select.replaceChildren(new Option(own, ""), ...voices.map((name) => new Option(name, name)));
 }
 
 // Each field of the request schema (GET /api/v1/schema) without its "or null": its type, enum, limits, help.
@@ -328,7 +469,8 @@ async function loadOptions() {
     const input = document.getElementById(name);
     if (!input) continue;
     if (field.description) input.title = field.description;
-    if (field.enum && input.tagName === "SELECT") fill(name, field.enum, name === "category" ? "random" : "");
+    const blank = { category: "random", language: "the default (en-us)" }[name] || "";
+    if (field.enum && input.tagName === "SELECT") fill(name, field.enum, blank);
     if (field.maxLength && "maxLength" in input) input.maxLength = field.maxLength;
     if (field.pattern && input.tagName === "INPUT") input.pattern = field.pattern;
   }
@@ -353,8 +495,12 @@ async function showServer() {
 document.addEventListener("DOMContentLoaded", async () => {
   for (const radio of document.querySelectorAll("input[name=what]")) radio.addEventListener("change", showWhat);
   document.getElementById("video-form").addEventListener("submit", submitForm);
+  document.getElementById("write-script").addEventListener("click", writeScriptFirst);
+  document.getElementById("preview-voice").addEventListener("click", previewVoice);
   showWhat();
   await loadOptions();
+  document.getElementById("language").addEventListener("change", showVoices);
+  await loadVoices();
   await loadTasks();
   listen();
   showServer();
