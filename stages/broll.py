@@ -364,17 +364,35 @@ def collect_youtube(
     understands (a loopback RSS feed in tests).
     """
     search_target = search_target or youtube_search_target
+
+    def search(query: str) -> list:
+        return search_videos(search_target(query, params.per_query * SEARCH_OVERFETCH), params)
+
+    def fetch(query: str, hit) -> Candidate:
+        cid = f"yt-{_safe_id(hit.id)}"
+        try:
+            return _candidate(ctx, cid, "youtube", query, download(hit.url, ctx.out_dir, cid, params))
+        except UnusableMedia as exc:
+            raise UnusableMedia(str(exc), hit.url) from None
+
+    return _per_query(ctx, params, queries, "searching", search, fetch)
+
+
+def _per_query(ctx: StageContext, params: BrollParams, queries: list[str], label: str,
+               search: Callable[[str], list], fetch: Callable[[str, object], Candidate]) -> Collected:
+    """For each query, `search` it and `fetch` up to per_query new hits, up to max_items in all; a failed search
+    (UnusableMedia naming the query) or download (UnusableMedia naming the address) is recorded and passed over."""
     items: list[Candidate] = []
     skipped: list[SkippedSource] = []
     seen: set[str] = set()
     for q_index, query in enumerate(queries):
         if len(items) >= params.max_items:
             break
-        ctx.progress(f"searching: {query}", q_index / max(len(queries), 1))
+        ctx.progress(f"{label}: {query}", q_index / max(len(queries), 1))
         try:
-            hits = search_videos(search_target(query, params.per_query * SEARCH_OVERFETCH), params)
+            hits = search(query)
         except UnusableMedia as exc:
-            skipped.append(SkippedSource(f"search:{query}", str(exc)))
+            skipped.append(SkippedSource(exc.where or f"search:{query}", str(exc)))
             continue
         found = 0
         for hit in hits:
@@ -383,13 +401,11 @@ def collect_youtube(
             if hit.id in seen:
                 continue
             seen.add(hit.id)
-            cid = f"yt-{_safe_id(hit.id)}"
             try:
-                fetched = download(hit.url, ctx.out_dir, cid, params)
+                items.append(fetch(query, hit))
             except UnusableMedia as exc:
-                skipped.append(SkippedSource(hit.url, str(exc)))
+                skipped.append(SkippedSource(exc.where or str(hit.id), str(exc)))
                 continue
-            items.append(_candidate(ctx, cid, "youtube", query, fetched))
             found += 1
     return items, skipped
 
@@ -408,39 +424,29 @@ def collect_stock(api_name: str):
 
     def collect(ctx: StageContext, params: BrollParams, queries: list[str]) -> Collected:
         frame = FRAME_SIZES[params.aspect]
-        items: list[Candidate] = []
-        skipped: list[SkippedSource] = []
-        seen: set[str] = set()
-        for q_index, query in enumerate(queries):
-            if len(items) >= params.max_items:
-                break
-            ctx.progress(f"{api.label}: {query}", q_index / max(len(queries), 1))
+        failed_searches: list[str] = []
+
+        def search(query: str) -> list:
             try:
-                hits = api.search(api, api.key(), query, params.per_query * SEARCH_OVERFETCH, params.aspect)
+                return api.search(api, api.key(), query, params.per_query * SEARCH_OVERFETCH, params.aspect)
             except StockError as exc:
-                skipped.append(SkippedSource(f"{api.name}:{query}", str(exc)))
-                if len(skipped) == 1 or not items:
+                if not failed_searches:
                     ctx.log(f"{api.label} search failed: {exc}")
-                continue
-            found = 0
-            for hit in hits:
-                if found >= params.per_query or len(items) >= params.max_items:
-                    break
-                if hit.id in seen:
-                    continue
-                seen.add(hit.id)
-                cid = f"{api.name}-{_safe_id(hit.id)}"
-                try:
-                    fetched, _ = fetch_hit(api, hit, ctx.out_dir, cid, params, frame)
-                except UnusableMedia as exc:
-                    skipped.append(SkippedSource(hit.page_url or cid, str(exc)))
-                    continue
-                candidate = _candidate(ctx, cid, api.name, query, fetched)
-                candidate.credits = [Credit(fetched.title, api.label, fetched.path.name, api.licence,
-                                            f"Video by {hit.author} on {api.label}: {hit.page_url}")]
-                items.append(candidate)
-                found += 1
-        return items, skipped
+                failed_searches.append(query)
+                raise UnusableMedia(str(exc), f"{api.name}:{query}") from None
+
+        def fetch(query: str, hit) -> Candidate:
+            cid = f"{api.name}-{_safe_id(hit.id)}"
+            try:
+                fetched, _ = fetch_hit(api, hit, ctx.out_dir, cid, params, frame)
+            except UnusableMedia as exc:
+                raise UnusableMedia(str(exc), hit.page_url or cid) from None
+            candidate = _candidate(ctx, cid, api.name, query, fetched)
+            candidate.credits = [Credit(fetched.title, api.label, fetched.path.name, api.licence,
+                                        f"Video by {hit.author} on {api.label}: {hit.page_url}")]
+            return candidate
+
+        return _per_query(ctx, params, queries, api.label, search, fetch)
 
     return collect
 

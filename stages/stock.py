@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ipc.params import BrollParams
+from ipc.sizes import MiB
 from stages.outputs import create, removed_on_failure
 from stages.visuals import Fetched, UnusableMedia, probe_media
 
-MiB = 1 << 20
 API_TIMEOUT_S = 20.0
 MAX_ANSWER_BYTES = 8 * MiB
 """A search answer larger than this is not a search answer."""

@@ -29,7 +29,11 @@ _REFUSED_SIZE = re.compile(r"Picture size (\d+)x(\d+) exceeds specified max pixe
 
 
 class UnusableMedia(Exception):
-    """A file or URL that cannot become a candidate; the message is the recorded reason."""
+    """A file or URL that cannot become a candidate; the message is the recorded reason, `where` what it was."""
+
+    def __init__(self, message: str, where: str = "") -> None:
+        super().__init__(message)
+        self.where = where
 
 
 @dataclass(frozen=True)
