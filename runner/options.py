@@ -20,7 +20,7 @@ from pathlib import Path
 
 import msgspec
 
-from ipc.files import ArtifactError, read_struct
+from ipc.files import ArtifactError
 from ipc.params import CATEGORIES, LlmParams, PipelineParams
 from ipc.request import RequestError, ShortRequest, field_info
 from ipc.pipeline import DEFAULT_PIPELINE, STAGE_NAMES, StageSpec
@@ -29,7 +29,7 @@ from ipc.text import MAX_TOPIC_CHARS
 from runner.errors import UsageError
 from runner.limits import Limits, load_limits, parse_limit_override
 from runner.pipeline_file import load_pipeline
-from runner.rundir import RunManifest, default_run_dir
+from runner.rundir import RunManifest, default_run_dir, read_manifest
 from runner.run import RunOptions, StageExecutor, execute_in_child
 from runner.userfiles import read_text
 
@@ -121,7 +121,7 @@ def _saved_params(path: Path) -> PipelineParams | None:
     if not path.exists():
         return None
     try:
-        return read_struct(path, RunManifest).params
+        return read_manifest(path).params
     except ArtifactError as exc:
         raise UsageError(f"cannot resume: {exc}") from None
 

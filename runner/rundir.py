@@ -23,7 +23,7 @@ from pathlib import Path
 
 import msgspec
 
-from ipc.files import naming
+from ipc.files import ArtifactError, naming, read_regular
 from ipc.params import PipelineParams
 from runner.errors import UsageError
 
@@ -36,6 +36,30 @@ class RunManifest(msgspec.Struct, kw_only=True):
     version: int = 1
     params: PipelineParams
     pipeline_file: str | None = None
+
+
+def read_manifest(path: Path) -> RunManifest:
+    """`run.json`, as this version writes it or as an earlier one did (ArtifactError otherwise).
+
+    Earlier versions saved the frame as `timeline.width` and `timeline.height`; it is now `aspect`, so a run
+    directory made before can still be resumed."""
+    try:
+        return msgspec.json.decode(read_regular(path), type=RunManifest)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        problem = exc
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        raw = msgspec.json.decode(read_regular(path))
+        timeline = raw["params"]["timeline"]
+        width, height = timeline.pop("width"), timeline.pop("height")
+    except (msgspec.DecodeError, KeyError, TypeError):
+        raise ArtifactError(f"{path}: {problem}") from None
+    timeline.setdefault("aspect", "16:9" if width > height else "1:1" if width == height else "9:16")
+    try:
+        return msgspec.convert(raw, RunManifest)
+    except msgspec.ValidationError:
+        raise ArtifactError(f"{path}: {problem}") from None
 
 
 def default_run_dir(subject: str, parent: Path = Path("runs")) -> Path:

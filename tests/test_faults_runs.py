@@ -381,3 +381,19 @@ def test_a_stage_killed_by_the_system_gets_advice_to_free_memory_not_a_bigger_li
     assert "--limit slow=" not in data["rerun_command"]
     assert "once memory is free" in out and "close other programs" in data["message"]
     assert shlex.split(data["rerun_command"])[:3] == RUNNER
+
+
+def test_a_run_directory_saved_before_aspect_existed_still_resumes(tmp_path):
+    """Earlier versions saved the frame as timeline width and height; a resume reads them as the aspect."""
+    pipeline = balloon_pipeline(tmp_path / "p.toml", {"name": "a", "params": {"mb": 5}})
+    run_dir = tmp_path / "run"
+    assert run_cli("--pipeline", pipeline, "--run-dir", run_dir, cwd=tmp_path).returncode == 0
+    manifest = json.loads((run_dir / "run.json").read_text())
+    timeline = manifest["params"]["timeline"]
+    del timeline["aspect"]
+    timeline["width"], timeline["height"] = 1920, 1080
+    (run_dir / "run.json").write_text(json.dumps(manifest))
+
+    resumed = run_cli("--pipeline", pipeline, "--run-dir", run_dir, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run_dir / "run.json").read_text())["params"]["timeline"]["aspect"] == "16:9"
