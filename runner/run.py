@@ -20,7 +20,6 @@ import queue
 import shlex
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -229,7 +228,7 @@ def _run_claimed(opts: RunOptions, ceilings: dict[str, int], observer: Observer,
                     refused = exc
             if not graph.running and (first_stop or refused or cancel.is_set() or not graph.ready()):
                 break
-            stage = ended.get()
+            stage = _next_ended(ended, cancel)
             graph.end(stage.name, finished(stage.status))
             reports[stage.name] = stage
             observer.stage_finished(opts.label, stage)
@@ -247,6 +246,19 @@ def _run_claimed(opts: RunOptions, ceilings: dict[str, int], observer: Observer,
         report.message = f"{report.message}; {report.report_error}".lstrip("; ")
     _save_report(run_dir, report)
     return report
+
+
+def _next_ended(ended: queue.Queue, cancel: threading.Event) -> StageReport:
+    """The next stage report, waited for in short steps: an exception raised into this thread from outside (Ray
+    cancels a running task by raising KeyboardInterrupt in its thread) arrives only while it runs Python code, and
+    turns into the run's cancel, so the running stages stop cleanly and report."""
+    while True:
+        try:
+            return ended.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        except KeyboardInterrupt:
+            cancel.set()
 
 
 def forced_stages(opts: RunOptions) -> set[str]:

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from ipc.artifacts import Theme
 from ipc.text import looks_binary
 from stages.harness import StageContext, StageError
-from stages.writing import FIRST_PERSON, content_words, markup_left, preview, word_count
+from stages.writing import (
+    FIRST_PERSON, clean_line, content_words, markup_left, preview, split_sentences, word_count, words,
+)
 
 MAX_HOOK_WORDS = 12
 SENTENCE_WORDS = (4, 40)
@@ -182,3 +184,37 @@ def rescue(draft: Draft, theme: Theme, lang: str, limits: tuple[int, int], ctx: 
     ctx.log(f"fallbacks used: {', '.join(taken)}")
     repaired.fallbacks = taken
     return repaired
+
+
+_SEPARATOR = re.compile(
+    r"^\s*(?:-{3,}|={3,}|\*{3,}|_{3,}"
+    r"|(?:b-?roll|visuals?|visual (?:search )?(?:phrases|queries)|search (?:phrases|queries)|stock footage"
+    r"|buscas?|imagens)\b[^:]*:)\s*$",
+    re.IGNORECASE,
+)
+
+
+def parse_whole(answer: str) -> Draft:
+    """Split an answer into narration and queries, stripping what is trivially fixable (labels, bullets, bold)."""
+    lines = answer.strip().splitlines()
+    while lines and (not lines[0].strip() or _SEPARATOR.match(lines[0])):
+        lines = lines[1:]  # a separator before any narration (a model echoing the prompt's "---") ends nothing
+    cut = next((i for i, line in enumerate(lines) if _SEPARATOR.match(line)), len(lines))
+    # A markdown heading is a title, not narration: dropped rather than read aloud as the hook.
+    narration = [clean_line(line) for line in lines[:cut] if not re.match(r"\s*#{1,6}\s", line)]
+    # A preamble such as "Here is your script:" is dropped; anything else ending in ":" stays and fails validation.
+    if narration and narration[0].endswith(":") and ECHO.search(narration[0]):
+        narration = narration[1:]
+    sentences = split_sentences("\n".join(line for line in narration if line))
+    queries = [q for q in (_clean_query(line) for line in lines[cut + 1:]) if q]
+    if len(sentences) < 3:
+        return Draft(sentences[0] if sentences else "", sentences[1:], "", queries)
+    return Draft(sentences[0], sentences[1:-1], sentences[-1], queries)
+
+
+def _clean_query(line: str) -> str:
+    text = clean_line(line).strip(" .,;:!?")
+    n = word_count(text)
+    if not 1 <= n <= 6 or markup_left(text) or looks_binary(text) or not words(text) or ECHO.search(text):
+        return ""
+    return text.lower()

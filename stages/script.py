@@ -23,7 +23,6 @@ the model calls made. This module does not time the speech (that is `stages.tts`
 
 from __future__ import annotations
 
-import re
 
 from ipc.artifacts import Script, Theme
 from ipc.languages import LANGUAGES, Language, LanguageError
@@ -33,14 +32,14 @@ from ipc.text import looks_binary
 from stages import script_grounded as grounded
 from stages.broll_queries import choose_queries, derive_queries
 from stages.drafts import (
-    CTA, ECHO, MAX_HOOK_WORDS, Draft, close_enough, duplicate, on_topic, plain, problems, rescue, stutters,
-    topic_as_hook, usable_sentence,
+    CTA, MAX_HOOK_WORDS, Draft, close_enough, duplicate, on_topic, parse_whole, plain, problems, rescue,
+    stutters, topic_as_hook, usable_sentence,
 )
 from stages.harness import StageContext, StageError, stage_main
 from stages.llm import ChatBackend, Message, open_backend
 from stages.prompts import PARTS, PartPrompts, few_shot, firmer, whole_prompt
 from stages.writing import (
-    clean_line, content_words, markup_left, preview, split_sentences, strip_list_marks, word_count,
+    clean_line, content_words, preview, split_sentences, strip_list_marks, word_count,
     words,
 )
 
@@ -54,14 +53,6 @@ OVERRUN_TOLERANCE = 1.1
 FACT_MAX_TOKENS = 72
 LINE_MAX_TOKENS = 32
 FACT_CALLS_PER_ATTEMPT = 6
-
-_SEPARATOR = re.compile(
-    r"^\s*(?:-{3,}|={3,}|\*{3,}|_{3,}"
-    r"|(?:b-?roll|visuals?|visual (?:search )?(?:phrases|queries)|search (?:phrases|queries)|stock footage"
-    r"|buscas?|imagens)\b[^:]*:)\s*$",
-    re.IGNORECASE,
-)
-
 
 def run(ctx: StageContext, params: ScriptParams, *, theme: Theme) -> Script:
     if params.script_text is not None:
@@ -224,32 +215,6 @@ def write_whole(
         return draft, tries + calls
     draft.queries = choose_queries(draft.queries, draft.sentences, theme)
     return draft, tries
-
-
-def parse_whole(answer: str) -> Draft:
-    """Split an answer into narration and queries, stripping what is trivially fixable (labels, bullets, bold)."""
-    lines = answer.strip().splitlines()
-    while lines and (not lines[0].strip() or _SEPARATOR.match(lines[0])):
-        lines = lines[1:]  # a separator before any narration (a model echoing the prompt's "---") ends nothing
-    cut = next((i for i, line in enumerate(lines) if _SEPARATOR.match(line)), len(lines))
-    # A markdown heading is a title, not narration: dropped rather than read aloud as the hook.
-    narration = [clean_line(line) for line in lines[:cut] if not re.match(r"\s*#{1,6}\s", line)]
-    # A preamble such as "Here is your script:" is dropped; anything else ending in ":" stays and fails validation.
-    if narration and narration[0].endswith(":") and ECHO.search(narration[0]):
-        narration = narration[1:]
-    sentences = split_sentences("\n".join(line for line in narration if line))
-    queries = [q for q in (_clean_query(line) for line in lines[cut + 1:]) if q]
-    if len(sentences) < 3:
-        return Draft(sentences[0] if sentences else "", sentences[1:], "", queries)
-    return Draft(sentences[0], sentences[1:-1], sentences[-1], queries)
-
-
-def _clean_query(line: str) -> str:
-    text = clean_line(line).strip(" .,;:!?")
-    n = word_count(text)
-    if not 1 <= n <= 6 or markup_left(text) or looks_binary(text) or not words(text) or ECHO.search(text):
-        return ""
-    return text.lower()
 
 
 # --- generation in parts (the tiny local model) --------------------------------------------

@@ -23,7 +23,8 @@ from ipc.artifacts import SentenceSupport, SourceRef, Theme
 from ipc.params import PLATFORMS, ScriptParams
 from stages.broll_queries import choose_queries
 from stages.drafts import (
-    CTA, MAX_HOOK_WORDS, SENTENCE_WORDS, STOCK_CLOSING, Draft, plain, problems, rescue, topic_as_hook, usable_sentence,
+    CTA, MAX_HOOK_WORDS, SENTENCE_WORDS, STOCK_CLOSING, Draft, parse_whole, plain, problems, rescue, topic_as_hook,
+    usable_sentence,
 )
 from stages.grounding import Support, source_numbers, source_sentences, support
 from stages.harness import StageContext, StageError
@@ -118,9 +119,7 @@ def parse_answer(answer: str) -> Draft:
     """The JSON script an answer holds; an endpoint that ignored the schema may have written plain lines."""
     data = _json_object(answer)
     if data is None:
-        from stages.script import parse_whole  # plain narration, as asked for without a schema
-
-        return parse_whole(answer)
+        return parse_whole(answer)  # plain narration, as asked for without a schema
     hook = _sentence(data.get("hook"))
     body = [s for item in data.get("body") or [] if isinstance(item, str)
             for s in split_sentences(clean_line(item)) if s]
