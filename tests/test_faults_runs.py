@@ -371,9 +371,14 @@ def test_kill_9_of_the_supervisor_takes_every_process_of_the_run_with_it(tmp_pat
 def test_a_stage_killed_by_the_system_gets_advice_to_free_memory_not_a_bigger_limit(tmp_path):
     run_dir = tmp_path / "run"
     proc = _start("--pipeline", _slow_pipeline(tmp_path), "--run-dir", run_dir, "--max-ram", "2G", cwd=tmp_path)
-    assert wait_for(lambda: (run_dir / "slow" / "call.json").exists(), timeout=60)
-    stage_proc = next(c for c in psutil.Process(proc.pid).children() if "tools.balloon" in " ".join(c.cmdline()))
-    stage_proc.kill()  # a SIGKILL the supervisor did not send: what the kernel's OOM killer does
+    found: list[psutil.Process] = []
+
+    def stage_started() -> bool:  # the call file is written just before the stage's process is spawned
+        found[:] = [c for c in psutil.Process(proc.pid).children() if "tools.balloon" in " ".join(c.cmdline())]
+        return bool(found)
+
+    assert wait_for(stage_started, timeout=60)
+    found[0].kill()  # a SIGKILL the supervisor did not send: what the kernel's OOM killer does
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err
     data = report(run_dir)
