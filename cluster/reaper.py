@@ -6,9 +6,12 @@ driver left the agents running for about a minute and the session folder in
 /tmp for good. The driver gives that head a temporary folder of its own and
 starts this watcher, in its own session so that the terminal's Ctrl-C does not
 reach it: once the driver's pid is gone (ended normally, by SIGTERM or by
-SIGKILL) it kills every process whose command line names that folder (only
-this head's processes do: the path is unique) and removes the folder. It never
-matches processes by name, so other Ray clusters on the machine are untouched.
+SIGKILL) it kills every process whose command line or environment names that
+folder (only this head's processes do: the path is unique, and the driver puts
+it in `AISHORTS_RAY_FOLDER` before Ray starts), with their descendants (the
+agents retitle themselves `ray::DashboardAgent`, so their command lines do not
+name it), and removes the folder. It never matches processes by name, so other
+Ray clusters on the machine are untouched.
 
 Run as `python -m cluster.reaper DRIVER_PID FOLDER`; `start_reaper` does that.
 """
@@ -27,6 +30,7 @@ import psutil
 
 POLL_S = 0.2
 GRACE_S = 3.0
+FOLDER_VARIABLE = "AISHORTS_RAY_FOLDER"
 
 
 def private_temp_dir() -> Path:
@@ -35,22 +39,34 @@ def private_temp_dir() -> Path:
 
 
 def start_reaper(folder: Path) -> subprocess.Popen:
+    """The watcher for `folder`; every process the driver starts from now on carries the folder in its environment."""
+    os.environ[FOLDER_VARIABLE] = str(folder)
     return subprocess.Popen([sys.executable, "-m", "cluster.reaper", str(os.getpid()), str(folder)],
                             start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, close_fds=True)
 
 
 def processes_of(folder: Path) -> list[psutil.Process]:
-    """Every process whose command line names `folder` (this head's, which all carry its session path)."""
+    """Every process of this head: those whose command line or environment names `folder`, and their descendants."""
     mark = str(folder)
-    found = []
+    found: dict[int, psutil.Process] = {}
     for proc in psutil.process_iter():
         try:
-            if proc.pid != os.getpid() and any(mark in part for part in proc.cmdline()):
-                found.append(proc)
+            if proc.pid != os.getpid() and _names(proc, mark):
+                found.update((p.pid, p) for p in [proc, *proc.children(recursive=True)])
         except psutil.Error:
             continue
-    return found
+    found.pop(os.getpid(), None)
+    return list(found.values())
+
+
+def _names(proc: psutil.Process, mark: str) -> bool:
+    if any(mark in part for part in proc.cmdline()):
+        return True
+    try:
+        return proc.environ().get(FOLDER_VARIABLE) == mark
+    except psutil.AccessDenied:  # another user's process: never this head's
+        return False
 
 
 def reap(folder: Path) -> None:
