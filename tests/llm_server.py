@@ -15,7 +15,9 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.loopback import LoopbackServer
 
 
 @dataclass
@@ -52,7 +54,7 @@ class Seen:
         return "\n".join(m.get("content", "") for m in self.body.get("messages", []))
 
 
-class ChatServer:
+class ChatServer(LoopbackServer):
     def __init__(self, replies: list[Reply], host: str = "127.0.0.1") -> None:
         if not host.startswith("127."):
             raise ValueError("tests serve on loopback addresses only")
@@ -61,23 +63,11 @@ class ChatServer:
         self.replies = list(replies)
         self.requests: list[Seen] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        super().__init__(host)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def __enter__(self) -> ChatServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        return self.root + "/v1"
 
     def _next(self, seen: Seen) -> Reply:
         with self._lock:
