@@ -462,7 +462,11 @@ def _event_stream(hub: EventHub, request: Request, jobs: list[Job], task_id: str
     events: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=EVENT_QUEUE)
 
     def offer(item: tuple[str, bytes]) -> None:
-        with contextlib.suppress(asyncio.QueueFull):  # a client that stopped reading loses samples, not the server
+        """A client that stopped reading loses samples and progress, not the server; a task's change of state
+        or removal still gets in, in the place of the oldest event waiting."""
+        if events.full() and item[0] in ("task", "deleted"):
+            events.get_nowait()
+        with contextlib.suppress(asyncio.QueueFull):
             events.put_nowait(item)
 
     def deliver(kind: str, _task: str, data: bytes) -> None:

@@ -92,6 +92,9 @@ class Job:
     opts: RunOptions | None = None
     timeline: list[tuple[float, int]] = field(default_factory=list)
     started: float = 0.0
+    revision: int = 0
+    """Raised at every change of the task's state: a client keeps the view with the highest one, whatever order
+    views reach it in (an action's answer computed before the change it raced with, an event fanned out late)."""
 
 
 def valid_task_id(task_id: str) -> bool:
@@ -177,6 +180,8 @@ class JobManager(Observer):
         self._stopping = threading.Event()
         self._workers: list[threading.Thread] = []
         self._on_change = on_change
+        self._revision = 0
+        self._revision_lock = threading.Lock()
 
     # life of the server
 
@@ -337,6 +342,7 @@ class JobManager(Observer):
                 if job is None or job.phase != "queued" or self._stopping.is_set():
                     continue
                 job.phase = "running"
+                job.revision = self._next_revision()
                 job.started = time.monotonic()
                 job.timeline = []
             self._run(job)
@@ -435,4 +441,13 @@ class JobManager(Observer):
             self._changed(job, "task")
 
     def _changed(self, job: Job, kind: str, data: dict | None = None) -> None:
+        if kind == "task":
+            job.revision = self._next_revision()
         self._on_change(job, kind, data or {})
+
+    def _next_revision(self) -> int:
+        """Microseconds since the epoch, strictly increasing: later than any revision a page kept from a server
+        that ran before this one (a page that outlives a restart still takes the new views)."""
+        with self._revision_lock:
+            self._revision = max(self._revision + 1, time.time_ns() // 1000)
+            return self._revision

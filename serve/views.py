@@ -73,12 +73,15 @@ class TaskView(msgspec.Struct, kw_only=True):
     subtitle_path: str | None = None
     files: dict[str, str] = {}
     """Name -> URL of each file of the run that exists now."""
+    revision: int = 0
+    """Orders views of one task: a view with a lower revision than one already seen is older, whatever it says."""
     timeline: list[Sample] | None = None
     """Only in the single-task answer: the run's memory over time (live while it runs)."""
 
 
 def task_view(job: Job, warn_fraction: float, with_timeline: bool = False, base_url: str = "") -> TaskView:
     """The task as clients see it; `base_url` (scheme, host, prefix) makes MoneyPrinterTurbo's URLs absolute."""
+    revision = job.revision  # read before the state: a change landing meanwhile makes this view older, never newer
     elsewhere = job.phase == "idle" and held_elsewhere(job.run_dir)
     report = None
     if job.phase == "idle":
@@ -106,7 +109,7 @@ def task_view(job: Job, warn_fraction: float, with_timeline: bool = False, base_
         suggested_limits=suggested, suggested_max_ram=suggested_ram, stages=stages, warn_fraction=warn_fraction,
         peak_rss_bytes=report.peak_rss_bytes if report else max((s.peak_rss_bytes for s in stages), default=0),
         max_ram_bytes=report.max_ram_bytes if report else None, wall_s=report.wall_s if report else 0.0,
-        videos=videos, combined_videos=combined, files=files,
+        videos=videos, combined_videos=combined, files=files, revision=revision,
     )
     _add_mpt_results(view, job, mount)
     if with_timeline:

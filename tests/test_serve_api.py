@@ -105,6 +105,9 @@ def test_cancelling_kills_the_stage_tree_and_leaves_no_process(work):
         cancelled = finished(client, task_id, timeout=60)
 
         assert (cancelled["state"], cancelled["status"]) == (-1, "interrupted")
+        # the cancel's answer was computed before the run ended: a page that gets it after the end keeps the end
+        answered = response.json()["data"]
+        assert running["revision"] < answered["revision"] <= cancelled["revision"]
         assert wait_for(lambda: not [p for p in processes_with_marker(marker) if p.pid != server.process.pid],
                         timeout=30)
         assert client.delete(f"/api/v1/tasks/{task_id}").status_code == 200  # stopped: now it is removed

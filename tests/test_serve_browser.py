@@ -56,6 +56,19 @@ def submitted(page, server):
     return page.locator(f"li.task[data-task-id='{task_id}']")
 
 
+def expect_or_say(server, card, attribute: str, value, timeout: float) -> None:
+    """`expect(card).to_have_attribute(...)`, failing with what the server itself says of the task and its log's end
+    (a card that stays behind the server and a run that never ended are different bugs)."""
+    try:
+        expect(card).to_have_attribute(attribute, value, timeout=timeout)
+    except AssertionError as exc:
+        task_id = card.get_attribute("data-task-id")
+        with server.client() as client:
+            said = client.get(f"/api/v1/tasks/{task_id}").text
+        raise AssertionError(f"{exc}\nthe server says of {task_id}: {said}\n"
+                             f"its log ends: {server.log.read_text(errors='replace')[-4000:]}") from None
+
+
 def shoot(page, folder: Path, name: str) -> None:
     page.screenshot(path=str(folder / f"serve-{name}.png"), full_page=True)
     if os.environ.get(SCREENSHOTS_ENV):
@@ -140,7 +153,7 @@ def test_a_person_makes_a_short_in_the_page_watches_it_and_resumes_an_oom(tmp_pa
         expect(oom).to_have_attribute("data-status", re.compile("queued|running"), timeout=60_000)
         expect(oom.locator(".stage[data-stage=tts]")).not_to_have_class(re.compile(r"\boom\b"), timeout=60_000)
         oom.locator("button.cancel").click()  # the resumed job was taken up; no need to spend a render on it
-        expect(oom).to_have_attribute("data-status", "interrupted", timeout=120_000)
+        expect_or_say(server, oom, "data-status", "interrupted", timeout=120_000)
         browser.close()
         assert not errors, errors
 

@@ -213,6 +213,8 @@ function forget(taskId) {
 function upsertTask(task) {
   if (previews.has(task.task_id)) return;  // a voice preview is not a short: no card
   const previous = tasks.get(task.task_id);
+  // an older view of the task (an action's answer overtaken by the event of what followed) never undoes a newer one
+  if (previous && (task.revision || 0) < (previous.revision || 0)) return;
   tasks.set(task.task_id, task);
   if (task.timeline) timelines.set(task.task_id, task.timeline.map((s) => [s[0], s[1]]));
   if (previous && previous.status !== "running" && task.status === "running") timelines.set(task.task_id, []);
@@ -407,6 +409,8 @@ function logLine(li, text) {
   while (log.children.length > LOG_LINES) log.firstElementChild.remove();
 }
 
+const RESYNC_MS = 10000;
+
 function listen() {
   const source = new EventSource(withToken("/api/v1/events"));
   source.addEventListener("task", (event) => upsertTask(JSON.parse(event.data)));
@@ -414,6 +418,10 @@ function listen() {
   source.addEventListener("progress", onProgress);
   source.addEventListener("deleted", (event) => forget(JSON.parse(event.data).task_id));
   source.addEventListener("open", () => loadTasks());  // after a reconnect, catch up on what was missed
+  // and while something runs, now and then, in case an event was lost on the way (the newest view wins anyway)
+  setInterval(() => {
+    if ([...tasks.values()].some((task) => ["queued", "running"].includes(task.status))) loadTasks().catch(() => {});
+  }, RESYNC_MS);
 }
 
 async function loadTasks() {
