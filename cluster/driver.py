@@ -35,7 +35,7 @@ import msgspec
 from cluster.progress import progress_server
 from cluster.reaper import private_temp_dir, start_reaper
 from cluster.stages import ClusterStageExecutor
-from cluster.task import MAX_RETRIES, PROBE_NAME, ShortJob, ShortOutcome, StageWire, run_short
+from cluster.task import MAX_RETRIES, PROBE_NAME, ShortJob, ShortOutcome, StageWire, lost_worker_words, run_short
 from ipc.files import atomic_write_bytes, read_struct, write_struct
 from ipc.sizes import format_size
 from runner.batch import PlannedShort, batch_item, batch_report, print_batch, run_pipelines
@@ -283,8 +283,8 @@ def _collect(ray, ref, short: PlannedShort) -> tuple[object, str]:
         hint = "; install aishorts-runner (the same version) on every node" if isinstance(cause, ImportError) else ""
         return RuntimeError(_first_line(cause) + hint), ""
     except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError) as exc:
-        return RuntimeError(f"the Ray worker running it was lost {MAX_RETRIES + 1} times ({_first_line(exc)});"
-                            " rerun the batch to resume it"), ""
+        words = lost_worker_words(exc, memory_monitor=isinstance(exc, ray.exceptions.OutOfMemoryError))
+        return RuntimeError(f"{words}; rerun the batch to resume it"), ""
     except ray.exceptions.RayError as exc:
         return RuntimeError(f"Ray could not run it: {_first_line(exc)}"), ""
     except msgspec.DecodeError as exc:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgspec
 
-from cluster.task import MAX_RETRIES, PROBE_NAME, this_node
+from cluster.task import MAX_RETRIES, PROBE_NAME, lost_worker_words, this_node
 from ipc.messages import ProgressEvent, StageCall
 from runner.console import interrupt_handling
 from runner.run import StageHooks, execute_in_child
@@ -95,8 +95,9 @@ class ClusterStageExecutor:
         except self.ray.exceptions.RayTaskError as exc:
             cause = exc.cause if exc.cause is not None else exc
             return _ended("failed", str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__)
-        except self.ray.exceptions.RayError as exc:
-            return _ended("failed", f"the Ray worker running it was lost ({str(exc).strip().splitlines()[0]})")
+        except self.ray.exceptions.RayError as exc:  # its node's memory (not its ceiling) ran out, or its worker died
+            monitor = isinstance(exc, self.ray.exceptions.OutOfMemoryError)
+            return _ended("failed", lost_worker_words(exc, memory_monitor=monitor))
         for event in result.events:
             hooks.on_event(event)
         for warning in result.warnings:

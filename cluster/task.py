@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -33,6 +34,20 @@ DELIVERABLES = ("final.mp4", "captions.srt", "captions.ass", "thumbnail.jpg", "r
 PROBE_NAME = ".cluster-probe"
 MAX_RETRIES = 3
 """Times Ray reruns a task whose worker or node was lost; an ending of the runner's own (exit 3...) never is."""
+NODE_MEMORY = re.compile(r"was (\S+ used / \S+ limit)")
+
+
+def lost_worker_words(exc: BaseException, memory_monitor: bool) -> str:
+    """Why Ray lost the worker running a task, in words a user can act on: Ray's own memory monitor (the node ran
+    low on memory, whatever our ceilings said) or a worker or node that died."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if memory_monitor:
+        found = NODE_MEMORY.search(text)
+        said = f" ({found.group(1)})" if found else ""
+        return (f"Ray's memory monitor killed it: its node ran low on memory{said}; free memory on that node, run"
+                " fewer shorts on it at once, or start Ray there with a higher RAY_memory_usage_threshold")
+    return f"the Ray worker running it was lost {MAX_RETRIES + 1} times ({first})"
 
 
 class StageWire(msgspec.Struct, kw_only=True):
