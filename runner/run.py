@@ -39,6 +39,9 @@ from ipc.sizes import format_size
 from runner.budget import MemoryBudget
 from runner.deliverables import restore_deliverables
 from runner.errors import UsageError
+from runner.events import (
+    Observer, StageFinished, StageProgress, StageSample, StageStarted, StageWaiting, StageWarning,
+)
 from runner.graph import StageGraph
 from runner.limits import Limits
 from runner.meter import MemoryMeter
@@ -133,17 +136,6 @@ class RunOptions:
         }
 
 
-class Observer:
-    """What a display hears about a run; every method may be called from a watchdog thread."""
-
-    def stage_waiting(self, label: str, stage: str, ceiling: int) -> None: ...
-    def stage_started(self, label: str, stage: str, ceiling: int) -> None: ...
-    def stage_sample(self, label: str, stage: str, rss: int) -> None: ...
-    def stage_event(self, label: str, stage: str, event: ProgressEvent) -> None: ...
-    def stage_warning(self, label: str, stage: str, message: str) -> None: ...
-    def stage_finished(self, label: str, report: StageReport) -> None: ...
-
-
 def stage_params(spec: StageSpec, params: PipelineParams) -> bytes:
     if spec.params is not None:
         return bytes(spec.params)
@@ -231,7 +223,7 @@ def _run_claimed(opts: RunOptions, ceilings: dict[str, int], observer: Observer,
             stage = _next_ended(ended, cancel)
             graph.end(stage.name, finished(stage.status))
             reports[stage.name] = stage
-            observer.stage_finished(opts.label, stage)
+            observer(StageFinished(label=opts.label, stage=stage.name, report=stage))
             if not finished(stage.status) and first_stop is None:
                 first_stop = stage
             report.stages = [reports[spec.name] for spec in plan if spec.name in reports]
@@ -415,25 +407,26 @@ def _run_stage(
             report.phases[event.message] = round(report.phases.get(event.message, 0.0) + event.phase_s, 3)
         if event.kind == "note":
             report.notes.append(event.message)
-        observer.stage_event(opts.label, spec.name, event)
+        observer(StageProgress(label=opts.label, stage=spec.name, event=event))
 
     def on_warning(message: str) -> None:
         report.warnings.append(message)
-        observer.stage_warning(opts.label, spec.name, message)
+        observer(StageWarning(label=opts.label, stage=spec.name, message=message))
 
-    with budget.reserve(ceiling, cancel, lambda: observer.stage_waiting(opts.label, spec.name, ceiling)) as waited:
+    waiting = StageWaiting(label=opts.label, stage=spec.name, ceiling=ceiling)
+    with budget.reserve(ceiling, cancel, lambda: observer(waiting)) as waited:
         report.waited_for_budget_s = round(waited, 3)
         if cancel.is_set():
             report.status, report.message = "interrupted", "interrupted while waiting for memory budget"
             return report
         report.started_at_s = round(meter.elapsed(), 3)
-        observer.stage_started(opts.label, spec.name, ceiling)
+        observer(StageStarted(label=opts.label, stage=spec.name, ceiling=ceiling))
         settings = WatchSettings(ceiling=ceiling, poll_s=opts.limits.poll_s,
                                  warn_fraction=opts.limits.warn_fraction, kill_grace_s=opts.limits.kill_grace_s)
 
         def on_sample(rss: int) -> None:
             meter.set(spec.name, rss)
-            observer.stage_sample(opts.label, spec.name, rss)
+            observer(StageSample(label=opts.label, stage=spec.name, rss=rss))
 
         try:
             outcome = opts.executor(call, settings, stage_dir / "stage.log", cancel,

@@ -6,7 +6,7 @@ that was running shows as interrupted and resumable), the queue and its
 worker threads (each runs `runner.run.run_pipeline` under one shared
 `MemoryBudget`), cancelling (the job's own cancel event, which every watchdog
 honours by killing its stage tree), removing a finished job with its run
-directory, and live state fed by an `Observer` to the
+directory, and live state fed by the runs' events (`observe`) to the
 event hub. Checking requests is `serve.requests`' job; shaping what clients
 see is `serve.views`'.
 """
@@ -32,10 +32,13 @@ from ipc.messages import ProgressEvent
 from ipc.pipeline import STAGE_NAMES
 from runner.budget import MemoryBudget
 from runner.errors import UsageError
+from runner.events import (
+    RunEvent, StageFinished, StageProgress, StageSample, StageStarted, StageWaiting, StageWarning,
+)
 from runner.limits import load_limits
 from runner.report import RunReport, StageReport, write_report
 from runner.rundir import LOCK_NAME, RunManifest, claimed, default_run_dir
-from runner.run import Observer, RunOptions, run_pipeline
+from runner.run import RunOptions, run_pipeline
 from serve.requests import FieldError, Planned, ServerSettings, plan_resume
 
 RECORD_NAME = "serve.json"
@@ -164,7 +167,7 @@ class EventHub:
             deliver(kind, task_id, data)
 
 
-class JobManager(Observer):
+class JobManager:
     """Owns the jobs, their queue and the worker threads; observes every run it starts."""
 
     def __init__(self, settings: ServerSettings, on_change: Callable[[Job, str, dict], None]) -> None:
@@ -347,7 +350,7 @@ class JobManager(Observer):
             opts = job.opts or plan_resume(job.run_dir, job.record.limits, job.record.max_ram, job.record.pipeline,
                                            self.settings, job.record.llm, job.record.until)
             opts.label = job.id
-            job.report = run_pipeline(opts, self, job.cancel, self.budget)
+            job.report = run_pipeline(opts, self.observe, job.cancel, self.budget)
         except (UsageError, FieldError, OSError) as exc:
             job.report = RunReport(run_dir=str(job.run_dir), status="failed", exit_code=2, message=str(exc))
             with contextlib.suppress(OSError):
@@ -364,7 +367,22 @@ class JobManager(Observer):
         job.record = msgspec.structs.replace(job.record, **changes)
         write_struct(job.run_dir / RECORD_NAME, job.record)
 
-    # Observer: called from the watchdog threads of each run
+    # the runs' observer: called from the watchdog threads of each run
+
+    def observe(self, event: RunEvent) -> None:
+        match event:
+            case StageWaiting(label=label, stage=stage, ceiling=ceiling):
+                self._on_waiting(label, stage, ceiling)
+            case StageStarted(label=label, stage=stage, ceiling=ceiling):
+                self._on_started(label, stage, ceiling)
+            case StageSample(label=label, stage=stage, rss=rss):
+                self._on_sample(label, stage, rss)
+            case StageProgress(label=label, stage=stage, event=progress):
+                self._on_event(label, stage, progress)
+            case StageWarning(label=label, stage=stage, message=message):
+                self._on_warning(label, stage, message)
+            case StageFinished(label=label, report=report):
+                self._on_finished(label, report)
 
     def _stage(self, label: str, stage: str) -> tuple[Job, StageView] | None:
         job = self.jobs.get(label)
@@ -375,14 +393,14 @@ class JobManager(Observer):
             live = job.stages[stage] = StageView(name=stage)
         return job, live
 
-    def stage_waiting(self, label: str, stage: str, ceiling: int) -> None:
+    def _on_waiting(self, label: str, stage: str, ceiling: int) -> None:
         if found := self._stage(label, stage):
             job, live = found
             live.status, live.ceiling_bytes = "waiting", ceiling
             live.detail = "waiting for memory budget"
             self._changed(job, "task")
 
-    def stage_started(self, label: str, stage: str, ceiling: int) -> None:
+    def _on_started(self, label: str, stage: str, ceiling: int) -> None:
         if found := self._stage(label, stage):
             job, live = found
             live.status, live.ceiling_bytes = "running", ceiling
@@ -391,7 +409,7 @@ class JobManager(Observer):
             live.fraction, live.detail, live.message = None, "", ""
             self._changed(job, "task")
 
-    def stage_sample(self, label: str, stage: str, rss: int) -> None:
+    def _on_sample(self, label: str, stage: str, rss: int) -> None:
         if found := self._stage(label, stage):
             job, live = found
             live.rss_bytes = rss
@@ -401,7 +419,7 @@ class JobManager(Observer):
             self._changed(job, "sample", {"stage": stage, "t": t, "rss_bytes": rss,
                                           "peak_rss_bytes": live.peak_rss_bytes, "ceiling_bytes": live.ceiling_bytes})
 
-    def stage_event(self, label: str, stage: str, event: ProgressEvent) -> None:
+    def _on_event(self, label: str, stage: str, event: ProgressEvent) -> None:
         if event.kind != "progress":
             return
         if found := self._stage(label, stage):
@@ -412,13 +430,13 @@ class JobManager(Observer):
             self._changed(job, "progress", {"stage": stage, "fraction": live.fraction, "detail": live.detail,
                                             "at": event.t})
 
-    def stage_warning(self, label: str, stage: str, message: str) -> None:
+    def _on_warning(self, label: str, stage: str, message: str) -> None:
         if found := self._stage(label, stage):
             job, live = found
             live.detail = message
             self._changed(job, "progress", {"stage": stage, "fraction": live.fraction, "detail": message})
 
-    def stage_finished(self, label: str, report: StageReport) -> None:
+    def _on_finished(self, label: str, report: StageReport) -> None:
         if found := self._stage(label, report.name):
             job, live = found
             live.status = report.status
