@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import queue
-import shlex
 import sys
 import threading
 from collections.abc import Callable
@@ -46,7 +45,7 @@ from runner.graph import StageGraph
 from runner.limits import Limits
 from runner.meter import MemoryMeter
 from runner.rundir import RunManifest, claimed
-from runner.report import RunReport, StageReport, downsample, write_report
+from runner.report import RunReport, StageReport, Suggestion, downsample, write_report
 from runner.status import EXIT_CODES, finished
 from runner.watchdog import ProcessOutcome, WatchSettings, supervise
 
@@ -320,7 +319,8 @@ def _conclude(opts: RunOptions, report: RunReport, graph: StageGraph, first_stop
         report.failed_stage = first_stop.name
         if first_stop.status == "oom":
             spec = next(spec for spec in opts.pipeline if spec.name == first_stop.name)
-            report.rerun_command = rerun_command(opts, spec.name, first_stop)
+            report.suggestion = suggestion(opts, spec.name, first_stop)
+            report.rerun_command = report.suggestion.command_line(str(opts.run_dir))
         beside = [stage for stage in report.stages if stage.name != first_stop.name and _overlapped(stage, first_stop)]
         if beside:
             said = ", ".join(f"{stage.name} {_ended_as(stage.status)}" for stage in beside)
@@ -513,17 +513,13 @@ def suggested_ceiling(stage: StageReport, usual: int | None) -> int:
     return -(-need // step) * step
 
 
-def rerun_command(opts: RunOptions, stage_name: str, stage: StageReport) -> str:
-    """The command that resumes this run: with more memory for the stage, unless the OS killed it (then as it was)."""
-    args = [*opts.command, "--run-dir", str(opts.run_dir), *opts.resume_args]
+def suggestion(opts: RunOptions, stage_name: str, stage: StageReport) -> Suggestion:
+    """How to resume this run: with more memory for the stage, unless the OS killed it (then as it was)."""
     limits = {name: limit.ceiling for name, limit in opts.limits.stages.items() if limit.overridden}
     max_ram = opts.max_ram
     if not stage.killed_by_os:
         limits[stage_name] = suggested_ceiling(stage, opts.limits.for_stage(stage_name).usual_ceiling)
         if max_ram is not None:
             max_ram = max(max_ram, opts.limits.max_ram_for(limits[stage_name]))
-    if max_ram is not None:
-        args += ["--max-ram", f"{-(-max_ram // 2**20)}M"]
-    for name, ceiling in sorted(limits.items()):
-        args += ["--limit", f"{name}={-(-ceiling // 2**20)}M"]
-    return shlex.join(args)
+    return Suggestion(stage=stage_name, more_memory=not stage.killed_by_os, limits=limits, max_ram=max_ram,
+                      command=list(opts.command), resume_args=list(opts.resume_args))

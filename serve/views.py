@@ -13,7 +13,6 @@ the narration and subtitle files). It changes nothing.
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 
 import msgspec
@@ -244,19 +243,10 @@ def _progress(stages: list[StageView]) -> int:
 
 
 def _suggestion(report: RunReport | None) -> tuple[dict[str, str], str | None]:
-    """The ceilings and budget of the supervisor's own rerun command, so the page's button resumes with them."""
-    if report is None or not report.rerun_command:
+    """The ceilings and budget the supervisor suggests (its rerun command's), so the page's button resumes with them."""
+    if report is None or report.suggestion is None:
         return {}, None
-    words = shlex.split(report.rerun_command)
-    limits: dict[str, str] = {}
-    max_ram = None
-    for option, value in zip(words, words[1:]):
-        if option == "--limit" and "=" in value:
-            stage, size = value.split("=", 1)
-            limits[stage] = size
-        elif option == "--max-ram":
-            max_ram = value
-    return limits, max_ram
+    return report.suggestion.limit_sizes(), report.suggestion.max_ram_size()
 
 
 def _title(job: Job) -> str:
