@@ -486,9 +486,15 @@ def _finish(report: StageReport, run_dir: Path, spec: StageSpec, expected_hash: 
     elif report.status == "interrupted":
         report.message = f"stage {spec.name} interrupted; finished artifacts are kept"
     else:
-        tail = outcome.message or _log_tail(run_dir / report.log)
         how = f"exit code {report.exit_code}" if report.signal is None else f"signal {report.signal}"
-        report.message = f"stage {spec.name} failed ({how}): {tail}".rstrip()
+        report.message = f"stage {spec.name} failed ({how}): {_failure_reason(outcome, run_dir, report.log)}".rstrip()
+
+
+def _failure_reason(outcome: ProcessOutcome, run_dir: Path, log: str) -> str:
+    """What the stage said before it exited; only a stage that died without saying leaves its log's tail to read."""
+    if outcome.failure_at:
+        return f"{outcome.message} (raised at {outcome.failure_at}; the traceback is in {log})"
+    return outcome.message or _log_tail(run_dir / log)
 
 
 def _log_tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
