@@ -14,8 +14,6 @@ see is `serve.views`'.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import queue
 import shutil
@@ -27,7 +25,7 @@ from pathlib import Path
 
 import msgspec
 
-from ipc.files import ArtifactError, open_regular, read_struct, write_struct
+from ipc.files import ArtifactError, read_struct, write_struct
 from ipc.messages import ProgressEvent
 from ipc.pipeline import STAGE_NAMES
 from runner.budget import MemoryBudget
@@ -37,12 +35,17 @@ from runner.events import (
 )
 from runner.limits import load_limits
 from runner.report import RunReport, StageReport, write_report
-from runner.rundir import LOCK_NAME, RunManifest, claimed, default_run_dir
+from runner.rundir import RunManifest, claimed, default_run_dir, held_elsewhere
 from runner.run import RunOptions, run_pipeline
 from serve.requests import FieldError, Planned, ServerSettings, plan_resume
 
 RECORD_NAME = "serve.json"
 TASK_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+class TaskRefused(Exception):
+    """What was asked of a task cannot be done in its state (cancel a finished one, remove or resume a running one,
+    touch one another process runs); the server answers 409 Conflict (`serve.app`'s error handlers)."""
 
 
 class JobRecord(msgspec.Struct, kw_only=True):
@@ -120,21 +123,6 @@ def read_manifest(run_dir: Path) -> RunManifest | None:
         return read_struct(run_dir / "run.json", RunManifest)
     except (ArtifactError, OSError):
         return None
-
-
-def held_elsewhere(run_dir: Path) -> bool:
-    """Whether another process (a CLI run, another server) holds the run directory's lock now."""
-    try:
-        fd = open_regular(run_dir / LOCK_NAME, follow=False)  # a FIFO as .lock must not wedge the server
-    except OSError as exc:
-        return exc.errno == errno.EINVAL  # not a regular file: not a run this server may take
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # releases the lock if this test took it
-    return False
 
 
 class EventHub:
@@ -259,39 +247,39 @@ class JobManager:
                 job.cancel.set()
                 self._save_record(job, cancelled=True)
             elif held_elsewhere(job.run_dir):
-                raise FieldError(None, f"task {job.id} is being run by another process, not by this server;"
-                                       " stop it there (Ctrl-C)", 409)
+                raise TaskRefused(f"task {job.id} is being run by another process, not by this server;"
+                                  " stop it there (Ctrl-C)")
             else:
-                raise FieldError(None, f"task {job.id} is not queued or running; nothing to cancel", 409)
+                raise TaskRefused(f"task {job.id} is not queued or running; nothing to cancel")
         self._changed(job, "task")
 
     def remove(self, job: Job) -> None:
         """A finished job and its run directory, gone (MoneyPrinterTurbo's DELETE); never one that runs anywhere."""
         with self._lock:
             if job.phase != "idle":
-                raise FieldError(None, f"task {job.id} is {job.phase}; cancel it first", 409)
+                raise TaskRefused(f"task {job.id} is {job.phase}; cancel it first")
             if held_elsewhere(job.run_dir):
-                raise FieldError(None, f"task {job.id} is being run by another process (its run directory is"
-                                       " locked); stop it there first", 409)
+                raise TaskRefused(f"task {job.id} is being run by another process (its run directory is"
+                                  " locked); stop it there first")
             root = self.settings.runs_dir.resolve()
             if job.run_dir.is_symlink() or job.run_dir.resolve().parent != root:
-                raise FieldError(None, f"task {job.id} is not a folder of {root}; it is left alone", 409)
+                raise TaskRefused(f"task {job.id} is not a folder of {root}; it is left alone")
             try:
                 shutil.rmtree(job.run_dir)
             except FileNotFoundError:
                 pass
             except OSError as exc:
-                raise FieldError(None, f"task {job.id}: could not remove {job.run_dir} ({exc.strerror})", 409) from None
+                raise TaskRefused(f"task {job.id}: could not remove {job.run_dir} ({exc.strerror})") from None
             self.jobs.pop(job.id, None)
         self._changed(job, "deleted")
 
     def resume(self, job: Job, limits: dict[str, str], max_ram: str | None) -> None:
         with self._lock:
             if job.phase != "idle":
-                raise FieldError(None, f"task {job.id} is {job.phase}; it can be resumed once it has stopped", 409)
+                raise TaskRefused(f"task {job.id} is {job.phase}; it can be resumed once it has stopped")
             if held_elsewhere(job.run_dir):
-                raise FieldError(None, f"task {job.id} is being run by another process (its run directory is"
-                                       " locked); wait for it to end", 409)
+                raise TaskRefused(f"task {job.id} is being run by another process (its run directory is"
+                                  " locked); wait for it to end")
             record = job.record or self._record_for_foreign(job)
             merged = {**record.limits, **limits}
             opts = plan_resume(job.run_dir, merged, max_ram if max_ram is not None else record.max_ram,
@@ -310,14 +298,14 @@ class JobManager:
         """A run directory the CLI made: resumable here if it used the product pipeline or one the server knows."""
         manifest = read_manifest(job.run_dir)
         if manifest is None:
-            raise FieldError(None, f"task {job.id} has no readable run.json, so it cannot be resumed", 409)
+            raise TaskRefused(f"task {job.id} has no readable run.json, so it cannot be resumed")
         pipeline = None
         if manifest.pipeline_file is not None:
             wanted = Path(manifest.pipeline_file).resolve()
             pipeline = next((name for name, path in self.settings.pipelines.items() if path.resolve() == wanted), None)
             if pipeline is None:
-                raise FieldError(None, f"task {job.id} was made with the pipeline file {manifest.pipeline_file},"
-                                       " which this server was not started with (serve --pipeline FILE)", 409)
+                raise TaskRefused(f"task {job.id} was made with the pipeline file {manifest.pipeline_file},"
+                                  " which this server was not started with (serve --pipeline FILE)")
         names = list(STAGE_NAMES) if pipeline is None else []
         return JobRecord(submitted_at=time.time(), stages=names, pipeline=pipeline)
 

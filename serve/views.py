@@ -21,7 +21,8 @@ from ipc.artifacts import Narration, Script
 from ipc.files import ArtifactError, read_struct, resolve_in_run
 from ipc.pipeline import artifact_path
 from runner.report import RunReport, Sample, StageReport, downsample
-from serve.jobs import Job, StageView, held_elsewhere, read_manifest, read_report
+from runner.rundir import held_elsewhere
+from serve.jobs import Job, StageView, read_manifest, read_report
 
 STATE_FAILED, STATE_COMPLETE, STATE_PROCESSING = -1, 1, 4
 FILES = {
