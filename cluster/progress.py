@@ -117,5 +117,5 @@ class RemoteObserver:
             self._last_sample[event.stage] = now
         elif isinstance(event, StageFinished):  # the display needs the figures, not the curve
             event = msgspec.structs.replace(event, report=msgspec.structs.replace(event.report, timeline=[]))
-        if not self._send(event) and not isinstance(event, StageSample):
-            self._fallback(event)
+        if not self._send(event):
+            self._fallback(event)  # plain lines (samples show none)

@@ -12,7 +12,6 @@ the displays and front ends show them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Union
 
 import msgspec
 
@@ -58,7 +57,7 @@ class StageFinished(StageEvent, frozen=True, tag="finished"):
     report: StageReport
 
 
-RunEvent = Union[StageWaiting, StageStarted, StageSample, StageProgress, StageWarning, StageFinished]
+RunEvent = StageWaiting | StageStarted | StageSample | StageProgress | StageWarning | StageFinished
 Observer = Callable[[RunEvent], None]
 
 
