@@ -10,8 +10,10 @@ which never imports `stages` itself, and imports it only for `--isolation none`.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import psutil
@@ -21,7 +23,7 @@ from ipc.messages import StageCall
 from runner.run import StageHooks
 from runner.status import Ending
 from runner.watchdog import ProcessOutcome, WatchSettings
-from stages.harness import StageError, execute
+from stages.harness import StageError, crash_failure, execute
 
 
 def execute_in_process(call: StageCall, settings: WatchSettings, log_path: Path, cancel: threading.Event,
@@ -41,7 +43,7 @@ def execute_in_process(call: StageCall, settings: WatchSettings, log_path: Path,
     sampler.start()
     status: Ending = "done"
     exit_code: int | None = 0
-    message = ""
+    message = failure_at = ""
     try:
         execute(call, hooks.on_event)
     except KeyboardInterrupt:
@@ -50,7 +52,9 @@ def execute_in_process(call: StageCall, settings: WatchSettings, log_path: Path,
     except (StageError, ArtifactError) as exc:
         status, exit_code, message = "failed", 1, str(exc)
     except Exception as exc:  # the baseline reports a stage's crash like a child's non-zero exit
-        status, exit_code, message = "failed", 1, f"{type(exc).__name__}: {exc}"
+        crash = crash_failure(exc)
+        status, exit_code, message, failure_at = "failed", 1, crash.reason, crash.where
+        _keep_traceback(log_path)
     finally:
         done.set()
         sampler.join()
@@ -60,5 +64,13 @@ def execute_in_process(call: StageCall, settings: WatchSettings, log_path: Path,
         status=status, exit_code=exit_code, signal=None, sampled_peak=max(rss for _, rss in samples),
         ru_maxrss=0, wall_s=time.monotonic() - start,
         cpu_s=(cpu_end.user + cpu_end.system) - (cpu_start.user + cpu_start.system), samples=samples,
-        message=message,
+        message=message, failure_at=failure_at,
     )
+
+
+def _keep_traceback(log_path: Path) -> None:
+    """The crash's traceback in the stage's log, where the report says it is (as a stage process leaves it)."""
+    with contextlib.suppress(OSError):
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a") as log:
+            log.write(traceback.format_exc())

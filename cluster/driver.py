@@ -293,8 +293,8 @@ def _collect(ray, ref, short: PlannedShort) -> tuple[object, str]:
     if not outcome.shared:
         _write_returned(short, outcome)
         # the node's scratch directory means nothing here: a rerun of this short starts from its local directory
-        outcome.report.rerun_command = outcome.report.rerun_command.replace(outcome.report.run_dir,
-                                                                            str(short.opts.run_dir))
+        if outcome.report.suggestion is not None:
+            outcome.report.rerun_command = outcome.report.suggestion.command_line(str(short.opts.run_dir))
     outcome.report.run_dir = str(short.opts.run_dir)
     return outcome.report, outcome.node
 

@@ -2,8 +2,8 @@
 
 The driver listens on its own node's address (port chosen by the system) and feeds every event it hears
 into the same display `--jobs` uses (a live table on a terminal, plain lines otherwise). Each task
-connects, proves it belongs to this batch with the batch's secret token, then sends one `Progress`
-message (JSON, one a line) per observer call; samples are thinned to a few a second. Progress is best
+connects, proves it belongs to this batch with the batch's secret token, then sends each `RunEvent`
+its supervisor emits as it is (msgspec JSON, one a line); samples are thinned to a few a second. Progress is best
 effort: a task that cannot connect, or loses the connection, prints its lines to its stderr instead
 (Ray forwards them to the driver), and the run itself never depends on it. Not responsible for the
 runs, nor for what the display shows.
@@ -18,29 +18,15 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Literal
 
 import msgspec
 
-from ipc.messages import ProgressEvent
 from runner.display import PlainDisplay
-from runner.report import StageReport
-from runner.run import Observer
+from runner.events import Observer, RunEvent, StageFinished, StageSample
 
 SAMPLE_EVERY_S = 0.25
 """At most this often per stage a memory sample travels to the driver."""
 MAX_LINE = 1 << 20
-
-
-class Progress(msgspec.Struct, kw_only=True):
-    kind: Literal["waiting", "started", "sample", "event", "warning", "finished"]
-    label: str
-    stage: str
-    ceiling: int = 0
-    rss: int = 0
-    event: ProgressEvent | None = None
-    message: str = ""
-    report: StageReport | None = None
 
 
 @contextlib.contextmanager
@@ -72,7 +58,7 @@ def _accept(listener: socket.socket, token: str, observer: Observer, stop: threa
 
 
 def _serve(conn: socket.socket, token: str, observer: Observer, stop: threading.Event) -> None:
-    decoder = msgspec.json.Decoder(Progress)
+    decoder = msgspec.json.Decoder(RunEvent)
     with conn, conn.makefile("rb") as stream:
         conn.settimeout(None)
         first = stream.readline(MAX_LINE).strip()
@@ -82,28 +68,13 @@ def _serve(conn: socket.socket, token: str, observer: Observer, stop: threading.
             if stop.is_set():
                 return
             try:
-                _dispatch(observer, decoder.decode(line))
+                event = decoder.decode(line)
             except msgspec.DecodeError:
                 return
+            observer(event)
 
 
-def _dispatch(observer: Observer, message: Progress) -> None:
-    label, stage = message.label, message.stage
-    if message.kind == "waiting":
-        observer.stage_waiting(label, stage, message.ceiling)
-    elif message.kind == "started":
-        observer.stage_started(label, stage, message.ceiling)
-    elif message.kind == "sample":
-        observer.stage_sample(label, stage, message.rss)
-    elif message.kind == "event" and message.event is not None:
-        observer.stage_event(label, stage, message.event)
-    elif message.kind == "warning":
-        observer.stage_warning(label, stage, message.message)
-    elif message.kind == "finished" and message.report is not None:
-        observer.stage_finished(label, message.report)
-
-
-class RemoteObserver(Observer):
+class RemoteObserver:
     """A task's observer: every event to the driver while the connection holds, else as lines on stderr."""
 
     def __init__(self, address: str | None, token: str) -> None:
@@ -126,41 +97,25 @@ class RemoteObserver(Observer):
                 self._sock.close()
                 self._sock = None
 
-    def _send(self, message: Progress) -> bool:
+    def _send(self, event: RunEvent) -> bool:
         with self._lock:
             if self._sock is None:
                 return False
             try:
-                self._sock.sendall(self._encoder.encode(message) + b"\n")
+                self._sock.sendall(self._encoder.encode(event) + b"\n")
                 return True
             except OSError:
                 self._sock.close()
                 self._sock = None
                 return False
 
-    def stage_waiting(self, label: str, stage: str, ceiling: int) -> None:
-        if not self._send(Progress(kind="waiting", label=label, stage=stage, ceiling=ceiling)):
-            self._fallback.stage_waiting(label, stage, ceiling)
-
-    def stage_started(self, label: str, stage: str, ceiling: int) -> None:
-        if not self._send(Progress(kind="started", label=label, stage=stage, ceiling=ceiling)):
-            self._fallback.stage_started(label, stage, ceiling)
-
-    def stage_sample(self, label: str, stage: str, rss: int) -> None:
-        now = time.monotonic()
-        if now - self._last_sample.get(stage, 0.0) >= SAMPLE_EVERY_S:
-            self._last_sample[stage] = now
-            self._send(Progress(kind="sample", label=label, stage=stage, rss=rss))
-
-    def stage_event(self, label: str, stage: str, event: ProgressEvent) -> None:
-        if not self._send(Progress(kind="event", label=label, stage=stage, event=event)):
-            self._fallback.stage_event(label, stage, event)
-
-    def stage_warning(self, label: str, stage: str, message: str) -> None:
-        if not self._send(Progress(kind="warning", label=label, stage=stage, message=message)):
-            self._fallback.stage_warning(label, stage, message)
-
-    def stage_finished(self, label: str, report: StageReport) -> None:
-        slim = msgspec.structs.replace(report, timeline=[])  # the display needs the figures, not the curve
-        if not self._send(Progress(kind="finished", label=label, stage=report.name, report=slim)):
-            self._fallback.stage_finished(label, report)
+    def __call__(self, event: RunEvent) -> None:
+        if isinstance(event, StageSample):
+            now = time.monotonic()
+            if now - self._last_sample.get(event.stage, 0.0) < SAMPLE_EVERY_S:
+                return
+            self._last_sample[event.stage] = now
+        elif isinstance(event, StageFinished):  # the display needs the figures, not the curve
+            event = msgspec.structs.replace(event, report=msgspec.structs.replace(event.report, timeline=[]))
+        if not self._send(event):
+            self._fallback(event)  # plain lines (samples show none)

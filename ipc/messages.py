@@ -1,8 +1,11 @@
-"""Messages between the supervisor and a stage process: the call file and progress events.
+"""Messages between the supervisor and a stage process: the call file, progress events, the failure.
 
 A stage is started as `python -m stages.<name> CALL_FILE`. The call file is a
-`StageCall`; the stage sends `ProgressEvent`s back, one JSON object per line,
-on the pipe whose descriptor the call names. Nothing else crosses.
+`StageCall`; the stage sends `StageMessage`s back, one JSON object per line,
+on the pipe whose descriptor the call names: `ProgressEvent`s while it works,
+and one `StageFailure` just before it exits non-zero, saying why. Nothing
+else crosses; a stage that dies without saying (killed, crashed in native
+code) leaves the supervisor its log to read.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ class StageCall(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     progress_fd: int | None = None
 
 
-class ProgressEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class ProgressEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, tag_field="type", tag="event"):
     t: float
     kind: Literal["progress", "phase", "log", "note"] = "progress"
     """note: a fact the user must see in the report (e.g. "grounded in 2 sources"), logged as well."""
@@ -44,5 +47,16 @@ class ProgressEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """For `phase` events: how long the named phase took (e.g. model load)."""
 
 
+class StageFailure(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, tag_field="type", tag="failure"):
+    """Why the stage cannot finish, in its own words, sent just before it exits non-zero."""
+
+    reason: str
+    """What the user reads: a StageError's message, or the exception's type and message for a crash."""
+    where: str = ""
+    """For a crash (an exception no stage code expected): `file:line in function` where it was raised."""
+
+
+StageMessage = ProgressEvent | StageFailure
+
 progress_encoder = msgspec.json.Encoder()
-progress_decoder = msgspec.json.Decoder(ProgressEvent)
+progress_decoder = msgspec.json.Decoder(StageMessage)

@@ -70,8 +70,8 @@ def print_outcome(args: argparse.Namespace, report: RunReport) -> None:
     else:
         print(f"{report.status}: {report.message}", file=stream)
         if report.rerun_command:
-            killed_by_os = any(s.killed_by_os for s in report.stages if s.name == report.failed_stage)
-            how = "to resume it once memory is free" if killed_by_os else "to rerun it with more memory"
+            same = report.suggestion is not None and not report.suggestion.more_memory  # the OS killed it
+            how = "to resume it once memory is free" if same else "to rerun it with more memory"
             print(f"{how}:\n  {report.rerun_command}", file=stream)
         print(f"report: {Path(report.run_dir) / 'report.json'}", file=stream)
     stream.flush()

@@ -1,7 +1,8 @@
 """Showing a run while it happens: a rich live table on a terminal, plain lines otherwise.
 
-Both displays are `Observer`s fed from watchdog threads; they only show what
-they hear and never change the run.
+Both displays are observers (`runner.events.Observer`: called with each
+`RunEvent`) fed from watchdog threads; they only show what they hear and never
+change the run.
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ from typing import TextIO
 
 from ipc.messages import ProgressEvent
 from ipc.sizes import format_size
+from runner.events import (
+    RunEvent, StageFinished, StageProgress, StageSample, StageStarted, StageWaiting, StageWarning,
+)
 from runner.report import StageReport
-from runner.run import Observer
 
 
 def _key(label: str, stage: str) -> str:
     return f"{label}:{stage}" if label else stage
 
 
-class PlainDisplay(Observer):
+class PlainDisplay:
     """One line per event worth a line; progress messages at most once a second per stage."""
 
     def __init__(self, stream: TextIO = sys.stdout) -> None:
@@ -34,13 +37,20 @@ class PlainDisplay(Observer):
         with self._lock:
             print(f"[{_key(label, stage)}] {text}", file=self.stream, flush=True)
 
-    def stage_waiting(self, label: str, stage: str, ceiling: int) -> None:
-        self._say(label, stage, f"waiting for {format_size(ceiling)} of the memory budget")
+    def __call__(self, event: RunEvent) -> None:
+        match event:
+            case StageWaiting(label=label, stage=stage, ceiling=ceiling):
+                self._say(label, stage, f"waiting for {format_size(ceiling)} of the memory budget")
+            case StageStarted(label=label, stage=stage, ceiling=ceiling):
+                self._say(label, stage, f"started (ceiling {format_size(ceiling)})")
+            case StageProgress(label=label, stage=stage, event=progress):
+                self._progress(label, stage, progress)
+            case StageWarning(label=label, stage=stage, message=message):
+                self._say(label, stage, f"warning: {message}")
+            case StageFinished(label=label, report=report):
+                self._finished(label, report)
 
-    def stage_started(self, label: str, stage: str, ceiling: int) -> None:
-        self._say(label, stage, f"started (ceiling {format_size(ceiling)})")
-
-    def stage_event(self, label: str, stage: str, event: ProgressEvent) -> None:
+    def _progress(self, label: str, stage: str, event: ProgressEvent) -> None:
         key = _key(label, stage)
         now = time.monotonic()
         if event.kind == "progress" and now - self._last_progress.get(key, 0.0) < 1.0 and (event.fraction or 0) < 1:
@@ -52,10 +62,7 @@ class PlainDisplay(Observer):
             pct = f" {event.fraction:.0%}" if event.fraction is not None else ""
             self._say(label, stage, f"{event.message}{pct}")
 
-    def stage_warning(self, label: str, stage: str, message: str) -> None:
-        self._say(label, stage, f"warning: {message}")
-
-    def stage_finished(self, label: str, report: StageReport) -> None:
+    def _finished(self, label: str, report: StageReport) -> None:
         if report.status == "skipped":
             self._say(label, report.name, "skipped (artifact up to date)")
         else:
@@ -77,7 +84,7 @@ class _Row:
     fraction: float | None = None
 
 
-class LiveDisplay(Observer):
+class LiveDisplay:
     """A live table: each stage's state, elapsed time, RSS against its ceiling, and its latest progress."""
 
     def __init__(self, console=None, warn_fraction: float = 1.0) -> None:
@@ -105,34 +112,37 @@ class LiveDisplay(Observer):
                 self._rows[key] = _Row(label, stage, "pending", ceiling)
             return self._rows[key]
 
-    def stage_waiting(self, label: str, stage: str, ceiling: int) -> None:
-        self._row(label, stage, ceiling).state = "waiting for memory"
+    def __call__(self, event: RunEvent) -> None:
+        match event:
+            case StageWaiting(label=label, stage=stage, ceiling=ceiling):
+                self._row(label, stage, ceiling).state = "waiting for memory"
+            case StageStarted(label=label, stage=stage, ceiling=ceiling):
+                row = self._row(label, stage, ceiling)
+                row.state, row.started, row.ceiling = "running", time.monotonic(), ceiling
+            case StageSample(label=label, stage=stage, rss=rss):
+                row = self._row(label, stage)
+                row.rss, row.peak = rss, max(row.peak, rss)
+            case StageProgress(label=label, stage=stage, event=progress):
+                self._progress(self._row(label, stage), progress)
+            case StageWarning(label=label, stage=stage, message=message):
+                self._warn(label, stage, message)
+            case StageFinished(label=label, report=report):
+                row = self._row(label, report.name, report.ceiling_bytes)
+                row.state, row.ended = report.status, time.monotonic()
+                row.peak = max(row.peak, report.peak_rss_bytes)
+                row.rss = 0
 
-    def stage_started(self, label: str, stage: str, ceiling: int) -> None:
-        row = self._row(label, stage, ceiling)
-        row.state, row.started, row.ceiling = "running", time.monotonic(), ceiling
-
-    def stage_sample(self, label: str, stage: str, rss: int) -> None:
-        row = self._row(label, stage)
-        row.rss, row.peak = rss, max(row.peak, rss)
-
-    def stage_event(self, label: str, stage: str, event: ProgressEvent) -> None:
-        row = self._row(label, stage)
+    @staticmethod
+    def _progress(row: _Row, event: ProgressEvent) -> None:
         if event.kind == "phase":
             row.message = f"{event.message}: {event.phase_s or 0:.1f}s"
         else:
             row.message, row.fraction = event.message, event.fraction
 
-    def stage_warning(self, label: str, stage: str, message: str) -> None:
+    def _warn(self, label: str, stage: str, message: str) -> None:
         from rich.text import Text
 
         self.console.log(Text(f"{_key(label, stage)}: {message}", style="yellow"))
-
-    def stage_finished(self, label: str, report: StageReport) -> None:
-        row = self._row(label, report.name, report.ceiling_bytes)
-        row.state, row.ended = report.status, time.monotonic()
-        row.peak = max(row.peak, report.peak_rss_bytes)
-        row.rss = 0
 
     def _render(self):
         from rich.progress_bar import ProgressBar

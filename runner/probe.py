@@ -23,10 +23,11 @@ from pathlib import Path
 from ipc.pipeline import DEFAULT_PIPELINE, StageSpec, artifact_path
 from ipc.sizes import SizeError, format_size, parse_size
 from runner.errors import RunnerError, UsageError
+from runner.events import ignore
 from runner.limits import MiB, Limits, StageLimit, load_limits, save_limits
 from runner.pipeline_file import load_pipeline
 from runner.rundir import RunManifest
-from runner.run import Observer, RunOptions, run_pipeline
+from runner.run import RunOptions, run_pipeline
 
 
 
@@ -107,10 +108,6 @@ def _manifest(run_dir: Path) -> RunManifest:
         raise UsageError(f"--run-dir {run_dir} is not a run made by aishorts-runner: {exc}") from None
 
 
-class _AttemptObserver(Observer):
-    pass
-
-
 def probe_stage(run_dir: Path, spec: StageSpec, pipeline, manifest: RunManifest, limits: Limits, step: int) -> Finding:
     configured = limits.for_stage(spec.name).ceiling
     with tempfile.TemporaryDirectory(prefix=f"probe-{spec.name}-") as scratch:
@@ -123,7 +120,7 @@ def probe_stage(run_dir: Path, spec: StageSpec, pipeline, manifest: RunManifest,
             attempts += 1
             opts = RunOptions(run_dir=scratch_dir, pipeline=pipeline, params=manifest.params,
                               limits=limits.with_override(spec.name, ceiling), only=spec.name)
-            report = run_pipeline(opts, _AttemptObserver(), threading.Event())
+            report = run_pipeline(opts, ignore, threading.Event())
             stage = report.stages[-1]
             if stage.status not in ("done", "oom"):
                 raise RunnerError(f"probing {spec.name} at {format_size(ceiling)}: {stage.message}")

@@ -7,13 +7,14 @@ it decides nothing about the run.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import msgspec
 
 from ipc.files import atomic_write_bytes, encode_json, write_struct
-from ipc.sizes import format_size
+from ipc.sizes import MiB, format_size
 from runner.status import RunStatus, StageStatus
 
 REPORT_VERSION = 1
@@ -61,6 +62,47 @@ class StageReport(msgspec.Struct, kw_only=True):
     timeline: list[Sample] = []
 
 
+class Suggestion(msgspec.Struct, kw_only=True):
+    """How to resume a run that a stage's memory stopped: the limits and budget to give, as values.
+
+    Every rerun command is rendered from it (`command_line`); the server's resume
+    button and the cluster's driver read its fields instead of parsing a command.
+    """
+
+    stage: str
+    """The stage that ran out of memory."""
+    more_memory: bool = True
+    """False when the operating system killed it: then the same limits, once memory is free."""
+    limits: dict[str, int] = {}
+    """Stage -> the ceiling (bytes) a rerun gives with `--limit`: the user's own, and the stopped stage's raised."""
+    max_ram: int | None = None
+    """The `--max-ram` (bytes) a rerun gives, raised to fit the stage's new ceiling; None when the run had none."""
+    command: list[str]
+    """How the user started the runner (e.g. `.venv/bin/aishorts-runner`), so the rendered command runs as typed."""
+    resume_args: list[str] = []
+    """Options besides --run-dir, --max-ram and --limit that a rerun must repeat (e.g. --limits FILE)."""
+
+    def limit_sizes(self) -> dict[str, str]:
+        """The limits as `--limit` writes them (whole MiB, rounded up), by stage."""
+        return {name: _megabytes(ceiling) for name, ceiling in sorted(self.limits.items())}
+
+    def max_ram_size(self) -> str | None:
+        return None if self.max_ram is None else _megabytes(self.max_ram)
+
+    def command_line(self, run_dir: str) -> str:
+        """The shell command that resumes the run in `run_dir` with these limits."""
+        args = [*self.command, "--run-dir", run_dir, *self.resume_args]
+        if (max_ram := self.max_ram_size()) is not None:
+            args += ["--max-ram", max_ram]
+        for name, size in self.limit_sizes().items():
+            args += ["--limit", f"{name}={size}"]
+        return shlex.join(args)
+
+
+def _megabytes(size: int) -> str:
+    return f"{-(-size // MiB)}M"
+
+
 class RunReport(msgspec.Struct, kw_only=True):
     version: int = REPORT_VERSION
     run_dir: str
@@ -74,6 +116,9 @@ class RunReport(msgspec.Struct, kw_only=True):
     wall_s: float = 0.0
     message: str = ""
     rerun_command: str = ""
+    """`suggestion` rendered for this run directory; empty when there is none."""
+    suggestion: Suggestion | None = None
+    """After an OOM: the limits and budget a rerun should give (absent from reports of older versions)."""
     failed_stage: str = ""
     """The first stage that did not finish (its status and message are the run's); empty when none."""
     report_error: str = ""

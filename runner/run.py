@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import queue
-import shlex
 import sys
 import threading
 from collections.abc import Callable
@@ -39,11 +38,14 @@ from ipc.sizes import format_size
 from runner.budget import MemoryBudget
 from runner.deliverables import restore_deliverables
 from runner.errors import UsageError
+from runner.events import (
+    Observer, StageFinished, StageProgress, StageSample, StageStarted, StageWaiting, StageWarning,
+)
 from runner.graph import StageGraph
 from runner.limits import Limits
 from runner.meter import MemoryMeter
 from runner.rundir import RunManifest, claimed
-from runner.report import RunReport, StageReport, downsample, write_report
+from runner.report import RunReport, StageReport, Suggestion, downsample, write_report
 from runner.status import EXIT_CODES, finished
 from runner.watchdog import ProcessOutcome, WatchSettings, supervise
 
@@ -133,17 +135,6 @@ class RunOptions:
         }
 
 
-class Observer:
-    """What a display hears about a run; every method may be called from a watchdog thread."""
-
-    def stage_waiting(self, label: str, stage: str, ceiling: int) -> None: ...
-    def stage_started(self, label: str, stage: str, ceiling: int) -> None: ...
-    def stage_sample(self, label: str, stage: str, rss: int) -> None: ...
-    def stage_event(self, label: str, stage: str, event: ProgressEvent) -> None: ...
-    def stage_warning(self, label: str, stage: str, message: str) -> None: ...
-    def stage_finished(self, label: str, report: StageReport) -> None: ...
-
-
 def stage_params(spec: StageSpec, params: PipelineParams) -> bytes:
     if spec.params is not None:
         return bytes(spec.params)
@@ -231,7 +222,7 @@ def _run_claimed(opts: RunOptions, ceilings: dict[str, int], observer: Observer,
             stage = _next_ended(ended, cancel)
             graph.end(stage.name, finished(stage.status))
             reports[stage.name] = stage
-            observer.stage_finished(opts.label, stage)
+            observer(StageFinished(label=opts.label, stage=stage.name, report=stage))
             if not finished(stage.status) and first_stop is None:
                 first_stop = stage
             report.stages = [reports[spec.name] for spec in plan if spec.name in reports]
@@ -328,7 +319,8 @@ def _conclude(opts: RunOptions, report: RunReport, graph: StageGraph, first_stop
         report.failed_stage = first_stop.name
         if first_stop.status == "oom":
             spec = next(spec for spec in opts.pipeline if spec.name == first_stop.name)
-            report.rerun_command = rerun_command(opts, spec.name, first_stop)
+            report.suggestion = suggestion(opts, spec.name, first_stop)
+            report.rerun_command = report.suggestion.command_line(str(opts.run_dir))
         beside = [stage for stage in report.stages if stage.name != first_stop.name and _overlapped(stage, first_stop)]
         if beside:
             said = ", ".join(f"{stage.name} {_ended_as(stage.status)}" for stage in beside)
@@ -415,25 +407,26 @@ def _run_stage(
             report.phases[event.message] = round(report.phases.get(event.message, 0.0) + event.phase_s, 3)
         if event.kind == "note":
             report.notes.append(event.message)
-        observer.stage_event(opts.label, spec.name, event)
+        observer(StageProgress(label=opts.label, stage=spec.name, event=event))
 
     def on_warning(message: str) -> None:
         report.warnings.append(message)
-        observer.stage_warning(opts.label, spec.name, message)
+        observer(StageWarning(label=opts.label, stage=spec.name, message=message))
 
-    with budget.reserve(ceiling, cancel, lambda: observer.stage_waiting(opts.label, spec.name, ceiling)) as waited:
+    waiting = StageWaiting(label=opts.label, stage=spec.name, ceiling=ceiling)
+    with budget.reserve(ceiling, cancel, lambda: observer(waiting)) as waited:
         report.waited_for_budget_s = round(waited, 3)
         if cancel.is_set():
             report.status, report.message = "interrupted", "interrupted while waiting for memory budget"
             return report
         report.started_at_s = round(meter.elapsed(), 3)
-        observer.stage_started(opts.label, spec.name, ceiling)
+        observer(StageStarted(label=opts.label, stage=spec.name, ceiling=ceiling))
         settings = WatchSettings(ceiling=ceiling, poll_s=opts.limits.poll_s,
                                  warn_fraction=opts.limits.warn_fraction, kill_grace_s=opts.limits.kill_grace_s)
 
         def on_sample(rss: int) -> None:
             meter.set(spec.name, rss)
-            observer.stage_sample(opts.label, spec.name, rss)
+            observer(StageSample(label=opts.label, stage=spec.name, rss=rss))
 
         try:
             outcome = opts.executor(call, settings, stage_dir / "stage.log", cancel,
@@ -493,9 +486,15 @@ def _finish(report: StageReport, run_dir: Path, spec: StageSpec, expected_hash: 
     elif report.status == "interrupted":
         report.message = f"stage {spec.name} interrupted; finished artifacts are kept"
     else:
-        tail = outcome.message or _log_tail(run_dir / report.log)
         how = f"exit code {report.exit_code}" if report.signal is None else f"signal {report.signal}"
-        report.message = f"stage {spec.name} failed ({how}): {tail}".rstrip()
+        report.message = f"stage {spec.name} failed ({how}): {_failure_reason(outcome, run_dir, report.log)}".rstrip()
+
+
+def _failure_reason(outcome: ProcessOutcome, run_dir: Path, log: str) -> str:
+    """What the stage said before it exited; only a stage that died without saying leaves its log's tail to read."""
+    if outcome.failure_at:
+        return f"{outcome.message} (raised at {outcome.failure_at}; the traceback is in {log})"
+    return outcome.message or _log_tail(run_dir / log)
 
 
 def _log_tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
@@ -520,17 +519,13 @@ def suggested_ceiling(stage: StageReport, usual: int | None) -> int:
     return -(-need // step) * step
 
 
-def rerun_command(opts: RunOptions, stage_name: str, stage: StageReport) -> str:
-    """The command that resumes this run: with more memory for the stage, unless the OS killed it (then as it was)."""
-    args = [*opts.command, "--run-dir", str(opts.run_dir), *opts.resume_args]
+def suggestion(opts: RunOptions, stage_name: str, stage: StageReport) -> Suggestion:
+    """How to resume this run: with more memory for the stage, unless the OS killed it (then as it was)."""
     limits = {name: limit.ceiling for name, limit in opts.limits.stages.items() if limit.overridden}
     max_ram = opts.max_ram
     if not stage.killed_by_os:
         limits[stage_name] = suggested_ceiling(stage, opts.limits.for_stage(stage_name).usual_ceiling)
         if max_ram is not None:
             max_ram = max(max_ram, opts.limits.max_ram_for(limits[stage_name]))
-    if max_ram is not None:
-        args += ["--max-ram", f"{-(-max_ram // 2**20)}M"]
-    for name, ceiling in sorted(limits.items()):
-        args += ["--limit", f"{name}={-(-ceiling // 2**20)}M"]
-    return shlex.join(args)
+    return Suggestion(stage=stage_name, more_memory=not stage.killed_by_os, limits=limits, max_ram=max_ram,
+                      command=list(opts.command), resume_args=list(opts.resume_args))

@@ -5,12 +5,14 @@ Responsible for: claiming a run directory for this process (an exclusive
 killed, so a kill -9 never leaves a stale lock), creating a default directory
 exclusively (another name is taken if two runs chose the same one in the same
 second), removing a fresh directory again when the run is refused before it
-starts, and `run.json`. Not responsible for what runs inside (`runner.run`).
+starts, telling others whether a supervisor holds it now, and `run.json`.
+Not responsible for what runs inside (`runner.run`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import msgspec
 
-from ipc.files import ArtifactError, naming, read_regular
+from ipc.files import ArtifactError, naming, open_regular, read_regular
 from ipc.params import PipelineParams
 from runner.errors import UsageError
 
@@ -118,6 +120,25 @@ def _create_fresh(run_dir: Path) -> Path:
         except OSError as exc:
             raise UsageError(f"cannot create the run directory {candidate} ({exc.strerror})") from None
     raise UsageError(f"cannot find a free name for a run directory beside {run_dir}")
+
+
+def held_elsewhere(run_dir: Path) -> bool:
+    """Whether a supervisor holds the run directory now (its lock is taken), asked without taking it for long.
+
+    A `.lock` that is not a regular file counts as held: no run may be started there (and a FIFO must never wedge
+    the asker). The answer is about every other claim, this process's own `claimed` included.
+    """
+    try:
+        fd = open_regular(run_dir / LOCK_NAME, follow=False)
+    except OSError as exc:
+        return exc.errno == errno.EINVAL  # not a regular file
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases the lock if this test took it
+    return False
 
 
 @contextlib.contextmanager

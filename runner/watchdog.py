@@ -30,7 +30,7 @@ import msgspec
 import psutil
 
 from ipc.files import open_new_file
-from ipc.messages import ProgressEvent, progress_decoder
+from ipc.messages import ProgressEvent, StageFailure, progress_decoder
 from runner.status import Ending
 
 
@@ -60,7 +60,10 @@ class ProcessOutcome:
     survivors: list[int] = field(default_factory=list)
     """Pids of the tree still alive 2 s after it was killed (none expected; reported if ever seen)."""
     message: str = ""
-    """Why it failed, when known without reading its log (a stage run in the supervisor's own process)."""
+    """Why it failed, when known without reading its log: the stage said so (`StageFailure`), or it ran in the
+    supervisor's own process."""
+    failure_at: str = ""
+    """For a crash the stage reported: where it was raised (`file:line in function`)."""
 
     @property
     def peak(self) -> int:
@@ -147,15 +150,19 @@ def _prefer_as_oom_victim(pid: int) -> None:
         Path(f"/proc/{pid}/oom_score_adj").write_text("1000")
 
 
-def _read_progress(fd: int, on_event: Callable[[ProgressEvent], None]) -> None:
+def _read_progress(fd: int, on_event: Callable[[ProgressEvent], None], failures: list[StageFailure]) -> None:
+    """Each progress event to `on_event`; the stage's own account of its failure into `failures`."""
     with os.fdopen(fd, "rb") as pipe:
         for line in pipe:
             try:
-                event = progress_decoder.decode(line)
+                message = progress_decoder.decode(line)
             except msgspec.DecodeError:
                 continue  # a stage's garbage never reaches the display
+            if isinstance(message, StageFailure):
+                failures.append(message)
+                continue
             with contextlib.suppress(Exception):
-                on_event(event)
+                on_event(message)
 
 
 def supervise(
@@ -188,7 +195,8 @@ def supervise(
         finally:
             os.close(write_fd)
     _prefer_as_oom_victim(proc.pid)
-    reader = threading.Thread(target=_read_progress, args=(read_fd, on_event), daemon=True)
+    failures: list[StageFailure] = []
+    reader = threading.Thread(target=_read_progress, args=(read_fd, on_event, failures), daemon=True)
     reader.start()
     try:
         outcome = _watch(proc, settings, start, cancel, on_sample, on_warning)
@@ -199,6 +207,8 @@ def supervise(
                 os.waitpid(proc.pid, 0)
             proc.returncode = -signal.SIGKILL
     reader.join(timeout=2)
+    if failures and outcome.status == "failed":  # said before it exited: no need to read its log
+        outcome.message, outcome.failure_at = failures[-1].reason, failures[-1].where
     return outcome
 
 

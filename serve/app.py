@@ -36,7 +36,7 @@ from ipc.params import CATEGORIES, ScriptParams, choices
 from ipc.pipeline import STAGE_NAMES
 from ipc.request import json_schema
 from serve.guard import RequestGuard, allowed_hosts
-from serve.jobs import EventHub, Job, JobManager, valid_task_id
+from serve.jobs import EventHub, Job, JobManager, TaskRefused, valid_task_id
 from serve.mcp_tools import build_mcp, mount_mcp
 from serve.requests import (
     FieldError, ResumeRequest, ServerSettings, ShortVideoRequest, TermsRequest, VideoRequest, decode, plan_video,
@@ -421,9 +421,15 @@ def _refusal(status: int, field: str | None, reason: str) -> JSONResponse:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    """The one place where what the server refuses becomes an HTTP answer."""
+
     @app.exception_handler(FieldError)
     async def field_error(request: Request, exc: FieldError) -> JSONResponse:
         return _refusal(exc.status, exc.field, exc.reason)
+
+    @app.exception_handler(TaskRefused)
+    async def task_refused(request: Request, exc: TaskRefused) -> JSONResponse:
+        return _refusal(409, None, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -6,7 +6,7 @@ that was running shows as interrupted and resumable), the queue and its
 worker threads (each runs `runner.run.run_pipeline` under one shared
 `MemoryBudget`), cancelling (the job's own cancel event, which every watchdog
 honours by killing its stage tree), removing a finished job with its run
-directory, and live state fed by an `Observer` to the
+directory, and live state fed by the runs' events (`observe`) to the
 event hub. Checking requests is `serve.requests`' job; shaping what clients
 see is `serve.views`'.
 """
@@ -14,8 +14,6 @@ see is `serve.views`'.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import queue
 import shutil
@@ -27,19 +25,27 @@ from pathlib import Path
 
 import msgspec
 
-from ipc.files import ArtifactError, open_regular, read_struct, write_struct
+from ipc.files import ArtifactError, read_struct, write_struct
 from ipc.messages import ProgressEvent
 from ipc.pipeline import STAGE_NAMES
 from runner.budget import MemoryBudget
 from runner.errors import UsageError
+from runner.events import (
+    RunEvent, StageFinished, StageProgress, StageSample, StageStarted, StageWaiting, StageWarning,
+)
 from runner.limits import load_limits
 from runner.report import RunReport, StageReport, write_report
-from runner.rundir import LOCK_NAME, RunManifest, claimed, default_run_dir
-from runner.run import Observer, RunOptions, run_pipeline
+from runner.rundir import RunManifest, claimed, default_run_dir, held_elsewhere
+from runner.run import RunOptions, run_pipeline
 from serve.requests import FieldError, Planned, ServerSettings, plan_resume
 
 RECORD_NAME = "serve.json"
 TASK_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+class TaskRefused(Exception):
+    """What was asked of a task cannot be done in its state (cancel a finished one, remove or resume a running one,
+    touch one another process runs); the server answers 409 Conflict (`serve.app`'s error handlers)."""
 
 
 class JobRecord(msgspec.Struct, kw_only=True):
@@ -122,21 +128,6 @@ def read_manifest(run_dir: Path) -> RunManifest | None:
         return None
 
 
-def held_elsewhere(run_dir: Path) -> bool:
-    """Whether another process (a CLI run, another server) holds the run directory's lock now."""
-    try:
-        fd = open_regular(run_dir / LOCK_NAME, follow=False)  # a FIFO as .lock must not wedge the server
-    except OSError as exc:
-        return exc.errno == errno.EINVAL  # not a regular file: not a run this server may take
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # releases the lock if this test took it
-    return False
-
-
 class EventHub:
     """Fans events out to subscribers (one per open SSE stream), from any thread."""
 
@@ -167,7 +158,7 @@ class EventHub:
             deliver(kind, task_id, data)
 
 
-class JobManager(Observer):
+class JobManager:
     """Owns the jobs, their queue and the worker threads; observes every run it starts."""
 
     def __init__(self, settings: ServerSettings, on_change: Callable[[Job, str, dict], None]) -> None:
@@ -261,39 +252,39 @@ class JobManager(Observer):
                 job.cancel.set()
                 self._save_record(job, cancelled=True)
             elif held_elsewhere(job.run_dir):
-                raise FieldError(None, f"task {job.id} is being run by another process, not by this server;"
-                                       " stop it there (Ctrl-C)", 409)
+                raise TaskRefused(f"task {job.id} is being run by another process, not by this server;"
+                                  " stop it there (Ctrl-C)")
             else:
-                raise FieldError(None, f"task {job.id} is not queued or running; nothing to cancel", 409)
+                raise TaskRefused(f"task {job.id} is not queued or running; nothing to cancel")
         self._changed(job, "task")
 
     def remove(self, job: Job) -> None:
         """A finished job and its run directory, gone (MoneyPrinterTurbo's DELETE); never one that runs anywhere."""
         with self._lock:
             if job.phase != "idle":
-                raise FieldError(None, f"task {job.id} is {job.phase}; cancel it first", 409)
+                raise TaskRefused(f"task {job.id} is {job.phase}; cancel it first")
             if held_elsewhere(job.run_dir):
-                raise FieldError(None, f"task {job.id} is being run by another process (its run directory is"
-                                       " locked); stop it there first", 409)
+                raise TaskRefused(f"task {job.id} is being run by another process (its run directory is"
+                                  " locked); stop it there first")
             root = self.settings.runs_dir.resolve()
             if job.run_dir.is_symlink() or job.run_dir.resolve().parent != root:
-                raise FieldError(None, f"task {job.id} is not a folder of {root}; it is left alone", 409)
+                raise TaskRefused(f"task {job.id} is not a folder of {root}; it is left alone")
             try:
                 shutil.rmtree(job.run_dir)
             except FileNotFoundError:
                 pass
             except OSError as exc:
-                raise FieldError(None, f"task {job.id}: could not remove {job.run_dir} ({exc.strerror})", 409) from None
+                raise TaskRefused(f"task {job.id}: could not remove {job.run_dir} ({exc.strerror})") from None
             self.jobs.pop(job.id, None)
         self._changed(job, "deleted")
 
     def resume(self, job: Job, limits: dict[str, str], max_ram: str | None) -> None:
         with self._lock:
             if job.phase != "idle":
-                raise FieldError(None, f"task {job.id} is {job.phase}; it can be resumed once it has stopped", 409)
+                raise TaskRefused(f"task {job.id} is {job.phase}; it can be resumed once it has stopped")
             if held_elsewhere(job.run_dir):
-                raise FieldError(None, f"task {job.id} is being run by another process (its run directory is"
-                                       " locked); wait for it to end", 409)
+                raise TaskRefused(f"task {job.id} is being run by another process (its run directory is"
+                                  " locked); wait for it to end")
             record = job.record or self._record_for_foreign(job)
             merged = {**record.limits, **limits}
             opts = plan_resume(job.run_dir, merged, max_ram if max_ram is not None else record.max_ram,
@@ -312,14 +303,14 @@ class JobManager(Observer):
         """A run directory the CLI made: resumable here if it used the product pipeline or one the server knows."""
         manifest = read_manifest(job.run_dir)
         if manifest is None:
-            raise FieldError(None, f"task {job.id} has no readable run.json, so it cannot be resumed", 409)
+            raise TaskRefused(f"task {job.id} has no readable run.json, so it cannot be resumed")
         pipeline = None
         if manifest.pipeline_file is not None:
             wanted = Path(manifest.pipeline_file).resolve()
             pipeline = next((name for name, path in self.settings.pipelines.items() if path.resolve() == wanted), None)
             if pipeline is None:
-                raise FieldError(None, f"task {job.id} was made with the pipeline file {manifest.pipeline_file},"
-                                       " which this server was not started with (serve --pipeline FILE)", 409)
+                raise TaskRefused(f"task {job.id} was made with the pipeline file {manifest.pipeline_file},"
+                                  " which this server was not started with (serve --pipeline FILE)")
         names = list(STAGE_NAMES) if pipeline is None else []
         return JobRecord(submitted_at=time.time(), stages=names, pipeline=pipeline)
 
@@ -353,7 +344,7 @@ class JobManager(Observer):
             opts = job.opts or plan_resume(job.run_dir, job.record.limits, job.record.max_ram, job.record.pipeline,
                                            self.settings, job.record.llm, job.record.until)
             opts.label = job.id
-            job.report = run_pipeline(opts, self, job.cancel, self.budget)
+            job.report = run_pipeline(opts, self.observe, job.cancel, self.budget)
         except (UsageError, FieldError, OSError) as exc:
             job.report = RunReport(run_dir=str(job.run_dir), status="failed", exit_code=2, message=str(exc))
             with contextlib.suppress(OSError):
@@ -370,7 +361,22 @@ class JobManager(Observer):
         job.record = msgspec.structs.replace(job.record, **changes)
         write_struct(job.run_dir / RECORD_NAME, job.record)
 
-    # Observer: called from the watchdog threads of each run
+    # the runs' observer: called from the watchdog threads of each run
+
+    def observe(self, event: RunEvent) -> None:
+        match event:
+            case StageWaiting(label=label, stage=stage, ceiling=ceiling):
+                self._on_waiting(label, stage, ceiling)
+            case StageStarted(label=label, stage=stage, ceiling=ceiling):
+                self._on_started(label, stage, ceiling)
+            case StageSample(label=label, stage=stage, rss=rss):
+                self._on_sample(label, stage, rss)
+            case StageProgress(label=label, stage=stage, event=progress):
+                self._on_event(label, stage, progress)
+            case StageWarning(label=label, stage=stage, message=message):
+                self._on_warning(label, stage, message)
+            case StageFinished(label=label, report=report):
+                self._on_finished(label, report)
 
     def _stage(self, label: str, stage: str) -> tuple[Job, StageView] | None:
         job = self.jobs.get(label)
@@ -381,14 +387,14 @@ class JobManager(Observer):
             live = job.stages[stage] = StageView(name=stage)
         return job, live
 
-    def stage_waiting(self, label: str, stage: str, ceiling: int) -> None:
+    def _on_waiting(self, label: str, stage: str, ceiling: int) -> None:
         if found := self._stage(label, stage):
             job, live = found
             live.status, live.ceiling_bytes = "waiting", ceiling
             live.detail = "waiting for memory budget"
             self._changed(job, "task")
 
-    def stage_started(self, label: str, stage: str, ceiling: int) -> None:
+    def _on_started(self, label: str, stage: str, ceiling: int) -> None:
         if found := self._stage(label, stage):
             job, live = found
             live.status, live.ceiling_bytes = "running", ceiling
@@ -397,7 +403,7 @@ class JobManager(Observer):
             live.fraction, live.detail, live.message = None, "", ""
             self._changed(job, "task")
 
-    def stage_sample(self, label: str, stage: str, rss: int) -> None:
+    def _on_sample(self, label: str, stage: str, rss: int) -> None:
         if found := self._stage(label, stage):
             job, live = found
             live.rss_bytes = rss
@@ -407,7 +413,7 @@ class JobManager(Observer):
             self._changed(job, "sample", {"stage": stage, "t": t, "rss_bytes": rss,
                                           "peak_rss_bytes": live.peak_rss_bytes, "ceiling_bytes": live.ceiling_bytes})
 
-    def stage_event(self, label: str, stage: str, event: ProgressEvent) -> None:
+    def _on_event(self, label: str, stage: str, event: ProgressEvent) -> None:
         if event.kind != "progress":
             return
         if found := self._stage(label, stage):
@@ -418,13 +424,13 @@ class JobManager(Observer):
             self._changed(job, "progress", {"stage": stage, "fraction": live.fraction, "detail": live.detail,
                                             "at": event.t})
 
-    def stage_warning(self, label: str, stage: str, message: str) -> None:
+    def _on_warning(self, label: str, stage: str, message: str) -> None:
         if found := self._stage(label, stage):
             job, live = found
             live.detail = message
             self._changed(job, "progress", {"stage": stage, "fraction": live.fraction, "detail": message})
 
-    def stage_finished(self, label: str, report: StageReport) -> None:
+    def _on_finished(self, label: str, report: StageReport) -> None:
         if found := self._stage(label, report.name):
             job, live = found
             live.status = report.status

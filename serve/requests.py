@@ -29,7 +29,7 @@ from ipc.languages import voice_for_azure
 
 
 class FieldError(Exception):
-    """A request the server refuses: which field, why, and the HTTP status (400 or 422; 409 for a wrong state)."""
+    """A request the server refuses: which field, why, and the HTTP status (400 or 422; 404 for no such task)."""
 
     def __init__(self, field: str | None, reason: str, status: int = 400) -> None:
         super().__init__(reason)

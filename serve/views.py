@@ -13,7 +13,6 @@ the narration and subtitle files). It changes nothing.
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 
 import msgspec
@@ -22,7 +21,8 @@ from ipc.artifacts import Narration, Script
 from ipc.files import ArtifactError, read_struct, resolve_in_run
 from ipc.pipeline import artifact_path
 from runner.report import RunReport, Sample, StageReport, downsample
-from serve.jobs import Job, StageView, held_elsewhere, read_manifest, read_report
+from runner.rundir import held_elsewhere
+from serve.jobs import Job, StageView, read_manifest, read_report
 
 STATE_FAILED, STATE_COMPLETE, STATE_PROCESSING = -1, 1, 4
 FILES = {
@@ -247,19 +247,10 @@ def _progress(stages: list[StageView]) -> int:
 
 
 def _suggestion(report: RunReport | None) -> tuple[dict[str, str], str | None]:
-    """The ceilings and budget of the supervisor's own rerun command, so the page's button resumes with them."""
-    if report is None or not report.rerun_command:
+    """The ceilings and budget the supervisor suggests (its rerun command's), so the page's button resumes with them."""
+    if report is None or report.suggestion is None:
         return {}, None
-    words = shlex.split(report.rerun_command)
-    limits: dict[str, str] = {}
-    max_ram = None
-    for option, value in zip(words, words[1:]):
-        if option == "--limit" and "=" in value:
-            stage, size = value.split("=", 1)
-            limits[stage] = size
-        elif option == "--max-ram":
-            max_ram = value
-    return limits, max_ram
+    return report.suggestion.limit_sizes(), report.suggestion.max_ram_size()
 
 
 def _title(job: Job) -> str:

@@ -8,7 +8,10 @@ supervise anything: limits, kills and reports belong to `runner/`. It makes
 the process the kernel's preferred OOM victim and ties its whole tree to the
 supervisor's life (stages/lifeline.py), so nothing a stage starts outlives it.
 A full disk met anywhere in a stage (an OSError with ENOSPC) ends it with one
-StageError that says so and names the run directory.
+StageError that says so and names the run directory. A stage process that
+cannot finish says why on its progress pipe (`ipc.messages.StageFailure`:
+a StageError's words, or a crash's exception and where it was raised) before
+it exits 1, so the supervisor never has to guess from its log.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import msgspec
 
 from ipc.artifacts import ARTIFACT_TYPES, Artifact
 from ipc.files import ArtifactError, disk_full_message, read_struct, relative_to_run, resolve_in_run, write_struct
-from ipc.messages import ProgressEvent, StageCall, progress_encoder
+from ipc.messages import ProgressEvent, StageCall, StageFailure, StageMessage, progress_encoder
 from ipc.pipeline import artifact_path
 from stages import lifeline
 from stages.runtime import apply_environment, set_cpu_budget
@@ -180,11 +183,35 @@ def stage_main(func: Callable[..., Any], params_type: type) -> None:
             _run(call, func, params_type, sink)
     except (StageError, ArtifactError) as exc:
         print(f"{call.stage}: {exc}", file=sys.stderr)
-        _leave(1)
-    except Exception:
+        _say_failed(sink, StageFailure(reason=str(exc)))
+    except Exception as exc:
         traceback.print_exc()
-        _leave(1)
-    _leave(0)
+        _say_failed(sink, crash_failure(exc))
+    else:
+        _leave(0)
+
+
+def crash_failure(exc: BaseException) -> StageFailure:
+    """An exception no stage code expected, as the supervisor reports it: its type, message and where it rose."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{_short_path(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return StageFailure(reason=reason, where=where)
+
+
+def _short_path(filename: str) -> str:
+    """A frame's file relative to the project (`stages/tts.py`), or as it is for a library's."""
+    root = Path(__file__).resolve().parent.parent
+    with contextlib.suppress(ValueError):
+        return Path(filename).resolve().relative_to(root).as_posix()
+    return filename
+
+
+def _say_failed(sink: Callable[[StageMessage], None] | None, failure: StageFailure) -> None:
+    """Tell the supervisor why, on the progress pipe, then exit 1 (the log keeps the same words)."""
+    if sink is not None:
+        sink(failure)
+    _leave(1)
 
 
 def _leave(code: int) -> None:
@@ -199,12 +226,12 @@ def _leave(code: int) -> None:
     os._exit(code)
 
 
-def _pipe_sink(fd: int | None) -> ProgressSink | None:
+def _pipe_sink(fd: int | None) -> Callable[[StageMessage], None] | None:
     if fd is None:
         return None
     pipe = os.fdopen(fd, "wb", buffering=0)
 
-    def send(event: ProgressEvent) -> None:
+    def send(event: StageMessage) -> None:
         with contextlib.suppress(BrokenPipeError, OSError):
             pipe.write(progress_encoder.encode(event) + b"\n")
 

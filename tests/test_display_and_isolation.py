@@ -7,19 +7,23 @@ from rich.console import Console
 
 from ipc.messages import ProgressEvent
 from runner.display import LiveDisplay, PlainDisplay
+from runner.events import StageFinished, StageProgress, StageSample, StageStarted, StageWaiting, StageWarning
 from runner.report import StageReport
 from tests.runner_helpers import balloon_pipeline, report, run_cli, stage
 
 
+TTS = {"label": "01", "stage": "tts"}
+
+
 def _feed(display):
-    display.stage_waiting("01", "tts", 600 * 2**20)
-    display.stage_started("01", "tts", 600 * 2**20)
-    display.stage_sample("01", "tts", 550 * 2**20)
-    display.stage_event("01", "tts", ProgressEvent(t=0, message="sentence 3/9", fraction=0.33))
-    display.stage_event("01", "tts", ProgressEvent(t=0, kind="phase", message="load_model", phase_s=2.5))
-    display.stage_warning("01", "tts", "at 92% of its ceiling")
-    display.stage_finished("01", StageReport(name="tts", status="done", peak_rss_bytes=560 * 2**20,
-                                             ceiling_bytes=600 * 2**20, wall_s=12.0))
+    display(StageWaiting(**TTS, ceiling=600 * 2**20))
+    display(StageStarted(**TTS, ceiling=600 * 2**20))
+    display(StageSample(**TTS, rss=550 * 2**20))
+    display(StageProgress(**TTS, event=ProgressEvent(t=0, message="sentence 3/9", fraction=0.33)))
+    display(StageProgress(**TTS, event=ProgressEvent(t=0, kind="phase", message="load_model", phase_s=2.5)))
+    display(StageWarning(**TTS, message="at 92% of its ceiling"))
+    display(StageFinished(**TTS, report=StageReport(name="tts", status="done", peak_rss_bytes=560 * 2**20,
+                                                    ceiling_bytes=600 * 2**20, wall_s=12.0)))
 
 
 def test_live_display_shows_state_memory_against_ceiling_and_progress():
@@ -27,9 +31,9 @@ def test_live_display_shows_state_memory_against_ceiling_and_progress():
     console = Console(file=out, force_terminal=True, width=140, color_system=None)
     live = LiveDisplay(console)
     with live:
-        live.stage_started("01", "tts", 600 * 2**20)
-        live.stage_sample("01", "tts", 300 * 2**20)
-        live.stage_event("01", "tts", ProgressEvent(t=0, message="sentence 3/9", fraction=0.33))
+        live(StageStarted(**TTS, ceiling=600 * 2**20))
+        live(StageSample(**TTS, rss=300 * 2**20))
+        live(StageProgress(**TTS, event=ProgressEvent(t=0, message="sentence 3/9", fraction=0.33)))
         running = io.StringIO()
         Console(file=running, width=140, color_system=None).print(live._render())
         _feed(live)

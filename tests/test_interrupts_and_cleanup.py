@@ -14,7 +14,8 @@ from ipc.params import PipelineParams
 from ipc.sizes import parse_size
 from runner.limits import load_limits
 from runner.pipeline_file import load_pipeline
-from runner.run import Observer, RunOptions, run_pipeline
+from runner.events import StageSample
+from runner.run import RunOptions, run_pipeline
 from tools.bench import anon_pages
 from tests.runner_helpers import wait_for, RUNNER, balloon_pipeline, marker_env, processes_with_marker, report, run_cli, stage
 
@@ -80,10 +81,6 @@ def test_a_truncated_artifact_after_its_stamp_is_redone_on_resume(tmp_path):
     read_struct(artifact, Balloon)
 
 
-class _Quiet(Observer):
-    pass
-
-
 def _release_after_heavy_stage(tmp_path, attempt: int) -> tuple[bool, float, int, int]:
     """One measurement: (memory came back, seconds it took, most the stage was seen to hold, parent growth)."""
     pipeline_file = balloon_pipeline(tmp_path / f"p{attempt}.toml", {"name": "heavy", "ceiling": "2G", "params": {"mb": 500, "rate_mb_s": 1000, "hold_s": 1.0}})
@@ -96,11 +93,11 @@ def _release_after_heavy_stage(tmp_path, attempt: int) -> tuple[bool, float, int
     held_before = anon_pages()
     highest_held = [held_before]
 
-    class Watch(_Quiet):
-        def stage_sample(self, label, stage_name, rss):
+    def watch(event):
+        if isinstance(event, StageSample):
             highest_held[0] = max(highest_held[0], anon_pages())
 
-    result = run_pipeline(opts, Watch(), threading.Event())
+    result = run_pipeline(opts, watch, threading.Event())
     finished = time.monotonic()
     assert result.status == "done"
     back = wait_for(lambda: anon_pages() < held_before + parse_size("100M"), timeout=3, step=0.01)
