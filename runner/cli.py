@@ -99,6 +99,8 @@ def _value_kind(info: FieldInfo) -> dict:
         return {"type": Path, "metavar": "FILE"}
     if info.extra.get("folder"):
         return {"metavar": "DIR"}
+    if info.extra.get("path"):
+        return {"metavar": "FILE"}
     if info.kind in (int, float):
         return {"metavar": info.kind.__name__.upper()}
     return {}

@@ -277,10 +277,10 @@ def test_mpt_fields_map_onto_ours_and_the_rest_are_listed_as_ignored(work):
         })
         assert response.status_code == 200, response.text
         data = response.json()["data"]
-        assert set(data["ignored_fields"]) == {"voice_name", "subtitle_enabled"}
+        assert set(data["ignored_fields"]) == {"voice_name"}
         saved = json.loads((work / "runs" / data["task_id"] / "run.json").read_text())["params"]
         assert saved["theme"]["topic"] == "Why the sea is salty" and saved["tts"]["language"] == "en-us"
-        assert saved["timeline"]["music"] is False
+        assert saved["timeline"]["music"] is False and saved["timeline"]["captions"] is True
         assert finished(client, data["task_id"])["state"] == 1
 
 
