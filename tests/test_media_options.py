@@ -221,3 +221,16 @@ def test_its_custom_subtitle_position_is_listed_as_ignored_and_a_custom_bgm_need
     with pytest.raises(FieldError) as refused:
         _merge_mpt(VideoRequest(video_subject="Tides", font_size=500))
     assert refused.value.field == "font_size"
+
+
+def test_a_batch_rows_music_file_is_read_from_the_batch_files_folder(tmp_path):
+    from runner.batchfile import read_batch_file
+
+    (tmp_path / "songs").mkdir()
+    (tmp_path / "songs" / "calm.mp3").write_bytes(b"\xff\xfb" * 100)
+    batch = tmp_path / "shorts.csv"
+    batch.write_text("topic,music_file,caption_position,caption_color\nTides,songs/calm.mp3,top,#00ff00\n")
+    (line,) = read_batch_file(batch)
+    request = line.row.request
+    assert (request.music_file, request.caption_position, request.caption_color) == (
+        str(tmp_path / "songs" / "calm.mp3"), "top", "#00FF00")

@@ -134,3 +134,16 @@ def test_a_stream_over_the_limit_is_cut_and_its_partial_file_removed(tmp_path):
         asyncio.run(store(chunks(), tmp_path / "long.mp3", limit=5000))
     assert refused.value.status == 413 and not (tmp_path / "long.mp3").exists()
     assert asyncio.run(store(chunks(), tmp_path / "fits.mp3", limit=10_000)) == 10_000
+
+
+def test_a_moneyprinterturbo_client_picks_a_song_from_musics_as_its_bgm_file(server):
+    with server.client() as client:
+        song = client.get("/api/v1/musics").json()["data"]["files"][0]["file"]
+        made = client.post("/api/v1/videos", json={"video_subject": "Tides", "bgm_type": "custom", "bgm_file": song,
+                                                   "bgm_volume": 0.3, "pipeline": "balloons"})
+        assert made.status_code == 200, made.text
+        saved = json.loads((server.runs / made.json()["data"]["task_id"] / "run.json").read_text())["params"]
+        assert (saved["timeline"]["music_file"], saved["timeline"]["music_volume"]) == (str(Path(song).resolve()), 0.3)
+        missing = client.post("/api/v1/videos", json={"video_subject": "Tides", "bgm_type": "custom",
+                                                      "bgm_file": "/nowhere/song.mp3", "pipeline": "balloons"})
+        assert (missing.status_code, missing.json()["field"]) == (400, "bgm_file"), missing.text
