@@ -105,14 +105,15 @@ class SvmScene(msgspec.Struct, kw_only=True):
 
 
 class SvmConfig(msgspec.Struct, kw_only=True):
-    """short-video-maker's render config: its voices are Kokoro's, as ours; the rest has no counterpart here."""
+    """short-video-maker's render config: its voices are Kokoro's, as ours; its orientation, music level and caption
+    position map onto ours; the rest has no counterpart here."""
 
     voice: str | None = None
     musicVolume: str | None = None
     orientation: str | None = None
+    captionPosition: str | None = None
     music: Any = None
     paddingBack: Any = None
-    captionPosition: Any = None
     captionBackgroundColor: Any = None
 
 
@@ -123,14 +124,27 @@ class ShortVideoRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     config: SvmConfig = msgspec.field(default_factory=SvmConfig)
 
 
+SVM_ORIENTATIONS = {"portrait": "9:16", "landscape": "16:9"}
+SVM_MUSIC_VOLUMES = {"muted": 0.0, "low": 0.08, "medium": 0.16, "high": 0.32}
+"""short-video-maker's music levels as our `music_volume` (ours: medium is our default level, -16 dB; each step
+6 dB apart)."""
+SVM_CAPTION_POSITIONS = ("top", "center", "bottom")
+
+
 def video_from_short_video_maker(request: ShortVideoRequest) -> VideoRequest:
     if not request.scenes:
         raise FieldError("scenes", "scenes: give at least one scene with its text", 422)
-    if request.config.orientation not in (None, "portrait"):
-        raise FieldError("config", f"orientation {request.config.orientation!r}: only portrait shorts are made", 422)
+    config = request.config
+    for name, value, allowed in (("orientation", config.orientation, SVM_ORIENTATIONS),
+                                 ("musicVolume", config.musicVolume, SVM_MUSIC_VOLUMES),
+                                 ("captionPosition", config.captionPosition, SVM_CAPTION_POSITIONS)):
+        if value is not None and value not in allowed:
+            raise FieldError("config", f"{name} {value!r}: use {', '.join(allowed)}", 422)
     script = " ".join(scene.text.strip() for scene in request.scenes)
-    music = None if request.config.musicVolume is None else request.config.musicVolume != "muted"
-    return VideoRequest(script=script, voice=request.config.voice, music=music)
+    level = SVM_MUSIC_VOLUMES.get(config.musicVolume) if config.musicVolume is not None else None
+    return VideoRequest(script=script, voice=config.voice, music=None if level is None else level > 0,
+                        music_volume=level or None, aspect=SVM_ORIENTATIONS.get(config.orientation),
+                        caption_position=config.captionPosition)
 
 
 MPT_ALIASES = {"video_subject": "topic", "video_script": "script", "voice_rate": "speed", "video_aspect": "aspect",

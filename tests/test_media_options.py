@@ -234,3 +234,18 @@ def test_a_batch_rows_music_file_is_read_from_the_batch_files_folder(tmp_path):
     request = line.row.request
     assert (request.music_file, request.caption_position, request.caption_color) == (
         str(tmp_path / "songs" / "calm.mp3"), "top", "#00FF00")
+
+
+def test_short_video_makers_orientation_music_level_and_caption_position_set_ours():
+    from serve.requests import ShortVideoRequest, SvmConfig, SvmScene, video_from_short_video_maker
+
+    def made(**config):
+        return video_from_short_video_maker(ShortVideoRequest(scenes=[SvmScene(text="Tides turn.")],
+                                                              config=SvmConfig(**config)))
+
+    video = made(orientation="landscape", musicVolume="high", captionPosition="top")
+    assert (video.aspect, video.music, video.music_volume, video.caption_position) == ("16:9", True, 0.32, "top")
+    assert (made(musicVolume="muted").music, made(orientation="portrait").aspect) == (False, "9:16")
+    with pytest.raises(FieldError) as refused:
+        made(captionPosition="left")
+    assert refused.value.field == "config" and "top, center, bottom" in refused.value.reason

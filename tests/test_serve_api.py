@@ -374,7 +374,7 @@ def test_short_video_makers_requests_work_too(work):
         assert client.get(f"/api/short-video/{balloons}/status").json()["status"] == "ready"
         assert client.get(f"/api/short-video/{balloons}").status_code == 404  # balloons make no video
 
-        for body, field in (({"scenes": []}, "scenes"), ({"scenes": [{"text": "x"}], "config": {"orientation": "landscape"}},
+        for body, field in (({"scenes": []}, "scenes"), ({"scenes": [{"text": "x"}], "config": {"orientation": "diagonal"}},
                                                           "config"), ({"scenes": [{"txt": "x"}]}, "scenes")):
             refused = client.post("/api/short-video", json=body)
             assert refused.status_code == 422 and refused.json()["field"] == field, refused.text
