@@ -81,6 +81,7 @@ COLOUR_INVALID = "not a colour like #FFFFFF (#RRGGBB, hexadecimal)"
 #   file:   the CLI and batch files give a path to a file holding the text (HTTP gives the text itself).
 #   folder: a folder path; batch files read it relative to their own folder.
 #   path:   a file path (used, not read, by the front end); batch files read it relative to their own folder.
+#   metavar: how the command line's help shows the value.
 #   invalid: the reason given when `pattern` does not match.
 class ShortRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """What one short should be: every field None (or empty) leaves the default, or on resume the saved value."""
@@ -165,10 +166,10 @@ class ShortRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omi
         params=("timeline.caption_size",)))] | None = None
     caption_color: Annotated[str, msgspec.Meta(pattern=COLOUR_PATTERN, **_meta(
         "caption text colour as #RRGGBB (default #FFFFFF); the spoken word is lit in gold",
-        params=("timeline.caption_color",), invalid=COLOUR_INVALID))] | None = None
+        params=("timeline.caption_color",), invalid=COLOUR_INVALID, metavar="#RRGGBB"))] | None = None
     caption_stroke_color: Annotated[str, msgspec.Meta(pattern=COLOUR_PATTERN, **_meta(
         "caption outline colour as #RRGGBB (default #000000)", params=("timeline.caption_stroke_color",),
-        invalid=COLOUR_INVALID))] | None = None
+        invalid=COLOUR_INVALID, metavar="#RRGGBB"))] | None = None
     caption_stroke_width: Annotated[float, msgspec.Meta(ge=0.0, le=20.0, **_meta(
         "caption outline width in pixels, 0 for none (default: 0.07 of the caption size)",
         params=("timeline.caption_stroke_width",)))] | None = None

@@ -93,6 +93,8 @@ def add_request_options(group) -> None:
 
 
 def _value_kind(info: FieldInfo) -> dict:
+    if info.extra.get("metavar"):
+        return {"metavar": info.extra["metavar"]}
     if info.choices:
         return {"metavar": "{" + ",".join(info.choices) + "}"}
     if info.extra.get("file"):
