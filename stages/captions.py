@@ -1,5 +1,8 @@
 """Caption files for the render stage: SRT, ASS with the spoken word highlighted, and the font they use.
 
+The ASS style carries the look the timeline wrote down (`CaptionLook`: top, center or bottom, size, text
+and outline colours, outline width); `CaptionStyle` gives both renderers the same sizes and places.
+
 The timeline decides which words are shown when; this module only writes them
 down, each file created afresh (stages/outputs.py), and finds a font file,
 since fontconfig may have none configured. It

@@ -3,7 +3,10 @@
 Decides what is on screen when: shots follow the narration's sentences (short
 ones merged, long ones split), each shot takes a matched candidate at its best
 offset, stills get a slow pan or zoom, captions are grouped from the word
-timings, and an optional music bed is copied into the run directory. It reads
+timings, and an optional music bed (a bundled track, or the user's own, probed
+for sound) is copied into the run directory at the level asked for; the
+captions' look (position, size, colours, outline, or none) and the voice's
+level are written down for the renderer. It reads
 no pixels and encodes nothing: that is the render stage's job. It does not rank
 candidates either: that is the match stage's.
 
