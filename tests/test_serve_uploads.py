@@ -147,3 +147,13 @@ def test_a_moneyprinterturbo_client_picks_a_song_from_musics_as_its_bgm_file(ser
         missing = client.post("/api/v1/videos", json={"video_subject": "Tides", "bgm_type": "custom",
                                                       "bgm_file": "/nowhere/song.mp3", "pipeline": "balloons"})
         assert (missing.status_code, missing.json()["field"]) == (400, "bgm_file"), missing.text
+
+
+def test_with_a_token_an_upload_needs_it_too(tmp_path):
+    with running_server(tmp_path / "runs", "--token", "s3cret") as server:
+        with server.client() as client:
+            refused = upload(client, "song.mp3", MP3)
+            assert (refused.status_code, refused.json()["field"]) == (401, "token")
+        assert not (tmp_path / "runs" / ".uploads").exists() or not any((tmp_path / "runs" / ".uploads").iterdir())
+        with server.client(token="s3cret") as client:
+            assert upload(client, "song.mp3", MP3).status_code == 200
