@@ -230,6 +230,19 @@ class MusicBed(msgspec.Struct, forbid_unknown_fields=True):
     duck_db: float
 
 
+class CaptionLook(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """How the captions look: burnt in or not, where (`margin_v` from that edge), their size, colours and outline."""
+
+    show: bool = True
+    position: Literal["bottom", "center", "top"] = "bottom"
+    size: int = 0
+    """Line height in pixels of the frame; 0: by the frame."""
+    color: str = "#FFFFFF"
+    stroke_color: str = "#000000"
+    stroke_width: float | None = None
+    """Outline in pixels; None: by the size."""
+
+
 Pixels = Annotated[int, msgspec.Meta(ge=16, le=8192, description="a frame dimension in pixels")]
 FrameRate = Annotated[int, msgspec.Meta(ge=1, le=240, description="frames per second")]
 
@@ -250,6 +263,9 @@ class Timeline(Artifact, tag="timeline"):
     video_bitrate: str
     audio_bitrate: str
     caption_margin_v: int = 0
+    """The captions' distance from the edge they sit at (the bottom, or the top: `caption_look.position`)."""
+    caption_look: CaptionLook = msgspec.field(default_factory=CaptionLook)
+    narration_gain_db: float = 0.0
 
 
 class Render(Artifact, tag="render"):

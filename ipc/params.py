@@ -21,6 +21,7 @@ Aspect = Literal["9:16", "16:9", "1:1"]
 ASPECTS: tuple[str, ...] = get_args(Aspect)
 FRAME_SIZES: dict[str, tuple[int, int]] = {"9:16": (1080, 1920), "16:9": (1920, 1080), "1:1": (1080, 1080)}
 """Width and height of the rendered video for each aspect."""
+CaptionPosition = Literal["bottom", "center", "top"]
 
 
 class PlatformPreset(msgspec.Struct, frozen=True):
@@ -111,9 +112,25 @@ class TimelineParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     caption_max_words: int = 3
     music: bool = True
     music_mood: str | None = None
+    music_volume: float | None = None
+    """The music bed's level as a factor of its file's (0 to 1) before it ducks under the voice; None: -16 dB;
+    0: no music."""
+    music_file: str | None = None
+    """The user's own track (an absolute path), copied into the run, instead of a bundled one."""
+    voice_volume: float = 1.0
+    """The narration's level as a factor of the tts stage's."""
     tail_s: float = 0.5
     max_segment_s: float = 6.0
     transition_s: float = 0.25
+    captions: bool = True
+    """Burn the captions into the picture (captions.srt and .ass are written either way)."""
+    caption_position: CaptionPosition = "bottom"
+    caption_size: int = 0
+    """The captions' line height in pixels of the frame; 0: by the frame (72 on 1080 wide)."""
+    caption_color: str = "#FFFFFF"
+    caption_stroke_color: str = "#000000"
+    caption_stroke_width: float | None = None
+    """The outline in pixels; None: by the size (7% of it)."""
 
 
 X264Preset = Literal["quick", "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",

@@ -26,7 +26,7 @@ import msgspec
 from ipc.languages import LANGUAGES as LANGUAGE_TABLE
 from ipc.languages import LanguageError
 from ipc.languages import normalise as normalise_language
-from ipc.params import Aspect, BrollParams, Category, LlmParams, MatchParams, Platform, RenderParams, TtsParams, X264Preset
+from ipc.params import Aspect, BrollParams, CaptionPosition, Category, LlmParams, MatchParams, Platform, RenderParams, TtsParams, X264Preset
 from ipc.text import MAX_TOPIC_CHARS, TextError, looks_binary, tidy_topic
 
 Language = Literal[tuple(LANGUAGE_TABLE)]  # type: ignore[valid-type]  # the one table, as a type the schema carries
@@ -70,12 +70,18 @@ class RequestError(ValueError):
         self.kind = kind
 
 
+COLOUR_PATTERN = r"^#?[0-9A-Fa-f]{6}$"
+COLOUR_INVALID = "not a colour like #FFFFFF (#RRGGBB, hexadecimal)"
+
+
 # `extra` keys, read by the front ends:
 #   params: the PipelineParams fields it sets ("tts.speed"); runner.options applies them.
 #   flag:   the command-line flag when it is not `--` + the name with dashes; for a bool, the flag sets the opposite
 #           and `flag_help` says what it does.
 #   file:   the CLI and batch files give a path to a file holding the text (HTTP gives the text itself).
 #   folder: a folder path; batch files read it relative to their own folder.
+#   path:   a file path (used, not read, by the front end); batch files read it relative to their own folder.
+#   metavar: how the command line's help shows the value.
 #   invalid: the reason given when `pattern` does not match.
 class ShortRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """What one short should be: every field None (or empty) leaves the default, or on resume the saved value."""
@@ -121,7 +127,9 @@ class ShortRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omi
     tts: Annotated[TtsBackend, msgspec.Meta(**_meta("narration backend (default onnx)",
                                                                    params=("tts.backend",)))] | None = None
     broll: Annotated[BrollSource, msgspec.Meta(**_meta(
-        "b-roll source", params=("broll.source",)))] | None = None
+        "b-roll source (default auto: your folder or URLs when given, else Pexels or Pixabay when PEXELS_API_KEY or"
+        " PIXABAY_API_KEY is set, else YouTube when it answers, else the illustrated library)",
+        params=("broll.source",)))] | None = None
     broll_dir: Annotated[str, msgspec.Meta(**_meta("folder of your clips and stills (--broll local)", folder=True,
                                                    params=("broll.local_dir",)))] | None = None
     broll_url: Annotated[list[str], msgspec.Meta(**_meta("a clip URL for --broll urls (repeatable)",
@@ -139,6 +147,32 @@ class ShortRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omi
     music: Annotated[bool, msgspec.Meta(**_meta("background music (default on)", flag="--no-music",
                                                 flag_help="no background music",
                                                 params=("timeline.music",)))] | None = None
+    music_volume: Annotated[float, msgspec.Meta(ge=0.0, le=1.0, **_meta(
+        "background music level, 0 to 1 of the track's own before it ducks under the voice (default 0.16, -16 dB);"
+        " 0: none", params=("timeline.music_volume",)))] | None = None
+    music_file: Annotated[str, msgspec.Meta(**_meta(
+        "your own music track (mp3, m4a, ogg, opus, wav, flac; up to 200 MB) instead of a bundled one", path=True,
+        params=("timeline.music_file",)))] | None = None
+    voice_volume: Annotated[float, msgspec.Meta(ge=0.0, le=5.0, **_meta(
+        "narration level, a factor of the narrator's own (default 1.0)", params=("timeline.voice_volume",)))] | None = None
+    captions: Annotated[bool, msgspec.Meta(**_meta("captions burnt into the picture (default on)", flag="--no-captions",
+                                                   flag_help="no captions in the picture (captions.srt is still"
+                                                             " written)", params=("timeline.captions",)))] | None = None
+    caption_position: Annotated[CaptionPosition, msgspec.Meta(**_meta(
+        "where the captions sit: bottom (default; above the apps' buttons), center or top",
+        params=("timeline.caption_position",)))] | None = None
+    caption_size: Annotated[int, msgspec.Meta(ge=20, le=200, **_meta(
+        "caption line height in pixels of the frame (default 72 on a 1080-pixel side)",
+        params=("timeline.caption_size",)))] | None = None
+    caption_color: Annotated[str, msgspec.Meta(pattern=COLOUR_PATTERN, **_meta(
+        "caption text colour as #RRGGBB (default #FFFFFF); the spoken word is lit in gold",
+        params=("timeline.caption_color",), invalid=COLOUR_INVALID, metavar="#RRGGBB"))] | None = None
+    caption_stroke_color: Annotated[str, msgspec.Meta(pattern=COLOUR_PATTERN, **_meta(
+        "caption outline colour as #RRGGBB (default #000000)", params=("timeline.caption_stroke_color",),
+        invalid=COLOUR_INVALID, metavar="#RRGGBB"))] | None = None
+    caption_stroke_width: Annotated[float, msgspec.Meta(ge=0.0, le=20.0, **_meta(
+        "caption outline width in pixels, 0 for none (default: 0.07 of the caption size)",
+        params=("timeline.caption_stroke_width",)))] | None = None
     seed: Annotated[int, msgspec.Meta(**_meta(
         "seed of the generated topic and script (default: a new one per run)",
         params=("theme.llm.seed", "script.llm.seed")))] | None = None
@@ -283,7 +317,12 @@ def _wiki_url(value: str) -> str:
     raise RequestError("wiki_url", "give a wiki's http(s) address, auto, or off")
 
 
-_CHECKS = {"wiki_url": _wiki_url, "topic": _topic, "script": _script, "voice": _not_blank("voice"), "broll_dir": _not_blank("broll_dir")}
+def _colour(text: str) -> str:
+    return "#" + text.removeprefix("#").upper()
+
+
+_CHECKS = {"caption_color": _colour, "caption_stroke_color": _colour, "music_file": _not_blank("music_file"),
+           "wiki_url": _wiki_url, "topic": _topic, "script": _script, "voice": _not_blank("voice"), "broll_dir": _not_blank("broll_dir")}
 
 
 def in_words(exc: RequestError, name: str, given: Any = None) -> str:

@@ -11,7 +11,7 @@ A row's fields are the request schema's (`ipc.request.ShortRequest`: topic, voic
 `limit` (`STAGE=SIZE` ceilings) and `no_music` (the older spelling of `"music": false`). Each row is
 checked by the schema itself (CSV cells read as numbers and booleans where the field is one);
 `runner.batch` then checks the rest through `runner.options`. Every problem is a `UsageError`
-(exit 2) naming the file, the line and the column. Relative `script` and `broll_dir` paths are read
+(exit 2) naming the file, the line and the column. Relative `script`, `broll_dir` and `music_file` paths are read
 from the batch file's folder. Running the rows is `runner.batch`'s job.
 """
 
@@ -125,8 +125,9 @@ def batch_row(values: dict[str, Any], base_dir: Path, *, strict: bool) -> BatchR
             fields["music"] = not check_value(field_info()["music"], values["no_music"], strict=strict)
         if isinstance(fields.get("script"), str):
             fields["script"] = read_text(base_dir / fields["script"], "script")
-        if isinstance(fields.get("broll_dir"), str) and fields["broll_dir"].strip():
-            fields["broll_dir"] = str(base_dir / fields["broll_dir"])
+        for name in ("broll_dir", "music_file"):  # paths, read from the batch file's folder
+            if isinstance(fields.get(name), str) and fields[name].strip():
+                fields[name] = str(base_dir / fields[name])
         return BatchRow(request=request_from(fields, strict=strict), limits=row.limits, given=row.given)
     except RequestError as exc:
         raise UsageError(row_words(exc, row)) from None

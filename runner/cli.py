@@ -93,12 +93,16 @@ def add_request_options(group) -> None:
 
 
 def _value_kind(info: FieldInfo) -> dict:
+    if info.extra.get("metavar"):
+        return {"metavar": info.extra["metavar"]}
     if info.choices:
         return {"metavar": "{" + ",".join(info.choices) + "}"}
     if info.extra.get("file"):
         return {"type": Path, "metavar": "FILE"}
     if info.extra.get("folder"):
         return {"metavar": "DIR"}
+    if info.extra.get("path"):
+        return {"metavar": "FILE"}
     if info.kind in (int, float):
         return {"metavar": info.kind.__name__.upper()}
     return {}

@@ -145,6 +145,8 @@ def build_params(request: ShortRequest, saved: PipelineParams | None) -> Pipelin
         request = msgspec.structs.replace(request, broll_dir=str(_existing_dir(Path(request.broll_dir))))
     if request.source:
         request = msgspec.structs.replace(request, source=[_source(ref) for ref in request.source])
+    if request.music_file is not None:
+        request = msgspec.structs.replace(request, music_file=str(_existing_file(Path(request.music_file))))
     apply_request(request, params)
     return params
 
@@ -223,6 +225,21 @@ def _voice_problem(name: str) -> str:
 def _existing_dir(path: Path) -> Path:
     if not path.is_dir():
         raise RequestError("broll_dir", "no such folder")
+    return path.resolve()
+
+
+MUSIC_FILE_LIMIT = 200 * 1024 * 1024
+"""The largest music file a short takes (an hour of 320 kbit/s MP3 is 144 MB)."""
+
+
+def _existing_file(path: Path) -> Path:
+    """The user's music file, resolved: a regular file of at most MUSIC_FILE_LIMIT bytes (the timeline stage reads
+    its audio)."""
+    path = path.expanduser()
+    if not path.is_file():
+        raise RequestError("music_file", "no such file" if not path.exists() else "not a regular file")
+    if path.stat().st_size > MUSIC_FILE_LIMIT:
+        raise RequestError("music_file", f"larger than {MUSIC_FILE_LIMIT >> 20} MB; give a shorter or smaller track")
     return path.resolve()
 
 

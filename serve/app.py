@@ -35,6 +35,7 @@ from ipc.files import ArtifactError, resolve_in_run
 from ipc.params import CATEGORIES, ScriptParams, choices
 from ipc.pipeline import STAGE_NAMES
 from ipc.request import json_schema
+from serve import uploads
 from serve.guard import RequestGuard, allowed_hosts
 from serve.jobs import EventHub, Job, JobManager, TaskRefused, valid_task_id
 from serve.mcp_tools import build_mcp, mount_mcp
@@ -192,6 +193,15 @@ def create_app(settings: ServerSettings, token: str | None = None, hosts: frozen
              " mood tracks)")
     def musics() -> Response:
         return ok({"files": _music_files()})
+
+    @app.post("/api/v1/uploads", summary="The user's own file (a music track, a clip or a picture) as the raw body;"
+              " answers its path, for music_file, and its folder, for broll_dir")
+    async def upload(request: Request, name: str, folder: str | None = None) -> Response:
+        safe = uploads.safe_name(name)
+        folder_id, where = await run_in_threadpool(uploads.upload_folder, settings.runs_dir, folder)
+        size = await uploads.store(request.stream(), where / safe)
+        return ok({"file": str(where / safe), "folder": str(where), "folder_id": folder_id, "name": safe,
+                   "size": size, "kind": uploads.kind_of(safe)})
 
     @app.get("/api/v1/tasks", summary="All tasks, newest first")
     def list_tasks(request: Request, page: int = 1, page_size: int = 50) -> Response:

@@ -18,7 +18,10 @@ from collections.abc import Iterable
 import psutil
 
 BODY_LIMIT = 1024 * 1024
-"""The largest request body any endpoint takes (a script of text is a few KB)."""
+"""The largest request body any endpoint takes (a script of text is a few KB), but the upload endpoint."""
+UPLOAD_PATH = "/api/v1/uploads"
+"""The one endpoint whose body is a file: audio, video, image or octet-stream, streamed to its route (which counts
+it against `serve.uploads.UPLOAD_LIMIT`), never JSON and never read here."""
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "localhost.localdomain")
 WILDCARDS = ("0.0.0.0", "::", "")
@@ -71,6 +74,8 @@ class RequestGuard:
             return await _refuse(send, *refusal)
         if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
             return await self.app(scope, receive, send)
+        if scope["path"] == UPLOAD_PATH:
+            return await self.pass_upload(scope, receive, send, headers)
         body, refusal = await self.read_body(receive, headers)
         if refusal is None and body.strip() and "content-type" not in headers and scope["path"].startswith("/api/"):
             refusal = 415, "content-type", "a body without a Content-Type: the API takes application/json only"
@@ -89,12 +94,23 @@ class RequestGuard:
         if origin is not None and not self.own_origin(origin, host):
             return 403, "origin", (f"requests from {origin!r} are refused: only this server's own page may call"
                                    " its API; start it with --cors ORIGIN to allow another")
+        if scope["type"] == "http" and scope["method"] in BODY_METHODS and scope["path"] == UPLOAD_PATH:
+            return _upload_type_refusal(headers.get("content-type"))
         if scope["type"] == "http" and scope["method"] in BODY_METHODS and scope["path"].startswith("/api/"):
             content_type = headers.get("content-type")
             if content_type is not None and not is_json(content_type):
                 return 415, "content-type", (f"Content-Type {content_type!r}: the API takes JSON bodies only"
                                              " (Content-Type: application/json)")
         return None
+
+    async def pass_upload(self, scope, receive, send, headers: dict[str, str]) -> None:
+        """An upload goes to its route as it streams; one that declares more than the route takes is refused now."""
+        from serve.uploads import UPLOAD_LIMIT
+
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > UPLOAD_LIMIT:
+            return await _refuse(send, 413, "body", f"the file is over {UPLOAD_LIMIT >> 20} MiB; send a smaller one")
+        await self.app(scope, receive, send)
 
     def own_origin(self, origin: str, host: str) -> bool:
         origin = origin.rstrip("/").lower()
@@ -119,6 +135,15 @@ class RequestGuard:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks), None
+
+
+def _upload_type_refusal(content_type: str | None) -> tuple[int, str, str] | None:
+    from serve.uploads import is_upload_type
+
+    if content_type is not None and is_upload_type(content_type):
+        return None
+    return 415, "content-type", (f"Content-Type {content_type!r}: an upload is the file itself, sent as"
+                                 " application/octet-stream or its audio/, video/ or image/ type")
 
 
 def _headers(scope) -> dict[str, str]:

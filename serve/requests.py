@@ -64,18 +64,18 @@ class VideoRequest(ShortRequest, kw_only=True):
     video_count: Any = None
     video_source: Any = None
     video_materials: Any = None
-    voice_volume: Any = None
     bgm_file: Any = None
     bgm_volume: Any = None
     subtitle_enabled: Any = None
     subtitle_position: Any = None
-    custom_position: Any = None
-    font_name: Any = None
-    text_fore_color: Any = None
-    text_background_color: Any = None
     font_size: Any = None
+    text_fore_color: Any = None
     stroke_color: Any = None
     stroke_width: Any = None
+    # (`voice_volume` is our own field's name too)
+    custom_position: Any = None
+    font_name: Any = None
+    text_background_color: Any = None
     n_threads: Any = None
     paragraph_number: Any = None
 
@@ -87,9 +87,8 @@ class TermsRequest(VideoRequest, kw_only=True):
 
 
 IGNORED_MPT_FIELDS = (
-    "video_terms", "video_concat_mode", "video_transition_mode", "video_clip_duration", "video_count", "voice_volume", "bgm_file", "bgm_volume", "subtitle_enabled", "subtitle_position",
-    "custom_position", "font_name", "text_fore_color", "text_background_color", "font_size", "stroke_color",
-    "stroke_width", "n_threads", "paragraph_number",
+    "video_terms", "video_concat_mode", "video_transition_mode", "video_clip_duration", "video_count",
+    "custom_position", "font_name", "text_background_color", "n_threads", "paragraph_number",
 )
 
 
@@ -106,14 +105,15 @@ class SvmScene(msgspec.Struct, kw_only=True):
 
 
 class SvmConfig(msgspec.Struct, kw_only=True):
-    """short-video-maker's render config: its voices are Kokoro's, as ours; the rest has no counterpart here."""
+    """short-video-maker's render config: its voices are Kokoro's, as ours; its orientation, music level and caption
+    position map onto ours; the rest has no counterpart here."""
 
     voice: str | None = None
     musicVolume: str | None = None
     orientation: str | None = None
+    captionPosition: str | None = None
     music: Any = None
     paddingBack: Any = None
-    captionPosition: Any = None
     captionBackgroundColor: Any = None
 
 
@@ -124,17 +124,33 @@ class ShortVideoRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     config: SvmConfig = msgspec.field(default_factory=SvmConfig)
 
 
+SVM_ORIENTATIONS = {"portrait": "9:16", "landscape": "16:9"}
+SVM_MUSIC_VOLUMES = {"muted": 0.0, "low": 0.08, "medium": 0.16, "high": 0.32}
+"""short-video-maker's music levels as our `music_volume` (ours: medium is our default level, -16 dB; each step
+6 dB apart)."""
+SVM_CAPTION_POSITIONS = ("top", "center", "bottom")
+
+
 def video_from_short_video_maker(request: ShortVideoRequest) -> VideoRequest:
     if not request.scenes:
         raise FieldError("scenes", "scenes: give at least one scene with its text", 422)
-    if request.config.orientation not in (None, "portrait"):
-        raise FieldError("config", f"orientation {request.config.orientation!r}: only portrait shorts are made", 422)
+    config = request.config
+    for name, value, allowed in (("orientation", config.orientation, SVM_ORIENTATIONS),
+                                 ("musicVolume", config.musicVolume, SVM_MUSIC_VOLUMES),
+                                 ("captionPosition", config.captionPosition, SVM_CAPTION_POSITIONS)):
+        if value is not None and value not in allowed:
+            raise FieldError("config", f"{name} {value!r}: use {', '.join(allowed)}", 422)
     script = " ".join(scene.text.strip() for scene in request.scenes)
-    music = None if request.config.musicVolume is None else request.config.musicVolume != "muted"
-    return VideoRequest(script=script, voice=request.config.voice, music=music)
+    level = SVM_MUSIC_VOLUMES.get(config.musicVolume) if config.musicVolume is not None else None
+    return VideoRequest(script=script, voice=config.voice, music=None if level is None else level > 0,
+                        music_volume=level or None, aspect=SVM_ORIENTATIONS.get(config.orientation),
+                        caption_position=config.captionPosition)
 
 
-MPT_ALIASES = {"video_subject": "topic", "video_script": "script", "voice_rate": "speed", "video_aspect": "aspect"}
+MPT_ALIASES = {"video_subject": "topic", "video_script": "script", "voice_rate": "speed", "video_aspect": "aspect",
+               "bgm_volume": "music_volume", "bgm_file": "music_file", "subtitle_enabled": "captions",
+               "font_size": "caption_size", "text_fore_color": "caption_color", "stroke_color": "caption_stroke_color",
+               "stroke_width": "caption_stroke_width"}
 """MoneyPrinterTurbo's names for our fields, where the value means the same."""
 _AZURE_VOICE = re.compile(r"^[a-z]{2,3}-[A-Z]{2}-\w+Neural(-\w+)?$")
 
@@ -311,14 +327,35 @@ def _merge_mpt(request: VideoRequest) -> tuple[ShortRequest, list[str], dict[str
         else:
             values["voice"], named["voice"] = request.voice_name, "voice_name"
     if request.bgm_type is not None:
-        if request.bgm_type.lower() not in ("", "none", "random"):
-            raise FieldError("bgm_type", f"bgm_type {request.bgm_type!r}: use \"random\" (music) or \"\" (none)", 422)
-        values["music"] = request.bgm_type.lower() == "random"
+        kind = request.bgm_type.lower()
+        if kind not in ("", "none", "random", "custom"):
+            raise FieldError("bgm_type", f"bgm_type {request.bgm_type!r}: use \"random\" (music), \"custom\" (with"
+                             " bgm_file) or \"\" (none)", 422)
+        if kind == "custom" and not values["music_file"]:
+            raise FieldError("bgm_type", "bgm_type \"custom\" needs bgm_file: the path of your track (or upload it:"
+                             " POST /api/v1/uploads)", 400)
+        values["music"] = kind in ("random", "custom")
+    ignored += _mpt_subtitle_position(request, values, named)
     try:
         return request_from(values), ignored, named
     except RequestError as exc:
         field = named.get(exc.field, exc.field)
         raise http_error(exc, getattr(request, field, None), field) from None
+
+
+def _mpt_subtitle_position(request: VideoRequest, values: dict, named: dict[str, str]) -> list[str]:
+    """MoneyPrinterTurbo's `subtitle_position` (top, center, bottom) as our caption position; its `custom` (a height
+    in `custom_position`) has no counterpart here and is listed as ignored."""
+    position = str(request.subtitle_position or "").strip().lower()
+    if not position:
+        return []
+    if position == "custom":
+        return ["subtitle_position"]
+    if values["caption_position"] not in (None, position):
+        raise FieldError("subtitle_position", "subtitle_position and caption_position say different things; give one",
+                         400)
+    values["caption_position"], named["caption_position"] = position, "subtitle_position"
+    return []
 
 
 MPT_VIDEO_SOURCES = ("pexels", "pixabay", "local")

@@ -11,6 +11,7 @@ videos (`pexels`, `pixabay`: a search per b-roll query with the user's
 PEXELS_API_KEY or PIXABAY_API_KEY, stages/stock.py; without the key, the
 illustrated library, said in the log), credited in `credits.txt`. Each source is registered in
 `BACKENDS`. `auto` picks the local folder or the URL list when configured, else
+Pexels or Pixabay when its key is set (in that order), else
 YouTube when it answers (falling back to the built-in library if nothing usable
 comes of it), else the built-in library. When the local folder, the URLs,
 YouTube or a stock search give fewer visuals than the script has sentences, illustrated scenes
@@ -103,7 +104,8 @@ def _nothing_usable_message(source: str, params: BrollParams, skipped: list[Skip
 
 
 def choose_source(params: BrollParams, reachable: Callable[[], bool] | None = None) -> tuple[str, str]:
-    """The source to use and why; `auto` prefers the user's own media, then YouTube, then built-ins."""
+    """The source to use and why; `auto` prefers the user's own media, then the stock site whose key is set, then
+    YouTube, then built-ins."""
     if params.source in STOCK_APIS and not STOCK_APIS[params.source].key():
         api = STOCK_APIS[params.source]
         return "builtin", (f"broll.source={params.source} was asked for, but {api.key_env} is not set (get a free key"
@@ -114,6 +116,9 @@ def choose_source(params: BrollParams, reachable: Callable[[], bool] | None = No
         return "local", f"a local folder is configured ({params.local_dir})"
     if params.urls:
         return "urls", f"{len(params.urls)} URL(s) are configured"
+    for api in STOCK_APIS.values():  # the user brought a stock-footage key: their stock videos
+        if api.key():
+            return api.name, f"{api.key_env} is set, so {api.label}'s stock videos"
     where = f"{YOUTUBE_HOST}:{YOUTUBE_PORT}"
     if (reachable or youtube_reachable)():
         return "youtube", f"{where} answered within {REACH_TIMEOUT_S:g} s"

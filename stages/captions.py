@@ -1,5 +1,8 @@
 """Caption files for the render stage: SRT, ASS with the spoken word highlighted, and the font they use.
 
+The ASS style carries the look the timeline wrote down (`CaptionLook`: top, center or bottom, size, text
+and outline colours, outline width); `CaptionStyle` gives both renderers the same sizes and places.
+
 The timeline decides which words are shown when; this module only writes them
 down, each file created afresh (stages/outputs.py), and finds a font file,
 since fontconfig may have none configured. It
@@ -16,7 +19,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ipc.artifacts import Caption
+from ipc.artifacts import Caption, CaptionLook, Timeline
 from ipc.languages import join_words
 from stages.outputs import write_text
 
@@ -31,11 +34,9 @@ _KNOWN_FONTS = (
     "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf",
 )
 # ASS colours are &HAABBGGRR.
-TEXT_COLOUR = "&H00FFFFFF"
 HIGHLIGHT_COLOUR = "&H0000D7FF"
 _TEXT_OVERRIDE = "&HFFFFFF&"
 _HIGHLIGHT_OVERRIDE = "&H00D7FF&"
-OUTLINE_COLOUR = "&H00000000"
 SHADOW_COLOUR = "&H80000000"
 HIGHLIGHT_RGB = (255, 215, 0)
 
@@ -50,26 +51,72 @@ class Font:
     family: str
 
 
+ALIGNMENTS = {"bottom": 2, "center": 5, "top": 8}
+"""ASS numpad alignments, centred horizontally: bottom, middle, top."""
+
+
 @dataclass(frozen=True)
 class CaptionStyle:
-    """Sizes in pixels of the output frame (ASS PlayRes equals the video size)."""
+    """Sizes in pixels of the output frame (ASS PlayRes equals the video size); the look the user chose
+    (`ipc.artifacts.CaptionLook`: position, size, colours as #RRGGBB, outline)."""
 
     width: int
     height: int
     margin_v: int
+    look: CaptionLook = CaptionLook()
 
     @property
     def font_size(self) -> int:
-        """72 px in any of 1080x1920, 1920x1080 and 1080x1080: sized by the frame's shorter side."""
-        return round(min(self.width, self.height) / 15)
+        """The size asked for; else 72 px in any of 1080x1920, 1920x1080 and 1080x1080 (by the shorter side)."""
+        return self.look.size or round(min(self.width, self.height) / 15)
 
     @property
     def margin_h(self) -> int:
         return round(self.width * 0.083)
 
     @property
-    def outline(self) -> int:
+    def outline(self) -> float:
+        if self.look.stroke_width is not None:
+            return self.look.stroke_width
         return max(2, round(self.font_size * 0.07))
+
+    @property
+    def alignment(self) -> int:
+        return ALIGNMENTS[self.look.position]
+
+    @property
+    def text_rgb(self) -> tuple[int, int, int]:
+        return rgb(self.look.color)
+
+    @property
+    def stroke_rgb(self) -> tuple[int, int, int]:
+        return rgb(self.look.stroke_color)
+
+    def top(self, block_height: int) -> int:
+        """Where a block of caption lines this tall starts, from the top of the frame, for the chosen position."""
+        if self.look.position == "top":
+            return self.margin_v
+        if self.look.position == "center":
+            return (self.height - block_height) // 2
+        return self.height - self.margin_v - block_height
+
+
+def caption_style(timeline: Timeline) -> CaptionStyle:
+    return CaptionStyle(timeline.width, timeline.height, timeline.caption_margin_v, timeline.caption_look)
+
+
+def rgb(colour: str) -> tuple[int, int, int]:
+    """#RRGGBB as red, green and blue."""
+    value = int(colour.removeprefix("#"), 16)
+    return value >> 16, (value >> 8) & 0xFF, value & 0xFF
+
+
+def ass_colour(colour: str, alpha: int = 0, override: bool = False) -> str:
+    """#RRGGBB in ASS's byte order: &HAABBGGRR for a style, &HBBGGRR& for an override tag."""
+    red, green, blue = rgb(colour)
+    if override:
+        return f"&H{blue:02X}{green:02X}{red:02X}&"
+    return f"&H{alpha:02X}{blue:02X}{green:02X}{red:02X}"
 
 
 @dataclass(frozen=True)
@@ -185,27 +232,28 @@ def write_ass(captions: list[Caption], path: Path, font: Font, style: CaptionSty
         "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic,"
         " Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment,"
         " MarginL, MarginR, MarginV, Encoding",
-        f"Style: Caption,{font.family},{style.font_size},{TEXT_COLOUR},{HIGHLIGHT_COLOUR},{OUTLINE_COLOUR},"
-        f"{SHADOW_COLOUR},-1,0,0,0,100,100,0,0,1,{style.outline},2,2,"
-        f"{style.margin_h},{style.margin_h},{style.margin_v},1",
+        f"Style: Caption,{font.family},{style.font_size},{ass_colour(style.look.color)},{HIGHLIGHT_COLOUR},"
+        f"{ass_colour(style.look.stroke_color)},{SHADOW_COLOUR},-1,0,0,0,100,100,0,0,1,{style.outline:g},2,"
+        f"{style.alignment},{style.margin_h},{style.margin_h},{style.margin_v},1",
         "",
         "[Events]",
         "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text",
     ]
     for event in word_events(captions):
         lines.append(
-            f"Dialogue: 0,{_ass_time(event.start)},{_ass_time(event.end)},Caption,,0,0,0,,{_ass_text(event)}"
+            f"Dialogue: 0,{_ass_time(event.start)},{_ass_time(event.end)},Caption,,0,0,0,,"
+            f"{_ass_text(event, ass_colour(style.look.color, override=True))}"
         )
     write_text(path, "\n".join(lines) + "\n")
 
 
-def _ass_text(event: WordEvent) -> str:
+def _ass_text(event: WordEvent, text_colour: str = _TEXT_OVERRIDE) -> str:
     """The caption's words, the lit one coloured, spaced as their script writes them (none between CJK words)."""
     text = ""
     for k, word in enumerate(event.words):
         if k and join_words([event.words[k - 1], word]) != event.words[k - 1] + word:
             text += " "
-        text += f"{{\\1c{_HIGHLIGHT_OVERRIDE}}}{word}{{\\1c{_TEXT_OVERRIDE}}}" if k == event.highlight else word
+        text += f"{{\\1c{_HIGHLIGHT_OVERRIDE}}}{word}{{\\1c{text_colour}}}" if k == event.highlight else word
     return text
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from ipc.artifacts import Credit, Render, Segment, Timeline
 from ipc.files import ArtifactError
 from ipc.params import RenderParams
-from stages.captions import CaptionStyle, Font, FontMissing, find_font, write_ass, write_srt
+from stages.captions import Font, FontMissing, caption_style, find_font, write_ass, write_srt
 from stages.harness import StageContext, StageError, stage_main
 from stages.media import MediaError, MediaInfo, ffmpeg_exe, probe
 from stages.outputs import (
@@ -55,7 +55,7 @@ def run(ctx: StageContext, params: Params, *, timeline: Timeline) -> Render:
         raise StageError(str(exc)) from None
     srt, ass = ctx.out_dir / "captions.srt", ctx.out_dir / "captions.ass"
     write_srt(timeline.captions, srt)
-    write_ass(timeline.captions, ass, font, CaptionStyle(timeline.width, timeline.height, timeline.caption_margin_v))
+    write_ass(timeline.captions, ass, font, caption_style(timeline))
     video, thumbnail = ctx.out_dir / "final.mp4", ctx.out_dir / "thumbnail.jpg"
     partial = ctx.out_dir / "final.partial.mp4"
     with removed_on_failure(partial), ctx.phase("encode"):
@@ -226,8 +226,9 @@ def producer_graph(ctx: StageContext, timeline: Timeline, cuts: list[Cut], i: in
 
 
 def encoder_graph(timeline: Timeline, ass_name: str, fonts_dir: str, music: bool) -> str:
-    """Raw frames in (input 0): captions burned by libass; narration (1) and music (2) mixed."""
-    lines = [f"[0:v]ass=filename={ass_name}:fontsdir={fonts_dir},format=yuv420p[vout]"]
+    """Raw frames in (input 0): captions burned by libass (unless turned off); narration (1) and music (2) mixed."""
+    burn = f"ass=filename={ass_name}:fontsdir={fonts_dir}," if timeline.caption_look.show else ""
+    lines = [f"[0:v]{burn}format=yuv420p[vout]"]
     lines += audio_filters(timeline, 1, 2 if music else None)
     return ";\n".join(lines) + "\n"
 
@@ -236,7 +237,8 @@ def audio_filters(timeline: Timeline, narration_input: int, music_input: int | N
     """Narration padded (never cut, never looped) to the video's length, plus the ducked music bed."""
     d = timeline.duration_s
     fmt = "aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo"
-    voice = f"[{narration_input}:a]{fmt},apad=whole_dur={d:.6f},atrim=duration={d:.6f}"
+    level = f",volume={timeline.narration_gain_db:.3f}dB" if timeline.narration_gain_db else ""
+    voice = f"[{narration_input}:a]{fmt}{level},apad=whole_dur={d:.6f},atrim=duration={d:.6f}"
     if music_input is None or timeline.music is None:
         return [f"{voice}[aout]"]
     music = timeline.music

@@ -24,7 +24,7 @@ from typing import Any
 from ipc.artifacts import Timeline
 from ipc.languages import join_words
 from ipc.params import RenderParams
-from stages.captions import HIGHLIGHT_RGB, CaptionStyle, Font, WordEvent, word_events
+from stages.captions import HIGHLIGHT_RGB, CaptionStyle, Font, WordEvent, caption_style, word_events
 from stages.harness import StageContext, StageError
 from stages.outputs import fresh, raise_if_out_of_space, removed_on_failure
 from stages.render_plan import (
@@ -51,9 +51,9 @@ def render_moviepy(ctx: StageContext, timeline: Timeline, params: RenderParams, 
         duration = (total_frames + 0.25) / fps
         video = CompositeVideoClip(layers, size=(timeline.width, timeline.height), bg_color=(0, 0, 0))
         video = video.with_duration(duration).without_mask()
-        painter = CaptionPainter(word_events(timeline.captions), font,
-                                 CaptionStyle(timeline.width, timeline.height, timeline.caption_margin_v))
-        video = video.transform(painter.paint).with_audio(_audio(ctx, timeline, duration, sources))
+        if timeline.caption_look.show:
+            video = video.transform(CaptionPainter(word_events(timeline.captions), font, caption_style(timeline)).paint)
+        video = video.with_audio(_audio(ctx, timeline, duration, sources))
         audio_temp = fresh(ctx.out_dir / "moviepy-audio.m4a")
         preset, x264 = x264_settings(params.preset)
         with removed_on_failure(audio_temp):
@@ -216,7 +216,7 @@ class CaptionPainter:
         event, style = self.events[k], self.style
         lines = self._wrap(event.words, style.width - 2 * style.margin_h)
         ascent, descent = self.font.getmetrics()
-        line_h, pad = ascent + descent, style.outline + 2
+        line_h, pad = ascent + descent, round(style.outline) + 2
         space = self._space(event.words)
         width = int(max(self._line_width(line, space) for line in lines)) + 2 * pad
         height = line_h * len(lines) + 2 * pad
@@ -225,13 +225,13 @@ class CaptionPainter:
         for row, line in enumerate(lines):
             x = pad + (width - 2 * pad - self._line_width(line, space)) / 2
             for index, word in line:
-                fill = HIGHLIGHT_RGB if index == event.highlight else (255, 255, 255)
+                fill = HIGHLIGHT_RGB if index == event.highlight else style.text_rgb
                 draw.text((x, pad + row * line_h), word, font=self.font, fill=fill,
-                          stroke_width=style.outline, stroke_fill=(0, 0, 0))
+                          stroke_width=round(style.outline), stroke_fill=style.stroke_rgb)
                 x += self.font.getlength(word) + space
         pixels = np.asarray(image, dtype=np.float32)
         left = max((style.width - width) // 2, 0)
-        top = max(style.height - style.margin_v - height + pad, 0)
+        top = min(max(style.top(height - 2 * pad) - pad, 0), max(style.height - height, 0))
         return pixels[:, :, :3], pixels[:, :, 3:] / 255.0, left, top
 
     def _wrap(self, words: tuple[str, ...], max_width: float) -> list[list[tuple[int, str]]]:
@@ -257,6 +257,8 @@ def _audio(ctx: StageContext, timeline: Timeline, duration: float, sources: list
 
     voice = AudioFileClip(str(ctx.path(timeline.narration_wav)), fps=48000)
     sources.append(voice)
+    if timeline.narration_gain_db:
+        voice = voice.with_effects([afx.MultiplyVolume(10 ** (timeline.narration_gain_db / 20))])
     if timeline.music is None:
         return CompositeAudioClip([voice]).with_duration(duration)
     music_file = AudioFileClip(str(ctx.path(timeline.music.path)), fps=48000)

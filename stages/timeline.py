@@ -3,7 +3,10 @@
 Decides what is on screen when: shots follow the narration's sentences (short
 ones merged, long ones split), each shot takes a matched candidate at its best
 offset, stills get a slow pan or zoom, captions are grouped from the word
-timings, and an optional music bed is copied into the run directory. It reads
+timings, and an optional music bed (a bundled track, or the user's own, probed
+for sound) is copied into the run directory at the level asked for; the
+captions' look (position, size, colours, outline, or none) and the voice's
+level are written down for the renderer. It reads
 no pixels and encodes nothing: that is the render stage's job. It does not rank
 candidates either: that is the match stage's.
 
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ipc.artifacts import (
-    Candidate, Candidates, Caption, Matches, MusicBed, Narration, Segment, SentenceSpan, Timeline, WordSpan,
+    Candidate, Candidates, Caption, CaptionLook, Matches, MusicBed, Narration, Segment, SentenceSpan, Timeline, WordSpan,
 )
 from ipc.files import ArtifactError
 from ipc.languages import display_width, join_words
@@ -45,6 +48,8 @@ CAPTION_SAFE_BOTTOM = 0.28
 CAPTION_MARGINS = {"9:16": CAPTION_SAFE_BOTTOM, "1:1": 0.14, "16:9": 0.09}
 """Captions' distance from the bottom, as a fraction of the height: square feed posts and landscape players
 cover less of the frame than vertical shorts' buttons."""
+CAPTION_TOP_MARGINS = {"9:16": 0.12, "1:1": 0.08, "16:9": 0.07}
+"""Captions' distance from the top when they sit there: below the apps' search and camera bar."""
 _PHRASE_END = (",", ";", ":", ".", "!", "?", "…", "，", "、", "；", "：", "。", "！", "？", "।")
 
 
@@ -58,7 +63,7 @@ def run(ctx: StageContext, params: Params, *, tts: Narration, match: Matches, br
     segments = assign_shots(spans, match, library, params.transition_s)
     ctx.progress(f"{len(segments)} shots planned", 0.5)
     captions = group_captions(tts.sentences, params.caption_max_words, tts.duration_s)
-    music = pick_music(ctx, params.music_mood, _seed_text(tts)) if params.music else None
+    music = music_bed(ctx, params, _seed_text(tts))
     ctx.progress("timeline ready", 1.0)
     width, height = FRAME_SIZES[params.aspect]
     return Timeline(
@@ -67,8 +72,30 @@ def run(ctx: StageContext, params: Params, *, tts: Narration, match: Matches, br
         segments=segments, captions=captions, music=music,
         platform=params.platform, max_duration_s=preset.max_duration_s,
         video_bitrate=preset.video_bitrate, audio_bitrate=preset.audio_bitrate,
-        caption_margin_v=round(height * CAPTION_MARGINS[params.aspect]),
+        caption_margin_v=caption_margin(params, height), caption_look=caption_look(params),
+        narration_gain_db=gain_db(params.voice_volume),
     )
+
+
+def caption_margin(params: Params, height: int) -> int:
+    """The captions' distance from their edge: above the apps' buttons at the bottom, below their bar at the top."""
+    margins = CAPTION_TOP_MARGINS if params.caption_position == "top" else CAPTION_MARGINS
+    return round(height * margins[params.aspect]) if params.caption_position != "center" else 0
+
+
+def caption_look(params: Params) -> CaptionLook:
+    return CaptionLook(show=params.captions, position=params.caption_position, size=params.caption_size,
+                       color=params.caption_color, stroke_color=params.caption_stroke_color,
+                       stroke_width=params.caption_stroke_width)
+
+
+SILENT_DB = -120.0
+"""The gain of a level of 0: far below what 16-bit or AAC audio can carry."""
+
+
+def gain_db(factor: float) -> float:
+    """A level given as a factor (MoneyPrinterTurbo's volumes: 1.0 as is, 0.5 half the amplitude) in decibels."""
+    return round(20 * math.log10(factor), 3) if factor > 0 else SILENT_DB
 
 
 def check_narration(ctx: StageContext, tts: Narration, preset: PlatformPreset, platform: str) -> None:
@@ -400,6 +427,38 @@ def music_tracks() -> dict[str, list[Path]]:
     moods = {d.name: sorted(p for p in d.iterdir() if p.suffix in {".opus", ".ogg", ".mp3", ".m4a", ".wav"})
              for d in sorted(root.iterdir()) if d.is_dir()}
     return {mood: files for mood, files in moods.items() if files}
+
+
+def music_bed(ctx: StageContext, params: Params, seed_text: str) -> MusicBed | None:
+    """The music under the voice: none when off or at level 0; the user's own track, else a bundled one."""
+    if not params.music or params.music_volume == 0:
+        return None
+    bed = own_music(ctx, Path(params.music_file)) if params.music_file else pick_music(ctx, params.music_mood, seed_text)
+    if params.music_volume is not None:
+        bed.gain_db = gain_db(params.music_volume)
+    return bed
+
+
+OWN_MUSIC_SUFFIXES = (".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".wav", ".flac", ".webm", ".mp4")
+
+
+def own_music(ctx: StageContext, source: Path) -> MusicBed:
+    """The user's track, checked to hold audio, copied into the run directory (the run keeps what it used)."""
+    from stages.media import MediaError, probe
+
+    if source.suffix.lower() not in OWN_MUSIC_SUFFIXES:
+        raise StageError(f"music file {source.name}: give an audio file ({', '.join(OWN_MUSIC_SUFFIXES)})")
+    if not source.is_file():
+        raise StageError(f"music file {source} is missing; give the track again or turn music off")
+    try:
+        info = probe(source)
+    except MediaError as exc:
+        raise StageError(f"music file {source.name} is not readable audio: {exc}") from None
+    if info.audio is None or not info.duration_s:
+        raise StageError(f"music file {source.name} holds no audio; give a music track (mp3, m4a, ogg, wav)")
+    destination = copy_file(source, real_folder(ctx.out_dir / "music") / f"own{source.suffix.lower()}")
+    return MusicBed(path=ctx.rel(destination), title=f"{source.name} (your file)", gain_db=MUSIC_GAIN_DB,
+                    duck_db=MUSIC_DUCK_DB)
 
 
 def pick_music(ctx: StageContext, mood: str | None, seed_text: str) -> MusicBed:

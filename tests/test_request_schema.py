@@ -26,11 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "serve" / "static"
 RUN_LEVEL_HTTP = {"max_ram", "limits", "pipeline"}
 """Run-level names of the HTTP body: the job's budget and ceilings, not what the short is."""
-MPT_MAPPED = {*MPT_ALIASES, "video_language", "voice_name", "bgm_type", "video_aspect", "video_source", "video_materials"}
+MPT_MAPPED = {*MPT_ALIASES, "video_language", "voice_name", "bgm_type", "video_aspect", "video_source", "video_materials",
+              "subtitle_position"}
 BATCH_ONLY = {"limit", "no_music"}
 SAMPLE_TEXT = {"topic": "Why octopuses have three hearts", "voice": "am_adam", "llm_url": "http://127.0.0.1:9/v1",
                "llm_model": "SmolLM2-135M-Instruct", "llm_key_env": "MY_KEY", "clip_model": "openai/clip-vit-base-patch32",
-               "wiki_url": "http://127.0.0.1:9/wiki"}
+               "wiki_url": "http://127.0.0.1:9/wiki", "caption_color": "#FFD700", "caption_stroke_color": "#102030"}
 
 
 def sample(name: str, tmp_path: Path):
@@ -43,6 +44,8 @@ def sample(name: str, tmp_path: Path):
     if info.extra.get("folder"):
         (tmp_path / "clips").mkdir(exist_ok=True)
         return str(tmp_path / "clips")
+    if info.extra.get("path"):
+        return str(tmp_path / "track.mp3")
     if info.kind is bool:
         return False  # the value its command-line flag gives
     if info.kind is list:
@@ -51,7 +54,7 @@ def sample(name: str, tmp_path: Path):
         low, high = info.meta.ge or 0.0, info.meta.le or 10.0
         return (low + high) / 2
     if info.kind is int:
-        return 7
+        return max(7, info.meta.ge or 0)
     return SAMPLE_TEXT.get(name, "x")
 
 
@@ -123,6 +126,9 @@ def test_the_page_hard_codes_no_choice_and_sends_only_names_the_api_knows():
     sent = set(re.findall(r"request\.(\w+) =", script))
     sent |= set(re.findall(r'"(\w+)"', re.search(r"for \(const field of \[([^\]]*)\]\)", script).group(1)))
     assert sent and sent <= set(FIELDS) | RUN_LEVEL_HTTP
+    fields = re.findall(r'data-field="(\w+)"', page)  # inputs sent by the name they carry (app.js lookAndSound)
+    assert fields and set(fields) <= set(FIELDS)
+    assert all(re.search(rf'id="{name}" data-field="{name}"', page) for name in fields)  # and take the schema's help
     assert 'api("GET", "/api/v1/schema")' in script
 
 

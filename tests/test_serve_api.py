@@ -280,10 +280,10 @@ def test_mpt_fields_map_onto_ours_and_the_rest_are_listed_as_ignored(work):
         })
         assert response.status_code == 200, response.text
         data = response.json()["data"]
-        assert set(data["ignored_fields"]) == {"voice_name", "subtitle_enabled"}
+        assert set(data["ignored_fields"]) == {"voice_name"}
         saved = json.loads((work / "runs" / data["task_id"] / "run.json").read_text())["params"]
         assert saved["theme"]["topic"] == "Why the sea is salty" and saved["tts"]["language"] == "en-us"
-        assert saved["timeline"]["music"] is False
+        assert saved["timeline"]["music"] is False and saved["timeline"]["captions"] is True
         assert finished(client, data["task_id"])["state"] == 1
 
 
@@ -377,7 +377,7 @@ def test_short_video_makers_requests_work_too(work):
         assert client.get(f"/api/short-video/{balloons}/status").json()["status"] == "ready"
         assert client.get(f"/api/short-video/{balloons}").status_code == 404  # balloons make no video
 
-        for body, field in (({"scenes": []}, "scenes"), ({"scenes": [{"text": "x"}], "config": {"orientation": "landscape"}},
+        for body, field in (({"scenes": []}, "scenes"), ({"scenes": [{"text": "x"}], "config": {"orientation": "diagonal"}},
                                                           "config"), ({"scenes": [{"txt": "x"}]}, "scenes")):
             refused = client.post("/api/short-video", json=body)
             assert refused.status_code == 422 and refused.json()["field"] == field, refused.text

@@ -194,3 +194,28 @@ def test_a_landscape_short_from_pexels_clips_credits_them(tmp_path, stock):
     assert broll["source"] == "pexels" and any(item["source"] == "pexels" for item in broll["items"])
     credits = (run_dir / "credits.txt").read_text()
     assert "on Pexels: https://www.pexels.com/video/" in credits and "Pexels License" in credits
+
+
+@pytest.mark.parametrize(("keys", "source"), [(("PEXELS_API_KEY", "PIXABAY_API_KEY"), "pexels"),
+                                              (("PIXABAY_API_KEY",), "pixabay")])
+def test_auto_takes_the_stock_site_whose_key_is_set(run_stage_inline, tmp_path, stock, monkeypatch, keys, source):
+    for env in {"PEXELS_API_KEY", "PIXABAY_API_KEY"} - set(keys):
+        monkeypatch.delenv(env)
+    candidates, _ = run_broll(run_stage_inline, tmp_path, source="auto", per_query=1)
+    assert candidates.source == source and f"{keys[-1] if source == 'pixabay' else keys[0]} is set" in \
+        candidates.source_reason
+    assert [c.source for c in candidates.items[:3]] == [source] * 3 and stock.seen
+    assert (tmp_path / "run" / "broll" / "credits.txt").is_file()
+
+
+def test_auto_without_a_key_keeps_its_default_and_the_users_own_media_come_before_a_key(tmp_path, stock, monkeypatch):
+    from stages.broll import choose_source
+
+    (tmp_path / "mine").mkdir()
+    assert choose_source(BrollParams(local_dir=str(tmp_path / "mine")))[0] == "local"  # keys set by `stock`
+    assert choose_source(BrollParams(urls=["https://example.org/a.mp4"]))[0] == "urls"
+    monkeypatch.delenv("PEXELS_API_KEY")
+    monkeypatch.delenv("PIXABAY_API_KEY")
+    assert choose_source(BrollParams(), reachable=lambda: False)[0] == "builtin"
+    assert choose_source(BrollParams(), reachable=lambda: True)[0] == "youtube"
+    assert not stock.seen

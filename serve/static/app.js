@@ -59,6 +59,7 @@ function formRequest() {
     if (value(field)) request[field] = value(field);
   }
   request.music = document.getElementById("music").checked;
+  Object.assign(request, lookAndSound());
   const limits = {};
   for (const part of value("limits").split(",").map((s) => s.trim()).filter(Boolean)) {
     const [stage, ceiling] = part.split("=").map((s) => s.trim());
@@ -66,6 +67,87 @@ function formRequest() {
   }
   if (Object.keys(limits).length) request.limits = limits;
   return request;
+}
+
+// Frame, captions and sound: every input with a data-field is the schema field it names. A checkbox is sent when
+// turned off (they are on by default), a list when a choice is made, a number or colour once the person changed it.
+const uploaded = { music: null, folder: null, folderId: null };
+
+function lookAndSound() {
+  const request = {};
+  for (const input of document.querySelectorAll("[data-field]")) {
+    const name = input.dataset.field;
+    if (input.type === "checkbox") {
+      if (!input.checked) request[name] = false;
+    } else if (input.value !== "" && (input.tagName === "SELECT" || input.dataset.changed === "1")) {
+      request[name] = ["number", "range"].includes(input.type) ? Number(input.value) : input.value;
+    }
+  }
+  if (uploaded.music) request.music_file = uploaded.music;
+  if (uploaded.folder) request.broll_dir = uploaded.folder;
+  return request;
+}
+
+// The person's own files go to the server (POST /api/v1/uploads, the file itself as the body) as soon as chosen;
+// the request then names the track (music_file) or the folder of clips and pictures (broll_dir).
+async function uploadFile(file, folderId) {
+  const params = new URLSearchParams({ name: file.name });
+  if (folderId) params.set("folder", folderId);
+  const headers = { "Content-Type": file.type || "application/octet-stream" };
+  if (token) headers["Authorization"] = "Bearer " + token;
+  const response = await fetch("/api/v1/uploads?" + params, { method: "POST", headers, body: file });
+  const data = await response.json().catch(() => ({ message: response.statusText }));
+  if (!response.ok) throw new Error(data.message || response.statusText);
+  return data.data;
+}
+
+async function uploadMusic() {
+  const input = document.getElementById("music_upload");
+  const status = document.getElementById("music_upload_status");
+  uploaded.music = null;
+  if (!input.files.length) { status.textContent = ""; return; }
+  status.textContent = "uploading…";
+  try {
+    const data = await uploadFile(input.files[0]);
+    uploaded.music = data.file;
+    status.textContent = `${data.name} (${size(data.size)}) ✓`;
+    status.dataset.state = "done";
+  } catch (err) {
+    status.textContent = "not uploaded: " + err.message;
+    status.dataset.state = "failed";
+  }
+}
+
+async function uploadClips() {
+  const input = document.getElementById("clips_upload");
+  const status = document.getElementById("clips_upload_status");
+  uploaded.folder = uploaded.folderId = null;
+  status.dataset.state = "";
+  let count = 0;
+  try {
+    for (const file of input.files) {
+      status.textContent = `uploading ${file.name}…`;
+      const data = await uploadFile(file, uploaded.folderId);
+      uploaded.folderId = data.folder_id;
+      uploaded.folder = data.folder;
+      count += 1;
+    }
+    status.textContent = count ? `${count} file${count > 1 ? "s" : ""} ✓` : "";
+    status.dataset.state = "done";
+  } catch (err) {
+    status.textContent = "not uploaded: " + err.message;
+    status.dataset.state = "failed";
+  }
+}
+
+function watchLookAndSound() {
+  for (const input of document.querySelectorAll("[data-field]")) {
+    input.addEventListener("input", () => { input.dataset.changed = "1"; });
+  }
+  const volume = document.getElementById("music_volume");
+  volume.addEventListener("input", () => { document.getElementById("music_volume_shown").textContent = volume.value; });
+  document.getElementById("music_upload").addEventListener("change", uploadMusic);
+  document.getElementById("clips_upload").addEventListener("change", uploadClips);
 }
 
 // A voice preview: the tts stage alone says one sentence (POST /api/v1/audio), the page plays it, the task goes.
@@ -477,10 +559,13 @@ async function loadOptions() {
     const input = document.getElementById(name);
     if (!input) continue;
     if (field.description) input.title = field.description;
-    const blank = { category: "random", language: "the default (en-us)" }[name] || "";
+    const blank = { category: "random", language: "the default (en-us)", aspect: "the default (9:16)",
+                    caption_position: "the default (bottom)" }[name] || "";
     if (field.enum && input.tagName === "SELECT") fill(name, field.enum, blank);
     if (field.maxLength && "maxLength" in input) input.maxLength = field.maxLength;
     if (field.pattern && input.tagName === "INPUT") input.pattern = field.pattern;
+    if (field.minimum !== undefined && "min" in input) input.min = field.minimum;
+    if (field.maximum !== undefined && "max" in input) input.max = field.maximum;
   }
   if (options.pipelines.length) {
     fill("pipeline", options.pipelines, "the product's stages");
@@ -505,6 +590,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   document.getElementById("video-form").addEventListener("submit", submitForm);
   document.getElementById("write-script").addEventListener("click", writeScriptFirst);
   document.getElementById("preview-voice").addEventListener("click", previewVoice);
+  watchLookAndSound();
   showWhat();
   await loadOptions();
   document.getElementById("language").addEventListener("change", showVoices);
