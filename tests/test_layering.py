@@ -200,7 +200,7 @@ def test_our_modules_are_imported_and_run_by_the_names_the_wheel_installs(path):
     assert not bad, f"{path.relative_to(ROOT)} names {bad}; the wheel installs them as {sorted(set(renamed.values()))}"
 
 
-def test_a_module_named_by_its_folder_is_found(tmp_path):
+def test_a_module_named_by_its_folder_is_found(tmp_path):  # rename_packages: keep (its sample names folders)
     sample = tmp_path / "sample.py"
     sample.write_text(
         "import subprocess, sys\n"
