@@ -34,7 +34,7 @@ from ipc.files import (
 )
 from ipc.messages import ProgressEvent, StageCall
 from ipc.params import PipelineParams
-from ipc.pipeline import StageSpec, artifact_path
+from ipc.pipeline import StageSpec, artifact_path, module_name_before
 from ipc.sizes import format_size
 from runner.budget import MemoryBudget
 from runner.deliverables import restore_deliverables
@@ -153,7 +153,8 @@ def stage_params(spec: StageSpec, params: PipelineParams) -> bytes:
 
 def inputs_hash(run_dir: Path, spec: StageSpec, params: bytes) -> str:
     """Hash of what a stage's output depends on: its code's name, its parameters, its input artifacts."""
-    parts = [spec.name.encode(), stamped_module_name(spec.module).encode(), params]
+    # the module as named before the packages moved under `aishorts`: a run stamped then resumes as it was
+    parts = [spec.name.encode(), module_name_before(spec.module).encode(), params]
     for name in spec.inputs:
         path = run_dir / artifact_path(name)
         if not path.exists():
@@ -166,17 +167,6 @@ def inputs_hash(run_dir: Path, spec: StageSpec, params: bytes) -> str:
         except OSError as exc:
             raise UsageError(f"stage {spec.name} cannot start: its input {path}: {exc.strerror}") from None
     return sha256_bytes(*parts)
-
-
-MOVED_PACKAGES = ("runner", "ipc", "stages", "serve", "cluster")
-"""Installed as `aishorts.runner`, ... (an installed wheel has no top-level `stages` to clash with another's)."""
-
-
-def stamped_module_name(module: str) -> str:
-    """A stage module's name as stamps hash it: `aishorts.stages.tts` as `stages.tts`, the name it had before the
-    packages moved under `aishorts`, so a run directory stamped then resumes without redoing its stages."""
-    head, _, rest = module.partition(".")
-    return rest if head == "aishorts" and rest.split(".")[0] in MOVED_PACKAGES else module
 
 
 def check_inputs(run_dir: Path, spec: StageSpec, kinds: dict[str, str]) -> None:

@@ -1,7 +1,8 @@
-"""A run directory stamped before the packages moved under `aishorts` resumes without redoing its stages.
+"""A run directory made before the packages moved under `aishorts` resumes without redoing its stages.
 
 The stamps hash each stage's module name (`stages.theme` then, `aishorts.stages.theme` now, so an installed
-wheel has no top-level `stages` to clash with another project's); both spellings hash alike.
+wheel has no top-level `stages` to clash with another project's): both spellings hash alike. A pipeline file
+of then (which run.json names, and a resume reads again) runs each stage by its name now.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import json
 import msgspec
 
 from ipc.files import sha256_bytes
-from ipc.pipeline import DEFAULT_PIPELINE
+from ipc.pipeline import DEFAULT_PIPELINE, module_name_now
+from runner.limits import load_limits
+from runner.pipeline_file import load_pipeline
 from runner.run import inputs_hash
 from tests.runner_helpers import report, run_cli
 
@@ -49,3 +52,14 @@ def test_a_run_stamped_as_the_runner_before_the_move_did_is_resumed(tmp_path):
     again = run_cli("--pipeline", pipeline, "--run-dir", run_dir, cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert [s["status"] for s in report(run_dir)["stages"]] == ["skipped"]
+
+
+def test_a_pipeline_file_written_before_the_move_runs_each_stage_by_its_name_now(tmp_path):
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(  # `@stages`: the old name, written without this file naming it
+        '[[stage]]\nname = "theme"\nmodule = "@stages.theme"\noutput = "theme"\n'
+        'params = { topic = "Why octopuses have three hearts" }\n\n'
+        '[[stage]]\nname = "grow"\nmodule = "tools.balloon"\noutput = "balloon"\n'.replace("@", ""))
+    specs, _ = load_pipeline(pipeline, load_limits(None))
+    assert [spec.module for spec in specs] == [THEME.module, "tools.balloon"]  # tools/ did not move
+    assert module_name_now(THEME.module) == THEME.module
