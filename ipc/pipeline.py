@@ -31,6 +31,22 @@ DEFAULT_PIPELINE: tuple[StageSpec, ...] = (
 
 STAGE_NAMES = tuple(spec.name for spec in DEFAULT_PIPELINE)
 
+MOVED_PACKAGES = ("runner", "ipc", "stages", "serve", "cluster")
+"""Our folders, installed inside `aishorts` (`aishorts.stages`, ...) so that the wheel has no top-level `stages`
+to clash with another project's; they were imported without it before."""
+_MOVED_UNDER = __package__.removesuffix("ipc")  # "aishorts." once they moved, "" before
+
+
+def module_name_now(module: str) -> str:
+    """A stage module as a pipeline file written before the move names it (`stages.tts`) -> its name now."""
+    return _MOVED_UNDER + module if _MOVED_UNDER and module.split(".")[0] in MOVED_PACKAGES else module
+
+
+def module_name_before(module: str) -> str:
+    """`aishorts.stages.tts` -> `stages.tts`, the name it had before the move (stamps hash that one)."""
+    head, _, rest = module.partition(".")
+    return rest if head == "aishorts" and rest.split(".")[0] in MOVED_PACKAGES else module
+
 
 def artifact_path(stage: str) -> str:
     """Where a stage's artifact lives, relative to the run directory."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import msgspec
 
 from ipc.artifacts import ARTIFACT_TYPES
-from ipc.pipeline import StageSpec
+from ipc.pipeline import StageSpec, module_name_now
 from ipc.sizes import SizeError, parse_size
 from runner.errors import UsageError
 from runner.limits import Limits, StageLimit
@@ -68,4 +68,5 @@ def _stage(table: dict, earlier: list[str]) -> tuple[StageSpec, StageLimit | Non
     if "ceiling" in table:
         ceiling = parse_size(table["ceiling"])
         limit = StageLimit(ceiling=ceiling, minimum=parse_size(table.get("minimum", 1)))
-    return StageSpec(name=name, module=module, inputs=inputs, output=output, params=params), limit
+    spec = StageSpec(name=name, module=module_name_now(module), inputs=inputs, output=output, params=params)
+    return spec, limit

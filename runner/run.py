@@ -33,7 +33,7 @@ from ipc.files import (
 )
 from ipc.messages import ProgressEvent, StageCall
 from ipc.params import PipelineParams
-from ipc.pipeline import StageSpec, artifact_path
+from ipc.pipeline import StageSpec, artifact_path, module_name_before
 from ipc.sizes import format_size
 from runner.budget import MemoryBudget
 from runner.deliverables import restore_deliverables
@@ -144,7 +144,8 @@ def stage_params(spec: StageSpec, params: PipelineParams) -> bytes:
 
 def inputs_hash(run_dir: Path, spec: StageSpec, params: bytes) -> str:
     """Hash of what a stage's output depends on: its code's name, its parameters, its input artifacts."""
-    parts = [spec.name.encode(), spec.module.encode(), params]
+    # the module as named before the packages moved under `aishorts`: a run stamped then resumes as it was
+    parts = [spec.name.encode(), module_name_before(spec.module).encode(), params]
     for name in spec.inputs:
         path = run_dir / artifact_path(name)
         if not path.exists():

@@ -8,9 +8,12 @@ surely as one at the top of a module.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
+
+from package_names import folder_of, importable_name, renamed_folders
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = {
@@ -56,7 +59,7 @@ def modules_loaded_by_name(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("path", supervisor_modules(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_supervisor_module_imports_stage_code_tools_or_heavy_libraries(path):
-    bad = sorted(m for m in imported_modules(path) if m.split(".")[0] in FORBIDDEN_IN_SUPERVISOR)
+    bad = sorted(m for m in imported_modules(path) if folder_of(m) in FORBIDDEN_IN_SUPERVISOR)
     assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 
@@ -73,18 +76,13 @@ def front_end_modules() -> list[Path]:
 def test_no_front_end_imports_stage_code_tools_the_entry_or_another_front_end(path):
     forbidden = FORBIDDEN_IN_FRONT_END[path.relative_to(ROOT).parts[0]]
     loaded = imported_modules(path) | set(modules_loaded_by_name(path))
-    bad = sorted(m for m in loaded if m.split(".")[0] in forbidden)
+    bad = sorted(m for m in loaded if folder_of(m) in forbidden)
     assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
-
-
-def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def import_graph() -> dict[str, set[str]]:
     """Each module of ours and the modules of ours it imports, at any depth of its code or by name."""
-    paths = {module_name(p): p for folder in PACKAGES for p in (ROOT / folder).rglob("*.py")}
+    paths = {importable_name(p): p for folder in PACKAGES for p in (ROOT / folder).rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in paths.items():
         targets = imported_modules(path) | set(modules_loaded_by_name(path))
@@ -143,10 +141,83 @@ def test_tools_are_not_shipped_and_the_entry_is_above_the_supervisor():
 def test_the_checks_see_imports_inside_functions(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("def f():\n    from stages import harness\n    import importlib\n    importlib.import_module(name)\n")
-    assert "stages" in imported_modules(sample)
+    assert "stages" in {folder_of(m) for m in imported_modules(sample)}
     assert modules_loaded_by_name(sample) == ["<dynamic>"]
 
 
 def test_the_supervisor_modules_are_found():
     names = {p.relative_to(ROOT).as_posix() for p in supervisor_modules()}
     assert {"runner/cli.py", "runner/run.py", "runner/watchdog.py", "ipc/artifacts.py"} <= names
+
+
+# --- the names our code is imported and run by: those the wheel installs (pyproject.toml) --------------------
+
+EMBEDDED = (
+    re.compile(r"(?<![\w.])-m\s+([A-Za-z_][\w.]*)"),  # "python -m stages.voices fetch"
+    re.compile(r"(['\"])-m\1\s*,\s*['\"]([A-Za-z_][\w.]*)"),  # "[sys.executable, '-m', 'stages.broll']" in code run by -c
+    re.compile(r"(?<![\w.])from\s+([A-Za-z_][\w.]*)\s+import\b"),
+    re.compile(r"(?<![\w.])import\s+((?:[A-Za-z_][\w.]*\s*,\s*)*[A-Za-z_][\w.]*)"),
+    re.compile(r"(?<![\w.])module\s*=\s*['\"]([A-Za-z_][\w.]*)"),  # a pipeline file's stage
+)
+
+
+def repository_modules() -> list[Path]:
+    folders = [p for p in sorted(ROOT.iterdir()) if p.is_dir() and not p.name.startswith(".")
+               and ((p / "__init__.py").exists() or p.name == "tests")]
+    return sorted(p for folder in folders for p in folder.rglob("*.py"))
+
+
+def modules_run_by_name(path: Path) -> set[str]:
+    """Modules started or named as text: the argument after '-m', a stage's `module=`, and the imports and -m
+    of code and pipeline files held in strings (run by `python -c`, written by tests)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, (ast.List, ast.Tuple)):
+            for before, value in zip(node.elts, node.elts[1:]):
+                if isinstance(before, ast.Constant) and before.value == "-m" and isinstance(value, ast.Constant):
+                    names.add(str(value.value))
+        elif isinstance(node, ast.keyword) and node.arg == "module" and isinstance(node.value, ast.Constant):
+            names.add(str(node.value.value))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            for pattern in EMBEDDED:
+                for match in pattern.finditer(node.value):
+                    names.update(n.strip() for n in match.group(match.lastindex).split(","))
+    return names
+
+
+def named_by_folder(path: Path, renamed: dict[str, str]) -> list[str]:
+    """The modules of ours `path` imports, loads or runs by their folder's name where the wheel has another."""
+    named = imported_modules(path) | set(modules_loaded_by_name(path)) | modules_run_by_name(path)
+    return sorted(m for m in named if m.split(".")[0] in renamed)
+
+
+@pytest.mark.parametrize("path", repository_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_our_modules_are_imported_and_run_by_the_names_the_wheel_installs(path):
+    """An installed wheel has no top-level `runner` or `stages` (they would clash with other projects'): code
+    that imports or starts one by its folder's name works in a checkout only, or runs another project's."""
+    renamed = renamed_folders()
+    bad = named_by_folder(path, renamed)
+    assert not bad, f"{path.relative_to(ROOT)} names {bad}; the wheel installs them as {sorted(set(renamed.values()))}"
+
+
+def test_a_module_named_by_its_folder_is_found(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text((  # `@runner`: the folders are named here without this file naming them
+        "import subprocess, sys\n"
+        "from aishorts.runner.cli import main\n"
+        "def f():\n"
+        "    from @runner import session\n"
+        "    subprocess.run([sys.executable, '-m', '@stages.voices', 'list'])\n"
+        "    code = 'import sys, @ipc.params; print(1)'\n"
+        "    spec = StageSpec(name='tts', module='@stages.tts', output='narration')\n"
+        "    toml = 'module = \"@cluster.task\"'\n"
+    ).replace("@", ""))
+    renamed = renamed_folders({"packages": ["aishorts", "aishorts.runner", "aishorts.ipc", "aishorts.stages",
+                                            "aishorts.cluster"],
+                               "package-dir": {"aishorts.runner": "runner", "aishorts.ipc": "ipc",
+                                               "aishorts.stages": "stages", "aishorts.cluster": "cluster"}})
+    assert renamed == {"runner": "aishorts.runner", "ipc": "aishorts.ipc", "stages": "aishorts.stages",
+                       "cluster": "aishorts.cluster"}
+    assert named_by_folder(sample, renamed) == [name.replace("@", "") for name in (
+        "@cluster.task", "@ipc.params", "@runner", "@runner.session", "@stages.tts", "@stages.voices")]
+

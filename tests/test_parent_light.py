@@ -3,7 +3,8 @@
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from package_names import ROOT, importable_name
 
 HEAVY = ("torch", "transformers", "onnxruntime", "moviepy", "llama_cpp", "kokoro_onnx", "sentence_transformers", "cv2", "numpy")
 
@@ -15,18 +16,19 @@ with contextlib.redirect_stdout(io.StringIO()):
         main(["--help"])
     except SystemExit:
         pass
-import importlib, pathlib
-for folder in ("aishorts", "runner", "ipc"):
-    for path in sorted(pathlib.Path(folder).glob("*.py")):
-        if path.stem != "__main__":  # `python -m aishorts` itself: importing it would run the command
-            importlib.import_module(folder + "." + path.stem)
+import importlib
+for module in {modules!r}:
+    importlib.import_module(module)
 print(",".join(sorted(m for m in {heavy!r} if m in sys.modules)))
 """
 
 
 def test_help_and_every_supervisor_module_import_nothing_heavy():
-    out = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY)], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent)
+    modules = [importable_name(path) for folder in ("aishorts", "runner", "ipc")
+               for path in sorted((ROOT / folder).glob("*.py"))
+               if path.stem != "__main__"]  # `python -m aishorts` itself: importing it would run the command
+    out = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY, modules=modules)], capture_output=True,
+                         text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == ""
 
 

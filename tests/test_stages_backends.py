@@ -18,8 +18,10 @@ import pytest
 
 from ipc.params import BrollParams, LlmParams, MatchParams, RenderParams, TtsParams
 from ipc.pipeline import DEFAULT_PIPELINE
+from package_names import importable_name
 
 STAGES_DIR = Path(__file__).resolve().parent.parent / "stages"
+STAGES_PACKAGE = importable_name(STAGES_DIR / "__init__.py")  # the name stages/ is imported by
 STAGE_MODULES = frozenset(spec.module for spec in DEFAULT_PIPELINE)
 HEAVY = ("torch", "transformers", "onnxruntime", "kokoro_onnx", "moviepy", "numpy", "PIL", "scipy", "yt_dlp")
 
@@ -60,7 +62,7 @@ def imported_modules(path: Path) -> set[str]:
 
     `from stages import broll` counts as importing `stages.broll`.
     """
-    package = "stages"
+    package = STAGES_PACKAGE
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.Import):
@@ -81,7 +83,7 @@ def stage_modules_in(names: set[str]) -> set[str]:
 
 
 def stage_sources() -> dict[str, Path]:
-    return {f"stages.{path.stem}": path for path in sorted(STAGES_DIR.glob("*.py")) if path.stem != "__init__"}
+    return {importable_name(path): path for path in sorted(STAGES_DIR.glob("*.py")) if path.stem != "__init__"}
 
 
 def test_the_pipeline_names_seven_stage_modules_that_exist():

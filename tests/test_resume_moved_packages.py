@@ -1,0 +1,65 @@
+"""A run directory made before the packages moved under `aishorts` resumes without redoing its stages.
+
+The stamps hash each stage's module name (`stages.theme` then, `aishorts.stages.theme` now, so an installed
+wheel has no top-level `stages` to clash with another project's): both spellings hash alike. A pipeline file
+of then (which run.json names, and a resume reads again) runs each stage by its name now.
+"""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+
+from ipc.files import sha256_bytes
+from ipc.pipeline import DEFAULT_PIPELINE, module_name_now
+from runner.limits import load_limits
+from runner.pipeline_file import load_pipeline
+from runner.run import inputs_hash
+from tests.runner_helpers import report, run_cli
+
+THEME = next(spec for spec in DEFAULT_PIPELINE if spec.name == "theme")
+BEFORE = THEME.module.removeprefix("aishorts.")  # "stages.theme"
+
+
+def test_a_stage_module_hashes_alike_under_its_old_and_its_new_name(tmp_path):
+    as_before = msgspec.structs.replace(THEME, module=BEFORE)
+    as_now = msgspec.structs.replace(THEME, module=f"aishorts.{BEFORE}")
+    assert inputs_hash(tmp_path, as_now, b"{}") == inputs_hash(tmp_path, as_before, b"{}")
+
+
+def test_another_module_is_still_another_hash(tmp_path):
+    theme = msgspec.structs.replace(THEME, module="aishorts.stages.theme")
+    assert inputs_hash(tmp_path, theme, b"{}") != inputs_hash(tmp_path, msgspec.structs.replace(
+        THEME, module="aishorts.stages.script"), b"{}")
+    balloon = msgspec.structs.replace(THEME, module="tools.balloon")  # tools/ did not move: its name is its own
+    assert inputs_hash(tmp_path, balloon, b"{}") != inputs_hash(tmp_path, msgspec.structs.replace(
+        THEME, module="aishorts.tools.balloon"), b"{}")
+
+
+def test_a_run_stamped_as_the_runner_before_the_move_did_is_resumed(tmp_path):
+    topic = {"topic": "Why octopuses have three hearts"}
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(f'[[stage]]\nname = "theme"\nmodule = "{THEME.module}"\noutput = "theme"\n'
+                        f'params = {{ topic = "{topic["topic"]}" }}\n')
+    run_dir = tmp_path / "run"
+    first = run_cli("--pipeline", pipeline, "--run-dir", run_dir, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    # the runner before the move hashed the stage's module as `stages.theme`: the stamp is the one it wrote
+    stamp = json.loads((run_dir / "theme" / "stamp.json").read_text())
+    assert stamp["inputs_hash"] == sha256_bytes(b"theme", BEFORE.encode(), msgspec.json.encode(topic))
+
+    again = run_cli("--pipeline", pipeline, "--run-dir", run_dir, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [s["status"] for s in report(run_dir)["stages"]] == ["skipped"]
+
+
+def test_a_pipeline_file_written_before_the_move_runs_each_stage_by_its_name_now(tmp_path):
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(  # `@stages`: the old name, written without this file naming it
+        '[[stage]]\nname = "theme"\nmodule = "@stages.theme"\noutput = "theme"\n'
+        'params = { topic = "Why octopuses have three hearts" }\n\n'
+        '[[stage]]\nname = "grow"\nmodule = "tools.balloon"\noutput = "balloon"\n'.replace("@", ""))
+    specs, _ = load_pipeline(pipeline, load_limits(None))
+    assert [spec.module for spec in specs] == [THEME.module, "tools.balloon"]  # tools/ did not move
+    assert module_name_now(THEME.module) == THEME.module
