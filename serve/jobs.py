@@ -48,6 +48,10 @@ class TaskRefused(Exception):
     touch one another process runs); the server answers 409 Conflict (`serve.app`'s error handlers)."""
 
 
+class TaskNotFound(Exception):
+    """No task by that id (or the id could not name a run directory); the server answers 404 (`serve.app`)."""
+
+
 class JobRecord(msgspec.Struct, kw_only=True):
     """`RUN/serve.json`: what the server needs besides run.json to run the job again after a restart."""
 
@@ -214,6 +218,23 @@ class JobManager:
             never_started = job.record is not None and job.record.started_at is None and not job.record.cancelled
             if requeue and never_started and job.report is None:
                 self._enqueue(job)
+
+    def find(self, task_id: str) -> Job:
+        """The job of that id, looking again in the runs folder if it is not known yet (the CLI may have made it)."""
+        if not valid_task_id(task_id):
+            raise TaskNotFound(f"{task_id!r} is not a task id (a run directory's name)")
+        job = self.jobs.get(task_id)
+        if job is None:
+            self.rescan()
+            job = self.jobs.get(task_id)
+        if job is None:
+            raise TaskNotFound(f"no task {task_id} in {self.settings.runs_dir}")
+        return job
+
+    def all_jobs(self) -> list[Job]:
+        """Every job, those the runs folder has gained since the last look included."""
+        self.rescan()
+        return list(self.jobs.values())
 
     def stages_rss(self) -> int:
         """The latest RSS of every stage tree running now, all jobs together."""
