@@ -1,6 +1,7 @@
 """One job of the server in memory: its run directory, its phase, its live stages and memory timeline.
 
-Responsible for: the shape of that state (`Job`, `StageView`) and which names can be a task's id. Not for:
+Responsible for: the shape of that state (`Job`, `StageView`), which names can be a task's id, and reading a
+job's latest report without changing the job (`latest_report`). Not for:
 changing it (`serve.jobs` runs the queue, `serve.live` follows a run's events), keeping it on disk
 (`serve.records`), or what clients see of it (`serve.views`).
 """
@@ -15,7 +16,7 @@ import msgspec
 
 from runner.report import RunReport
 from runner.run import RunOptions
-from serve.records import JobRecord
+from serve.records import JobRecord, read_report
 
 TASK_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -56,6 +57,14 @@ class Job:
     revision: int = 0
     """Raised at every change of the task's state: a client keeps the view with the highest one, whatever order
     views reach it in (an action's answer computed before the change it raced with, an event fanned out late)."""
+
+
+def latest_report(job: Job, elsewhere: bool) -> RunReport | None:
+    """The report of a job that is not running here, read again from its run directory while it may still change
+    (none kept yet, the one kept says running, or another process runs it); the job itself is left as it is."""
+    if job.report is None or job.report.status == "running" or elsewhere:
+        return read_report(job.run_dir) or job.report
+    return job.report
 
 
 def valid_task_id(task_id: str) -> bool:

@@ -31,14 +31,14 @@ from runner.limits import load_limits
 from runner.report import RunReport, write_report
 from runner.rundir import claimed, default_run_dir, held_elsewhere
 from runner.run import run_pipeline
-from serve.job import Job, StageView, valid_task_id
+from serve.job import Job, StageView, latest_report, valid_task_id
 from serve.live import ChangeFeed, LiveObserver
 from serve.records import JobRecord, read_manifest, read_record, read_report, updated_record, write_record
 from serve.requests import FieldError, Planned, ServerSettings, plan_resume
 from serve.workers import WorkerPool
 
 __all__ = ["EventHub", "Job", "JobManager", "JobRecord", "StageView", "TaskNotFound", "TaskRefused",
-           "read_manifest", "read_report", "valid_task_id"]
+           "latest_report", "read_manifest", "read_report", "valid_task_id"]
 
 
 class TaskRefused(Exception):
@@ -141,12 +141,23 @@ class JobManager:
             job = self.jobs.get(task_id)
         if job is None:
             raise TaskNotFound(f"no task {task_id} in {self.settings.runs_dir}")
+        self.refresh(job)
         return job
 
     def all_jobs(self) -> list[Job]:
-        """Every job, those the runs folder has gained since the last look included."""
+        """Every job, those the runs folder has gained since the last look included, each report refreshed."""
         self.rescan()
-        return list(self.jobs.values())
+        jobs = list(self.jobs.values())
+        for job in jobs:
+            self.refresh(job)
+        return jobs
+
+    def refresh(self, job: Job) -> None:
+        """Keep the report of a job not running here as its run directory has it now (another process may be
+        writing it: the CLI, or a server that died and left it "running")."""
+        with self._lock:
+            if job.phase == "idle":
+                job.report = latest_report(job, held_elsewhere(job.run_dir))
 
     def stages_rss(self) -> int:
         """The latest RSS of every stage tree running now, all jobs together."""
