@@ -2,12 +2,12 @@
 routers, MCP endpoint and the page.
 
 Responsible for: putting the server's pieces together (the `JobManager`, settings and event hub on `app.state`,
-where the routers' dependencies find them), the order of the checks before any route (Host and Origin, CORS, the
-token), and the one place where a refusal becomes its HTTP answer in MoneyPrinterTurbo's envelope (`status`,
-`message`, `data`) naming the field and the reason. The routes are `serve.routes`' (MoneyPrinterTurbo's `/api/v1`
-shape and our additions); jobs are `serve.jobs`' business; what a task looks like is `serve.views`'.
+where the routes' dependencies, `serve.deps`, find them), the order of the checks before any route (Host and
+Origin, CORS, the token), and the one place where a refusal becomes its HTTP answer in MoneyPrinterTurbo's envelope
+(`status`, `message`, `data`) naming the field and the reason. The routes are the `serve.routes_*` modules', one
+`APIRouter` per concern (MoneyPrinterTurbo's `/api/v1` shape and our additions); jobs are `serve.jobs`' business;
+what a task looks like is `serve.views`'.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -25,17 +25,17 @@ from serve.guard import RequestGuard, allowed_hosts
 from serve.jobs import EventHub, JobManager, TaskNotFound, TaskRefused
 from serve.mcp_tools import build_mcp, mount_mcp
 from serve.requests import FieldError, ServerSettings
-from serve.routes import files, info, mpt, tasks, uploads
+from serve import routes_files, routes_info, routes_mpt, routes_tasks, routes_uploads
 
 STATIC = Path(__file__).resolve().parent / "static"
-ROUTERS = (tasks.router, mpt.router, info.router, uploads.router, files.router)
+ROUTERS = (routes_tasks.router, routes_mpt.router, routes_info.router, routes_uploads.router, routes_files.router)
 """In the order they are matched: a task's events before its files (`/api/v1/tasks/{id}/{name}`)."""
 
 
 def create_app(settings: ServerSettings, token: str | None = None, hosts: frozenset[str] = allowed_hosts("127.0.0.1"),
                cors: tuple[str, ...] = (), trust_proxy: bool = False) -> FastAPI:
     hub = EventHub()
-    manager = JobManager(settings, tasks.publisher(hub, lambda: manager.limits.warn_fraction))
+    manager = JobManager(settings, routes_tasks.publisher(hub, lambda: manager.limits.warn_fraction))
     mcp_server = build_mcp(manager, settings)
 
     @contextlib.asynccontextmanager
@@ -48,7 +48,7 @@ def create_app(settings: ServerSettings, token: str | None = None, hosts: frozen
     app = FastAPI(title="aishorts-runner", description="Topic in, vertical short out: every heavy stage under a"
                   " memory ceiling. MoneyPrinterTurbo-compatible where it costs little.", lifespan=lifespan)
     app.state.manager, app.state.settings, app.state.hub = manager, settings, hub
-    app.state.voices, app.state.trust_proxy = info.VoiceCatalogue(), trust_proxy
+    app.state.voices, app.state.trust_proxy = routes_info.VoiceCatalogue(), trust_proxy
     _add_token_check(app, token)
     if cors:  # pages on these origins may read the answers (their requests pass the guard below)
         app.add_middleware(CORSMiddleware, allow_origins=list(cors), allow_methods=["*"], allow_headers=["*"])

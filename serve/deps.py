@@ -1,10 +1,10 @@
 """What every route reaches through FastAPI's `Depends`: the server's job manager, settings and event hub (kept on
-`app.state` by `serve.app`), the address clients reached it at, and the answer's envelope.
+`app.state` by `serve.app`), the address clients reached it at; and the answer's envelope.
 
-Responsible for: those lookups and the shared shape of an answer (MoneyPrinterTurbo's `status`, `message`,
-`data`) and of a documented request body. Not for: any route itself.
+Responsible for: those lookups, for the `serve.routes_*` modules (one `APIRouter` per concern), and the shared
+shape of an answer (MoneyPrinterTurbo's `status`, `message`, `data`) and of a documented request body. Not for:
+any route itself.
 """
-
 from __future__ import annotations
 
 import re

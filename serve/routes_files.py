@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse
 from ipc.files import ArtifactError, resolve_in_run
 from serve.jobs import Job
 from serve.requests import FieldError
-from serve.routes.deps import Manager
+from serve.deps import Manager
 from serve.views import FILES, file_path, mpt_file, narration_srt, srt_to_vtt
 
 router = APIRouter()

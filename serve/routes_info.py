@@ -23,7 +23,7 @@ from ipc.params import CATEGORIES, ScriptParams, choices
 from ipc.pipeline import STAGE_NAMES
 from ipc.request import json_schema
 from serve.requests import FieldError
-from serve.routes.deps import Manager, Settings, ok
+from serve.deps import Manager, Settings, ok
 
 VOICES_TTL_S = 60.0
 

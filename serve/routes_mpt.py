@@ -3,7 +3,7 @@ terms, and short-video-maker's way to make, follow and fetch a short.
 
 Responsible for: those routes, each a task like any other (the page shows it) stopping after the stage that gives
 what was asked; the script and terms are answered once written. Not for: MoneyPrinterTurbo's `POST /videos` and
-task list (`serve.routes.tasks`) or its file mount (`serve.routes.files`).
+task list (`serve.routes_tasks`) or its file mount (`serve.routes_files`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from serve.requests import (
     FieldError, ServerSettings, ShortVideoRequest, TermsRequest, VideoRequest, decode, plan_video,
     video_from_short_video_maker,
 )
-from serve.routes.deps import BaseUrl, Manager, Settings, body_doc, ok
-from serve.routes.files import run_file
-from serve.routes.tasks import create_task, plan_mpt
+from serve.deps import BaseUrl, Manager, Settings, body_doc, ok
+from serve.routes_files import run_file
+from serve.routes_tasks import create_task, plan_mpt
 from serve.views import script_of, task_view
 
 SYNC_WAIT_S = 1800.0

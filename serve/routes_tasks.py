@@ -1,9 +1,9 @@
 """Tasks and their events: make one (MoneyPrinterTurbo's `POST /api/v1/videos`), list, show, cancel or remove,
 resume, and follow them as Server-Sent Events.
 
-Responsible for: those routes, planning a MoneyPrinterTurbo body as a task (shared with `serve.routes.mpt`), and
+Responsible for: those routes, planning a MoneyPrinterTurbo body as a task (shared with `serve.routes_mpt`), and
 the event streams fed by the job manager's changes through the `EventHub`. Not for: the files of a task
-(`serve.routes.files`), or what a job does (`serve.jobs`).
+(`serve.routes_files`), or what a job does (`serve.jobs`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from serve.jobs import EventHub, Job, JobManager
 from serve.requests import FieldError, Planned, ResumeRequest, ServerSettings, VideoRequest, decode, plan_video
-from serve.routes.deps import BaseUrl, Hub, Manager, Settings, body_doc, ok
+from serve.deps import BaseUrl, Hub, Manager, Settings, body_doc, ok
 from serve.views import live_progress, task_view
 
 KEEPALIVE_S = 15.0

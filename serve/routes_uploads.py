@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from serve import uploads
-from serve.routes.deps import Settings, ok
+from serve.deps import Settings, ok
 
 router = APIRouter()
 
