@@ -16,20 +16,22 @@ from fastapi import Depends, Request, Response
 from serve.jobs import EventHub, JobManager
 from serve.requests import ServerSettings
 
+# Each lookup is `async`: FastAPI runs it on the event loop, where a plain `def` would cost a thread hop per request.
 
-def manager_of(request: Request) -> JobManager:
+
+async def manager_of(request: Request) -> JobManager:
     return request.app.state.manager
 
 
-def settings_of(request: Request) -> ServerSettings:
+async def settings_of(request: Request) -> ServerSettings:
     return request.app.state.settings
 
 
-def hub_of(request: Request) -> EventHub:
+async def hub_of(request: Request) -> EventHub:
     return request.app.state.hub
 
 
-def address_of(request: Request) -> str:
+async def address_of(request: Request) -> str:
     """The address clients reached the server at (`base_url`), with the app's `trust_proxy` setting."""
     return base_url(request, request.app.state.trust_proxy)
 

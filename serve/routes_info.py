@@ -30,7 +30,7 @@ VOICES_TTL_S = 60.0
 router = APIRouter()
 
 
-def catalogue_of(request: Request) -> VoiceCatalogue:
+async def catalogue_of(request: Request) -> VoiceCatalogue:
     """The server's one catalogue (`app.state.voices`, made by `serve.app`)."""
     return request.app.state.voices
 
