@@ -22,7 +22,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.concurrency import run_in_threadpool
 
 from ipc.files import ArtifactError, resolve_in_run
-from serve.jobs import Job, JobManager
+from serve.jobs import Job, JobManager, TaskNotFound
 from serve.requests import FieldError, ServerSettings, VideoRequest, plan_video
 from serve.views import FILES, file_path, task_view
 
@@ -36,8 +36,8 @@ class ToolRefusal(ToolError):
     """What a tool says back to the agent when the request cannot be done: the SDK hands its words to the agent."""
 
 
-def build_mcp(manager: JobManager, settings: ServerSettings, find) -> MCPServer:
-    """The MCP server with its tools; `find(task_id)` is the app's own lookup (FieldError 404 for no such task)."""
+def build_mcp(manager: JobManager, settings: ServerSettings) -> MCPServer:
+    """The MCP server with its tools, on the app's own job manager."""
     server = MCPServer("aishorts-runner", instructions=(
         "Makes short vertical videos from a topic or a script, every heavy stage under a memory ceiling. Call"
         " make_short, then task_status until state is 1 (done) or -1 (failed), then get_file for final.mp4."))
@@ -47,9 +47,9 @@ def build_mcp(manager: JobManager, settings: ServerSettings, find) -> MCPServer:
 
     def lookup(task_id: str) -> Job:
         try:
-            return find(task_id)
-        except FieldError as exc:
-            raise refused(exc) from None
+            return manager.find(task_id)
+        except TaskNotFound as exc:
+            raise ToolRefusal(f"task_id: {exc}") from None
 
     def shown(job: Job) -> dict[str, Any]:
         return msgspec.to_builtins(task_view(job, manager.limits.warn_fraction))
@@ -84,8 +84,7 @@ def build_mcp(manager: JobManager, settings: ServerSettings, find) -> MCPServer:
     async def list_tasks() -> list[dict[str, Any]]:
         """Every task the server knows, newest first: task_id, title, state, status, progress."""
         def listing() -> list[dict[str, Any]]:
-            manager.rescan()
-            jobs = sorted(manager.jobs.values(), key=lambda job: job.id, reverse=True)
+            jobs = sorted(manager.all_jobs(), key=lambda job: job.id, reverse=True)
             return [{key: view[key] for key in ("task_id", "title", "state", "status", "progress")}
                     for view in map(shown, jobs)]
         return await run_in_threadpool(listing)

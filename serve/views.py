@@ -22,7 +22,7 @@ from ipc.files import ArtifactError, read_struct, resolve_in_run
 from ipc.pipeline import artifact_path
 from runner.report import RunReport, Sample, StageReport, downsample
 from runner.rundir import held_elsewhere
-from serve.jobs import Job, StageView, read_manifest, read_report
+from serve.jobs import Job, StageView, latest_report, read_manifest
 
 STATE_FAILED, STATE_COMPLETE, STATE_PROCESSING = -1, 1, 4
 FILES = {
@@ -83,11 +83,7 @@ def task_view(job: Job, warn_fraction: float, with_timeline: bool = False, base_
     """The task as clients see it; `base_url` (scheme, host, prefix) makes MoneyPrinterTurbo's URLs absolute."""
     revision = job.revision  # read before the state: a change landing meanwhile makes this view older, never newer
     elsewhere = job.phase == "idle" and held_elsewhere(job.run_dir)
-    report = None
-    if job.phase == "idle":
-        if job.report is None or job.report.status == "running" or elsewhere:
-            job.report = read_report(job.run_dir) or job.report  # another process may be writing it
-        report = job.report
+    report = latest_report(job, elsewhere) if job.phase == "idle" else None
     status, message = _status(job, report, elsewhere)
     names = _stage_names(job, report)
     stages = _live_stages(job, names) if job.phase in ("queued", "running") else _reported_stages(report, names)

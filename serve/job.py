@@ -1,0 +1,71 @@
+"""One job of the server in memory: its run directory, its phase, its live stages and memory timeline.
+
+Responsible for: the shape of that state (`Job`, `StageView`), which names can be a task's id, and reading a
+job's latest report without changing the job (`latest_report`). Not for:
+changing it (`serve.jobs` runs the queue, `serve.live` follows a run's events), keeping it on disk
+(`serve.records`), or what clients see of it (`serve.views`).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from runner.report import RunReport
+from runner.run import RunOptions
+from serve.records import JobRecord, read_report
+
+TASK_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+class StageView(msgspec.Struct, kw_only=True):
+    """A stage as clients see it: live while it runs (before report.json has it), then as reported."""
+
+    name: str
+    status: str = "pending"
+    rss_bytes: int = 0
+    """Live: the stage tree's RSS in the latest sample (0 when it is not running)."""
+    peak_rss_bytes: int = 0
+    ceiling_bytes: int = 0
+    waited_for_budget_s: float = 0.0
+    killed_by_os: bool = False
+    fraction: float | None = None
+    detail: str = ""
+    message: str = ""
+    wall_s: float = 0.0
+    started_at_s: float | None = None
+    """When its process started, in seconds from the run's start (one clock for all its stages: overlaps show)."""
+    ended_at_s: float | None = None
+
+
+@dataclass
+class Job:
+    id: str
+    run_dir: Path
+    record: JobRecord | None
+    phase: str = "idle"
+    """queued, running, or idle (finished, or never run by this server: its report.json says how it ended)."""
+    cancel: threading.Event = field(default_factory=threading.Event)
+    stages: dict[str, StageView] = field(default_factory=dict)
+    report: RunReport | None = None
+    opts: RunOptions | None = None
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+    started: float = 0.0
+    revision: int = 0
+    """Raised at every change of the task's state: a client keeps the view with the highest one, whatever order
+    views reach it in (an action's answer computed before the change it raced with, an event fanned out late)."""
+
+
+def latest_report(job: Job, elsewhere: bool) -> RunReport | None:
+    """The report of a job that is not running here, read again from its run directory while it may still change
+    (none kept yet, the one kept says running, or another process runs it); the job itself is left as it is."""
+    if job.report is None or job.report.status == "running" or elsewhere:
+        return read_report(job.run_dir) or job.report
+    return job.report
+
+
+def valid_task_id(task_id: str) -> bool:
+    return 0 < len(task_id) <= 200 and set(task_id) <= TASK_ID_CHARS and not task_id.startswith(".")
