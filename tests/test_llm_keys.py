@@ -59,22 +59,17 @@ def proxy(monkeypatch):
         yield recorder
 
 
-def test_an_openai_key_alone_goes_to_api_openai_com_never_to_openrouter(proxy, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-only")
-    backend = OpenAIChat.from_params(LlmParams(backend="openai", model="gpt-4o-mini"))
-    assert backend.url.startswith("https://api.openai.com/") and backend.api_key == "sk-openai-only"
+@pytest.mark.parametrize(("key_env", "key", "params", "host"), [
+    ("OPENAI_API_KEY", "sk-openai-only", LlmParams(backend="openai", model="gpt-4o-mini"), "api.openai.com"),
+    ("OPENROUTER_API_KEY", "sk-or-key", LlmParams(backend="openai"), "openrouter.ai"),
+], ids=["openai_key_alone_to_api.openai.com_never_openrouter", "openrouter_key_to_openrouter"])
+def test_a_key_goes_to_the_provider_that_issued_it(proxy, monkeypatch, key_env, key, params, host):
+    monkeypatch.setenv(key_env, key)
+    backend = OpenAIChat.from_params(params)
+    assert backend.url.startswith(f"https://{host}/") and backend.api_key == key
     with pytest.raises(StageError):
         backend.complete(ASK, max_tokens=5, temperature=0.0, seed=1)
-    assert proxy.connects == ["api.openai.com:443"]
-
-
-def test_an_openrouter_key_goes_to_openrouter(proxy, monkeypatch):
-    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-key")
-    backend = OpenAIChat.from_params(LlmParams(backend="openai"))
-    assert backend.url.startswith("https://openrouter.ai/") and backend.api_key == "sk-or-key"
-    with pytest.raises(StageError):
-        backend.complete(ASK, max_tokens=5, temperature=0.0, seed=1)
-    assert proxy.connects == ["openrouter.ai:443"]
+    assert proxy.connects == [f"{host}:443"]
 
 
 def test_a_key_variable_of_unknown_issuer_needs_the_endpoint_named(proxy, monkeypatch):
