@@ -65,6 +65,15 @@ def run_cli(*args: str | Path, cwd: Path, env: dict[str, str] | None = None, tim
     )
 
 
+def short_from_script(work: Path, script: str) -> Path:
+    """The run folder of a short made by the CLI, as a user would, from `script` (under a 4G budget) in `work`."""
+    (work / "script.txt").write_text(script)
+    run_dir = work / "run"
+    out = run_cli("--script", work / "script.txt", "--run-dir", run_dir, "--max-ram", "4G", cwd=work, timeout=1200)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return run_dir
+
+
 def report(run_dir: Path) -> dict:
     return json.loads((run_dir / "report.json").read_text())
 
