@@ -61,10 +61,6 @@ class StockServer(LoopbackServer):
         self.seen: list[Seen] = []
         super().__init__()
 
-    @property
-    def base_url(self) -> str:
-        return self.root
-
     def _handler(self) -> type[QuietHandler]:
         return _answering(self)
 
@@ -84,7 +80,7 @@ class StockServer(LoopbackServer):
                 "video_files": [{
                     "id": 1000 * v.id + n, "quality": "hd" if max(f.width, f.height) >= 1280 else "sd",
                     "file_type": "video/mp4", "width": f.width, "height": f.height, "fps": 25.0,
-                    "link": f"{self.base_url}/files/{f.name}",
+                    "link": f"{self.root}/files/{f.name}",
                 } for n, f in enumerate(v.files)],
                 "video_pictures": [],
             } for v in videos],
@@ -98,7 +94,7 @@ class StockServer(LoopbackServer):
             "hits": [{
                 "id": v.id, "pageURL": f"https://pixabay.com/videos/{v.slug}-{v.id}/", "type": "film",
                 "tags": ", ".join(v.tags), "duration": v.duration,
-                "videos": {size: ({"url": f"{self.base_url}/files/{f.name}", "width": f.width, "height": f.height,
+                "videos": {size: ({"url": f"{self.root}/files/{f.name}", "width": f.width, "height": f.height,
                                    "size": (self.folder / f.name).stat().st_size, "thumbnail": ""}
                                   if f else {"url": "", "width": 0, "height": 0, "size": 0, "thumbnail": ""})
                            for size, f in zip(sizes, [*v.files, None, None, None, None])},

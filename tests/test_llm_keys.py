@@ -32,10 +32,6 @@ class ConnectRecorder(LoopbackServer):
         self.connects: list[str] = []
         super().__init__()
 
-    @property
-    def url(self) -> str:
-        return self.root
-
     def _handler(self) -> type[QuietHandler]:
         outer = self
 
@@ -54,8 +50,8 @@ def proxy(monkeypatch):
     for name in ("NO_PROXY", "no_proxy", "OPENAI_API_KEY", "OPENROUTER_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     with ConnectRecorder() as recorder:
-        monkeypatch.setenv("HTTPS_PROXY", recorder.url)
-        monkeypatch.setenv("https_proxy", recorder.url)
+        monkeypatch.setenv("HTTPS_PROXY", recorder.root)
+        monkeypatch.setenv("https_proxy", recorder.root)
         yield recorder
 
 
