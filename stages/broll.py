@@ -29,9 +29,10 @@ import errno
 import re
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from ipc.artifacts import Candidate, Candidates, Credit, Script, SkippedSource
 from ipc.params import FRAME_SIZES, BrollParams
@@ -51,6 +52,7 @@ SEARCH_OVERFETCH = 3
 """Search hits asked for per wanted clip: some are too long, live, or fail to download."""
 
 Collected = tuple[list[Candidate], list[SkippedSource]]
+T = TypeVar("T")
 CREDITS_FILE = "credits.txt"
 """Written beside the illustrated scenes: every illustration in them, its source and licence."""
 
@@ -282,11 +284,7 @@ def collect_local(ctx: StageContext, params: BrollParams, queries: list[str]) ->
         raise StageError(f"broll.local_dir {root} is not a folder")
     items: list[Candidate] = []
     skipped: list[SkippedSource] = []
-    files = local_files(root)
-    for index, path in enumerate(files):
-        if len(items) >= params.max_items:
-            break
-        ctx.progress(f"probing {path.name}", index / max(len(files), 1))
+    for path in _until_full(ctx, params, items, local_files(root), lambda path: f"probing {path.name}"):
         try:
             info = probe_media(path)
         except UnusableMedia as exc:
@@ -390,10 +388,7 @@ def _per_query(ctx: StageContext, params: BrollParams, queries: list[str], label
     items: list[Candidate] = []
     skipped: list[SkippedSource] = []
     seen: set[str] = set()
-    for q_index, query in enumerate(queries):
-        if len(items) >= params.max_items:
-            break
-        ctx.progress(f"{label}: {query}", q_index / max(len(queries), 1))
+    for query in _until_full(ctx, params, items, queries, lambda query: f"{label}: {query}"):
         try:
             hits = search(query)
         except UnusableMedia as exc:
@@ -413,6 +408,16 @@ def _per_query(ctx: StageContext, params: BrollParams, queries: list[str], label
                 continue
             found += 1
     return items, skipped
+
+
+def _until_full(ctx: StageContext, params: BrollParams, items: list[Candidate], things: list[T],
+                describe: Callable[[T], str]) -> Iterator[T]:
+    """Each of `things` in turn, its progress reported as `describe(thing)`, until `items` holds max_items."""
+    for index, thing in enumerate(things):
+        if len(items) >= params.max_items:
+            return
+        ctx.progress(describe(thing), index / max(len(things), 1))
+        yield thing
 
 
 def _safe_id(raw: str) -> str:

@@ -70,7 +70,22 @@ class EspeakPhonemiser:
         return sentence.split()
 
 
-class MandarinPhonemiser:
+class _MisakiPhonemiser:
+    """misaki's G2P answers (phonemes, tokens) for a text; a blank text has no phonemes."""
+
+    g2p: Callable[[str], tuple]
+
+    def phonemes(self, texts: list[str]) -> list[str]:
+        return [self.g2p(text)[0] if text.strip() else "" for text in texts]
+
+
+def _missing(language: str, packages: str, exc: ImportError) -> StageError:
+    """What to tell a user whose install lacks a language's G2P packages."""
+    return StageError(f"{language} narration needs {packages} ({exc});"
+                      " pip install -e . (they are among its dependencies)")
+
+
+class MandarinPhonemiser(_MisakiPhonemiser):
     """misaki's ZHG2P as Kokoro v1.0 uses it (jieba words, pypinyin tones as arrows); words from jieba."""
 
     def __init__(self) -> None:
@@ -78,19 +93,15 @@ class MandarinPhonemiser:
             import jieba
             from misaki.zh import ZHG2P
         except ImportError as exc:
-            raise StageError(f"Mandarin narration needs misaki, jieba, pypinyin and cn2an ({exc});"
-                             ' pip install -e . (they are among its dependencies)') from None
+            raise _missing("Mandarin", "misaki, jieba, pypinyin and cn2an", exc) from None
         jieba.setLogLevel(60)  # its "Building prefix dict" chatter is no news to the user
         self.jieba, self.g2p = jieba, ZHG2P()
-
-    def phonemes(self, texts: list[str]) -> list[str]:
-        return [self.g2p(text)[0] if text.strip() else "" for text in texts]
 
     def words(self, sentence: str) -> list[str]:
         return attach_marks([token for token in self.jieba.lcut(sentence) if token.strip()], lambda _: False)
 
 
-class JapanesePhonemiser:
+class JapanesePhonemiser(_MisakiPhonemiser):
     """misaki's cutlet G2P, as Kokoro v1.0's Japanese pipeline (fugashi + unidic-lite); words from fugashi."""
 
     def __init__(self) -> None:
@@ -98,15 +109,11 @@ class JapanesePhonemiser:
             from fugashi import Tagger
             from misaki.cutlet import Cutlet
         except ImportError as exc:
-            raise StageError(f"Japanese narration needs misaki, fugashi, unidic-lite, jaconv and mojimoji ({exc});"
-                             ' pip install -e . (they are among its dependencies)') from None
+            raise _missing("Japanese", "misaki, fugashi, unidic-lite, jaconv and mojimoji", exc) from None
         try:
             self.g2p, self.tagger = Cutlet(), Tagger()
         except RuntimeError as exc:  # fugashi without a dictionary
             raise StageError(f"Japanese narration needs a MeCab dictionary: pip install unidic-lite ({exc})") from None
-
-    def phonemes(self, texts: list[str]) -> list[str]:
-        return [self.g2p(text)[0] if text.strip() else "" for text in texts]
 
     def words(self, sentence: str) -> list[str]:
         tokens, attached = [], set()

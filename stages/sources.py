@@ -154,22 +154,18 @@ class _Readable(HTMLParser):
         self._in_h1 = False
 
     def handle_starttag(self, tag: str, attrs) -> None:
-        if tag in _SKIPPED:
-            self._skip += 1
-        elif tag == "title":
-            self._in_title = True
-        elif tag == "h1":
-            self._in_h1 = True
-        if tag in _BLOCKS:
-            self.parts.append("\n")
+        self._tag(tag, opens=True)
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIPPED and self._skip:
-            self._skip -= 1
+        self._tag(tag, opens=False)
+
+    def _tag(self, tag: str, opens: bool) -> None:
+        if tag in _SKIPPED:
+            self._skip = self._skip + 1 if opens else max(self._skip - 1, 0)
         elif tag == "title":
-            self._in_title = False
+            self._in_title = opens
         elif tag == "h1":
-            self._in_h1 = False
+            self._in_h1 = opens
         if tag in _BLOCKS:
             self.parts.append("\n")
 

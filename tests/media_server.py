@@ -1,6 +1,6 @@
 """A real HTTP server on 127.0.0.1 for tests of download code: serves a folder, plus a slow path.
 
-`serve(folder)` yields the base URL of a threaded `http.server` bound to a free
+`serve(folder)` yields the base URL of a `tests.loopback` server bound to a free
 loopback port. Files under `folder` are served as they are (missing ones give
 404); `/slow/<name>` sends `<name>` a trickle at a time, for download timeouts;
 `/endless/<name>` sends a video that never ends, chunked at about 5 MB/s with no
@@ -13,11 +13,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.loopback import LoopbackServer
 
 SLOW_CHUNK = 512
 SLOW_PAUSE_S = 0.25
@@ -67,25 +67,17 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+class MediaServer(LoopbackServer):
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        super().__init__()
 
-    def handle_error(self, request, client_address) -> None:
-        # clients that stop reading on purpose (size caps, timeouts) are expected here
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
+    def _handler(self):
+        return functools.partial(_Handler, directory=str(self.folder))
 
 
 @contextlib.contextmanager
 def serve(folder: Path) -> Iterator[str]:
     """Serve `folder` on a free loopback port for the duration of the block; yields 'http://127.0.0.1:PORT'."""
-    handler = functools.partial(_Handler, directory=str(folder))
-    server = _Server(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with MediaServer(folder) as server:
+        yield server.root

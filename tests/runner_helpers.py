@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -39,10 +40,38 @@ def processes_with_marker(marker: str) -> list[psutil.Process]:
     return found
 
 
+def ctrl_c_once_running(*args: str | Path, cwd: Path, processes: int, start_s: float, stop_s: float
+                       ) -> tuple[int, str, str]:
+    """Run the CLI, press Ctrl-C once `processes` processes of the run are alive, and wait for it to stop.
+
+    Returns its exit code, its stdout and the marker its processes carry (see `processes_with_marker`);
+    an assertion fails if fewer processes ever start within `start_s`.
+    """
+    env, marker = marker_env()
+    parent = subprocess.Popen([*RUNNER, *map(str, args)], cwd=cwd, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: len(processes_with_marker(marker)) >= processes, timeout=start_s)
+        parent.send_signal(signal.SIGINT)
+        out, _ = parent.communicate(timeout=stop_s)
+    finally:
+        parent.kill()
+    return parent.returncode, out, marker
+
+
 def run_cli(*args: str | Path, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [*RUNNER, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def short_from_script(work: Path, script: str) -> Path:
+    """The run folder of a short made by the CLI, as a user would, from `script` (under a 4G budget) in `work`."""
+    (work / "script.txt").write_text(script)
+    run_dir = work / "run"
+    out = run_cli("--script", work / "script.txt", "--run-dir", run_dir, "--max-ram", "4G", cwd=work, timeout=1200)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return run_dir
 
 
 def report(run_dir: Path) -> dict:

@@ -1,7 +1,7 @@
 """A loopback server speaking Pexels' and Pixabay's video search APIs, for tests of stages/stock.py.
 
-`serve_stock(folder, videos, key)` yields a `StockServer` bound to a free
-127.0.0.1 port. It answers, as the real APIs do (shapes from their public
+`serve_stock(folder, videos, key)` is a `StockServer` (a `tests.loopback` server) bound to a free
+127.0.0.1 port, for a `with` block. It answers, as the real APIs do (shapes from their public
 documentation):
 
 - `GET /videos/search?query=&per_page=&orientation=` (Pexels) when the
@@ -22,13 +22,11 @@ in for the internet in tests; it is not a mock of any library.
 from __future__ import annotations
 
 import contextlib
-import http.server
-import json
-import threading
 import urllib.parse
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from tests.loopback import LoopbackServer, QuietHandler
 
 
 @dataclass(frozen=True)
@@ -54,14 +52,17 @@ class Seen:
     authorization: str | None
 
 
-@dataclass
-class StockServer:
-    folder: Path
-    videos: list[StockVideo]
-    key: str
-    base_url: str = ""
-    redirect_to: str | None = None
-    seen: list[Seen] = field(default_factory=list)
+class StockServer(LoopbackServer):
+    def __init__(self, folder: Path, videos: list[StockVideo], key: str) -> None:
+        self.folder = folder
+        self.videos = videos
+        self.key = key
+        self.redirect_to: str | None = None
+        self.seen: list[Seen] = []
+        super().__init__()
+
+    def _handler(self) -> type[QuietHandler]:
+        return _answering(self)
 
     def found(self, query: str, count: int) -> list[StockVideo]:
         words = set(query.lower().split())
@@ -79,7 +80,7 @@ class StockServer:
                 "video_files": [{
                     "id": 1000 * v.id + n, "quality": "hd" if max(f.width, f.height) >= 1280 else "sd",
                     "file_type": "video/mp4", "width": f.width, "height": f.height, "fps": 25.0,
-                    "link": f"{self.base_url}/files/{f.name}",
+                    "link": f"{self.root}/files/{f.name}",
                 } for n, f in enumerate(v.files)],
                 "video_pictures": [],
             } for v in videos],
@@ -93,7 +94,7 @@ class StockServer:
             "hits": [{
                 "id": v.id, "pageURL": f"https://pixabay.com/videos/{v.slug}-{v.id}/", "type": "film",
                 "tags": ", ".join(v.tags), "duration": v.duration,
-                "videos": {size: ({"url": f"{self.base_url}/files/{f.name}", "width": f.width, "height": f.height,
+                "videos": {size: ({"url": f"{self.root}/files/{f.name}", "width": f.width, "height": f.height,
                                    "size": (self.folder / f.name).stat().st_size, "thumbnail": ""}
                                   if f else {"url": "", "width": 0, "height": 0, "size": 0, "thumbnail": ""})
                            for size, f in zip(sizes, [*v.files, None, None, None, None])},
@@ -103,8 +104,8 @@ class StockServer:
         }
 
 
-def _handler(server: StockServer):
-    class Handler(http.server.BaseHTTPRequestHandler):
+def _answering(server: StockServer) -> type[QuietHandler]:
+    class Handler(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             server.seen.append(Seen(self.path, self.headers.get("Authorization")))
             parts = urllib.parse.urlsplit(self.path)
@@ -116,55 +117,27 @@ def _handler(server: StockServer):
                 self.end_headers()
             elif parts.path == "/videos/search":
                 if self.headers.get("Authorization") != server.key:
-                    self._json(401, {"error": "Unauthorized"})
+                    self.send_json(401, {"error": "Unauthorized"})
                 else:
-                    self._json(200, server.pexels(query))
+                    self.send_json(200, server.pexels(query))
             elif parts.path == "/api/videos/":
                 if query.get("key") != server.key:
-                    self._json(400, {"error": "[ERROR 400] Invalid or missing API key"})
+                    self.send_json(400, {"error": "[ERROR 400] Invalid or missing API key"})
                 else:
-                    self._json(200, server.pixabay(query))
+                    self.send_json(200, server.pixabay(query))
             elif parts.path.startswith("/files/"):
                 path = server.folder / Path(parts.path).name
                 if not path.is_file():
-                    self._json(404, {"error": "not found"})
+                    self.send_json(404, {"error": "not found"})
                     return
-                data = path.read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Type", "video/mp4")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
                 with contextlib.suppress(OSError):
-                    self.wfile.write(data)
+                    self.send_body(200, path.read_bytes(), "video/mp4")
             else:
-                self._json(404, {"error": "not found"})
-
-        def _json(self, status: int, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
+                self.send_json(404, {"error": "not found"})
 
     return Handler
 
 
-@contextlib.contextmanager
-def serve_stock(folder: Path, videos: list[StockVideo], key: str) -> Iterator[StockServer]:
-    """Both APIs and the files on a free loopback port for the duration of the block."""
-    state = StockServer(folder, videos, key)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+def serve_stock(folder: Path, videos: list[StockVideo], key: str) -> StockServer:
+    """Both APIs and the files on a free loopback port, for the duration of a `with` block."""
+    return StockServer(folder, videos, key)

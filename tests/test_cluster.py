@@ -169,23 +169,10 @@ def test_a_short_no_node_can_hold_is_refused_before_anything_is_submitted(cluste
 
 
 def test_a_worker_killed_mid_stage_takes_its_stage_tree_along_and_ray_retries_the_short(cluster, tmp_path):
-    batch = tmp_path / "shorts.txt"
-    batch.write_text("killed once\n")
-    batch_dir = tmp_path / "batch"
     # grows slowly, with a child of its own (as ffmpeg under render), so the kill lands mid-stage
     pipeline = _pipeline(tmp_path, mb=60, rate_mb_s=10, child_mb=30)
-    proc = psutil.Popen([*RUNNER, "--pipeline", pipeline, "--topics-file", batch, "--cluster", cluster.address,
-                         "--run-dir", batch_dir, "--json"],
-                        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    call_file = str(batch_dir / "01-killed-once" / "grow" / "call.json")
-    stage = None
-
-    def stage_with_its_child():
-        nonlocal stage
-        stage = next((p for p in psutil.process_iter() if _cmdline_has(p, call_file)), None)
-        return stage is not None and bool(_children(stage))
-
-    assert wait_for(stage_with_its_child, timeout=120, step=0.1), proc.communicate(timeout=120)
+    proc, batch_dir = _batch_on_cluster(cluster, tmp_path, "killed once", pipeline)
+    stage = _running_stage(proc, batch_dir / "01-killed-once" / "grow", with_child=True)
     tree = [stage, *_children(stage)]
     worker = stage.parent()
     assert worker.name().startswith("ray::") or "default_worker" in " ".join(worker.cmdline())
@@ -201,22 +188,9 @@ def test_a_worker_killed_mid_stage_takes_its_stage_tree_along_and_ray_retries_th
 
 
 def test_ctrl_c_on_the_driver_stops_the_shorts_on_their_nodes_and_writes_the_batch_report(cluster, tmp_path):
-    batch = tmp_path / "shorts.txt"
-    batch.write_text("stopped midway\n")
-    batch_dir = tmp_path / "batch"
     pipeline = _pipeline(tmp_path, mb=100, rate_mb_s=5)  # 20 s: the stop lands mid-stage
-    proc = psutil.Popen([*RUNNER, "--pipeline", pipeline, "--topics-file", batch, "--cluster", cluster.address,
-                         "--run-dir", batch_dir, "--json"],
-                        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    call_file = str(batch_dir / "01-stopped-midway" / "grow" / "call.json")
-    stage = None
-
-    def stage_running():
-        nonlocal stage
-        stage = next((p for p in psutil.process_iter() if _cmdline_has(p, call_file)), None)
-        return stage is not None
-
-    assert wait_for(stage_running, timeout=120, step=0.1), proc.communicate(timeout=120)
+    proc, batch_dir = _batch_on_cluster(cluster, tmp_path, "stopped midway", pipeline)
+    stage = _running_stage(proc, batch_dir / "01-stopped-midway" / "grow", with_child=False)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
@@ -224,6 +198,31 @@ def test_ctrl_c_on_the_driver_stops_the_shorts_on_their_nodes_and_writes_the_bat
     assert (item["status"], item["failed_stage"]) == ("interrupted", "grow")
     assert wait_for(lambda: not stage.is_running() or stage.status() == psutil.STATUS_ZOMBIE, timeout=10)
     assert _stage_statuses(batch_dir / "01-stopped-midway") == {"light": "done", "grow": "interrupted"}
+
+
+def _batch_on_cluster(cluster, tmp_path: Path, topic: str, pipeline: Path) -> tuple[psutil.Popen, Path]:
+    """A batch of one short on `topic` started on the cluster (its report as JSON on stdout): its driver and its folder."""
+    batch = tmp_path / "shorts.txt"
+    batch.write_text(topic + "\n")
+    batch_dir = tmp_path / "batch"
+    proc = psutil.Popen([*RUNNER, "--pipeline", pipeline, "--topics-file", batch, "--cluster", cluster.address,
+                         "--run-dir", batch_dir, "--json"],
+                        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, batch_dir
+
+
+def _running_stage(proc: psutil.Popen, stage_dir: Path, with_child: bool) -> psutil.Process:
+    """The process of the stage whose call file is in `stage_dir`, once it runs (with a child, if asked)."""
+    call_file = str(stage_dir / "call.json")
+    stage = None
+
+    def running() -> bool:
+        nonlocal stage
+        stage = next((p for p in psutil.process_iter() if _cmdline_has(p, call_file)), None)
+        return stage is not None and (not with_child or bool(_children(stage)))
+
+    assert wait_for(running, timeout=120, step=0.1), proc.communicate(timeout=120)
+    return stage
 
 
 def _cmdline_has(proc: psutil.Process, text: str) -> bool:

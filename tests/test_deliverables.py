@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runner_helpers import report, run_cli, stage
+from tests.runner_helpers import report, run_cli, short_from_script, stage
 
 pytestmark = pytest.mark.slow
 
@@ -28,12 +28,7 @@ def digest(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def short(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("deliverables")
-    (work / "script.txt").write_text(SCRIPT)
-    run_dir = work / "run"
-    out = run_cli("--script", work / "script.txt", "--run-dir", run_dir, "--max-ram", "4G", cwd=work, timeout=1200)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return run_dir
+    return short_from_script(tmp_path_factory.mktemp("deliverables"), SCRIPT)
 
 
 def resume(run_dir: Path) -> dict:

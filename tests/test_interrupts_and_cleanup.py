@@ -17,7 +17,7 @@ from runner.pipeline_file import load_pipeline
 from runner.events import StageSample
 from runner.run import RunOptions, run_pipeline
 from tools.bench import anon_pages
-from tests.runner_helpers import wait_for, RUNNER, balloon_pipeline, marker_env, processes_with_marker, report, run_cli, stage
+from tests.runner_helpers import wait_for, RUNNER, balloon_pipeline, ctrl_c_once_running, processes_with_marker, report, run_cli, stage
 
 
 
@@ -28,17 +28,11 @@ def test_ctrl_c_stops_the_stage_tree_keeps_finished_artifacts_and_exits_130(tmp_
         {"name": "first", "params": {"mb": 10}},
         {"name": "long", "params": {"mb": 50, "child_mb": 50, "rate_mb_s": 200, "hold_s": 120}},
     )
-    env, marker = marker_env()
     run_dir = tmp_path / "run"
-    parent = subprocess.Popen([*RUNNER, "--pipeline", str(pipeline), "--run-dir", str(run_dir)], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert wait_for(lambda: len(processes_with_marker(marker)) >= 3, timeout=60)  # parent, stage, its child
-        parent.send_signal(signal.SIGINT)
-        out, _ = parent.communicate(timeout=30)
-    finally:
-        parent.kill()
-    assert parent.returncode == 130, out
+    # parent, stage, its child
+    returncode, out, marker = ctrl_c_once_running("--pipeline", pipeline, "--run-dir", run_dir, cwd=tmp_path,
+                                                  processes=3, start_s=60, stop_s=30)
+    assert returncode == 130, out
     assert wait_for(lambda: not processes_with_marker(marker), timeout=5)
     data = report(run_dir)
     assert data["status"] == "interrupted"

@@ -8,8 +8,6 @@ and llama.cpp's server; keyed services are checked by what would be called
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -17,6 +15,7 @@ from ipc.artifacts import Theme
 from ipc.params import LlmParams, ScriptParams
 from stages.llm import OpenAIChat, open_backend
 from stages.llm_sources import find_endpoint, pick_ollama_model
+from tests.loopback import LoopbackServer, QuietHandler
 
 SCRIPT = "\n".join([
     "An octopus has three hearts, and two of them take breaks.",
@@ -33,43 +32,32 @@ SCRIPT = "\n".join([
 ])
 
 
-class FakeServer:
+class FakeServer(LoopbackServer):
     """GET paths answer fixed JSON; POST /v1/chat/completions answers SCRIPT and records the model asked for."""
 
     def __init__(self, gets: dict[str, object]) -> None:
+        self.gets = gets
         self.asked: list[str] = []
+        super().__init__()
+
+    @property
+    def address(self) -> str:
+        return self.root.removeprefix("http://")
+
+    def _handler(self) -> type[QuietHandler]:
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _send(self, status: int, payload: object) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802
-                self._send(200, gets[self.path]) if self.path in gets else self._send(404, {"error": "no"})
+                gets = outer.gets
+                self.send_json(200, gets[self.path]) if self.path in gets else self.send_json(404, {"error": "no"})
 
             def do_POST(self) -> None:  # noqa: N802
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.asked.append(request["model"])
-                self._send(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": SCRIPT}}]})
+                self.send_json(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": SCRIPT}}]})
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> FakeServer:
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        return Handler
 
 
 @pytest.fixture

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -21,38 +19,30 @@ from llm_server import ChatServer, chat
 from stages.harness import StageError
 from stages.llm import OpenAIChat
 from stages.llm_sources import find_endpoint
+from tests.loopback import LoopbackServer, QuietHandler
 from tests.runner_helpers import balloon_pipeline, run_cli
 
 ASK = [{"role": "user", "content": "Say hello."}]
 
 
-class ConnectRecorder:
+class ConnectRecorder(LoopbackServer):
     """An HTTP proxy that records the `host:port` of every CONNECT and answers 403 (nothing is forwarded)."""
 
     def __init__(self) -> None:
         self.connects: list[str] = []
+        super().__init__()
+
+    def _handler(self) -> type[QuietHandler]:
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_CONNECT(self) -> None:  # noqa: N802
                 outer.connects.append(self.path)
                 self.send_response(403)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> ConnectRecorder:
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        return Handler
 
 
 @pytest.fixture
@@ -60,27 +50,22 @@ def proxy(monkeypatch):
     for name in ("NO_PROXY", "no_proxy", "OPENAI_API_KEY", "OPENROUTER_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     with ConnectRecorder() as recorder:
-        monkeypatch.setenv("HTTPS_PROXY", recorder.url)
-        monkeypatch.setenv("https_proxy", recorder.url)
+        monkeypatch.setenv("HTTPS_PROXY", recorder.root)
+        monkeypatch.setenv("https_proxy", recorder.root)
         yield recorder
 
 
-def test_an_openai_key_alone_goes_to_api_openai_com_never_to_openrouter(proxy, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-only")
-    backend = OpenAIChat.from_params(LlmParams(backend="openai", model="gpt-4o-mini"))
-    assert backend.url.startswith("https://api.openai.com/") and backend.api_key == "sk-openai-only"
+@pytest.mark.parametrize(("key_env", "key", "params", "host"), [
+    ("OPENAI_API_KEY", "sk-openai-only", LlmParams(backend="openai", model="gpt-4o-mini"), "api.openai.com"),
+    ("OPENROUTER_API_KEY", "sk-or-key", LlmParams(backend="openai"), "openrouter.ai"),
+], ids=["openai_key_alone_to_api.openai.com_never_openrouter", "openrouter_key_to_openrouter"])
+def test_a_key_goes_to_the_provider_that_issued_it(proxy, monkeypatch, key_env, key, params, host):
+    monkeypatch.setenv(key_env, key)
+    backend = OpenAIChat.from_params(params)
+    assert backend.url.startswith(f"https://{host}/") and backend.api_key == key
     with pytest.raises(StageError):
         backend.complete(ASK, max_tokens=5, temperature=0.0, seed=1)
-    assert proxy.connects == ["api.openai.com:443"]
-
-
-def test_an_openrouter_key_goes_to_openrouter(proxy, monkeypatch):
-    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-key")
-    backend = OpenAIChat.from_params(LlmParams(backend="openai"))
-    assert backend.url.startswith("https://openrouter.ai/") and backend.api_key == "sk-or-key"
-    with pytest.raises(StageError):
-        backend.complete(ASK, max_tokens=5, temperature=0.0, seed=1)
-    assert proxy.connects == ["openrouter.ai:443"]
+    assert proxy.connects == [f"{host}:443"]
 
 
 def test_a_key_variable_of_unknown_issuer_needs_the_endpoint_named(proxy, monkeypatch):
@@ -113,14 +98,23 @@ def test_a_run_json_edited_to_the_online_backend_is_refused_on_resume(tmp_path):
     assert run_cli("--pipeline", pipeline, "--run-dir", run_dir, "--llm", "openai", cwd=tmp_path).returncode == 0
 
 
-class EndlessAnswer:
+class EndlessAnswer(LoopbackServer):
     """A chat endpoint on 127.0.0.1 that answers 200 and then sends `chunk` every `pause_s`, forever."""
 
     def __init__(self, chunk: bytes, pause_s: float) -> None:
+        self.chunk = chunk
+        self.pause_s = pause_s
         self.sent = 0
+        super().__init__()
+
+    @property
+    def url(self) -> str:
+        return self.root + "/v1"
+
+    def _handler(self) -> type[QuietHandler]:
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 self.send_response(200)
@@ -129,26 +123,13 @@ class EndlessAnswer:
                 try:
                     self.wfile.write(b'{"choices": [{"message": {"content": "')
                     while True:
-                        self.wfile.write(chunk)
-                        outer.sent += len(chunk)
-                        time.sleep(pause_s)
+                        self.wfile.write(outer.chunk)
+                        outer.sent += len(outer.chunk)
+                        time.sleep(outer.pause_s)
                 except (BrokenPipeError, ConnectionResetError, socket.timeout):
                     pass
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> EndlessAnswer:
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        return Handler
 
 
 def test_an_answer_that_never_ends_is_cut_at_a_size_and_named(monkeypatch):
@@ -171,27 +152,31 @@ def test_an_answer_that_trickles_forever_is_stopped_in_time(monkeypatch):
     assert server.url in str(stopped.value) and "still sending" in str(stopped.value)
 
 
-def test_the_auto_probe_does_not_follow_a_redirect_to_another_host(monkeypatch):
-    with ChatServer([chat("x")], host="127.0.0.2") as elsewhere:
-        models = json.dumps({"data": [{"id": "elsewhere-model"}]})
+class Redirecting(LoopbackServer):
+    """Every GET is answered 302 to `location`."""
 
-        class Redirecting(BaseHTTPRequestHandler):
+    def __init__(self, location: str) -> None:
+        self.location = location
+        super().__init__()
+
+    def _handler(self) -> type[QuietHandler]:
+        outer = self
+
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802
                 self.send_response(302)
-                self.send_header("Location", f"{elsewhere.url}/models")
+                self.send_header("Location", outer.location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, *args) -> None:
-                pass
+        return Handler
 
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        try:
-            monkeypatch.setenv("AISHORTS_LLAMACPP_URL", f"http://127.0.0.1:{httpd.server_address[1]}")
-            monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{httpd.server_address[1]}")
+
+def test_the_auto_probe_does_not_follow_a_redirect_to_another_host(monkeypatch):
+    with ChatServer([chat("x")], host="127.0.0.2") as elsewhere:
+        models = json.dumps({"data": [{"id": "elsewhere-model"}]})
+        with Redirecting(f"{elsewhere.url}/models") as redirecting:
+            monkeypatch.setenv("AISHORTS_LLAMACPP_URL", redirecting.root)
+            monkeypatch.setenv("OLLAMA_HOST", redirecting.root.removeprefix("http://"))
             assert find_endpoint() is None
-        finally:
-            httpd.shutdown()
-            httpd.server_close()
     assert elsewhere.requests == [], models

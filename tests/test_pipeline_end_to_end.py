@@ -15,7 +15,7 @@ import pytest
 
 from ipc.pipeline import STAGE_NAMES
 from stages.media import ffmpeg_exe, probe
-from tests.runner_helpers import report, run_cli, stage
+from tests.runner_helpers import report, run_cli, short_from_script, stage
 
 pytestmark = pytest.mark.slow
 
@@ -28,12 +28,7 @@ SCRIPT = (
 
 @pytest.fixture(scope="module")
 def short(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("e2e")
-    (work / "script.txt").write_text(SCRIPT)
-    run_dir = work / "run"
-    out = run_cli("--script", work / "script.txt", "--run-dir", run_dir, "--max-ram", "4G", cwd=work, timeout=1200)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return run_dir
+    return short_from_script(tmp_path_factory.mktemp("e2e"), SCRIPT)
 
 
 def _narration(run_dir: Path) -> dict:

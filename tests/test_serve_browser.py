@@ -9,15 +9,18 @@ comes from apt (tools/test.sh installs it), and without it this test fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright  # the serve extra; never `playwright install`
 
+from tests.loopback import LoopbackServer, QuietHandler
 from tests.runner_helpers import wait_for
 from tests.serve_helpers import running_server
 from tools.balloon import write_pipeline
@@ -33,6 +36,21 @@ def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     assert path, "Debian's chromium is needed for the browser test: apt-get install -y chromium (tools/test.sh does it)"
     return path
+
+
+@contextlib.contextmanager
+def browser_page(server, height: int = 1000) -> Iterator:
+    """The server's page open in Debian's Chromium; on leaving, the browser is closed and the test fails if a
+    script of the page raised an error."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": height})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server.url + "/")
+        yield page
+        browser.close()
+    assert not errors, errors
 
 
 def stage_bars(card) -> list[tuple[str, str, int]]:
@@ -78,19 +96,12 @@ def shoot(page, folder: Path, name: str) -> None:
 
 
 def test_a_person_makes_a_short_in_the_page_watches_it_and_resumes_an_oom(tmp_path):
-    browser_path = chromium()
     shots = tmp_path / "screenshots"
     shots.mkdir()
     warm = write_pipeline(tmp_path / "warm.toml",  # a stage that stays near its ceiling: about 90% of it
                           {"name": "near", "ceiling": "200M", "params": {"mb": 160, "rate_mb_s": 100, "hold_s": 3}})
     with running_server(tmp_path / "runs", "--max-ram", "4G", "--pipeline", warm) as server, \
-            sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(server.url + "/")
-
+            browser_page(server) as page:
         page.fill("#max_ram", "lots")
         page.click("#submit")
         expect(page.locator("#form-error")).to_contain_text("max_ram: --max-ram: cannot read size")
@@ -154,23 +165,15 @@ def test_a_person_makes_a_short_in_the_page_watches_it_and_resumes_an_oom(tmp_pa
         expect(oom.locator(".stage[data-stage=tts]")).not_to_have_class(re.compile(r"\boom\b"), timeout=60_000)
         oom.locator("button.cancel").click()  # the resumed job was taken up; no need to spend a render on it
         expect_or_say(server, oom, "data-status", "interrupted", timeout=120_000)
-        browser.close()
-        assert not errors, errors
 
 
 def test_voices_follow_the_language_a_preview_plays_a_finished_card_keeps_its_chart_and_delete_removes_it(tmp_path):
     from stages.voices import catalogue
 
-    browser_path = chromium()
     quick = write_pipeline(tmp_path / "quick.toml", {"name": "grow", "ceiling": "200M", "params": {"mb": 40,
                                                                                                    "rate_mb_s": 40}})
     french = next(lang for lang in catalogue() if lang["code"] == "fr-fr")
-    with running_server(tmp_path / "runs", "--pipeline", quick) as server, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(server.url + "/")
+    with running_server(tmp_path / "runs", "--pipeline", quick) as server, browser_page(server) as page:
         icon = page.locator("link[rel=icon]").get_attribute("href")
         assert page.request.get(f"{server.url}/{icon}").headers["content-type"] == "image/svg+xml"
 
@@ -219,49 +222,28 @@ def test_voices_follow_the_language_a_preview_plays_a_finished_card_keeps_its_ch
         assert not (tmp_path / "runs" / task_id).exists()
         page.reload()
         expect(page.locator("li.task")).to_have_count(0)
-        browser.close()
-        assert not errors, errors
 
 
-class LlamaCppLike:
+class LlamaCppLike(LoopbackServer):
     """A loopback server speaking what `--llm auto` looks for (llama.cpp's /v1/models) and answering every chat
     with the stage tests' well-formed script, so the script stage runs for real without a model."""
 
     def __init__(self, reply: str) -> None:
-        import json
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        self.reply = reply
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
+    def _handler(self) -> type[QuietHandler]:
+        reply = self.reply
 
-            def _send(self, payload: object) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802
-                self._send({"data": [{"id": "loopback.gguf"}]})
+                self.send_json(200, {"data": [{"id": "loopback.gguf"}]})
 
             def do_POST(self) -> None:  # noqa: N802
                 self.rfile.read(int(self.headers["Content-Length"]))
-                self._send({"choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]})
+                self.send_json(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]})
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> LlamaCppLike:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        return Handler
 
 
 def test_a_person_has_the_script_written_first_edits_it_and_the_short_is_made_from_the_edited_words(tmp_path):
@@ -272,19 +254,12 @@ def test_a_person_has_the_script_written_first_edits_it_and_the_short_is_made_fr
     from tests.llm_server import closed_port_url
     from tests.test_stage_theme_script import GOOD_SCRIPT
 
-    browser_path = chromium()
     quick = write_pipeline(tmp_path / "quick.toml", {"name": "grow", "ceiling": "200M", "params": {"mb": 10}})
     with LlamaCppLike(GOOD_SCRIPT) as llm:
         env = {key: value for key, value in os.environ.items() if key not in ("OPENAI_API_KEY", "OPENROUTER_API_KEY")}
-        env.update(AISHORTS_LLAMACPP_URL=llm.url, OLLAMA_HOST=urlsplit(closed_port_url()).netloc)  # no Ollama here
+        env.update(AISHORTS_LLAMACPP_URL=llm.root, OLLAMA_HOST=urlsplit(closed_port_url()).netloc)  # no Ollama here
         with running_server(tmp_path / "runs", "--pipeline", quick, env=env) as server, \
-                sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(server.url + "/")
-
+                browser_page(server) as page:
             page.fill("#topic", "Why octopuses have three hearts")
             page.click("#write-script")
             expect(page.locator("#script")).to_be_visible(timeout=300_000)  # written, and shown to be edited
@@ -301,5 +276,3 @@ def test_a_person_has_the_script_written_first_edits_it_and_the_short_is_made_fr
             run_json = json.loads((tmp_path / "runs" / card.get_attribute("data-task-id") / "run.json").read_text())
             assert run_json["params"]["script"]["script_text"] == edited  # what was rendered is what was edited
             assert page.locator("li.task").count() == 1  # writing the script left no task behind
-            browser.close()
-            assert not errors, errors

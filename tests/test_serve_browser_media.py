@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.sync_api import expect, sync_playwright  # the serve extra; never `playwright install`
+from playwright.sync_api import expect  # the serve extra; never `playwright install`
 
 from stages.media import ffmpeg_exe, probe
 from tests.serve_helpers import running_server
-from tests.test_serve_browser import chromium, shoot, submitted
+from tests.test_serve_browser import browser_page, shoot, submitted
 
 pytestmark = pytest.mark.slow
 
@@ -42,16 +42,9 @@ def own_files(folder: Path) -> tuple[Path, Path, Path]:
 
 
 def test_a_person_makes_a_landscape_short_with_their_own_music_clips_and_caption_style_and_it_plays(tmp_path):
-    browser_path = chromium()
     track, clip, picture = own_files(tmp_path / "mine")
     runs = tmp_path / "runs"
-    with running_server(runs, "--max-ram", "4G") as server, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1400})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(server.url + "/")
-
+    with running_server(runs, "--max-ram", "4G") as server, browser_page(server, height=1400) as page:
         # the form's choices and limits come from the schema
         expect(page.locator("#aspect option")).to_have_count(4)  # the default, 9:16, 16:9, 1:1
         assert page.locator("#caption_size").get_attribute("min") == "20"
@@ -85,8 +78,6 @@ def test_a_person_makes_a_landscape_short_with_their_own_music_clips_and_caption
         assert played[:2] == [1920, 1080], played  # a landscape short, playing in the page
         shoot(page, tmp_path, "landscape-done")
         task_id = card.get_attribute("data-task-id")
-        browser.close()
-        assert not errors, errors
 
     run_dir = runs / task_id
     params = json.loads((run_dir / "run.json").read_text())["params"]

@@ -61,8 +61,8 @@ def library(folder: Path) -> list[StockVideo]:
 @pytest.fixture
 def stock(clips, monkeypatch):
     with serve_stock(clips, library(clips), KEY) as server:
-        monkeypatch.setenv("AISHORTS_PEXELS_URL", server.base_url)
-        monkeypatch.setenv("AISHORTS_PIXABAY_URL", server.base_url)
+        monkeypatch.setenv("AISHORTS_PEXELS_URL", server.root)
+        monkeypatch.setenv("AISHORTS_PIXABAY_URL", server.root)
         monkeypatch.setenv("PEXELS_API_KEY", KEY)
         monkeypatch.setenv("PIXABAY_API_KEY", KEY)
         yield server
@@ -129,7 +129,7 @@ def test_the_key_goes_to_the_api_only_never_with_the_downloads(run_stage_inline,
 
 def test_a_redirecting_api_is_not_followed_and_illustrations_stand_in(run_stage_inline, tmp_path, stock, clips):
     with serve_stock(clips, library(clips), KEY) as elsewhere:
-        stock.redirect_to = elsewhere.base_url
+        stock.redirect_to = elsewhere.root
         candidates, events = run_broll(run_stage_inline, tmp_path, source="pixabay")
     assert elsewhere.seen == []  # the key in Pixabay's URL never reached the other server
     assert candidates.source == "pixabay" and {c.source for c in candidates.items} == {"builtin"}

@@ -6,13 +6,11 @@ both, as the timeline does. Timing margins are generous: the machine is shared.
 """
 
 import os
-import signal
-import subprocess
 
 import pytest
 
 from tests.runner_helpers import (
-    RUNNER, balloon_pipeline, marker_env, processes_with_marker, report, run_cli, stage, wait_for,
+    balloon_pipeline, ctrl_c_once_running, processes_with_marker, report, run_cli, stage, wait_for,
 )
 
 pytestmark = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="two stages side by side need two cores")
@@ -113,18 +111,11 @@ def test_a_failed_branch_lets_the_other_finish_and_a_resume_redoes_only_what_is_
 def test_ctrl_c_with_two_stages_running_stops_both_reports_both_and_leaves_no_process(tmp_path):
     long = {"mb": 30, "child_mb": 30, "rate_mb_s": 200, "hold_s": 120}
     pipeline = diamond(tmp_path / "p.toml", b=long, c=long)
-    env, marker = marker_env()
     run_dir = tmp_path / "run"
-    parent = subprocess.Popen([*RUNNER, "--pipeline", str(pipeline), "--run-dir", str(run_dir), "--max-ram", "2G"],
-                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        # the supervisor, two stages and each one's child
-        assert wait_for(lambda: len(processes_with_marker(marker)) >= 5, timeout=90)
-        parent.send_signal(signal.SIGINT)
-        out, _ = parent.communicate(timeout=60)
-    finally:
-        parent.kill()
-    assert parent.returncode == 130, out
+    # the supervisor, two stages and each one's child
+    returncode, out, marker = ctrl_c_once_running("--pipeline", pipeline, "--run-dir", run_dir, "--max-ram", "2G",
+                                                  cwd=tmp_path, processes=5, start_s=90, stop_s=60)
+    assert returncode == 130, out
     assert wait_for(lambda: not processes_with_marker(marker), timeout=10)
     data = report(run_dir)
     assert data["status"] == "interrupted"
