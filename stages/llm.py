@@ -41,7 +41,7 @@ from stages.llm_sources import KEYED_SERVICES, find_endpoint, keyed_endpoint
 from stages.harness import StageContext, StageError
 from stages.redirects import SameHostRedirects
 from stages.local_models import LocalModel
-from stages.runtime import thread_share
+from stages.runtime import lockstep_threads, others_running, thread_share
 
 Message = dict[str, str]
 
@@ -351,10 +351,11 @@ class LocalGguf:
         except local_models.ModelUnavailable as exc:
             raise StageError(f"{exc}; or use --llm openai with --llm-url and --llm-model") from None
         reason = f"{model.name}: {why}"
+        threads = llama_threads(ctx)
         if ctx is None:
-            return cls(model, _loaded(path, thread_share()), reason)
+            return cls(model, _loaded(path, threads), reason)
         with ctx.phase("load_model"):
-            return cls(model, _loaded(path, thread_share()), reason)
+            return cls(model, _loaded(path, threads), reason)
 
     def complete(
         self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int, schema: dict | None = None,
@@ -372,6 +373,19 @@ class LocalGguf:
         if not isinstance(answer, dict) or "choices" not in answer:
             raise StageError(f"{self.model.name} gave no answer: {str(answer)[:ERROR_BODY_CHARS]}")
         return answer["choices"][0]["message"].get("content") or ""
+
+
+def llama_threads(ctx: StageContext | None = None) -> int:
+    """llama.cpp's threads: the stage's share of the cores, less those other work holds now (lockstep_threads)."""
+    share = thread_share()
+    if share == 1:
+        return 1
+    others = others_running()
+    threads = lockstep_threads(share, others, len(os.sched_getaffinity(0)))
+    if ctx is not None and threads < share:
+        ctx.log(f"llama.cpp on {threads} thread{'s' if threads != 1 else ''} instead of {share}: {others:.1f} other"
+                " tasks hold the cores, and its threads would wait for each other behind them")
+    return threads
 
 
 _SERVERS: dict[tuple[str, int], object] = {}

@@ -12,6 +12,7 @@ heavy is imported here: torch only inside `pick_device`.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 ENV_DEFAULTS = {
@@ -50,6 +51,36 @@ def cpu_budget() -> int:
 def thread_share(cores_per_thread: int = 1, most: int = MODEL_THREADS) -> int:
     """Threads for one model: one per `cores_per_thread` cores of the CPU budget, at least 1, at most `most`."""
     return max(1, min(most, cpu_budget() // cores_per_thread))
+
+
+def others_running(samples: int = 5, interval_s: float = 0.05) -> float:
+    """How many other tasks are running or waiting for a CPU right now, on average over a few samples.
+
+    From /proc/loadavg's running count (the kernel's nr_running, taken at the read), less this
+    process's reading thread; 0.0 where that file is missing or unreadable.
+    """
+    counts = []
+    for sample in range(samples):
+        if sample:
+            time.sleep(interval_s)
+        try:
+            running = Path("/proc/loadavg").read_text().split()[3].split("/")[0]
+            counts.append(max(0, int(running) - 1))
+        except (OSError, IndexError, ValueError):
+            return 0.0
+    return sum(counts) / len(counts)
+
+
+def lockstep_threads(share: int, others: float, cores: int) -> int:
+    """Threads for a model whose threads wait for each other after every step (llama.cpp): the cores no other
+    task holds, at most `share`, at least 1.
+
+    A lockstep thread that the kernel deschedules holds up its partners at the next barrier, where they
+    spin: measured on 2 cores at a load of 11-13 (BENCHMARKS.md, "script threads"), Qwen2.5-Coder-1.5B
+    generated 0.5 tokens/s on 2 threads at 0.7-1.0 CPU-s a token, against 3.4 tokens/s at 0.1 on 1 thread.
+    """
+    free = cores - round(others)
+    return max(1, min(share, free))
 
 
 def pick_device(requested: str) -> str:

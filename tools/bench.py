@@ -648,12 +648,15 @@ def bench_realtime(results: Results, work: Path, repeats: int) -> None:
     for i in range(3 if repeats > 1 else 1):
         run_dir = work / f"realtime-{i}"
         argv = [*RUNNER, *MAIN_COMMAND, "--run-dir", str(run_dir), "--json"]
+        load_before = os.getloadavg()[0]
         m = measure(argv, cwd=work, timeout=3600)  # a shared machine can slow the local LLM many times over
         if m.returncode != 0:
             raise RuntimeError(f"{cmd(argv)} failed ({m.returncode}): {m.stderr[-2000:]}")
         duration = json.loads((run_dir / "render" / "artifact.json").read_text())["duration_s"]
         runs.append(realtime_figures(json.loads(m.stdout), duration))
-        print(f"    run {i + 1}: {runs[-1]['wall_s']:.1f} s for a {duration:.1f} s short", flush=True)
+        runs[-1]["load_average"] = [load_before, os.getloadavg()[0]]  # 1 minute, before and after: the machine is shared
+        print(f"    run {i + 1}: {runs[-1]['wall_s']:.1f} s for a {duration:.1f} s short"
+              f" (load average {load_before:.1f} before, {runs[-1]['load_average'][1]:.1f} after)", flush=True)
     results.raw["realtime"] = runs
     command = "aishorts-runner " + shlex.join(MAIN_COMMAND)
     ratio = median([r["ratio"] for r in runs])
@@ -666,6 +669,8 @@ def bench_realtime(results: Results, work: Path, repeats: int) -> None:
     results.add(section, "sum of the stages' own times (each as long as it took here, beside another stage or not)",
                 f"{median([r['stage_sum_s'] for r in runs]):.1f} s against {median([r['wall_s'] for r in runs]):.1f} s of wall",
                 command=command)
+    results.add(section, "load average (1 minute) before and after each run: the machine is shared", "; ".join(
+        f"{r['load_average'][0]:.1f} -> {r['load_average'][1]:.1f}" for r in runs), command=command)
     results.add(section, "supervisor's own time between stages (no stage alive)",
                 f"{median([r['gaps_s'] for r in runs]):.2f} s", command=command)
     middle = sorted(runs, key=lambda r: r["ratio"])[len(runs) // 2]
