@@ -57,7 +57,8 @@ LANGUAGES: dict[str, Language] = {
         Language("hi", "Hindi", "espeak:hi", "hf_alpha", "h", True, "devanagari", male_voice="hm_omega"),
         Language("it", "Italian", "espeak:it", "if_sara", "i", True, "latin", male_voice="im_nicola"),
         Language("ja", "Japanese", "misaki-ja", "jf_alpha", "j", False, "cjk-jp", 300, "jm_kumo"),
-        Language("pt-br", "Portuguese (Brazil)", "espeak:pt-br", "pf_dora", "p", True, "latin", male_voice="pm_alex"),
+        Language("pt-br", "Portuguese (Brazil)", "espeak:pt-br", "pf_dora", "p", True, "latin", male_voice="pm_alex",
+                 local_script=True),
         Language("zh", "Mandarin Chinese", "misaki-zh", "zf_xiaoxiao", "z", False, "cjk-sc", 260, "zm_yunxi"),
     )
 }

@@ -123,6 +123,7 @@ def markup_left(text: str) -> str | None:
         ("|" in text, "a table"),
         (re.search(r"https?://|www\.", text) is not None, "a link"),
         (re.search(r"\[[^\]]*\]\([^)]*\)", text) is not None, "a markdown link"),
+        (re.search(r"\[[^\]]*\]", text) is not None, "a placeholder in brackets"),
         (re.search(r"</?[a-zA-Z][^>]*>", text) is not None, "HTML tags"),
         (re.search(r"[#*_{}<>\\]", text) is not None, "markdown symbols"),
     )

@@ -309,9 +309,9 @@ def test_generation_in_an_unsupported_language_points_to_a_user_script(run_stage
         run_stage_inline(tmp_path, "script", ScriptParams(language="de-de"), theme=THEME)
 
 
-def test_the_local_model_is_not_asked_for_portuguese_it_cannot_write(run_stage_inline, tmp_path):
-    with pytest.raises(StageError, match="cannot write pt narration; use --llm openai"):
-        run_stage_inline(tmp_path, "script", ScriptParams(language="pt-br"), theme=THEME)
+def test_the_local_model_is_not_asked_for_a_language_it_failed_in(run_stage_inline, tmp_path):
+    with pytest.raises(StageError, match=r"cannot write hi narration \(it writes en, pt.*\); use --llm openai"):
+        run_stage_inline(tmp_path, "script", ScriptParams(language="hi"), theme=THEME)
 
 
 def test_a_longer_platform_raises_the_word_target_only_as_far_as_asked(run_stage_inline, tmp_path):
