@@ -207,7 +207,8 @@ def rescue(draft: Draft, theme: Theme, lang: str, limits: tuple[int, int], ctx: 
             taken.append("facts past the word budget dropped")
     repaired = Draft(hook, body, cta, list(draft.queries))
     if problems(repaired, low, high) and not problems(repaired, min(low, MIN_FALLBACK_WORDS), high):
-        taken.append(f"a shorter script than asked ({repaired.word_total} words, wanted {low}-{high})")
+        text = " ".join(repaired.sentences)
+        taken.append(f"a shorter script than asked ({_length(text)}, wanted {_limit(text, low, high)})")
     elif problems(repaired, low, high):
         raise StageError(
             f"the model wrote nothing usable about {theme.topic!r} ({'; '.join(problems(repaired, low, high))});"

@@ -310,7 +310,7 @@ def test_generation_in_an_unsupported_language_points_to_a_user_script(run_stage
 
 
 def test_the_local_model_is_not_asked_for_a_language_it_failed_in(run_stage_inline, tmp_path):
-    with pytest.raises(StageError, match=r"cannot write hi narration \(it writes en, pt.*\); use --llm openai"):
+    with pytest.raises(StageError, match=r"cannot write hi narration \(it writes en, es, pt\); use --llm openai"):
         run_stage_inline(tmp_path, "script", ScriptParams(language="hi"), theme=THEME)
 
 
