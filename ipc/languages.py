@@ -39,19 +39,27 @@ class Language:
     """For a language written without spaces: the characters a minute a script is timed by (0: words are counted)."""
     male_voice: str = ""
     """A male native voice, for requests that ask for one (kokoro-js has none for French)."""
+    local_script: bool = False
+    """The shipped local model (Qwen2.5-Coder-1.5B) writes scripts in it: measured passing the script checks over
+    seeds (`python -m tools.bench_languages --scripts N`, BENCHMARKS.md). Other languages need a script of the
+    user's or an online LLM."""
 
 
 LANGUAGES: dict[str, Language] = {
     lang.code: lang
     for lang in (
-        Language("en-us", "English (US)", "espeak:en-us", "af_heart", "a", True, "latin", male_voice="am_michael"),
-        Language("en-gb", "English (UK)", "espeak:en-gb", "bf_emma", "b", True, "latin", male_voice="bm_george"),
-        Language("es", "Spanish", "espeak:es", "ef_dora", "e", True, "latin", male_voice="em_alex"),
+        Language("en-us", "English (US)", "espeak:en-us", "af_heart", "a", True, "latin", male_voice="am_michael",
+                 local_script=True),
+        Language("en-gb", "English (UK)", "espeak:en-gb", "bf_emma", "b", True, "latin", male_voice="bm_george",
+                 local_script=True),
+        Language("es", "Spanish", "espeak:es", "ef_dora", "e", True, "latin", male_voice="em_alex",
+                 local_script=True),
         Language("fr-fr", "French", "espeak:fr-fr", "ff_siwis", "f", True, "latin"),
         Language("hi", "Hindi", "espeak:hi", "hf_alpha", "h", True, "devanagari", male_voice="hm_omega"),
         Language("it", "Italian", "espeak:it", "if_sara", "i", True, "latin", male_voice="im_nicola"),
         Language("ja", "Japanese", "misaki-ja", "jf_alpha", "j", False, "cjk-jp", 300, "jm_kumo"),
-        Language("pt-br", "Portuguese (Brazil)", "espeak:pt-br", "pf_dora", "p", True, "latin", male_voice="pm_alex"),
+        Language("pt-br", "Portuguese (Brazil)", "espeak:pt-br", "pf_dora", "p", True, "latin", male_voice="pm_alex",
+                 local_script=True),
         Language("zh", "Mandarin Chinese", "misaki-zh", "zf_xiaoxiao", "z", False, "cjk-sc", 260, "zm_yunxi"),
     )
 }
@@ -94,6 +102,23 @@ def normalise(typed: str) -> str:
 
 def language(typed: str) -> Language:
     return LANGUAGES[normalise(typed)]
+
+
+def local_script_refusal(typed: str) -> str | None:
+    """Why the shipped local model will not write a script in this language, in words a user can act on; None when
+    it will (`Language.local_script`)."""
+    lang = language(typed)
+    if lang.local_script:
+        return None
+    able = ", ".join(code for code, other in LANGUAGES.items() if other.local_script)
+    return (f"the local model does not write {lang.name} scripts (measured failing the script checks in it; it writes"
+            f" {able}): give your own narration with --script FILE, or use --llm openai (an API key, an Ollama or"
+            " llama.cpp server)")
+
+
+def local_script_languages() -> tuple[str, ...]:
+    """The prompt languages (`en`, `es`, `pt` ...) the local model writes: the first part of each enabled code."""
+    return tuple(dict.fromkeys(code.split("-")[0] for code, lang in LANGUAGES.items() if lang.local_script))
 
 
 def language_of_voice(voice: str) -> Language | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import msgspec
 
 from ipc.files import ArtifactError
+from ipc.languages import local_script_refusal
 from ipc.params import CATEGORIES, LlmParams, PipelineParams
 from ipc.request import RequestError, ShortRequest, field_info
 from ipc.pipeline import DEFAULT_PIPELINE, STAGE_NAMES, StageSpec
@@ -166,6 +167,10 @@ def apply_request(request: ShortRequest, params: PipelineParams) -> None:
         params.script.llm.backend = params.theme.llm.backend = "openai"
     if request.voice is not None and params.tts.backend == "onnx":
         check_voice(request.voice)
+    if params.script.script_text is None and params.script.llm.backend == "local":
+        refusal = local_script_refusal(params.script.language)  # now, not after the theme stage
+        if refusal:
+            raise RequestError("language", refusal)
 
 
 LEGACY_DEFAULT_URL = "https://openrouter.ai/api/v1"

@@ -14,13 +14,16 @@ import re
 from dataclasses import dataclass, field
 
 from ipc.artifacts import Theme
+from ipc.languages import unspaced_char
 from ipc.text import looks_binary
 from stages.harness import StageContext, StageError
 from stages.writing import (
-    FIRST_PERSON, clean_line, content_words, markup_left, preview, split_sentences, word_count, words,
+    FIRST_PERSON, char_count, chars_per_word, clean_line, content_words, markup_left, preview, split_sentences, word_count, words,
 )
 
 MAX_HOOK_WORDS = 12
+ENDS = ".!?…。！？।"
+"""What a finished sentence ends with (Chinese and Japanese full stops, the Devanagari danda included)."""
 SENTENCE_WORDS = (4, 40)
 DUPLICATE_OVERLAP = 0.6
 
@@ -33,7 +36,13 @@ ECHO = re.compile(
 )
 CTA = re.compile(
     r"\b(?:follow|subscribe|like|share|comment|more|next|watch|tell us|let us know"
-    r"|siga|inscreva|curta|compartilhe|comente|mais|próximo)\b",
+    r"|siga|inscreva|curta|compartilhe|comente|mais|próximo"
+    r"|sígue\w*|sigue\w*|suscr[ií]be\w*|comenta\w*|comparte\w*|más"  # Spanish
+    r"|abonne\w*|suis|suivez|commente\w*|partage\w*|plus"  # French
+    r"|segui\w*|iscriviti|commenta|condividi|altr[ei]|più)\b"  # Italian
+    r"|फ़ॉलो|फॉलो|सब्सक्राइब|कमेंट|शेयर|लाइक|ज़रूर बताएं"  # Hindi (\b stops inside Devanagari: no bounds)
+    r"|フォロー|チャンネル登録|コメント|いいね|高評価"  # Japanese
+    r"|关注|订阅|点赞|评论|留言|分享",  # Mandarin
     re.IGNORECASE,
 )
 
@@ -61,13 +70,14 @@ def problems(draft: Draft, low: int, high: int) -> list[str]:
     if not draft.hook:
         found.append("no hook")
     elif word_count(draft.hook) > MAX_HOOK_WORDS:
-        found.append(f"the hook has {word_count(draft.hook)} words (at most {MAX_HOOK_WORDS})")
+        found.append(f"the hook has {_length(draft.hook)} (at most {_limit(draft.hook, MAX_HOOK_WORDS)})")
     if not draft.body:
         found.append("no body sentences")
     if not draft.cta:
         found.append("no closing call to action")
     if not low <= draft.word_total <= high:
-        found.append(f"{draft.word_total} words (wanted {low}-{high})")
+        text = " ".join(draft.sentences)
+        found.append(f"{_length(text)} (wanted {_limit(text, low, high)})")
     for sentence in draft.sentences:
         why = markup_left(sentence) or ("leftover prompt text" if ECHO.search(sentence) else None)
         if why:
@@ -76,11 +86,25 @@ def problems(draft: Draft, low: int, high: int) -> list[str]:
     return found
 
 
+def _length(text: str) -> str:
+    """`text`'s length as its language counts it: words, or characters where words are not spaced."""
+    if any(unspaced_char(char) for char in text):
+        return f"{char_count(text)} characters"
+    return f"{word_count(text)} words"
+
+
+def _limit(text: str, *words: int) -> str:
+    """Word limits as `text`'s language counts length: the characters that take as long to say, where unspaced."""
+    if not any(unspaced_char(char) for char in text):
+        return "-".join(map(str, words))
+    return "-".join(str(round(n * chars_per_word(text))) for n in words) + " characters"
+
+
 def usable_sentence(sentence: str) -> bool:
     n = word_count(sentence)
     return (
         SENTENCE_WORDS[0] <= n <= SENTENCE_WORDS[1]
-        and sentence[-1] in ".!?…"
+        and sentence[-1] in ENDS
         and not markup_left(sentence)
         and not ECHO.search(sentence)
         and not FIRST_PERSON.search(sentence)
@@ -105,8 +129,10 @@ QUESTION_WORDS = ("why", "how", "what", "when", "where", "who", "which", "can", 
 
 
 def topic_as_hook(topic: str) -> str:
-    text = topic.strip().rstrip(".!?")
+    text = topic.strip().rstrip(".!?。！？")
     text = text[0].upper() + text[1:]
+    if unspaced_char(text[-1]):  # Chinese, Japanese: their own full stop
+        return text + "。"
     return text + ("?" if text.lower().startswith(QUESTION_WORDS) else ".")
 
 
@@ -130,6 +156,12 @@ def plain(text: str) -> bool:
 STOCK_CLOSING = {
     "en": "Follow for more stories like this one.",
     "pt": "Siga para ver mais histórias como esta.",
+    "es": "Síguenos para ver más historias como esta.",
+    "fr": "Abonne-toi pour d'autres histoires comme celle-ci.",
+    "hi": "ऐसी और कहानियों के लिए फ़ॉलो करें।",
+    "it": "Seguici per altre storie come questa.",
+    "ja": "こんな話をもっと知りたい方はフォローしてください。",
+    "zh": "关注我们，了解更多这样的故事。",
 }
 CLOSE_ENOUGH = 0.15
 """A first answer within 15% of the word range is mended by the ladder rather than asked for again."""
@@ -175,7 +207,8 @@ def rescue(draft: Draft, theme: Theme, lang: str, limits: tuple[int, int], ctx: 
             taken.append("facts past the word budget dropped")
     repaired = Draft(hook, body, cta, list(draft.queries))
     if problems(repaired, low, high) and not problems(repaired, min(low, MIN_FALLBACK_WORDS), high):
-        taken.append(f"a shorter script than asked ({repaired.word_total} words, wanted {low}-{high})")
+        text = " ".join(repaired.sentences)
+        taken.append(f"a shorter script than asked ({_length(text)}, wanted {_limit(text, low, high)})")
     elif problems(repaired, low, high):
         raise StageError(
             f"the model wrote nothing usable about {theme.topic!r} ({'; '.join(problems(repaired, low, high))});"

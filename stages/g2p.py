@@ -13,14 +13,21 @@ Why not espeak-ng for all: asked for `ja` it reads every kanji as
 digits (pˈei2 tɕˈi5ŋ) where Kokoro was trained on misaki's tone arrows
 (pei↓ʨi→ŋ) and drops the punctuation that makes Kokoro pause.
 
+Japanese and Mandarin can be phonemised in a child process (`prepare_in_child`,
+`python -m stages.g2p`): their dictionaries then never sit beside Kokoro.
+
 Not responsible for synthesis or timing (stages/tts.py, stages/kokoro_timing.py).
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Protocol
+
+import msgspec
 
 from ipc.languages import LANGUAGES, Language
 from stages.harness import StageError
@@ -134,3 +141,83 @@ def attach_marks(tokens: list[str], attached: Callable[[int], bool]) -> list[str
         else:
             words.append(token)
     return words
+
+
+# --- dictionaries kept out of the narrating process ------------------------------------------
+
+IN_CHILD = ("misaki-zh", "misaki-ja")
+"""Phonemisers whose dictionaries stay resident once loaded (Mandarin: jieba 70 MiB, pypinyin 58 MiB, measured):
+run in a child process of the tts stage before Kokoro loads, so the two never add up (zh's stage peak was 418 MiB,
+past the 412M tts ceiling of `--max-ram 512M`)."""
+CHILD_TIMEOUT_S = 600.0
+
+
+class G2pRequest(msgspec.Struct, forbid_unknown_fields=True):
+    language: str
+    sentences: list[str]
+
+
+class G2pAnswer(msgspec.Struct, forbid_unknown_fields=True):
+    words: list[list[str]]
+    """Each sentence's caption words."""
+    phonemes: list[list[str]]
+    """Each sentence's phonemes, then each of its words' alone: what the narrator asks for when it speaks it."""
+
+
+class Prepared:
+    """Words and phonemes worked out beforehand for known sentences, answered from a table."""
+
+    def __init__(self, sentences: list[str], answer: G2pAnswer) -> None:
+        self._words = dict(zip(sentences, answer.words))
+        self._phonemes: dict[str, str] = {}
+        for sentence, words, phonemes in zip(sentences, answer.words, answer.phonemes):
+            self._phonemes.update(zip([sentence, *words], phonemes))
+
+    def phonemes(self, texts: list[str]) -> list[str]:
+        missing = [text for text in texts if text not in self._phonemes]
+        if missing:
+            raise StageError(f"no phonemes were prepared for {missing[0]!r}")
+        return [self._phonemes[text] for text in texts]
+
+    def words(self, sentence: str) -> list[str]:
+        if sentence not in self._words:
+            raise StageError(f"no words were prepared for {sentence!r}")
+        return self._words[sentence]
+
+
+def answer(request: G2pRequest) -> G2pAnswer:
+    g2p = phonemiser(request.language)
+    words = [g2p.words(sentence) for sentence in request.sentences]
+    return G2pAnswer(words, [g2p.phonemes([sentence, *own]) for sentence, own in zip(request.sentences, words)])
+
+
+def prepare_in_child(code: str, sentences: list[str]) -> Prepared:
+    """The words and phonemes of `sentences`, worked out by `python -m stages.g2p` in a child process that exits
+    before the caller loads its model (its memory is the OS's again; the stage's watchdog counts it meanwhile)."""
+    request = msgspec.json.encode(G2pRequest(code, sentences))
+    try:
+        done = subprocess.run([sys.executable, "-m", "stages.g2p"], input=request, capture_output=True,
+                              timeout=CHILD_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise StageError(f"phonemising {len(sentences)} sentences took over {CHILD_TIMEOUT_S:g} s") from None
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip().splitlines()
+        raise StageError(f"phonemising failed: {said[-1] if said else f'exit {done.returncode}'}")
+    try:
+        return Prepared(sentences, msgspec.json.decode(done.stdout, type=G2pAnswer))
+    except msgspec.ValidationError as exc:
+        raise StageError(f"phonemising answered something unreadable ({exc})") from None
+
+
+def main() -> int:
+    try:
+        result = answer(msgspec.json.decode(sys.stdin.buffer.read(), type=G2pRequest))
+    except StageError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(msgspec.json.encode(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -340,8 +340,9 @@ class LocalGguf:
             model, why = local_models.choose(ctx.ceiling_bytes if ctx else 0, params.model, ctx.thresholds if ctx else {})
             if language not in model.languages:
                 raise StageError(
-                    f"the local model ({model.name}) cannot write {language} narration; use --llm openai"
-                    " with a model that can, or pass your own text with --script FILE"
+                    f"the local model ({model.name}) cannot write {language} narration (it writes"
+                    f" {', '.join(model.languages)}); use --llm openai with a model that can, or pass your own text"
+                    " with --script FILE"
                 )
             if ctx is not None:
                 ctx.log(f"local model: {model.name}, {why}")

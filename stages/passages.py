@@ -17,6 +17,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from ipc.languages import unspaced_char
 from stages.writing import content_words, split_sentences, word_count
 
 PASSAGE_WORDS = 90
@@ -48,8 +49,15 @@ class Passage:
 
 
 def stems(text: str) -> list[str]:
-    """Content words cut to their first five letters: "hearts" and "heart", "coração" and "corações" meet."""
-    return [word[:5] for word in content_words(text)]
+    """Content words cut to their first five letters: "hearts" and "heart", "coração" and "corações" meet.
+    Chinese and Japanese, written without spaces, give each pair of adjacent characters instead ("心脏", "脏是")."""
+    found: list[str] = []
+    for word in content_words(text):
+        if any(unspaced_char(char) for char in word):
+            found.extend(word[i:i + 2] for i in range(max(1, len(word) - 1)))
+        else:
+            found.append(word[:5])
+    return found
 
 
 def prose_lines(text: str) -> list[str]:
@@ -61,7 +69,7 @@ def prose_lines(text: str) -> list[str]:
         line = " ".join(line.split())
         if not line or _NOT_PROSE.match(line):
             continue
-        if line[-1] not in ".!?…\"”'»)" and word_count(line) < 12:
+        if line[-1] not in ".!?…\"”'»)。！？」।" and word_count(line) < 12:
             continue  # a heading, caption or menu line
         kept.append(line)
     return kept

@@ -3,7 +3,9 @@
 Responsible for: the messages sent for a topic, an angle, a whole script (and
 the firmer follow-up after a rejected one), and the hook, fact and
 call-to-action questions for a model that must be asked in parts, in English
-and Portuguese. Not responsible for sending them (stages/llm.py) nor for
+and Portuguese; the whole and grounded scripts also in Spanish, French, Hindi,
+Italian, Japanese and Mandarin (English rules, a closing order in the
+language itself, lengths in characters where words are not spaced). Not responsible for sending them (stages/llm.py) nor for
 judging the answers (the theme and script stages).
 """
 
@@ -12,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ipc.artifacts import Theme
+from ipc.languages import LANGUAGES
 from stages.llm import Message
-from stages.writing import split_sentences
+from stages.writing import WORDS_PER_MINUTE, split_sentences
 
 
 def few_shot(ask: str, shots: tuple[tuple[str, str], ...], subject: str) -> list[Message]:
@@ -65,6 +68,8 @@ def angle_prompts(topic: str) -> list[list[Message]]:
 
 def whole_prompt(theme: Theme, lang: str, low: int, high: int, seconds: int, hook_words: int) -> list[Message]:
     angle = f" ({theme.angle})" if theme.angle else ""
+    if lang in TONGUES:
+        return _whole_prompt_in(TONGUES[lang], theme.topic + angle, low, high, seconds, hook_words)
     if lang == "pt":
         system = "Você escreve a narração de vídeos verticais curtos. Responda só com texto falado."
         user = (
@@ -96,6 +101,13 @@ def whole_prompt(theme: Theme, lang: str, low: int, high: int, seconds: int, hoo
 def firmer(lang: str, reasons: list[str], low: int, high: int, hook_words: int) -> Message:
     """The follow-up to a rejected script: what was wrong with it, and the rules again."""
     listed = "; ".join(reasons)
+    if lang in TONGUES:
+        tongue = TONGUES[lang]
+        return {"role": "user", "content": (
+            f"That answer was rejected: {listed}. Write it again in {tongue.english} following every rule:"
+            f" {tongue.size(low)} to {tongue.size(high)} {tongue.unit}, a hook of at most"
+            f" {tongue.size(hook_words)} {tongue.unit}, spoken {tongue.english} only with no labels or markdown,"
+            f" then \"---\" and the visual search phrases in English.\n{tongue.order}")}
     if lang == "pt":
         text = (
             f"Essa resposta foi rejeitada: {listed}. Escreva de novo seguindo todas as regras: entre {low} e {high}"
@@ -189,6 +201,88 @@ PARTS = {
 }
 
 
+# --- script: the other languages Kokoro speaks -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tongue:
+    """A script language asked for in English rules with a closing order in the language itself: Qwen2.5 follows
+    English rules best, and the order in the language keeps it from answering in English."""
+
+    code: str
+    """Kokoro's code (ipc/languages.py)."""
+    english: str
+    native: str
+    order: str
+    """"Write the narration in <language>", in the language."""
+
+    @property
+    def unit(self) -> str:
+        return "words" if LANGUAGES[self.code].spaced else "characters"
+
+    def size(self, words: int) -> int:
+        """`words` as this language counts its length: words, or the characters that take as long to say."""
+        per_minute = LANGUAGES[self.code].chars_per_minute
+        return words if not per_minute else round(words * per_minute / WORDS_PER_MINUTE)
+
+
+TONGUES = {
+    "es": Tongue("es", "Spanish", "español", "Escribe toda la narración en español."),
+    "fr": Tongue("fr-fr", "French", "français", "Écris toute la narration en français."),
+    "hi": Tongue("hi", "Hindi", "हिन्दी", "पूरा वर्णन हिन्दी में, देवनागरी लिपि में लिखें।"),
+    "it": Tongue("it", "Italian", "italiano", "Scrivi tutta la narrazione in italiano."),
+    "ja": Tongue("ja", "Japanese", "日本語", "ナレーションはすべて日本語で書いてください。"),
+    "zh": Tongue("zh", "Mandarin Chinese", "简体中文", "请用简体中文写全部旁白。"),
+}
+"""The script languages besides English and Portuguese (which have prompts of their own), by prompt key."""
+
+
+def _whole_prompt_in(tongue: Tongue, subject: str, low: int, high: int, seconds: int, hook_words: int) -> list[Message]:
+    system = (f"You write narration for vertical short videos in {tongue.english} ({tongue.native})."
+              f" You answer with plain spoken {tongue.english} text only.")
+    user = (
+        f"Write, in {tongue.english}, the narration for a vertical video of at most {seconds} seconds about:"
+        f" {subject}\n"
+        f"Rules:\n- Every sentence of the narration in {tongue.english} ({tongue.native}), not English.\n"
+        f"- About {tongue.size((low + high) // 2)} {tongue.unit} in total (never fewer than {tongue.size(low)}"
+        f" or more than {tongue.size(high)}).\n"
+        f"- First line: a hook of at most {tongue.size(hook_words)} {tongue.unit}.\n"
+        "- Then short spoken sentences, one per line.\n"
+        "- Last line of the narration: invite viewers to follow or comment.\n"
+        "- Plain text only: no markdown, no headings, no bullet points, no emojis, no labels.\n"
+        "- After the narration, a line with only \"---\", then 3 to 5 short visual search phrases in English for"
+        " stock footage (2 to 4 words, concrete things a camera can film), one per line.\n"
+        f"{tongue.order}"
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def _grounded_prompt_in(
+    tongue: Tongue, subject: str, low: int, high: int, seconds: int, hook_words: int, body: tuple[int, int],
+    passages: list[str],
+) -> list[Message]:
+    system = (f"You write narration for vertical short videos in {tongue.english} ({tongue.native}) using only"
+              " the facts in the source passages you are given. You answer with JSON only.")
+    user = (
+        f"Source passages:\n{passages_block(passages)}\n\n"
+        f"Write, in {tongue.english}, the narration for a vertical video of at most {seconds} seconds about:"
+        f" {subject}\n"
+        "Rules:\n- Say only what the passages say: no fact, number or name that is not in them.\n"
+        f"- hook, body and cta in {tongue.english} ({tongue.native}), not English.\n"
+        f"- About {tongue.size((low + high) // 2)} {tongue.unit} in total (between {tongue.size(low)} and"
+        f" {tongue.size(high)}).\n"
+        f"- hook: one sentence of at most {tongue.size(hook_words)} {tongue.unit} that makes viewers curious.\n"
+        f"- body: {body[0]} to {body[1]} short spoken sentences, each retelling one fact from the passages"
+        " in plain words.\n"
+        "- cta: one sentence inviting viewers to follow or comment.\n"
+        "- queries: 3 to 5 short visual search phrases in English (2 to 4 words, concrete things a camera can"
+        " film).\n"
+        "- Spoken text only: no markdown, no emojis, no passage numbers.\n"
+        f"{tongue.order}"
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
 # --- script: from source passages, in one call ------------------------------------------
 
 
@@ -202,6 +296,8 @@ def grounded_prompt(
 ) -> list[Message]:
     """The whole script from the passages, answered as JSON: hook, body sentences, call to action, queries."""
     angle = f" ({theme.angle})" if theme.angle else ""
+    if lang in TONGUES:
+        return _grounded_prompt_in(TONGUES[lang], theme.topic + angle, low, high, seconds, hook_words, body, passages)
     if lang == "pt":
         system = ("Você escreve a narração de vídeos verticais curtos usando só os fatos dos trechos de fonte"
                   " que recebe. Responda só com JSON.")
@@ -257,6 +353,15 @@ def script_schema(body: tuple[int, int]) -> dict:
 def rewrite_prompt(lang: str, sentences: list[str], passages: list[str]) -> list[Message]:
     """Ask for each sentence again, saying only what its passage says."""
     listed = "\n".join(f"{i}. {s}" for i, s in enumerate(sentences, 1))
+    if lang in TONGUES:
+        tongue = TONGUES[lang]
+        user = (
+            f"Source passages:\n{passages_block(passages)}\n\nThese sentences say things the passages do not say:\n"
+            f"{listed}\n\nRewrite each one in {tongue.english}, in the same order, so that it says only what one"
+            " passage says, with no number that is not in it. Answer with JSON: {\"sentences\": [...]}."
+            f"\n{tongue.order}"
+        )
+        return [{"role": "user", "content": user}]
     if lang == "pt":
         user = (
             f"Trechos da fonte:\n{passages_block(passages)}\n\nEstas frases dizem coisas que os trechos não dizem:\n"

@@ -9,7 +9,10 @@ answer fails validation; the tiny local model, which ignores length requests,
 is asked for a hook, short facts and a call to action in separate calls whose
 sentences are cleaned, deduplicated and assembled up to the word budget.
 Either way the result is validated (word count, hook length, no markup or
-leftover prompt text) and a script that still fails is a `StageError`.
+leftover prompt text, and its language: stages/language_check.py) and a script
+that still fails is a `StageError`. Chinese and Japanese are asked for and
+counted in characters (their characters count as the words that take as long
+to say, `stages.writing.word_count`).
 
 B-roll queries come from the model when it wrote them cleanly, topped up with
 phrases of adjacent content words from the narration itself
@@ -38,16 +41,14 @@ from stages.drafts import (
 from stages.harness import StageContext, StageError, stage_main
 from stages.llm import ChatBackend, Message, open_backend
 from stages.prompts import PARTS, PartPrompts, few_shot, firmer, whole_prompt
+from stages.language_check import language_problem
 from stages.writing import (
-    clean_line, content_words, preview, split_sentences, strip_list_marks, word_count,
+    WORDS_PER_MINUTE, char_count, clean_line, content_words, preview, split_sentences, strip_list_marks, word_count,
     words,
 )
 
 Params = ScriptParams
 
-WORDS_PER_MINUTE = 125
-"""Kokoro's default voice at speed 1.0 read 137 generated words in 62.2 s, pauses included (132 a minute);
-aiming a little under keeps the narration inside the platform's limit."""
 OVERRUN_TOLERANCE = 1.1
 """A user script is refused only when it would run more than 10% past the limit: speaking rates vary."""
 FACT_MAX_TOKENS = 72
@@ -67,7 +68,10 @@ def run(ctx: StageContext, params: ScriptParams, *, theme: Theme) -> Script:
     backend = open_backend(params.llm, ctx, language=lang)
     budget = grounded.LOCAL_PASSAGE_WORDS if backend.label.startswith("local:") else grounded.ENDPOINT_PASSAGE_WORDS
     passages = grounded.passages_for(grounds, theme, budget) if grounds.sources else []
-    ctx.progress(f"writing {low}-{high} words for {params.platform} with {backend.label}", 0.05)
+    unspaced = _unspaced_language(params.language)
+    aim = (f"{low}-{high} words" if unspaced is None else
+           "-".join(str(round(n * unspaced.chars_per_minute / WORDS_PER_MINUTE)) for n in (low, high)) + " characters")
+    ctx.progress(f"writing {aim} for {params.platform} with {backend.label}", 0.05)
     with ctx.phase("generate"):
         if passages:
             draft, attempts, how = grounded.write_grounded(backend, theme, params, lang, (low, high), passages, ctx)
@@ -75,7 +79,8 @@ def run(ctx: StageContext, params: ScriptParams, *, theme: Theme) -> Script:
             draft, attempts = write_whole(backend, theme, params, lang, (low, high), ctx)
         else:
             draft, attempts = write_in_parts(backend, theme, params, lang, (low, high), ctx)
-    ctx.progress(f"script ready: {draft.word_total} words", 1.0)
+    check_language(draft, params.language, backend)
+    ctx.progress(f"script ready: {script_size(draft, params.language)}", 1.0)
     script = _script(draft, theme, params.language, backend.label, attempts)
     script.backend_reason = backend.reason
     if passages:
@@ -141,11 +146,6 @@ def _unspaced_language(typed: str) -> Language | None:
     return None if lang.spaced else lang
 
 
-def char_count(text: str) -> int:
-    """The characters that are spoken: letters and digits, not punctuation or spaces."""
-    return sum(1 for char in text if char.isalnum())
-
-
 # --- limits and languages ------------------------------------------------------------------
 
 
@@ -163,15 +163,28 @@ def word_range(params: ScriptParams) -> tuple[int, int]:
 
 
 def prompt_language(language: str) -> str:
-    code = language.strip().lower().replace("_", "-")
-    if code.startswith("en"):
-        return "en"
-    if code.startswith("pt"):
-        return "pt"
-    raise StageError(
-        f"script generation speaks en-us and pt-br, not {language!r}; write the narration yourself"
-        " and pass it with --script FILE"
-    )
+    """The prompts' key for a Kokoro language: `en` for en-us and en-gb, `pt` for pt-br, `fr` for fr-fr, ..."""
+    try:
+        return normalise_language(language).split("-")[0]
+    except LanguageError as exc:
+        raise StageError(f"{exc}; or write the narration yourself and pass it with --script FILE") from None
+
+
+def script_size(draft: Draft, language: str) -> str:
+    """The draft's length as its language counts it: words, or characters for Chinese and Japanese."""
+    if _unspaced_language(language) is None:
+        return f"{draft.word_total} words"
+    return f"{sum(char_count(s) for s in draft.sentences)} characters"
+
+
+def check_language(draft: Draft, language: str, backend: ChatBackend) -> None:
+    """StageError when the finished script is not in `language`: a wrong-language narration is never spoken."""
+    wrong = language_problem(draft.sentences, language)
+    if wrong:
+        raise StageError(
+            f"{backend.label} did not write the script in {LANGUAGES[normalise_language(language)].name}"
+            f" ({wrong}); use --llm openai with a model that writes it, or pass your own text with --script FILE"
+        )
 
 
 # --- whole-script generation (models that follow instructions) -----------------------------
@@ -185,6 +198,7 @@ def write_whole(
     base = whole_prompt(theme, lang, low, high, seconds, MAX_HOOK_WORDS)
     messages = base
     best: Draft | None = None
+    best_wrong: str | None = None
     tries = max(1, params.max_attempts)
     for attempt in range(1, tries + 1):
         ctx.progress(f"attempt {attempt} of {tries}", 0.1 + 0.8 * (attempt - 1) / tries)
@@ -194,19 +208,25 @@ def write_whole(
         )
         draft = parse_whole(answer)
         reasons = problems(draft, low, high)
+        wrong = language_problem(draft.sentences, params.language)
+        if wrong:
+            reasons.append(f"not in the language asked for: {wrong}")
         if not reasons:
             draft.queries = choose_queries(draft.queries, draft.sentences, theme)
             return draft, attempt
         ctx.log(f"attempt {attempt} rejected: {'; '.join(reasons)}")
-        if close_enough(draft, low, high):  # another 20-40 s of generation would buy a few words
+        if close_enough(draft, low, high) and not wrong:  # another 20-40 s of generation would buy a few words
             draft = rescue(draft, theme, lang, (low, high), ctx)
             draft.queries = choose_queries(draft.queries, draft.sentences, theme)
             return draft, attempt
-        best = draft if best is None or draft.word_total > best.word_total else best
+        if best is None or (not wrong, draft.word_total) > (not best_wrong, best.word_total):
+            best, best_wrong = draft, wrong  # a draft in the language asked for beats a longer one that is not
         messages = [*base, {"role": "assistant", "content": answer}, firmer(lang, reasons, low, high, MAX_HOOK_WORDS)]
     try:
         draft = rescue(best or Draft("", [], ""), theme, lang, (low, high), ctx)
     except StageError:
+        if lang not in PARTS:  # the parts' worked examples are in English and Portuguese only
+            raise
         # Whole answers were too thin to mend: ask for the script in short parts instead (hook, facts,
         # call to action), as for the tiny model; that ladder ends in the same mending.
         ctx.log("whole answers too thin to mend; writing the script in parts")

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ipc.artifacts import SentenceSupport, SourceRef, Theme
+from ipc.languages import unspaced_char
 from ipc.params import PLATFORMS, ScriptParams
 from stages.broll_queries import choose_queries
 from stages.drafts import (
-    CTA, MAX_HOOK_WORDS, SENTENCE_WORDS, STOCK_CLOSING, Draft, parse_whole, plain, problems, rescue, topic_as_hook,
+    CTA, ENDS, MAX_HOOK_WORDS, SENTENCE_WORDS, STOCK_CLOSING, Draft, parse_whole, plain, problems, rescue, topic_as_hook,
     usable_sentence,
 )
 from stages.grounding import Support, source_numbers, source_sentences, support
@@ -143,8 +144,8 @@ def _sentence(value: object) -> str:
     if not isinstance(value, str):
         return ""
     text = clean_line(value)
-    if text and text[-1] not in ".!?…":
-        text += "."
+    if text and text[-1] not in ENDS:
+        text += "。" if unspaced_char(text[-1]) else "."
     return text
 
 

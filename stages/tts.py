@@ -7,6 +7,8 @@ torch KPipeline, only with its weights already in the local Hugging Face
 cache); picking the voice (the one asked for, else the language's native
 default, else, for the languages measured intelligible in it, jm_kumo with
 a notice saying how to fetch the native ones; any other language is refused);
+for Japanese and Mandarin, their words and phonemes worked out first in a
+child process (stages/g2p.py), so their dictionaries never sit beside Kokoro;
 appending each sentence to narration.wav (24 kHz mono 16-bit) as it is
 made, with a short pause between sentences; and the Narration artifact with
 absolute sentence and word times.
@@ -26,7 +28,7 @@ from typing import Protocol
 from ipc.artifacts import Narration, Script, SentenceSpan, WordSpan
 from ipc.languages import LANGUAGES, LanguageError, language_of_voice, normalise
 from ipc.params import TtsParams
-from stages import voices
+from stages import g2p, voices
 from stages.harness import StageContext, StageError, stage_main
 from stages.outputs import create
 from stages.runtime import hub_cache_dir, pick_device, thread_share
@@ -66,11 +68,17 @@ def run(ctx: StageContext, params: Params, *, script: Script) -> Narration:
         raise StageError("the script has no sentences to narrate")
     if language != _script_language(script.language):
         ctx.log(f"narrating in {language} although the script says {script.language}")
+    prepared = None
+    if params.backend == "onnx" and LANGUAGES[language].phonemiser in g2p.IN_CHILD:
+        with ctx.phase("phonemise"):  # before Kokoro loads: the dictionaries never sit beside it
+            prepared = g2p.prepare_in_child(language, sentences)
     with ctx.phase("load_model"):
         voice = choose_voice(ctx, params.voice, params.backend, language)
         narrator = load_narrator(params.backend, voice, language, params.speed, ctx.device)
         if isinstance(narrator, OnnxNarrator):
             narrator.max_phonemes = call_phonemes(ctx)
+            if prepared is not None:
+                narrator.g2p = prepared
     wav_path = ctx.out_dir / "narration.wav"
     with ctx.phase("synthesise"):
         spans, samples = write_narration(ctx, narrator, sentences, wav_path)
@@ -235,10 +243,18 @@ class OnnxNarrator:
         self.kokoro = Kokoro.from_session(session, shipped, vocab_config=str(kokoro_timing.vocab_file()))
         if not self.kokoro.has_timings:
             raise StageError(f"{model} reports no phoneme durations; delete it to have it rebuilt")
+        self._g2p = None
 
-        from stages.g2p import phonemiser
+    @property
+    def g2p(self):
+        """The language's phonemiser, loaded at first use, unless words and phonemes were prepared (`run`)."""
+        if self._g2p is None:
+            self._g2p = g2p.phonemiser(self.language)
+        return self._g2p
 
-        self.g2p = phonemiser(language)
+    @g2p.setter
+    def g2p(self, prepared) -> None:
+        self._g2p = prepared
 
     def words(self, sentence: str) -> list[str]:
         return self.g2p.words(sentence)

@@ -36,6 +36,22 @@ blue blood cells
 octopus swimming
 coral reef"""
 
+PORTUGUESE_SCRIPT = """O polvo tem três corações, e dois deles fazem pausas.
+Dois corações pequenos empurram o sangue pelas brânquias, onde ele pega oxigênio.
+O terceiro coração manda esse sangue para o resto do corpo.
+O sangue do polvo é azul, porque leva o oxigênio com cobre em vez de ferro.
+Esse cobre funciona bem na água fria, mas não é muito eficiente.
+Por isso o coração principal precisa da ajuda dos dois menores.
+Quando um polvo nada, o coração principal simplesmente para de bater.
+É por isso que os polvos preferem rastejar pelo fundo do mar.
+Nadar cansa rápido, então ele guarda o nado para fugas.
+Quando vir um polvo rastejando, você vai saber o motivo.
+Siga para mais fatos estranhos sobre o oceano.
+---
+octopus crawling on sea floor
+blue blood cells
+octopus swimming"""
+
 # Right length, right shape, but markup that no cleaning can make speakable: a table and a link.
 MARKDOWN_SCRIPT = GOOD_SCRIPT.replace(
     "Octopus blood is blue,",
@@ -282,20 +298,20 @@ def test_a_hook_longer_than_twelve_words_does_not_open_the_short(run_stage_inlin
 
 
 def test_portuguese_generation_asks_in_portuguese(run_stage_inline, tmp_path):
-    with ChatServer([chat(GOOD_SCRIPT)]) as server:
+    with ChatServer([chat(PORTUGUESE_SCRIPT)]) as server:
         script, _ = run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server), language="pt-br"), theme=THEME)
     assert script.language == "pt-br"
     assert "português do Brasil" in server.requests[0].text()
 
 
 def test_generation_in_an_unsupported_language_points_to_a_user_script(run_stage_inline, tmp_path):
-    with pytest.raises(StageError, match="speaks en-us and pt-br, not 'de-de'.*--script FILE"):
+    with pytest.raises(StageError, match="'de-de' is not one Kokoro speaks.*--script FILE"):
         run_stage_inline(tmp_path, "script", ScriptParams(language="de-de"), theme=THEME)
 
 
-def test_the_local_model_is_not_asked_for_portuguese_it_cannot_write(run_stage_inline, tmp_path):
-    with pytest.raises(StageError, match="cannot write pt narration; use --llm openai"):
-        run_stage_inline(tmp_path, "script", ScriptParams(language="pt-br"), theme=THEME)
+def test_the_local_model_is_not_asked_for_a_language_it_failed_in(run_stage_inline, tmp_path):
+    with pytest.raises(StageError, match=r"cannot write hi narration \(it writes en, es, pt\); use --llm openai"):
+        run_stage_inline(tmp_path, "script", ScriptParams(language="hi"), theme=THEME)
 
 
 def test_a_longer_platform_raises_the_word_target_only_as_far_as_asked(run_stage_inline, tmp_path):

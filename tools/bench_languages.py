@@ -4,8 +4,16 @@ For each language: theme, script and tts run through the runner (`--only`, each 
 under its ceiling) from a given script; prints one Markdown row a language with the voice, the tts stage's
 wall time and peak RSS (the runner's report), the narration's length, its real-time factor, and its rate
 (words a minute where words are spaced, characters a second where they are not); and, for Japanese and
-Mandarin, what espeak-ng would have given Kokoro against misaki (stages/g2p.py). Developer tool, not the
-product: `python -m tools.bench_languages [--out DIR] [--write docs/languages.md] [LANG ...]`.
+Mandarin, what espeak-ng would have given Kokoro against misaki (stages/g2p.py).
+
+With `--scripts N`: the local model (Qwen2.5-Coder-1.5B-Instruct through llama.cpp) writes a script on a topic
+given in each language, N seeds each, through the script stage's own whole-script path (prompt, retries,
+mending) and its checks (length, hook, call to action, and the language check, stages/language_check.py); a
+language not yet enabled for local scripts is measured too (the model is opened directly, not through the
+catalogue's gate): that is how a language earns its place in `ipc/languages.py`'s `local_script`. Prints one
+row a language: scripts that passed, those that passed as first written (no mending rung), length, attempts
+and seconds a script. Developer tool, not the product:
+`python -m tools.bench_languages [--out DIR] [--write docs/languages.md] [--scripts N [--seed S]] [LANG ...]`.
 """
 
 from __future__ import annotations
@@ -63,6 +71,91 @@ def bench(code: str, work: Path) -> dict:
             "audio_s": narration["duration_s"], "rate": rate}
 
 
+TOPICS = {
+    "en-us": "why octopuses have three hearts",
+    "en-gb": "why octopuses have three hearts",
+    "es": "por qué los pulpos tienen tres corazones",
+    "fr-fr": "pourquoi les pieuvres ont trois cœurs",
+    "hi": "ऑक्टोपस के तीन दिल क्यों होते हैं",
+    "it": "perché i polpi hanno tre cuori",
+    "ja": "タコに心臓が三つある理由",
+    "pt-br": "por que os polvos têm três corações",
+    "zh": "章鱼为什么有三颗心脏",
+}
+"""A topic as a speaker of each language would type it."""
+
+
+def local_script(code: str, seed: int, work: Path, attempts: int = 3) -> dict:
+    """One script by the local model in `code`, through the script stage's whole-script path and its checks."""
+    from ipc.messages import StageCall
+    from ipc.params import LlmParams, ScriptParams
+    from stages import local_models
+    from stages import script as stage
+    from stages.drafts import problems
+    from stages.harness import StageContext, StageError
+    from stages.language_check import language_problem
+    from stages.llm import LocalGguf, _loaded
+    from stages.runtime import thread_share
+    from stages.theme import theme_from_topic
+
+    model = local_models.QWEN_CODER_1_5B
+    backend = LocalGguf(model, _loaded(local_models.model_file(model), thread_share()))
+    params = ScriptParams(language=code, llm=LlmParams(backend="local", seed=seed), wiki_url="off",
+                          max_attempts=attempts)
+    out = work / f"script-{code}-{seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    call = StageCall(stage="script", module="stages.script", run_dir=str(work), out_dir=str(out), inputs={},
+                     input_kinds={}, output_kind="script")
+    log: list[str] = []
+    def keep(event) -> None:
+        if event.kind == "log":
+            log.append(event.message)
+            print(f"    {code} seed {seed}: {event.message[:200]}", file=sys.stderr, flush=True)
+
+    ctx = StageContext(call, keep)
+    low, high = stage.word_range(params)
+    started = time.perf_counter()
+    try:
+        draft, attempts = stage.write_whole(backend, theme_from_topic(TOPICS[code]), params,
+                                            stage.prompt_language(code), (low, high), ctx)
+    except StageError as exc:
+        return {"code": code, "seed": seed, "passed": False, "clean": False, "why": str(exc)[:160],
+                "seconds": time.perf_counter() - started, "attempts": params.max_attempts, "size": "-", "text": ""}
+    seconds = time.perf_counter() - started
+    wrong = language_problem(draft.sentences, code)
+    faults = problems(draft, low, high)
+    text = "\n".join(draft.sentences)
+    (out / "script.txt").write_text(text + "\n\n" + "\n".join(log), encoding="utf-8")
+    # passed: the stage would narrate it (its ladder's last rung takes a script shorter than asked, never one in
+    # another language); as first written: no rung was needed
+    return {"code": code, "seed": seed, "passed": not wrong, "clean": not (wrong or faults or draft.fallbacks),
+            "why": wrong or "; ".join(faults + draft.fallbacks), "seconds": seconds,
+            "attempts": attempts, "size": stage.script_size(draft, code), "text": text}
+
+
+def script_rows(codes: list[str], seeds: list[int], work: Path, attempts: int) -> list[str]:
+    import resource
+
+    rows = ["| language | passed | as first written | length (each seed) | attempts | s a script | why not |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    print("\n" + "\n".join(rows), flush=True)
+    for code in codes:
+        runs = [local_script(code, seed, work, attempts) for seed in seeds]
+        for run in runs:
+            print(f"  {code} seed {run['seed']}: {run['size']}, {run['seconds']:.0f} s, {run['why'] or 'ok'}",
+                  file=sys.stderr, flush=True)
+        whys = "; ".join(sorted({r["why"][:80] for r in runs if r["why"]})) or "-"
+        rows.append(f"| {code} | {sum(r['passed'] for r in runs)}/{len(runs)} | {sum(r['clean'] for r in runs)}"
+                    f"/{len(runs)} | {', '.join(r['size'] for r in runs)} | {', '.join(str(r['attempts']) for r in runs)}"
+                    f" | {sum(r['seconds'] for r in runs) / len(runs):.0f} | {whys} |")
+        print(rows[-1], flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows.append("")
+    rows.append(f"Peak RSS of the measuring process (model loaded once): {peak:.0f} MiB.")
+    print(rows[-1], flush=True)
+    return rows
+
+
 def g2p_rows() -> list[str]:
     """For each language, what its phonemiser gives Kokoro for the script: characters, how many Kokoro's vocabulary
     lacks (dropped before synthesis); for ja and zh also what espeak-ng would have given instead."""
@@ -96,7 +189,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("languages", nargs="*", default=list(SCRIPTS))
     parser.add_argument("--out", type=Path, help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--write", type=Path, help="also write the tables as Markdown to this file")
+    parser.add_argument("--scripts", type=int, default=0, metavar="N",
+                        help="measure the local model's scripts instead, N seeds a language")
+    parser.add_argument("--seed", type=int, default=1, help="the first seed of --scripts (default 1)")
+    parser.add_argument("--attempts", type=int, default=3,
+                        help="whole answers asked for a script before mending (default 3, as the stage does)")
     args = parser.parse_args(argv)
+    if args.scripts:
+        codes = [code for code in args.languages if code != "en-gb"] if args.languages == list(SCRIPTS) else args.languages
+        with tempfile.TemporaryDirectory(prefix="bench-scripts-") as scratch:
+            work = args.out or Path(scratch)
+            rows = script_rows(codes, list(range(args.seed, args.seed + args.scripts)), work, args.attempts)
+        if args.write:
+            args.write.write_text("\n".join([
+                f"## local scripts (`python -m tools.bench_languages --scripts {args.scripts} --attempts {args.attempts}`)", "",
+                f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M,"
+                " llama.cpp) writes a script on a topic typed in each language, through the script stage's whole-script"
+                " path and checks.", "", *rows, ""]))
+        return 0
     lines = ["| language | voice | tts wall | tts peak RSS | narration | real-time factor | rate |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     print("\n".join(lines), flush=True)

@@ -1,0 +1,231 @@
+"""Scripts written in every language Kokoro speaks: asked for in it, checked to be in it, measured as it counts.
+
+The language check runs on real text (the narrations of tools/bench_languages.py, and scripts the local
+model wrote); generation runs against the loopback chat server, which answers in the language asked for or
+not; the local model's own scripts per language are measured by `python -m tools.bench_languages --scripts N`
+(too slow for the suite: a minute or more a script on two shared cores), and one enabled language besides
+English is written by it for real in the slow test at the end. Languages the local model failed in are
+refused when the request is read, before any stage runs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ipc.artifacts import Theme
+from ipc.languages import LANGUAGES, local_script_refusal
+from ipc.params import LlmParams, ScriptParams
+from ipc.request import RequestError, request_from
+from llm_server import ChatServer, chat
+from runner.options import build_params
+from stages.drafts import Draft, parse_whole, problems
+from stages.harness import StageError
+from stages.language_check import language_problem
+from stages.prompts import whole_prompt
+from stages.writing import char_count, word_count
+from tests.runner_helpers import run_cli
+from tools.bench_languages import SCRIPTS
+from tools.bench_languages import TOPICS
+
+THEME = Theme(topic="Why octopuses have three hearts", angle="", keywords=["octopuses", "three", "hearts"])
+
+SPANISH_SCRIPT = """El pulpo tiene tres corazones, y dos de ellos descansan.
+Dos corazones pequeños bombean la sangre hacia las branquias, donde recoge oxígeno.
+El tercer corazón envía esa sangre al resto del cuerpo.
+La sangre del pulpo es azul, porque transporta el oxígeno con cobre en lugar de hierro.
+Ese cobre funciona bien en el agua fría, pero no es muy eficiente.
+Por eso el corazón principal necesita la ayuda de los dos pequeños.
+Cuando un pulpo nada, su corazón principal deja de latir.
+Por eso los pulpos prefieren arrastrarse por el fondo del mar.
+Nadar los cansa muy rápido, así que lo guardan para escapar.
+La próxima vez que veas un pulpo arrastrándose, sabrás por qué.
+Síguenos para descubrir más secretos del océano.
+---
+octopus crawling on sea floor
+blue blood cells
+octopus swimming"""
+
+ENGLISH_SCRIPT = """An octopus has three hearts, and two of them take breaks.
+Two small hearts push blood through the gills, where it picks up oxygen.
+The third heart sends that blood around the rest of the body.
+Octopus blood is blue, because it carries oxygen with copper instead of iron.
+That copper works well in cold water, but it is not very efficient.
+So the main heart needs help from the two smaller ones.
+When an octopus swims, the main heart simply stops beating.
+That is why octopuses prefer to crawl along the sea floor.
+Swimming tires them out fast, so they save it for escapes.
+Next time you see an octopus crawling, you will know why.
+Follow for more strange facts about the ocean.
+---
+octopus crawling on sea floor"""
+
+
+def llm(server: ChatServer) -> LlmParams:
+    return LlmParams(backend="openai", base_url=server.url, model="test-model", api_key_env="AISHORTS_NO_SUCH_KEY",
+                     timeout_s=5.0)
+
+
+# --- is it in the language asked for? -------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", list(SCRIPTS))
+def test_a_narration_in_each_language_passes_its_own_check(code):
+    assert language_problem([SCRIPTS[code]], code) is None
+
+
+@pytest.mark.parametrize(("text_in", "asked", "said"), [
+    ("es", "it", "written in Spanish, not Italian"),
+    ("it", "es", "written in Italian, not Spanish"),
+    ("pt-br", "es", "written in Portuguese (Brazil), not Spanish"),
+    ("es", "pt-br", "written in Spanish, not Portuguese"),
+    ("fr-fr", "it", "written in French, not Italian"),
+    ("en-us", "fr-fr", "written in English (US), not French"),
+    ("zh", "ja", "kanji with almost no kana: Chinese, not Japanese"),
+    ("ja", "zh", "kana: Japanese, not Mandarin Chinese"),
+    ("en-us", "hi", "of its letters are in the writing of Hindi"),
+    ("hi", "en-us", "of its letters are in the writing of English"),
+])
+def test_a_narration_in_another_language_is_caught(text_in, asked, said):
+    assert said in language_problem([SCRIPTS[text_in]], asked)
+
+
+def test_one_english_sentence_in_a_spanish_script_is_caught():
+    sentences = parse_whole(SPANISH_SCRIPT).sentences
+    assert language_problem(sentences, "es") is None
+    sentences[3] = "Octopus blood is blue, because it carries oxygen with copper instead of iron."
+    assert language_problem(sentences, "es") == "a sentence in English: 'Octopus blood is blue, because it carries oxygen with copper'"
+
+
+# --- lengths as each language counts them ---------------------------------------------------
+
+
+def test_chinese_and_japanese_are_timed_by_their_characters():
+    ja, zh = SCRIPTS["ja"], SCRIPTS["zh"]
+    assert (char_count(ja), word_count(ja)) == (74, round(74 / 2.4))  # 300 characters a minute against 125 words
+    assert (char_count(zh), word_count(zh)) == (42, round(42 / 2.08))  # 260 characters a minute
+    assert word_count(SCRIPTS["es"]) == len(SCRIPTS["es"].split())
+
+
+def test_a_short_japanese_script_is_refused_in_characters():
+    draft = Draft("タコには心臓が三つあります。", ["血は青いです。"], "フォローしてください。")
+    assert problems(draft, 110, 125) == ["29 characters (wanted 264-300 characters)"]
+
+
+def test_the_prompt_asks_in_the_language_and_counts_as_it_does():
+    [system, user] = whole_prompt(THEME, "ja", 110, 125, 60, 12)
+    assert "Japanese" in system["content"]
+    assert "never fewer than 264 or more than 300" in user["content"] and "characters" in user["content"]
+    assert user["content"].endswith("ナレーションはすべて日本語で書いてください。")
+    [_, user] = whole_prompt(THEME, "es", 110, 125, 60, 12)
+    assert "never fewer than 110 or more than 125" in user["content"] and "words" in user["content"]
+    assert "visual search phrases in English" in user["content"]
+    assert user["content"].endswith("Escribe toda la narración en español.")
+
+
+# --- generation: asked again, then refused ---------------------------------------------------
+
+
+def test_an_answer_in_the_wrong_language_is_asked_for_again(run_stage_inline, tmp_path):
+    with ChatServer([chat(ENGLISH_SCRIPT), chat(SPANISH_SCRIPT)]) as server:
+        script, events = run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server), language="es",
+                                                                           wiki_url="off"), theme=THEME)
+    assert script.attempts == 2 and script.language == "es"
+    assert script.hook == "El pulpo tiene tres corazones, y dos de ellos descansan."
+    assert any("not in the language asked for: written in English (US), not Spanish" in e.message for e in events)
+    assert "Escribe toda la narración en español." in server.requests[0].text()
+    assert "That answer was rejected" in server.requests[1].text()
+
+
+def test_a_model_that_only_answers_in_another_language_gives_no_script(run_stage_inline, tmp_path):
+    with ChatServer([chat(ENGLISH_SCRIPT)]) as server:
+        with pytest.raises(StageError, match=r"did not write the script in Spanish \(written in English.*--script FILE"):
+            run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server), language="es", max_attempts=2,
+                                                              wiki_url="off"), theme=THEME)
+
+
+# --- which languages the local model writes -------------------------------------------------
+
+
+REFUSED = [code for code, lang in LANGUAGES.items() if not lang.local_script]
+ENABLED = [code for code, lang in LANGUAGES.items() if lang.local_script and not code.startswith("en")]
+
+
+def test_english_is_written_locally_and_every_refusal_says_what_to_do():
+    assert local_script_refusal("en") is None and local_script_refusal("en-gb") is None
+    for code in REFUSED:
+        said = local_script_refusal(code)
+        assert LANGUAGES[code].name in said and "--script FILE" in said and "--llm openai" in said
+
+
+@pytest.mark.parametrize("code", REFUSED)
+def test_a_language_the_local_model_failed_in_is_refused_when_the_request_is_read(code):
+    with pytest.raises(RequestError) as refused:
+        build_params(request_from({"topic": "octopus hearts", "language": code, "llm": "local"}), None)
+    assert refused.value.field == "language"
+    # with a script of the user's, or an online model, the same language is fine
+    build_params(request_from({"script": SCRIPTS[code], "language": code, "llm": "local"}), None)
+    build_params(request_from({"topic": "octopus hearts", "language": code, "llm": "openai"}), None)
+
+
+@pytest.mark.parametrize("code", ENABLED)
+def test_a_language_the_local_model_writes_is_accepted(code):
+    params = build_params(request_from({"topic": TOPICS[code], "language": code, "llm": "local"}), None)
+    assert params.script.language == code
+
+
+@pytest.mark.skipif(not REFUSED, reason="the local model writes every language")
+def test_the_cli_refuses_it_before_any_stage_runs(tmp_path):
+    out = run_cli("--topic", "octopus hearts", "--language", REFUSED[0], "--llm", "local",
+                  "--run-dir", tmp_path / "run", cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert f"the local model does not write {LANGUAGES[REFUSED[0]].name} scripts" in out.stderr
+    assert "--script FILE" in out.stderr and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(not ENABLED, reason="the local model writes no language but English")
+def test_the_local_model_writes_a_script_in_an_enabled_language(run_stage_inline, tmp_path):
+    code = ENABLED[0]
+    params = ScriptParams(language=code, wiki_url="off", llm=LlmParams(backend="local", seed=1))
+    topic = Theme(topic=TOPICS[code], angle="", keywords=[])
+    script, _ = run_stage_inline(tmp_path, "script", params, theme=topic)
+    assert script.backend == "local:Qwen2.5-Coder-1.5B-Instruct" and script.language == code
+    assert language_problem(script.sentences, code) is None
+    assert script.hook and script.body and script.cta
+
+
+# --- written from a source in a language without spaces -------------------------------------
+
+CHINESE_SOURCE = (
+    "章鱼\n\n章鱼有三颗心脏。两颗鳃心把血液泵过鳃，让血液吸收氧气。第三颗心脏叫体心，它把血液送到全身。"
+    "章鱼游泳的时候，体心会停止跳动。所以章鱼游泳很容易累，它们更喜欢在海底爬行。"
+    "章鱼的血液是蓝色的，因为其中含有血蓝蛋白。血蓝蛋白含有铜，可以在寒冷缺氧的水里运输氧气。"
+    "章鱼有八条腕，每条腕上都有吸盘，吸盘可以尝到它们碰到的东西。\n"
+)
+INVENTED_ZH = "章鱼会在夜里唱歌给彼此听。"
+
+
+def test_a_chinese_script_from_a_source_is_checked_against_it_character_by_character(run_stage_inline, tmp_path,
+                                                                                       monkeypatch):
+    import json
+
+    monkeypatch.setenv("AISHORTS_CACHE", str(tmp_path / "cache"))
+    source = tmp_path / "章鱼.txt"
+    source.write_text(CHINESE_SOURCE, encoding="utf-8")
+    body = ["两颗鳃心把血液泵过鳃，让血液吸收氧气。", "章鱼游泳的时候，体心会停止跳动。", INVENTED_ZH,
+            "章鱼的血液是蓝色的，因为含有血蓝蛋白。"]
+    answer = json.dumps({"hook": "你知道章鱼游泳时体心会停止跳动吗？", "body": body, "cta": "关注我们，了解更多海洋趣闻。",
+                         "queries": ["octopus swimming", "blue blood"]}, ensure_ascii=False)
+    rewrite = json.dumps({"sentences": [INVENTED_ZH]}, ensure_ascii=False)
+    with ChatServer([chat(answer), chat(rewrite)]) as server:
+        params = ScriptParams(sources=[str(source)], llm=llm(server), language="zh", min_words=20, max_words=60)
+        script, _ = run_stage_inline(tmp_path / "run", "script", params,
+                                     theme=Theme(topic="章鱼的三颗心脏", angle="", keywords=[]))
+    assert "请用简体中文写全部旁白。" in server.requests[0].text()
+    assert script.grounding == "grounded in 1 source"
+    assert INVENTED_ZH not in script.sentences
+    assert "章鱼游泳的时候，体心会停止跳动。" in script.body
+    checked = {s.text: s for s in script.support}
+    assert checked["两颗鳃心把血液泵过鳃，让血液吸收氧气。"].supported
+    assert language_problem(script.sentences, "zh") is None
