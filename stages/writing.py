@@ -89,9 +89,14 @@ def keywords(text: str, limit: int = MAX_KEYWORDS) -> list[str]:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences in reading order; a line break always ends one, and so do 。！？ (Chinese, Japanese) and ।."""
+    """Sentences in reading order; a line break always ends one, and so do 。！？ (Chinese, Japanese) and ।.
+
+    Emoji are not narration: they are left out (a model's line of only '🐠' is no sentence, and no caption font
+    need hold one)."""
+    import emoji
+
     out: list[str] = []
-    for line in text.splitlines():
+    for line in emoji.replace_emoji(text, "").splitlines():
         for piece in _FULL_STOP.findall(line.strip()):
             out.extend(" ".join(s.split()) for s in _SENTENCE.findall(piece.strip()) if s.strip())
     return out

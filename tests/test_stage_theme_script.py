@@ -163,6 +163,13 @@ def test_a_user_script_is_split_into_hook_body_and_call_to_action(run_stage_inli
     assert len(set(script.broll_queries)) == len(script.broll_queries)
 
 
+def test_emoji_are_left_out_of_the_narration_and_a_line_of_only_emoji_is_no_sentence(run_stage_inline, tmp_path):
+    text = "Octopuses 🐙 have three hearts.\nTheir blood is blue because of copper! 💙\n🐠\nFollow for more ocean facts."
+    script, _ = run_stage_inline(tmp_path, "script", ScriptParams(script_text=text), theme=THEME)
+    assert (script.hook, script.body, script.cta) == (
+        "Octopuses have three hearts.", ["Their blood is blue because of copper!"], "Follow for more ocean facts.")
+
+
 def test_a_two_sentence_user_script_has_no_call_to_action(run_stage_inline, tmp_path):
     script, _ = run_stage_inline(
         tmp_path, "script", ScriptParams(script_text="Cats sleep a lot. They dream too"), theme=THEME,
