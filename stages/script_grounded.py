@@ -185,10 +185,6 @@ class Checker:
 
             self._vectors = embed_texts([p.text for p in passages])
 
-    @property
-    def by_meaning(self) -> bool:
-        return self._vectors is not None
-
     def __call__(self, sentence: str) -> Support:
         similarity = None
         if self._vectors is not None:
@@ -221,8 +217,6 @@ def use_embedding(ctx: StageContext, lang: str) -> bool:
         ctx.log(f"checked by words and numbers only: {exc}")
         return False
     return True
-
-
 
 
 @dataclass

@@ -16,6 +16,7 @@ it uses are in `stages.writing`, its prompts in `stages.prompts`.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ipc.artifacts import Theme
@@ -99,8 +100,8 @@ def supported_topic(
     ctx.log(f"topic {first!r}: {'supported' if verdict.supported else 'not supported'} by {grounds.where}"
             f" ({verdict.why})")
     while verdict.supported is False and len(tried) < TOPIC_CANDIDATES:
-        fresh = lambda answer: _new_topic(answer, tried)  # noqa: E731
-        topic, _ = _ask(backend, params, topic_prompts(category), fresh, offset=len(tried) * THEME_ATTEMPTS)
+        topic, _ = _ask(backend, params, topic_prompts(category), functools.partial(_new_topic, tried=tried),
+                        offset=len(tried) * THEME_ATTEMPTS)
         if not topic:
             break
         tried.append(topic)

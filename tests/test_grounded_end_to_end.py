@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 
 import pytest
-
 from source_files import OCTOPUS
-from tests.runner_helpers import report, run_cli, stage
 from wiki_server import WikiServer
+
+from tests.runner_helpers import report, run_cli, stage
 
 pytestmark = pytest.mark.slow
 

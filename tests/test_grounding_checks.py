@@ -10,11 +10,11 @@ import json
 
 import psutil
 import pytest
+from llm_server import ChatServer, chat
+from source_files import OCTOPUS
 
 from ipc.artifacts import Theme
 from ipc.params import LlmParams, ScriptParams
-from llm_server import ChatServer, chat
-from source_files import OCTOPUS
 from stages.grounding import MIN_SIMILARITY, source_numbers, support
 from stages.passages import split_passages
 from stages.text_embedding import embed_texts
@@ -100,6 +100,7 @@ def test_the_script_stage_checks_by_meaning_drops_repeats_and_filler_and_records
 
 def test_under_a_ceiling_with_no_room_for_minilm_words_and_numbers_alone_check(tmp_path, source_file):
     from conftest import stage_call
+
     from ipc.artifacts import Theme as ThemeArtifact  # noqa: F401 (the theme input is written below)
     from ipc.files import write_struct
     from ipc.pipeline import artifact_path

@@ -15,11 +15,11 @@ import re
 from pathlib import Path
 
 import pytest
-
 from llm_server import ChatServer, chat
 from source_files import OCTOPUS
-from tests.serve_helpers import finished, running_server, submit
 from wiki_server import WikiServer
+
+from tests.serve_helpers import finished, running_server, submit
 
 TOPIC = "Why octopuses have three hearts"
 BODY = [
@@ -127,7 +127,6 @@ params = {{ script_text = "{script}" }}
 @pytest.mark.slow
 def test_the_page_shows_the_sources_on_the_finished_card_and_the_grounded_line(tmp_path, servers):
     from playwright.sync_api import expect, sync_playwright
-
     from test_serve_browser import chromium, shoot, submitted
 
     wiki, _, _, options = servers

@@ -8,12 +8,12 @@ and a real ZIM archive made here.
 from __future__ import annotations
 
 import pytest
-
-from ipc.params import LlmParams, ThemeParams
 from llm_server import ChatServer, chat
 from source_files import OCTOPUS, make_zim
-from stages.topic_support import TopicSupport
 from wiki_server import WikiServer
+
+from ipc.params import LlmParams, ThemeParams
+from stages.topic_support import TopicSupport
 
 UNSUPPORTED = "How volcanoes build new islands"
 SUPPORTED = "Why octopus blood is blue"
