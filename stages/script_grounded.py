@@ -130,10 +130,19 @@ def parse_answer(answer: str) -> Draft:
         return parse_whole(answer)  # plain narration, as asked for without a schema
     hook = _sentence(data.get("hook"))
     body = [s for item in data.get("body") or [] if isinstance(item, str)
-            for s in split_sentences(clean_line(item)) if s]
+            for s in split_sentences(clean_line(_without_keys(item))) if s and not _JSON_LEFT.search(s)]
     cta = _sentence(data.get("cta"))
     queries = [clean_line(q).lower() for q in data.get("queries") or [] if isinstance(q, str) and q.strip()]
     return Draft(hook, body, cta, queries)
+
+
+_JSON_KEY = re.compile(r'^\s*"?[A-Za-z_]+"\s*:\s*"?')
+_JSON_LEFT = re.compile(r'"\s*:|:\s*"|",\s*"')
+
+
+def _without_keys(item: str) -> str:
+    """A body string without a JSON key the model wrote into it (`hook": "Descubra ...`, seen from Qwen in pt-br)."""
+    return _JSON_KEY.sub("", item)
 
 
 def _json_object(answer: str) -> dict | None:
