@@ -176,3 +176,31 @@ def test_the_local_model_writes_a_grounded_script_in_the_schemas_shape(run_stage
     body = [s for s in script.support if s.part == "body"]
     assert body and all(s.supported for s in body)
     assert 3 <= len(script.broll_queries) <= 5
+
+
+QWEN = "Qwen2.5-Coder-1.5B-Instruct"
+
+
+def test_the_local_model_writes_portuguese_only_when_it_retells_a_source(run_stage_inline, tmp_path):
+    from stages.harness import StageError
+
+    params = ScriptParams(language="pt-br", wiki_url="off", llm=LlmParams(backend="local", model=QWEN))
+    with pytest.raises(StageError, match=r"cannot write pt narration.*retell \(--source FILE, or a wiki"):
+        run_stage_inline(tmp_path / "run", "script", params, theme=THEME)
+
+
+@pytest.mark.slow
+def test_given_a_source_the_local_model_opens_for_portuguese():
+    from stages.llm import LocalGguf
+
+    backend = LocalGguf.open(LlmParams(backend="local", model=QWEN), None, "pt", from_source=True)
+    assert backend.label == f"local:{QWEN}"
+
+
+def test_json_the_model_wrote_inside_a_body_string_is_never_narrated():
+    from stages.script_grounded import parse_answer
+
+    answer = json.dumps({"hook": "O polvo tem três corações.", "cta": "Siga para mais.", "queries": [],
+                         "body": ['hook": "Descubra por que o polvo tem três corações!', "O sangue do polvo é azul.",
+                                  'Ele nada pouco.", "cta": "Siga para mais.']})
+    assert parse_answer(answer).body == ["Descubra por que o polvo tem três corações!", "O sangue do polvo é azul."]
