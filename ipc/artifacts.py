@@ -74,6 +74,8 @@ class SentenceSupport(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     missing_numbers: list[str] = []
     """Numbers it states that no source does."""
     how: Literal["written", "rewritten", "from_source", "unchecked"] = "written"
+    similarity: float | None = None
+    """Cosine of its MiniLM vector and that passage's (None: checked by words only)."""
 
 
 class Script(Artifact, tag="script"):

@@ -55,6 +55,12 @@ class ThemeParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     topic: str | None = None
     category: Category | None = None
     llm: LlmParams = msgspec.field(default_factory=LlmParams)
+    sources: list[str] = []
+    """As the script's: with a category, the topic picked is one these sources support."""
+    wiki_url: str = "auto"
+    """As the script's: with a category and no sources, the topic picked is one this wiki has an article on."""
+    language: str = "en-us"
+    """The wiki's language when wiki_url is auto."""
 
 
 class ScriptParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -97,7 +97,7 @@ class ShortRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omi
     platform: Annotated[Platform, msgspec.Meta(**_meta("duration and bitrate preset (default shorts)",
                                                        params=("script.platform", "timeline.platform")))] | None = None
     language: Annotated[Language, msgspec.Meta(**_meta("narration language: en (en-us, default), en-gb, es, fr, hi, it, ja, pt (pt-br), zh (zh-cn), any case",
-                                                       params=("script.language", "tts.language")))] | None = None
+                                                       params=("script.language", "tts.language", "theme.language")))] | None = None
     voice: Annotated[str, msgspec.Meta(
         pattern=r"^[a-z]{2}_[a-z0-9]+$",
         **_meta("Kokoro voice (default: the language's native voice, e.g. af_heart for en-us, pf_dora for pt-br;"
@@ -120,10 +120,10 @@ class ShortRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omi
         params=("script.llm.api_key_env", "theme.llm.api_key_env")))] | None = None
     source: Annotated[list[str], msgspec.Meta(**_meta(
         "a text the script retells and sources.txt cites (repeatable): .txt, .md, .html, .pdf, a Kiwix .zim archive"
-        " (its articles on the topic), or an http(s) page", params=("script.sources",)))] | None = None
+        " (its articles on the topic), or an http(s) page", params=("script.sources", "theme.sources")))] | None = None
     wiki_url: Annotated[str, msgspec.Meta(**_meta(
         "with no --source, the MediaWiki the topic is looked up on (default auto: Wikipedia in the narration's"
-        " language); off: none", params=("script.wiki_url",)))] | None = None
+        " language); off: none", params=("script.wiki_url", "theme.wiki_url")))] | None = None
     tts: Annotated[TtsBackend, msgspec.Meta(**_meta("narration backend (default onnx)",
                                                                    params=("tts.backend",)))] | None = None
     broll: Annotated[BrollSource, msgspec.Meta(**_meta(

@@ -33,12 +33,27 @@ FILES = {
     "thumbnail.jpg": "image/jpeg",
     "memory.svg": "image/svg+xml",
     "report.json": "application/json",
+    "sources.txt": "text/plain; charset=utf-8",
 }
 """The files of a run a client may fetch, by name; captions.vtt is made from captions.srt on the fly."""
 MPT_FILES = {"final-1.mp4": "final.mp4", "combined-1.mp4": "final.mp4", "subtitle.srt": "captions.srt"}
 """MoneyPrinterTurbo's names for our files under its `/tasks/{id}/` mount (one variant: `-1`)."""
 AUDIO_NAME = "audio.wav"
 """The narration under `/tasks/{id}/` (MoneyPrinterTurbo's is audio.mp3; ours is the tts stage's WAV)."""
+
+
+class TaskSource(msgspec.Struct, kw_only=True):
+    """A text the short's script was written from, and what publishing the short owes it."""
+
+    title: str
+    origin: str
+    """Its URL, or the file's name."""
+    url: str | None = None
+    """The origin when it is an http(s) address (a wiki article, a page), else None (a file)."""
+    licence: str = ""
+    licence_url: str | None = None
+    """The licence's address when its text names one (Wikipedia's CC BY-SA 4.0)."""
+    credit: str = ""
 
 
 class TaskView(msgspec.Struct, kw_only=True):
@@ -77,6 +92,11 @@ class TaskView(msgspec.Struct, kw_only=True):
     """Orders views of one task: a view with a lower revision than one already seen is older, whatever it says."""
     timeline: list[Sample] | None = None
     """Only in the single-task answer: the run's memory over time (live while it runs)."""
+    grounding: str | None = None
+    """Once the script is written: "grounded in N sources", or "not grounded: facts unchecked" and why; None for
+    the user's own narration."""
+    sources: list[TaskSource] = []
+    """What the script retells (sources.txt says the same): title, URL or file, licence, credit."""
 
 
 def task_view(job: Job, warn_fraction: float, with_timeline: bool = False, base_url: str = "") -> TaskView:
@@ -119,11 +139,30 @@ def _add_mpt_results(view: TaskView, job: Job, mount: str) -> None:
     script = _artifact(job.run_dir, "script", Script)
     if script is not None:
         view.script, view.terms = " ".join(script.sentences), list(script.broll_queries)
+        _add_sources(view, script)
     narration = _artifact(job.run_dir, "tts", Narration)
     if narration is not None and narration_path(job) is not None:
         view.audio_file, view.audio_duration = mount + AUDIO_NAME, round(narration.duration_s, 3)
     if "captions.srt" in view.files or view.audio_file is not None:
         view.subtitle_path = mount + "subtitle.srt"
+
+
+def _add_sources(view: TaskView, script: Script) -> None:
+    """The script's grounding and the sources it retells, as its sources.txt names them."""
+    view.grounding = script.grounding or None
+    view.sources = [
+        TaskSource(title=ref.title, origin=ref.origin, url=ref.origin if _WEB.match(ref.origin) else None,
+                   licence=ref.licence, licence_url=_first_url(ref.licence), credit=ref.credit)
+        for ref in script.sources
+    ]
+
+
+_WEB = re.compile(r"^https?://", re.IGNORECASE)
+
+
+def _first_url(text: str) -> str | None:
+    found = re.search(r"https?://[^\s()<>]+", text)
+    return found.group().rstrip(".,;") if found else None
 
 
 def script_of(job: Job) -> Script | None:

@@ -69,8 +69,10 @@ class ChatBackend(Protocol):
     """Why this backend and model answer, for the artifact (set by `open_backend`)."""
 
     @classmethod
-    def open(cls, params: LlmParams, ctx: StageContext | None = None, language: str = "en") -> ChatBackend:
-        """A backend configured from `params`, ready to answer; StageError if it cannot write `language`."""
+    def open(cls, params: LlmParams, ctx: StageContext | None = None, language: str = "en",
+             from_source: bool = False) -> ChatBackend:
+        """A backend configured from `params`, ready to answer; StageError if it cannot write `language` (retelling
+        a source when `from_source`)."""
         ...
 
     def complete(
@@ -80,7 +82,8 @@ class ChatBackend(Protocol):
         ...
 
 
-def open_backend(params: LlmParams, ctx: StageContext | None = None, language: str = "en") -> ChatBackend:
+def open_backend(params: LlmParams, ctx: StageContext | None = None, language: str = "en",
+                 from_source: bool = False) -> ChatBackend:
     """The backend `params` names, ready to answer (the local model is loaded here).
 
     `auto` is a rule, not a backend: the user's own LLM when one is found
@@ -99,7 +102,7 @@ def open_backend(params: LlmParams, ctx: StageContext | None = None, language: s
         if ctx is not None:
             chosen = f"{params.backend} ({params.model})" if params.model else params.backend
             ctx.log(f"--llm auto chose {chosen}: {why}")
-    backend = BACKENDS[params.backend].open(params, ctx, language)
+    backend = BACKENDS[params.backend].open(params, ctx, language, from_source)
     backend.reason = f"{why}; {backend.reason}" if backend.reason else why
     return backend
 
@@ -136,7 +139,8 @@ class OpenAIChat:
         self._opener = _opener_for(self.url)
 
     @classmethod
-    def open(cls, params: LlmParams, ctx: StageContext | None = None, language: str = "en") -> OpenAIChat:
+    def open(cls, params: LlmParams, ctx: StageContext | None = None, language: str = "en",
+             from_source: bool = False) -> OpenAIChat:
         return cls.from_params(params)
 
     @classmethod
@@ -334,15 +338,19 @@ class LocalGguf:
         self._server = server
 
     @classmethod
-    def open(cls, params: LlmParams, ctx: StageContext | None = None, language: str = "en") -> LocalGguf:
+    def open(cls, params: LlmParams, ctx: StageContext | None = None, language: str = "en",
+             from_source: bool = False) -> LocalGguf:
         """The strongest installed model that fits the stage's ceiling (or the one --llm-model names), loaded."""
         try:
             model, why = local_models.choose(ctx.ceiling_bytes if ctx else 0, params.model, ctx.thresholds if ctx else {})
-            if language not in model.languages:
+            if language not in model.languages and not (from_source and language in model.source_languages):
+                retells = language in model.source_languages
                 raise StageError(
                     f"the local model ({model.name}) cannot write {language} narration (it writes"
                     f" {', '.join(model.languages)}); use --llm openai with a model that can, or pass your own text"
                     " with --script FILE"
+                    + (", or give it a text in that language to retell (--source FILE, or a wiki it can reach)"
+                       if retells else "")
                 )
             if ctx is not None:
                 ctx.log(f"local model: {model.name}, {why}")

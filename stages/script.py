@@ -65,7 +65,7 @@ def run(ctx: StageContext, params: ScriptParams, *, theme: Theme) -> Script:
     low, high = word_range(params)
     lang = prompt_language(params.language)
     grounds = grounded.gather(params, theme, ctx)
-    backend = open_backend(params.llm, ctx, language=lang)
+    backend = open_backend(params.llm, ctx, language=lang, from_source=bool(grounds.sources))
     budget = grounded.LOCAL_PASSAGE_WORDS if backend.label.startswith("local:") else grounded.ENDPOINT_PASSAGE_WORDS
     passages = grounded.passages_for(grounds, theme, budget) if grounds.sources else []
     unspaced = _unspaced_language(params.language)

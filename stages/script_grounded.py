@@ -24,8 +24,8 @@ from ipc.languages import unspaced_char
 from ipc.params import PLATFORMS, ScriptParams
 from stages.broll_queries import choose_queries
 from stages.drafts import (
-    CTA, ENDS, MAX_HOOK_WORDS, SENTENCE_WORDS, STOCK_CLOSING, Draft, parse_whole, plain, problems, rescue, topic_as_hook,
-    usable_sentence,
+    CTA, ENDS, MAX_HOOK_WORDS, SENTENCE_WORDS, STOCK_CLOSING, Draft, duplicate, parse_whole, plain, problems, rescue,
+    topic_as_hook, usable_sentence,
 )
 from stages.grounding import Support, source_numbers, source_sentences, support
 from stages.harness import StageContext, StageError
@@ -35,7 +35,7 @@ from stages.passages import Passage, select, split_passages
 from stages.prompts import grounded_prompt, rewrite_prompt, rewrite_schema, script_schema
 from stages.sources import Source, SourceProblem, read_sources
 from stages.wiki import lookup
-from stages.writing import clean_line, preview, split_sentences, word_count
+from stages.writing import clean_line, content_words, preview, split_sentences, word_count
 
 LOCAL_PASSAGE_WORDS = 600
 """Passages given to a local model: with the rules and the answer they fit its 2,048-token context."""
@@ -49,6 +49,13 @@ REWRITE_TOKENS_EACH = 45
 """A rewritten sentence of up to about 30 words; a tiny model's rambling string is cut there."""
 NOT_GROUNDED = "not grounded: facts unchecked"
 SOURCES_FILE = "sources.txt"
+EMBED_NEED = 200 * 1024 * 1024
+"""What MiniLM adds to the stage (onnxruntime, the int8 model, a few dozen texts): +120 MiB measured, with a margin.
+Under a ceiling with less room than this left above the stage's RSS, words and numbers alone check (an
+`embed_need` in the stage's thresholds of a limits file overrides it)."""
+EMBED_LANGUAGES = ("en",)
+"""all-MiniLM-L6-v2 is an English model: on the Portuguese bench source an off-topic sentence scored 0.33-0.41
+against the passages and one of the source's own 0.54, so no threshold separates them there."""
 
 
 @dataclass
@@ -109,9 +116,10 @@ def write_grounded(
             f" {low}-{high}) after {attempts} answer(s)")
     if draft is None or not draft.body:
         draft = Draft("", [], "", fallbacks=["the source's own sentences (the model wrote no usable script)"])
-    numbers = source_numbers(texts)
-    checked = check_and_mend(backend, draft, passages, numbers, lang, params, ctx)
-    draft, how = fit_budget(checked, theme, passages, lang, (low, high), ctx)
+    draft = without_repeats(draft, theme, ctx)
+    checker = Checker(passages, source_numbers(texts), use_embedding(ctx, lang))
+    checked = check_and_mend(backend, draft, checker, lang, params, ctx)
+    draft, how = fit_budget(checked, theme, checker, lang, (low, high), ctx)
     draft.queries = choose_queries(draft.queries, draft.sentences, theme)
     return draft, attempts, how
 
@@ -123,10 +131,19 @@ def parse_answer(answer: str) -> Draft:
         return parse_whole(answer)  # plain narration, as asked for without a schema
     hook = _sentence(data.get("hook"))
     body = [s for item in data.get("body") or [] if isinstance(item, str)
-            for s in split_sentences(clean_line(item)) if s]
+            for s in split_sentences(clean_line(_without_keys(item))) if s and not _JSON_LEFT.search(s)]
     cta = _sentence(data.get("cta"))
     queries = [clean_line(q).lower() for q in data.get("queries") or [] if isinstance(q, str) and q.strip()]
     return Draft(hook, body, cta, queries)
+
+
+_JSON_KEY = re.compile(r'^\s*"?[A-Za-z_]+"\s*:\s*"?')
+_JSON_LEFT = re.compile(r'"\s*:|:\s*"|",\s*"')
+
+
+def _without_keys(item: str) -> str:
+    """A body string without a JSON key the model wrote into it (`hook": "Descubra ...`, seen from Qwen in pt-br)."""
+    return _JSON_KEY.sub("", item)
 
 
 def _json_object(answer: str) -> dict | None:
@@ -149,7 +166,67 @@ def _sentence(value: object) -> str:
     return text
 
 
+def without_repeats(draft: Draft, theme: Theme, ctx: StageContext) -> Draft:
+    """The draft with no body sentence that says again what the hook or an earlier one said."""
+    topical = set(content_words(theme.topic))
+    body: list[str] = []
+    for sentence in draft.body:
+        if not duplicate(sentence, [s for s in (draft.hook, *body) if s], topical):
+            body.append(sentence)
+    if len(body) < len(draft.body):
+        ctx.log(f"{len(draft.body) - len(body)} repeated sentence(s) dropped")
+        draft.fallbacks = [*draft.fallbacks, f"{len(draft.body) - len(body)} repeated sentence(s) dropped"]
+        draft.body = body
+    return draft
+
+
 # --- checking against the passages -----------------------------------------------------------
+
+
+class Checker:
+    """Each sentence's support by the passages: by words and numbers, and by MiniLM's nearness when it was affordable."""
+
+    def __init__(self, passages: list[Passage], numbers: set[float], embed: bool) -> None:
+        self.passages = passages
+        self.numbers = numbers
+        self._vectors = None
+        if embed and passages:
+            from stages.text_embedding import embed_texts
+
+            self._vectors = embed_texts([p.text for p in passages])
+
+    def __call__(self, sentence: str) -> Support:
+        similarity = None
+        if self._vectors is not None:
+            from stages.text_embedding import embed_texts
+
+            similarity = (embed_texts([sentence]) @ self._vectors.T)[0].tolist()
+        return support(sentence, self.passages, self.numbers, similarity)
+
+
+def use_embedding(ctx: StageContext, lang: str) -> bool:
+    """Whether the nearest passage by MiniLM joins the checks: an English script, room under the ceiling, the model."""
+    if lang not in EMBED_LANGUAGES:
+        ctx.log(f"checked by words and numbers only: MiniLM is an English model, the script is {lang}")
+        return False
+    need = ctx.thresholds.get("embed_need", EMBED_NEED)
+    if ctx.ceiling_bytes:
+        import psutil
+
+        now = psutil.Process().memory_info().rss
+        if now + need > ctx.ceiling_bytes:
+            ctx.log(f"checked by words and numbers only: MiniLM needs about {need >> 20}M more, and the stage holds"
+                    f" {now >> 20}M of its {ctx.ceiling_bytes >> 20}M ceiling")
+            return False
+    try:
+        from stages.text_embedding import load_model
+
+        with ctx.phase("load_embedding"):
+            load_model()
+    except StageError as exc:
+        ctx.log(f"checked by words and numbers only: {exc}")
+        return False
+    return True
 
 
 @dataclass
@@ -162,12 +239,12 @@ class Checked:
 
 
 def check_and_mend(
-    backend: ChatBackend, draft: Draft, passages: list[Passage], numbers: set[float], lang: str,
-    params: ScriptParams, ctx: StageContext,
+    backend: ChatBackend, draft: Draft, checker: Checker, lang: str, params: ScriptParams, ctx: StageContext,
 ) -> Checked:
     """Every hook and body sentence checked; the unsupported ones asked for again once, then replaced or dropped."""
+    passages = checker.passages
     sentences = [s for s in (draft.hook, *draft.body) if s]
-    supports = [_checked(s, passages, numbers) for s in sentences]
+    supports = [_checked(s, checker) for s in sentences]
     weak = [i for i, found in enumerate(supports) if not found.supported]
     how = ["written"] * len(sentences)
     fallbacks = list(draft.fallbacks)
@@ -178,7 +255,7 @@ def check_and_mend(
         claims = [i for i in weak if word_count(sentences[i]) >= SENTENCE_WORDS[0] and plain(sentences[i])]
         rewritten = _rewrite(backend, [sentences[i] for i in claims], passages, lang, params) if claims else []
         for index, new in zip(claims, rewritten):
-            found = _checked(new, passages, numbers)
+            found = _checked(new, checker)
             if found.supported and new:
                 sentences[index], supports[index], how[index] = new, found, "rewritten"
         fixed = sum(1 for i in weak if how[i] == "rewritten")
@@ -191,11 +268,11 @@ def check_and_mend(
     return Checked(hook, body, draft.cta, list(draft.queries), fallbacks)
 
 
-def _checked(sentence: str, passages: list[Passage], numbers: set[float]) -> Support:
+def _checked(sentence: str, checker: Checker) -> Support:
     """Its support; a sentence no narration can use (too long, markup, first person) counts as unsupported."""
-    found = support(sentence, passages, numbers)
+    found = checker(sentence)
     if found.supported and not usable_sentence(sentence):
-        return Support(False, found.share, found.passage, found.missing_numbers)
+        return Support(False, found.share, found.passage, found.missing_numbers, found.similarity)
     return found
 
 
@@ -211,10 +288,11 @@ def _rewrite(backend: ChatBackend, sentences: list[str], passages: list[Passage]
 
 
 def fit_budget(
-    checked: Checked, theme: Theme, passages: list[Passage], lang: str, limits: tuple[int, int], ctx: StageContext,
+    checked: Checked, theme: Theme, checker: Checker, lang: str, limits: tuple[int, int], ctx: StageContext,
 ) -> tuple[Draft, list[tuple[str, Support | None, str]]]:
     """Unsupported sentences replaced by the source's own; then the word budget met with the source's sentences."""
     low, high = limits
+    passages = checker.passages
     fallbacks = list(checked.fallbacks)
     hook, hook_support, hook_how = checked.hook
     if not hook or not hook_support or not hook_support.supported or word_count(hook) > MAX_HOOK_WORDS:
@@ -228,14 +306,13 @@ def fit_budget(
     body = [entry for entry in checked.body if entry[1].supported]
     dropped = len(checked.body) - len(body)
     spare = source_sentences(passages, " ".join([theme.topic, *theme.keywords]), [hook, *(s for s, _, _ in body)])
-    numbers = source_numbers([p.text for p in passages])
     total = lambda: sum(map(word_count, [hook, cta, *(s for s, _, _ in body)]))  # noqa: E731
     replaced = 0
     while spare and (replaced < dropped or total() < low):
         sentence = spare.pop(0)
         if total() + word_count(sentence) > high:
             continue
-        body.append((sentence, support(sentence, passages, numbers), "from_source"))
+        body.append((sentence, checker(sentence), "from_source"))
         replaced += 1
     if dropped:
         fallbacks.append(f"{dropped} unsupported sentence(s) dropped")
@@ -270,7 +347,7 @@ def support_records(
         records.append(SentenceSupport(
             text=text, part="hook" if index == 0 else "body", supported=found.supported, share=found.share,
             source=passage.source if passage else -1, passage=passage.text if passage else "",
-            missing_numbers=list(found.missing_numbers), how=made,
+            missing_numbers=list(found.missing_numbers), how=made, similarity=found.similarity,
         ))
     records.append(SentenceSupport(text=cta, part="cta", how="unchecked"))
     return records

@@ -5,6 +5,10 @@ sensible one-line subject), with keywords taken from its own words and no LLM
 involved (`backend="user"`). Without a topic, the LLM backend (`stages.llm`)
 proposes a subject and an angle for the requested category; its answers are
 cleaned and checked, and retried a few times, before anything is accepted.
+When the script will be written from sources (`--source`, or a wiki), the
+topic must be one they support (`stages.topic_support`): the model is asked
+for another, up to three, and the user's sources give their own subject when
+none is.
 
 It does not write the narration (that is `stages.script`); the text helpers
 it uses are in `stages.writing`, its prompts in `stages.prompts`.
@@ -12,6 +16,7 @@ it uses are in `stages.writing`, its prompts in `stages.prompts`.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ipc.artifacts import Theme
@@ -20,6 +25,7 @@ from ipc.text import TextError, looks_binary, tidy_topic
 from stages.harness import StageContext, StageError, stage_main
 from stages.llm import ChatBackend, Message, open_backend
 from stages.prompts import ANGLE_SHOTS, TOPIC_SHOTS, angle_prompts, topic_prompts
+from stages.topic_support import TopicSupport
 from stages.writing import (
     FIRST_PERSON, MAX_KEYWORDS, clean_line, keywords, markup_left, preview, split_sentences, word_count, words,
 )
@@ -30,6 +36,8 @@ THEME_ATTEMPTS = 5
 TOPIC_WORDS = (2, 16)
 ANGLE_WORDS = (4, 35)
 ANSWER_MAX_TOKENS = 48
+TOPIC_CANDIDATES = 3
+"""With sources to write from, up to this many proposed topics are checked against them."""
 
 
 def run(ctx: StageContext, params: ThemeParams) -> Theme:
@@ -62,6 +70,10 @@ def theme_from_category(backend: ChatBackend, category: str, params: ThemeParams
             f"{backend.label} did not give a {category} topic after {len(rejected)} attempts"
             f" ({'; '.join(rejected)}); pass --topic yourself or use a stronger model"
         )
+    grounds = TopicSupport(list(params.sources), params.wiki_url, params.language)
+    if grounds.active:
+        with ctx.phase("topic_support"):
+            topic = supported_topic(backend, category, params, ctx, topic, grounds)
     ctx.progress(f"topic: {topic}", 0.5)
     angle, rejected = _ask(backend, params, angle_prompts(topic), _accept_angle)
     if not angle:
@@ -74,17 +86,62 @@ def theme_from_category(backend: ChatBackend, category: str, params: ThemeParams
     )
 
 
+def supported_topic(
+    backend: ChatBackend, category: str, params: ThemeParams, ctx: StageContext, first: str, grounds: TopicSupport,
+) -> str:
+    """`first`, or another topic the model proposes, that the short's sources support; else what they are about.
+
+    Up to TOPIC_CANDIDATES proposals are checked; a wiki that does not answer checks none (any topic will do). With
+    none supported, the user's sources give their own subject (the title of the one that fits the category best);
+    with only a wiki, the first proposal stays and the script stage will say it is not grounded.
+    """
+    tried = [first]
+    verdict = grounds.check(first)
+    ctx.log(f"topic {first!r}: {'supported' if verdict.supported else 'not supported'} by {grounds.where}"
+            f" ({verdict.why})")
+    while verdict.supported is False and len(tried) < TOPIC_CANDIDATES:
+        topic, _ = _ask(backend, params, topic_prompts(category), functools.partial(_new_topic, tried=tried),
+                        offset=len(tried) * THEME_ATTEMPTS)
+        if not topic:
+            break
+        tried.append(topic)
+        verdict = grounds.check(topic)
+        ctx.log(f"topic {topic!r}: {'supported' if verdict.supported else 'not supported'} by {grounds.where}"
+                f" ({verdict.why})")
+    if verdict.supported is None:
+        return first
+    if verdict.supported:
+        ctx.note(f"topic chosen for what {grounds.where} support: {tried[-1]!r}" + (
+            f" (after {len(tried) - 1} they did not)" if len(tried) > 1 else ""))
+        return tried[-1]
+    subject = grounds.source_topic(category)
+    if subject:
+        ctx.note(f"none of {len(tried)} proposed topics is supported by {grounds.where}; the short is about what"
+                 f" they are about: {subject!r}")
+        return subject
+    ctx.note(f"none of {len(tried)} proposed topics is supported by {grounds.where}; keeping {first!r}")
+    return first
+
+
+def _new_topic(answer: str, tried: list[str]) -> tuple[str, str]:
+    topic, why = _accept_topic(answer)
+    if topic and topic.lower() in {t.lower() for t in tried}:
+        return "", "proposed before"
+    return topic, why
+
+
 def _ask(
-    backend: ChatBackend, params: ThemeParams, prompts: list[list[Message]], accept,
+    backend: ChatBackend, params: ThemeParams, prompts: list[list[Message]], accept, offset: int = 0,
 ) -> tuple[str, list[str]]:
     """Ask, cycling through the prompts with a new seed each time, until `accept` returns text.
 
-    Returns the accepted text ("" if none) and why each answer before it was rejected.
+    Returns the accepted text ("" if none) and why each answer before it was rejected. `offset` starts the seeds
+    and prompts further on, for a new answer to the same request.
     """
     reasons: list[str] = []
     # Greedy decoding answers a repeated prompt the same way: one try per prompt is all it can give.
     attempts = THEME_ATTEMPTS if params.llm.temperature > 0 else len(prompts)
-    for attempt in range(attempts):
+    for attempt in range(offset, offset + attempts):
         messages = prompts[attempt % len(prompts)]
         answer = backend.complete(
             messages, max_tokens=min(params.llm.max_tokens, ANSWER_MAX_TOKENS), temperature=params.llm.temperature,

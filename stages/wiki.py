@@ -43,6 +43,8 @@ class Lookup:
     sources: list[Source]
     why: str
     """What happened, for the log: which article, or why none."""
+    answered: bool = True
+    """False when the wiki did not answer (off, unreachable, too slow, not a MediaWiki): it says nothing of the topic."""
 
 
 def api_url(wiki_url: str, language: str) -> str | None:
@@ -62,11 +64,11 @@ def lookup(topic: str, wiki_url: str, language: str) -> Lookup:
     """The wiki's best articles for `topic`, or none with the reason; never raises for a wiki's failure."""
     api = api_url(wiki_url, language)
     if api is None:
-        return Lookup([], "wiki lookups are off (--wiki-url off)")
+        return Lookup([], "wiki lookups are off (--wiki-url off)", answered=False)
     try:
         return _lookup(api, topic)
     except WikiUnavailable as exc:
-        return Lookup([], f"{api} did not answer usefully ({exc})")
+        return Lookup([], f"{api} did not answer usefully ({exc})", answered=False)
 
 
 class WikiUnavailable(Exception):

@@ -59,7 +59,8 @@ def own_cache(tmp_path, monkeypatch):
 
 
 def test_a_script_from_a_source_is_asked_for_in_its_shape_checked_and_cited(run_stage_inline, tmp_path, source_file):
-    with ChatServer([chat(script_json(TRUE_BODY))]) as server:
+    body = [*TRUE_BODY[:-1], "The giant Pacific octopus can weigh 50 kilograms."]  # (TRUE_BODY's last repeats)
+    with ChatServer([chat(script_json(body))]) as server:
         params = ScriptParams(sources=[str(source_file)], llm=llm(server))
         script, events = run_stage_inline(tmp_path / "run", "script", params, theme=THEME)
     [request] = server.requests
@@ -67,7 +68,7 @@ def test_a_script_from_a_source_is_asked_for_in_its_shape_checked_and_cited(run_
     assert request.body["response_format"]["json_schema"]["schema"]["required"] == ["hook", "body", "cta", "queries"]
     assert "Two branchial hearts pump blood through the gills" in request.text()
     assert script.grounding == "grounded in 1 source"
-    assert script.body == TRUE_BODY[:-1] or script.body == TRUE_BODY
+    assert script.body == body[:-1] or script.body == body
     assert script.fallbacks == [] and script.attempts == 1
     assert script.broll_queries[:3] == ["octopus crawling", "blue blood", "octopus arms"]
     assert [s.title for s in script.sources] == ["octopus"] and script.sources[0].origin == "octopus.txt"
@@ -175,3 +176,31 @@ def test_the_local_model_writes_a_grounded_script_in_the_schemas_shape(run_stage
     body = [s for s in script.support if s.part == "body"]
     assert body and all(s.supported for s in body)
     assert 3 <= len(script.broll_queries) <= 5
+
+
+QWEN = "Qwen2.5-Coder-1.5B-Instruct"
+
+
+def test_the_local_model_refuses_a_language_it_does_not_write_and_names_those_it_does(run_stage_inline, tmp_path):
+    from stages.harness import StageError
+
+    params = ScriptParams(language="fr-fr", wiki_url="off", llm=LlmParams(backend="local", model=QWEN))
+    with pytest.raises(StageError, match=r"cannot write fr narration \(it writes en, es, pt\); use --llm openai"):
+        run_stage_inline(tmp_path / "run", "script", params, theme=THEME)
+
+
+@pytest.mark.slow
+def test_given_a_source_the_local_model_opens_for_portuguese():
+    from stages.llm import LocalGguf
+
+    backend = LocalGguf.open(LlmParams(backend="local", model=QWEN), None, "pt", from_source=True)
+    assert backend.label == f"local:{QWEN}"
+
+
+def test_json_the_model_wrote_inside_a_body_string_is_never_narrated():
+    from stages.script_grounded import parse_answer
+
+    answer = json.dumps({"hook": "O polvo tem três corações.", "cta": "Siga para mais.", "queries": [],
+                         "body": ['hook": "Descubra por que o polvo tem três corações!', "O sangue do polvo é azul.",
+                                  'Ele nada pouco.", "cta": "Siga para mais.']})
+    assert parse_answer(answer).body == ["Descubra por que o polvo tem três corações!", "O sangue do polvo é azul."]

@@ -77,6 +77,7 @@ def one_case(work: Path, topic_key: str, mode: str, seed: int, language: str, mo
         first_ok = script.attempts == 1 and not script.fallbacks
     return {
         "topic": topic_key, "mode": mode, "seed": seed, "words": script.word_count, "first_attempt": first_ok,
+        "first_answer": first_answer,
         "no_fallback": not script.fallbacks, "fallbacks": script.fallbacks,
         "supported_share": round(sum(c.supported for c in checks) / max(1, len(checks)), 3),
         "numbers_not_in_source": sum(1 for s in script.sentences for _, v in numbers_in(s) if v not in known),

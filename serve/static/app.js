@@ -333,6 +333,7 @@ function render(task) {
   li.querySelector(".message").textContent = task.message || "";
   renderActions(li, task);
   renderResult(li, task);
+  renderSources(li, task);
   li.querySelector(".rerun").textContent = task.rerun_command ? "CLI: " + task.rerun_command : "";
   drawTimeline(task.task_id);
 }
@@ -423,6 +424,56 @@ function renderResult(li, task) {
     link.textContent = name;
     link.download = `${task.task_id}-${name}`;
     result.append(link);
+  }
+}
+
+// What the script retells: "grounded in N sources" or "not grounded: facts unchecked", and each source with its
+// licence and credit, as sources.txt beside the short says (shown once the script is written)
+function renderSources(li, task) {
+  const box = li.querySelector(".sources-box");
+  const sources = task.sources || [];
+  const key = (task.grounding || "") + "|" + sources.map((s) => s.origin).join("|") + "|" + !!(task.files || {})["sources.txt"];
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  box.hidden = !task.grounding;
+  const line = box.querySelector(".grounding");
+  line.textContent = task.grounding || "";
+  line.className = "grounding " + (sources.length ? "grounded" : "not-grounded");
+  box.querySelector(".sources-title").hidden = !sources.length;
+  box.querySelector(".sources").replaceChildren(...sources.map((source) => {
+    const item = document.createElement("li");
+    item.className = "source";
+    const title = document.createElement(source.url ? "a" : "span");
+    title.className = "source-title";
+    title.textContent = source.title;
+    if (source.url) Object.assign(title, { href: source.url, target: "_blank", rel: "noopener noreferrer" });
+    item.append(title);
+    if (!source.url) item.append(" (" + source.origin + ")");
+    if (source.licence) {
+      const licence = document.createElement(source.licence_url ? "a" : "span");
+      licence.className = "licence";
+      licence.textContent = source.licence;
+      if (source.licence_url) Object.assign(licence, { href: source.licence_url, target: "_blank", rel: "noopener noreferrer" });
+      item.append(" · ", licence);
+    }
+    if (source.credit) {
+      const credit = document.createElement("div");
+      credit.className = "credit";
+      credit.textContent = "Credit: " + source.credit;
+      item.append(credit);
+    }
+    return item;
+  }));
+  const file = (task.files || {})["sources.txt"];
+  if (file && sources.length) {
+    const item = document.createElement("li");
+    item.className = "sources-file";
+    const link = document.createElement("a");
+    link.href = withToken(file + "?download=1");
+    link.textContent = "sources.txt";
+    link.download = `${task.task_id}-sources.txt`;
+    item.append(link);
+    box.querySelector(".sources").append(item);
   }
 }
 
