@@ -183,11 +183,13 @@ def test_the_cli_refuses_it_before_any_stage_runs(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)
 @pytest.mark.skipif(not ENABLED, reason="the local model writes no language but English")
 def test_the_local_model_writes_a_script_in_an_enabled_language(run_stage_inline, tmp_path):
+    # the fastest settings: one answer, a short budget (three answers of 400 tokens ran past 900 s on a busy machine)
     code = ENABLED[0]
-    params = ScriptParams(language=code, wiki_url="off", llm=LlmParams(backend="local", seed=1))
+    params = ScriptParams(language=code, wiki_url="off", max_attempts=1, min_words=40, max_words=80,
+                          llm=LlmParams(backend="local", seed=1, max_tokens=250))
     topic = Theme(topic=TOPICS[code], angle="", keywords=[])
     script, _ = run_stage_inline(tmp_path, "script", params, theme=topic)
     assert script.backend == "local:Qwen2.5-Coder-1.5B-Instruct" and script.language == code
