@@ -18,12 +18,12 @@ from pathlib import Path
 
 import psutil
 
-from ipc.files import ArtifactError
-from ipc.messages import StageCall
-from runner.run import StageHooks
-from runner.status import Ending
-from runner.watchdog import ProcessOutcome, WatchSettings
-from stages.harness import StageError, crash_failure, execute
+from aishorts.ipc.files import ArtifactError
+from aishorts.ipc.messages import StageCall
+from aishorts.runner.run import StageHooks
+from aishorts.runner.status import Ending
+from aishorts.runner.watchdog import ProcessOutcome, WatchSettings
+from aishorts.stages.harness import StageError, crash_failure, execute
 
 
 def execute_in_process(call: StageCall, settings: WatchSettings, log_path: Path, cancel: threading.Event,

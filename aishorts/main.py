@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-from runner.cli import main as runner_main
-from runner.session import Extensions
+from aishorts.runner.cli import main as runner_main
+from aishorts.runner.session import Extensions
 
 SERVE_NEEDS = ("fastapi", "uvicorn", "starlette", "anyio", "pydantic")
 
@@ -29,7 +29,7 @@ def extensions() -> Extensions:
 def serve_main(argv: list[str]) -> int:
     """`aishorts-runner serve`: the web page and API, from the `serve` extra (loaded only here)."""
     try:
-        serve_cli = importlib.import_module("serve.cli")
+        serve_cli = importlib.import_module("aishorts.serve.cli")
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in SERVE_NEEDS:
             raise
@@ -41,7 +41,7 @@ def serve_main(argv: list[str]) -> int:
 
 def run_on_cluster(*args, **kwargs) -> int:
     """`--cluster`: `cluster.driver` imports Ray, so only ever under --cluster."""
-    return importlib.import_module("cluster.driver").run_on_cluster(*args, **kwargs)
+    return importlib.import_module("aishorts.cluster.driver").run_on_cluster(*args, **kwargs)
 
 
 def execute_in_process(*args, **kwargs):

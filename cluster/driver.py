@@ -32,19 +32,19 @@ from pathlib import Path
 
 import msgspec
 
-from cluster.progress import progress_server
-from cluster.reaper import private_temp_dir, start_reaper
-from cluster.stages import ClusterStageExecutor
-from cluster.task import MAX_RETRIES, PROBE_NAME, ShortJob, ShortOutcome, StageWire, lost_worker_words, run_short
-from ipc.files import atomic_write_bytes, read_struct, write_struct
-from ipc.sizes import format_size
-from runner.batch import PlannedShort, batch_item, batch_report, print_batch, run_pipelines
-from runner.budget import MemoryBudget
-from runner.console import display_for, interrupt_handling
-from runner.errors import UsageError
-from runner.limits import Limits
-from runner.report import RunReport
-from runner.rundir import RunManifest, claimed
+from aishorts.cluster.progress import progress_server
+from aishorts.cluster.reaper import private_temp_dir, start_reaper
+from aishorts.cluster.stages import ClusterStageExecutor
+from aishorts.cluster.task import MAX_RETRIES, PROBE_NAME, ShortJob, ShortOutcome, StageWire, lost_worker_words, run_short
+from aishorts.ipc.files import atomic_write_bytes, read_struct, write_struct
+from aishorts.ipc.sizes import format_size
+from aishorts.runner.batch import PlannedShort, batch_item, batch_report, print_batch, run_pipelines
+from aishorts.runner.budget import MemoryBudget
+from aishorts.runner.console import display_for, interrupt_handling
+from aishorts.runner.errors import UsageError
+from aishorts.runner.limits import Limits
+from aishorts.runner.report import RunReport
+from aishorts.runner.rundir import RunManifest, claimed
 
 INSTALL_HINT = 'pip install -e ".[cluster]"'
 STAGE_MODE_SHORTS_AT_ONCE = 32

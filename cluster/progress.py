@@ -21,8 +21,8 @@ from collections.abc import Iterator
 
 import msgspec
 
-from runner.display import PlainDisplay
-from runner.events import Observer, RunEvent, StageFinished, StageSample
+from aishorts.runner.display import PlainDisplay
+from aishorts.runner.events import Observer, RunEvent, StageFinished, StageSample
 
 SAMPLE_EVERY_S = 0.25
 """At most this often per stage a memory sample travels to the driver."""

@@ -13,7 +13,7 @@ agents retitle themselves `ray::DashboardAgent`, so their command lines do not
 name it), and removes the folder. It never matches processes by name, so other
 Ray clusters on the machine are untouched.
 
-Run as `python -m cluster.reaper DRIVER_PID FOLDER`; `start_reaper` does that.
+Run as `python -m aishorts.cluster.reaper DRIVER_PID FOLDER`; `start_reaper` does that.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def private_temp_dir() -> Path:
 def start_reaper(folder: Path) -> subprocess.Popen:
     """The watcher for `folder`; every process the driver starts from now on carries the folder in its environment."""
     os.environ[FOLDER_VARIABLE] = str(folder)
-    return subprocess.Popen([sys.executable, "-m", "cluster.reaper", str(os.getpid()), str(folder)],
+    return subprocess.Popen([sys.executable, "-m", "aishorts.cluster.reaper", str(os.getpid()), str(folder)],
                             start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, close_fds=True)
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import msgspec
 
-from cluster.task import MAX_RETRIES, PROBE_NAME, lost_worker_words, this_node
-from ipc.messages import ProgressEvent, StageCall
-from runner.console import interrupt_handling
-from runner.run import StageHooks, execute_in_child
-from runner.watchdog import ProcessOutcome, WatchSettings
+from aishorts.cluster.task import MAX_RETRIES, PROBE_NAME, lost_worker_words, this_node
+from aishorts.ipc.messages import ProgressEvent, StageCall
+from aishorts.runner.console import interrupt_handling
+from aishorts.runner.run import StageHooks, execute_in_child
+from aishorts.runner.watchdog import ProcessOutcome, WatchSettings
 
 
 class StageJob(msgspec.Struct, kw_only=True):

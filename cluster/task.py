@@ -20,14 +20,14 @@ from typing import Literal
 
 import msgspec
 
-from ipc.params import PipelineParams
-from ipc.pipeline import StageSpec
-from runner.console import interrupt_handling
-from cluster.progress import RemoteObserver
-from runner.limits import Limits
-from runner.report import RunReport
-from runner.run import RunOptions, run_pipeline
-from runner.rundir import RunManifest
+from aishorts.ipc.params import PipelineParams
+from aishorts.ipc.pipeline import StageSpec
+from aishorts.runner.console import interrupt_handling
+from aishorts.cluster.progress import RemoteObserver
+from aishorts.runner.limits import Limits
+from aishorts.runner.report import RunReport
+from aishorts.runner.run import RunOptions, run_pipeline
+from aishorts.runner.rundir import RunManifest
 
 DELIVERABLES = ("final.mp4", "captions.srt", "captions.ass", "thumbnail.jpg", "report.json", "run.json", "memory.svg")
 """What a short leaves at the top of its run directory, sent back to the driver when it cannot read the node's disk."""

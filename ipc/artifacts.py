@@ -15,7 +15,7 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 import msgspec.inspect
 
-from ipc.languages import join_words
+from aishorts.ipc.languages import join_words
 
 RUN_PATH_PATTERN = r"^(?!/)(?!.*(?:^|/)\.\.(?:/|$))[^\x00\\]+$"
 RunPath = Annotated[

@@ -1,6 +1,6 @@
 """Messages between the supervisor and a stage process: the call file, progress events, the failure.
 
-A stage is started as `python -m stages.<name> CALL_FILE`. The call file is a
+A stage is started as `python -m aishorts.stages.<name> CALL_FILE`. The call file is a
 `StageCall`; the stage sends `StageMessage`s back, one JSON object per line,
 on the pipe whose descriptor the call names: `ProgressEvent`s while it works,
 and one `StageFailure` just before it exits non-zero, saying why. Nothing

@@ -20,13 +20,13 @@ class StageSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
 
 
 DEFAULT_PIPELINE: tuple[StageSpec, ...] = (
-    StageSpec(name="theme", module="stages.theme", output="theme"),
-    StageSpec(name="script", module="stages.script", inputs=("theme",), output="script"),
-    StageSpec(name="tts", module="stages.tts", inputs=("script",), output="narration"),
-    StageSpec(name="broll", module="stages.broll", inputs=("script",), output="candidates"),
-    StageSpec(name="match", module="stages.match", inputs=("script", "broll"), output="matches"),
-    StageSpec(name="timeline", module="stages.timeline", inputs=("tts", "match", "broll"), output="timeline"),
-    StageSpec(name="render", module="stages.render", inputs=("timeline",), output="render"),
+    StageSpec(name="theme", module="aishorts.stages.theme", output="theme"),
+    StageSpec(name="script", module="aishorts.stages.script", inputs=("theme",), output="script"),
+    StageSpec(name="tts", module="aishorts.stages.tts", inputs=("script",), output="narration"),
+    StageSpec(name="broll", module="aishorts.stages.broll", inputs=("script",), output="candidates"),
+    StageSpec(name="match", module="aishorts.stages.match", inputs=("script", "broll"), output="matches"),
+    StageSpec(name="timeline", module="aishorts.stages.timeline", inputs=("tts", "match", "broll"), output="timeline"),
+    StageSpec(name="render", module="aishorts.stages.render", inputs=("timeline",), output="render"),
 )
 
 STAGE_NAMES = tuple(spec.name for spec in DEFAULT_PIPELINE)

@@ -23,11 +23,11 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_typ
 
 import msgspec
 
-from ipc.languages import LANGUAGES as LANGUAGE_TABLE
-from ipc.languages import LanguageError
-from ipc.languages import normalise as normalise_language
-from ipc.params import Aspect, BrollParams, CaptionPosition, Category, LlmParams, MatchParams, Platform, RenderParams, TtsParams, X264Preset
-from ipc.text import MAX_TOPIC_CHARS, TextError, looks_binary, tidy_topic
+from aishorts.ipc.languages import LANGUAGES as LANGUAGE_TABLE
+from aishorts.ipc.languages import LanguageError
+from aishorts.ipc.languages import normalise as normalise_language
+from aishorts.ipc.params import Aspect, BrollParams, CaptionPosition, Category, LlmParams, MatchParams, Platform, RenderParams, TtsParams, X264Preset
+from aishorts.ipc.text import MAX_TOPIC_CHARS, TextError, looks_binary, tidy_topic
 
 Language = Literal[tuple(LANGUAGE_TABLE)]  # type: ignore[valid-type]  # the one table, as a type the schema carries
 LANGUAGES: tuple[str, ...] = get_args(Language)

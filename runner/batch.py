@@ -24,20 +24,20 @@ from pathlib import Path
 
 import msgspec
 
-from ipc.files import write_struct
-from ipc.pipeline import StageSpec
-from ipc.request import RequestError
-from runner.batchfile import BatchLine, at_line, read_batch_file, row_request, row_words
-from runner.budget import MemoryBudget
-from runner.console import display_for, interrupt_handling
-from runner.errors import UsageError
-from runner.limits import Limits
-from runner.meter import MemoryMeter
-from runner.options import limits_and_pipeline, run_options
-from runner.report import RunReport, Sample, downsample
-from runner.run import RunOptions, StageExecutor, execute_in_child, run_pipeline
-from runner.rundir import claimed, default_run_dir
-from runner.status import EXIT_CODES, WORST_FIRST, Ending, finished
+from aishorts.ipc.files import write_struct
+from aishorts.ipc.pipeline import StageSpec
+from aishorts.ipc.request import RequestError
+from aishorts.runner.batchfile import BatchLine, at_line, read_batch_file, row_request, row_words
+from aishorts.runner.budget import MemoryBudget
+from aishorts.runner.console import display_for, interrupt_handling
+from aishorts.runner.errors import UsageError
+from aishorts.runner.limits import Limits
+from aishorts.runner.meter import MemoryMeter
+from aishorts.runner.options import limits_and_pipeline, run_options
+from aishorts.runner.report import RunReport, Sample, downsample
+from aishorts.runner.run import RunOptions, StageExecutor, execute_in_child, run_pipeline
+from aishorts.runner.rundir import claimed, default_run_dir
+from aishorts.runner.status import EXIT_CODES, WORST_FIRST, Ending, finished
 
 
 class BatchItem(msgspec.Struct, kw_only=True):
@@ -230,8 +230,8 @@ def print_batch(args: argparse.Namespace, report: BatchReport) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from ipc.files import encode_json
-    from ipc.sizes import format_size
+    from aishorts.ipc.files import encode_json
+    from aishorts.ipc.sizes import format_size
 
     console = Console(stderr=args.json, highlight=False)
     table = Table(title=Text(f"batch {report.batch_dir}: {report.status}"))

@@ -28,9 +28,9 @@ from typing import Any
 
 import msgspec
 
-from ipc.request import FIELDS, RequestError, ShortRequest, check_value, field_info, in_words, request_from
-from runner.errors import UsageError
-from runner.userfiles import read_text
+from aishorts.ipc.request import FIELDS, RequestError, ShortRequest, check_value, field_info, in_words, request_from
+from aishorts.runner.errors import UsageError
+from aishorts.runner.userfiles import read_text
 
 ROW_FIELDS: tuple[str, ...] = (*FIELDS, "limit", "no_music")
 """The names a row may use: the request schema's fields, its stage ceilings, and the older `no_music`."""

@@ -30,14 +30,14 @@ import errno  # noqa: E402
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
-from ipc.messages import StageCall
-from ipc.params import choices
-from ipc.pipeline import STAGE_NAMES
-from ipc.request import FieldInfo, RequestError, ShortRequest, field_info, in_words, request_from
-from runner.run import Isolation
+from aishorts.ipc.messages import StageCall
+from aishorts.ipc.params import choices
+from aishorts.ipc.pipeline import STAGE_NAMES
+from aishorts.ipc.request import FieldInfo, RequestError, ShortRequest, field_info, in_words, request_from
+from aishorts.runner.run import Isolation
 
 if TYPE_CHECKING:
-    from runner.session import Extensions
+    from aishorts.runner.session import Extensions
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,8 +110,8 @@ def _value_kind(info: FieldInfo) -> dict:
 
 def request_from_args(args: argparse.Namespace) -> ShortRequest:
     """The short the command line asks for, checked against the schema; UsageError naming the flag otherwise."""
-    from runner.errors import UsageError
-    from runner.options import read_script_file
+    from aishorts.runner.errors import UsageError
+    from aishorts.runner.options import read_script_file
 
     values = {name: getattr(args, name) for name in field_info()}
     if args.script is not None:
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None, extensions: Extensions | None = None) ->
     signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on a Ctrl-C is handled where it lands
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["probe"]:
-        from runner.probe import main as probe_main
+        from aishorts.runner.probe import main as probe_main
 
         return probe_main(argv[1:])
     if extensions is not None and argv[:1] and argv[0] in extensions.commands:
@@ -142,10 +142,10 @@ def main(argv: list[str] | None = None, extensions: Extensions | None = None) ->
     args = build_parser().parse_args(argv)
     if args.voice == "list":
         return list_voices()
-    from runner.errors import RunnerError
+    from aishorts.runner.errors import RunnerError
 
     try:
-        from runner.session import Extensions, run_from_args
+        from aishorts.runner.session import Extensions, run_from_args
 
         args.request = request_from_args(args)
         return run_from_args(args, extensions or Extensions())
@@ -164,15 +164,15 @@ def main(argv: list[str] | None = None, extensions: Extensions | None = None) ->
 
 
 def list_voices() -> int:
-    """The voices the narrator can use and each language's default, as `python -m stages.voices list` says."""
+    """The voices the narrator can use and each language's default, as `python -m aishorts.stages.voices list` says."""
     import subprocess
 
-    return subprocess.run([sys.executable, "-m", "stages.voices", "list"], check=False).returncode
+    return subprocess.run([sys.executable, "-m", "aishorts.stages.voices", "list"], check=False).returncode
 
 
 def os_error_message(exc: OSError) -> str:
     """An operating-system failure in words a user can act on: what, where, and for a full disk, what to do."""
-    from ipc.files import disk_full_message
+    from aishorts.ipc.files import disk_full_message
 
     if exc.errno == errno.ENOSPC:
         return disk_full_message(str(exc.filename or "the run directory"))

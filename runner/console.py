@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from runner.report import RunReport, report_json, summary_table
+from aishorts.runner.report import RunReport, report_json, summary_table
 
 
 @contextlib.contextmanager
@@ -47,7 +47,7 @@ def interrupt_handling() -> Iterator[threading.Event]:
 
 @contextlib.contextmanager
 def display_for(args: argparse.Namespace, warn_fraction: float):
-    from runner.display import LiveDisplay, PlainDisplay
+    from aishorts.runner.display import LiveDisplay, PlainDisplay
 
     if sys.stdout.isatty() and not args.json:
         with LiveDisplay(warn_fraction=warn_fraction) as live:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 
-from ipc.files import ArtifactError, open_regular, read_struct, resolve_in_run, sha256_file
+from aishorts.ipc.files import ArtifactError, open_regular, read_struct, resolve_in_run, sha256_file
 
 PUBLISHING_STAGES = frozenset({"render"})
 """Stages whose payloads stand at the top of the run directory as deliverables."""

@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
-from ipc.messages import ProgressEvent
-from ipc.sizes import format_size
-from runner.events import (
+from aishorts.ipc.messages import ProgressEvent
+from aishorts.ipc.sizes import format_size
+from aishorts.runner.events import (
     RunEvent, StageFinished, StageProgress, StageSample, StageStarted, StageWaiting, StageWarning,
 )
-from runner.report import StageReport
+from aishorts.runner.report import StageReport
 
 
 def _key(label: str, stage: str) -> str:

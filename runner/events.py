@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import msgspec
 
-from ipc.messages import ProgressEvent
-from runner.report import StageReport
+from aishorts.ipc.messages import ProgressEvent
+from aishorts.runner.report import StageReport
 
 
 class StageEvent(msgspec.Struct, kw_only=True, frozen=True, tag_field="kind"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ipc.pipeline import StageSpec
+from aishorts.ipc.pipeline import StageSpec
 
 
 class StageGraph:

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ipc.sizes import MiB, SizeError, format_size, parse_size
-from runner.errors import UsageError
-from runner.userfiles import read_toml
+from aishorts.ipc.sizes import MiB, SizeError, format_size, parse_size
+from aishorts.runner.errors import UsageError
+from aishorts.runner.userfiles import read_toml
 
 DEFAULT_LIMITS_FILE = Path(__file__).resolve().parent / "limits.toml"
 """Shipped inside the package, so a wheel install finds its defaults too."""
@@ -148,7 +148,7 @@ def _with_shipped_thresholds(limits: Limits, shipped: Limits) -> Limits:
 
 
 def save_limits(path: Path, limits: Limits, header: str = "") -> None:
-    from ipc.files import atomic_write_bytes
+    from aishorts.ipc.files import atomic_write_bytes
 
     atomic_write_bytes(Path(path), limits.to_toml(header).encode())
 

@@ -20,19 +20,19 @@ from pathlib import Path
 
 import msgspec
 
-from ipc.files import ArtifactError
-from ipc.languages import local_script_refusal
-from ipc.params import CATEGORIES, LlmParams, PipelineParams
-from ipc.request import RequestError, ShortRequest, field_info
-from ipc.pipeline import DEFAULT_PIPELINE, STAGE_NAMES, StageSpec
-from ipc.sizes import SizeError, parse_size
-from ipc.text import MAX_TOPIC_CHARS
-from runner.errors import UsageError
-from runner.limits import Limits, load_limits, parse_limit_override
-from runner.pipeline_file import load_pipeline
-from runner.rundir import RunManifest, default_run_dir, read_manifest
-from runner.run import RunOptions, StageExecutor, execute_in_child
-from runner.userfiles import read_text
+from aishorts.ipc.files import ArtifactError
+from aishorts.ipc.languages import local_script_refusal
+from aishorts.ipc.params import CATEGORIES, LlmParams, PipelineParams
+from aishorts.ipc.request import RequestError, ShortRequest, field_info
+from aishorts.ipc.pipeline import DEFAULT_PIPELINE, STAGE_NAMES, StageSpec
+from aishorts.ipc.sizes import SizeError, parse_size
+from aishorts.ipc.text import MAX_TOPIC_CHARS
+from aishorts.runner.errors import UsageError
+from aishorts.runner.limits import Limits, load_limits, parse_limit_override
+from aishorts.runner.pipeline_file import load_pipeline
+from aishorts.runner.rundir import RunManifest, default_run_dir, read_manifest
+from aishorts.runner.run import RunOptions, StageExecutor, execute_in_child
+from aishorts.runner.userfiles import read_text
 
 
 def limits_and_pipeline(args: argparse.Namespace) -> tuple[Limits, tuple[StageSpec, ...]]:
@@ -207,7 +207,7 @@ VOICE_CHECK_TIMEOUT_S = 60.0
 
 
 def check_voice(name: str) -> None:
-    """RequestError unless the onnx narrator has voice `name`: asked of `python -m stages.voices check` in a child
+    """RequestError unless the onnx narrator has voice `name`: asked of `python -m aishorts.stages.voices check` in a child
     process (the voice tables are the stages' business), so a wrong voice fails now, not after the script."""
     problem = _voice_problem(name)
     if problem:
@@ -217,7 +217,7 @@ def check_voice(name: str) -> None:
 @functools.lru_cache(maxsize=64)
 def _voice_problem(name: str) -> str:
     """Why the narrator cannot use `name` ("" when it can); asked once per name, however many batch rows name it."""
-    command = [sys.executable, "-m", "stages.voices", "check", name]
+    command = [sys.executable, "-m", "aishorts.stages.voices", "check", name]
     try:
         done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=VOICE_CHECK_TIMEOUT_S)
     except subprocess.TimeoutExpired:

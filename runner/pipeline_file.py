@@ -18,12 +18,12 @@ from pathlib import Path
 
 import msgspec
 
-from ipc.artifacts import ARTIFACT_TYPES
-from ipc.pipeline import StageSpec, module_name_now
-from ipc.sizes import SizeError, parse_size
-from runner.errors import UsageError
-from runner.limits import Limits, StageLimit
-from runner.userfiles import read_toml
+from aishorts.ipc.artifacts import ARTIFACT_TYPES
+from aishorts.ipc.pipeline import StageSpec, module_name_now
+from aishorts.ipc.sizes import SizeError, parse_size
+from aishorts.runner.errors import UsageError
+from aishorts.runner.limits import Limits, StageLimit
+from aishorts.runner.userfiles import read_toml
 
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")

@@ -20,14 +20,14 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ipc.pipeline import DEFAULT_PIPELINE, StageSpec, artifact_path
-from ipc.sizes import SizeError, format_size, parse_size
-from runner.errors import RunnerError, UsageError
-from runner.events import ignore
-from runner.limits import MiB, Limits, StageLimit, load_limits, save_limits
-from runner.pipeline_file import load_pipeline
-from runner.rundir import RunManifest
-from runner.run import RunOptions, run_pipeline
+from aishorts.ipc.pipeline import DEFAULT_PIPELINE, StageSpec, artifact_path
+from aishorts.ipc.sizes import SizeError, format_size, parse_size
+from aishorts.runner.errors import RunnerError, UsageError
+from aishorts.runner.events import ignore
+from aishorts.runner.limits import MiB, Limits, StageLimit, load_limits, save_limits
+from aishorts.runner.pipeline_file import load_pipeline
+from aishorts.runner.rundir import RunManifest
+from aishorts.runner.run import RunOptions, run_pipeline
 
 
 
@@ -100,7 +100,7 @@ def probe(args: argparse.Namespace) -> tuple[list[Finding], Limits]:
 
 
 def _manifest(run_dir: Path) -> RunManifest:
-    from ipc.files import ArtifactError, read_struct
+    from aishorts.ipc.files import ArtifactError, read_struct
 
     try:
         return read_struct(run_dir / "run.json", RunManifest)

@@ -13,9 +13,9 @@ from xml.sax.saxutils import escape
 
 import msgspec
 
-from ipc.files import atomic_write_bytes, encode_json, write_struct
-from ipc.sizes import MiB, format_size
-from runner.status import RunStatus, StageStatus
+from aishorts.ipc.files import atomic_write_bytes, encode_json, write_struct
+from aishorts.ipc.sizes import MiB, format_size
+from aishorts.runner.status import RunStatus, StageStatus
 
 REPORT_VERSION = 1
 TIMELINE_POINTS = 200

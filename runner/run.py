@@ -27,27 +27,27 @@ from typing import Literal, Protocol
 
 import msgspec
 
-from ipc.artifacts import ARTIFACT_TYPES, payload_paths
-from ipc.files import (
+from aishorts.ipc.artifacts import ARTIFACT_TYPES, payload_paths
+from aishorts.ipc.files import (
     ArtifactError, read_regular, read_struct, resolve_in_run, sha256_bytes, sha256_file, write_struct,
 )
-from ipc.messages import ProgressEvent, StageCall
-from ipc.params import PipelineParams
-from ipc.pipeline import StageSpec, artifact_path, module_name_before
-from ipc.sizes import format_size
-from runner.budget import MemoryBudget
-from runner.deliverables import restore_deliverables
-from runner.errors import UsageError
-from runner.events import (
+from aishorts.ipc.messages import ProgressEvent, StageCall
+from aishorts.ipc.params import PipelineParams
+from aishorts.ipc.pipeline import StageSpec, artifact_path, module_name_before
+from aishorts.ipc.sizes import format_size
+from aishorts.runner.budget import MemoryBudget
+from aishorts.runner.deliverables import restore_deliverables
+from aishorts.runner.errors import UsageError
+from aishorts.runner.events import (
     Observer, StageFinished, StageProgress, StageSample, StageStarted, StageWaiting, StageWarning,
 )
-from runner.graph import StageGraph
-from runner.limits import Limits
-from runner.meter import MemoryMeter
-from runner.rundir import RunManifest, claimed
-from runner.report import RunReport, StageReport, Suggestion, downsample, write_report
-from runner.status import EXIT_CODES, finished
-from runner.watchdog import ProcessOutcome, WatchSettings, supervise
+from aishorts.runner.graph import StageGraph
+from aishorts.runner.limits import Limits
+from aishorts.runner.meter import MemoryMeter
+from aishorts.runner.rundir import RunManifest, claimed
+from aishorts.runner.report import RunReport, StageReport, Suggestion, downsample, write_report
+from aishorts.runner.status import EXIT_CODES, finished
+from aishorts.runner.watchdog import ProcessOutcome, WatchSettings, supervise
 
 STDERR_TAIL_LINES = 15
 Isolation = Literal["process", "none"]

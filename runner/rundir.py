@@ -25,9 +25,9 @@ from pathlib import Path
 
 import msgspec
 
-from ipc.files import ArtifactError, naming, open_regular, read_regular
-from ipc.params import PipelineParams
-from runner.errors import UsageError
+from aishorts.ipc.files import ArtifactError, naming, open_regular, read_regular
+from aishorts.ipc.params import PipelineParams
+from aishorts.runner.errors import UsageError
 
 LOCK_NAME = ".lock"
 

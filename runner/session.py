@@ -12,11 +12,11 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from runner.batch import ClusterRunner, run_batch
-from runner.console import display_for, interrupt_handling, print_outcome
-from runner.errors import UsageError
-from runner.options import executor_for, limits_and_pipeline, max_ram_from, run_options
-from runner.run import StageExecutor, run_pipeline
+from aishorts.runner.batch import ClusterRunner, run_batch
+from aishorts.runner.console import display_for, interrupt_handling, print_outcome
+from aishorts.runner.errors import UsageError
+from aishorts.runner.options import executor_for, limits_and_pipeline, max_ram_from, run_options
+from aishorts.runner.run import StageExecutor, run_pipeline
 
 
 @dataclass(frozen=True)

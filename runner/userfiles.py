@@ -12,8 +12,8 @@ import errno
 import tomllib
 from pathlib import Path
 
-from ipc.files import read_regular
-from runner.errors import UsageError
+from aishorts.ipc.files import read_regular
+from aishorts.runner.errors import UsageError
 
 USER_FILE_LIMIT = 16 * 1024 * 1024
 """The largest script, topics, limits or pipeline file read (a 10,000-row topics file is about 1 MB)."""

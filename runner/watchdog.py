@@ -29,9 +29,9 @@ from pathlib import Path
 import msgspec
 import psutil
 
-from ipc.files import open_new_file
-from ipc.messages import ProgressEvent, StageFailure, progress_decoder
-from runner.status import Ending
+from aishorts.ipc.files import open_new_file
+from aishorts.ipc.messages import ProgressEvent, StageFailure, progress_decoder
+from aishorts.runner.status import Ending
 
 
 @dataclass

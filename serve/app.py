@@ -21,11 +21,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from serve.guard import RequestGuard, allowed_hosts
-from serve.jobs import EventHub, JobManager, TaskNotFound, TaskRefused
-from serve.mcp_tools import build_mcp, mount_mcp
-from serve.requests import FieldError, ServerSettings
-from serve import routes_files, routes_info, routes_mpt, routes_tasks, routes_uploads
+from aishorts.serve.guard import RequestGuard, allowed_hosts
+from aishorts.serve.jobs import EventHub, JobManager, TaskNotFound, TaskRefused
+from aishorts.serve.mcp_tools import build_mcp, mount_mcp
+from aishorts.serve.requests import FieldError, ServerSettings
+from aishorts.serve import routes_files, routes_info, routes_mpt, routes_tasks, routes_uploads
 
 STATIC = Path(__file__).resolve().parent / "static"
 ROUTERS = (routes_tasks.router, routes_mpt.router, routes_info.router, routes_uploads.router, routes_files.router)

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import uvicorn
 
-from runner.errors import UsageError
-from runner.limits import load_limits
-from runner.options import max_ram_from
-from runner.pipeline_file import load_pipeline
-from serve.app import create_app
-from serve.guard import allowed_hosts
-from serve.requests import ServerSettings
+from aishorts.runner.errors import UsageError
+from aishorts.runner.limits import load_limits
+from aishorts.runner.options import max_ram_from
+from aishorts.runner.pipeline_file import load_pipeline
+from aishorts.serve.app import create_app
+from aishorts.serve.guard import allowed_hosts
+from aishorts.serve.requests import ServerSettings
 
 TOKEN_ENV = "AISHORTS_SERVE_TOKEN"
 

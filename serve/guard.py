@@ -105,7 +105,7 @@ class RequestGuard:
 
     async def pass_upload(self, scope, receive, send, headers: dict[str, str]) -> None:
         """An upload goes to its route as it streams; one that declares more than the route takes is refused now."""
-        from serve.uploads import UPLOAD_LIMIT
+        from aishorts.serve.uploads import UPLOAD_LIMIT
 
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > UPLOAD_LIMIT:
@@ -138,7 +138,7 @@ class RequestGuard:
 
 
 def _upload_type_refusal(content_type: str | None) -> tuple[int, str, str] | None:
-    from serve.uploads import is_upload_type
+    from aishorts.serve.uploads import is_upload_type
 
     if content_type is not None and is_upload_type(content_type):
         return None

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import msgspec
 
-from runner.report import RunReport
-from runner.run import RunOptions
-from serve.records import JobRecord, read_report
+from aishorts.runner.report import RunReport
+from aishorts.runner.run import RunOptions
+from aishorts.serve.records import JobRecord, read_report
 
 TASK_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 

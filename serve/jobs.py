@@ -23,19 +23,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ipc.files import write_struct
-from ipc.pipeline import STAGE_NAMES
-from runner.budget import MemoryBudget
-from runner.errors import UsageError
-from runner.limits import load_limits
-from runner.report import RunReport, write_report
-from runner.rundir import claimed, default_run_dir, held_elsewhere
-from runner.run import run_pipeline
-from serve.job import Job, StageView, latest_report, valid_task_id
-from serve.live import ChangeFeed, LiveObserver
-from serve.records import JobRecord, read_manifest, read_record, read_report, updated_record, write_record
-from serve.requests import FieldError, Planned, ServerSettings, plan_resume
-from serve.workers import WorkerPool
+from aishorts.ipc.files import write_struct
+from aishorts.ipc.pipeline import STAGE_NAMES
+from aishorts.runner.budget import MemoryBudget
+from aishorts.runner.errors import UsageError
+from aishorts.runner.limits import load_limits
+from aishorts.runner.report import RunReport, write_report
+from aishorts.runner.rundir import claimed, default_run_dir, held_elsewhere
+from aishorts.runner.run import run_pipeline
+from aishorts.serve.job import Job, StageView, latest_report, valid_task_id
+from aishorts.serve.live import ChangeFeed, LiveObserver
+from aishorts.serve.records import JobRecord, read_manifest, read_record, read_report, updated_record, write_record
+from aishorts.serve.requests import FieldError, Planned, ServerSettings, plan_resume
+from aishorts.serve.workers import WorkerPool
 
 __all__ = ["EventHub", "Job", "JobManager", "JobRecord", "StageView", "TaskNotFound", "TaskRefused",
            "latest_report", "read_manifest", "read_report", "valid_task_id"]

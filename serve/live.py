@@ -12,12 +12,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from ipc.messages import ProgressEvent
-from runner.events import (
+from aishorts.ipc.messages import ProgressEvent
+from aishorts.runner.events import (
     RunEvent, StageFinished, StageProgress, StageSample, StageStarted, StageWaiting, StageWarning,
 )
-from runner.report import StageReport
-from serve.job import Job, StageView
+from aishorts.runner.report import StageReport
+from aishorts.serve.job import Job, StageView
 
 
 class ChangeFeed:

@@ -21,10 +21,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.concurrency import run_in_threadpool
 
-from ipc.files import ArtifactError, resolve_in_run
-from serve.jobs import Job, JobManager, TaskNotFound
-from serve.requests import FieldError, ServerSettings, VideoRequest, plan_video
-from serve.views import FILES, file_path, task_view
+from aishorts.ipc.files import ArtifactError, resolve_in_run
+from aishorts.serve.jobs import Job, JobManager, TaskNotFound
+from aishorts.serve.requests import FieldError, ServerSettings, VideoRequest, plan_video
+from aishorts.serve.views import FILES, file_path, task_view
 
 MCP_PATH = "/mcp"
 MAX_INLINE_BYTES = 64 * 1024 * 1024

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import msgspec
 
-from ipc.files import ArtifactError, read_struct, write_struct
-from runner.report import RunReport
-from runner.rundir import RunManifest
+from aishorts.ipc.files import ArtifactError, read_struct, write_struct
+from aishorts.runner.report import RunReport
+from aishorts.runner.rundir import RunManifest
 
 RECORD_NAME = "serve.json"
 

@@ -19,13 +19,13 @@ from typing import Any
 
 import msgspec
 
-from ipc.request import FIELDS, RequestError, ShortRequest, check_fields, in_words, kokoro_language, request_from
-from ipc.sizes import format_size
-from runner.cli import build_parser
-from runner.errors import UsageError
-from runner.options import limits_and_pipeline, max_ram_from, run_options
-from runner.run import RunOptions
-from ipc.languages import voice_for_azure
+from aishorts.ipc.request import FIELDS, RequestError, ShortRequest, check_fields, in_words, kokoro_language, request_from
+from aishorts.ipc.sizes import format_size
+from aishorts.runner.cli import build_parser
+from aishorts.runner.errors import UsageError
+from aishorts.runner.options import limits_and_pipeline, max_ram_from, run_options
+from aishorts.runner.run import RunOptions
+from aishorts.ipc.languages import voice_for_azure
 
 
 class FieldError(Exception):

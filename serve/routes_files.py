@@ -10,11 +10,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse
 
-from ipc.files import ArtifactError, resolve_in_run
-from serve.jobs import Job
-from serve.requests import FieldError
-from serve.deps import Manager
-from serve.views import FILES, file_path, mpt_file, narration_srt, srt_to_vtt
+from aishorts.ipc.files import ArtifactError, resolve_in_run
+from aishorts.serve.jobs import Job
+from aishorts.serve.requests import FieldError
+from aishorts.serve.deps import Manager
+from aishorts.serve.views import FILES, file_path, mpt_file, narration_srt, srt_to_vtt
 
 router = APIRouter()
 

@@ -19,11 +19,11 @@ import psutil
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ipc.params import CATEGORIES, ScriptParams, choices
-from ipc.pipeline import STAGE_NAMES
-from ipc.request import json_schema
-from serve.requests import FieldError
-from serve.deps import Manager, Settings, ok
+from aishorts.ipc.params import CATEGORIES, ScriptParams, choices
+from aishorts.ipc.pipeline import STAGE_NAMES
+from aishorts.ipc.request import json_schema
+from aishorts.serve.requests import FieldError
+from aishorts.serve.deps import Manager, Settings, ok
 
 VOICES_TTL_S = 60.0
 
@@ -76,7 +76,7 @@ def server_state(manager: Manager, settings: Settings) -> Response:
 
 
 class VoiceCatalogue:
-    """`python -m stages.voices list --json` run in its own process (the stage code stays out of the server),
+    """`python -m aishorts.stages.voices list --json` run in its own process (the stage code stays out of the server),
     remembered for `VOICES_TTL_S` (voices change only when someone fetches more)."""
 
     def __init__(self) -> None:
@@ -93,7 +93,7 @@ class VoiceCatalogue:
     @staticmethod
     def _read() -> list:
         try:
-            done = subprocess.run([sys.executable, "-m", "stages.voices", "list", "--json"], capture_output=True,
+            done = subprocess.run([sys.executable, "-m", "aishorts.stages.voices", "list", "--json"], capture_output=True,
                                   text=True, timeout=120, stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise FieldError(None, f"could not list the voices: {exc}", 500) from None

@@ -14,16 +14,16 @@ import msgspec
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ipc.artifacts import Script
-from serve.jobs import JobManager
-from serve.requests import (
+from aishorts.ipc.artifacts import Script
+from aishorts.serve.jobs import JobManager
+from aishorts.serve.requests import (
     FieldError, ServerSettings, ShortVideoRequest, TermsRequest, VideoRequest, decode, plan_video,
     video_from_short_video_maker,
 )
-from serve.deps import BaseUrl, Manager, Settings, body_doc, ok
-from serve.routes_files import run_file
-from serve.routes_tasks import create_task, plan_mpt
-from serve.views import script_of, task_view
+from aishorts.serve.deps import BaseUrl, Manager, Settings, body_doc, ok
+from aishorts.serve.routes_files import run_file
+from aishorts.serve.routes_tasks import create_task, plan_mpt
+from aishorts.serve.views import script_of, task_view
 
 SYNC_WAIT_S = 1800.0
 """How long `POST /api/v1/scripts` and `/terms` (answered when their stages end) wait at most."""

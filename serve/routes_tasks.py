@@ -18,10 +18,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from serve.jobs import EventHub, Job, JobManager
-from serve.requests import FieldError, Planned, ResumeRequest, ServerSettings, VideoRequest, decode, plan_video
-from serve.deps import BaseUrl, Hub, Manager, Settings, body_doc, ok
-from serve.views import live_progress, task_view
+from aishorts.serve.jobs import EventHub, Job, JobManager
+from aishorts.serve.requests import FieldError, Planned, ResumeRequest, ServerSettings, VideoRequest, decode, plan_video
+from aishorts.serve.deps import BaseUrl, Hub, Manager, Settings, body_doc, ok
+from aishorts.serve.views import live_progress, task_view
 
 KEEPALIVE_S = 15.0
 EVENT_QUEUE = 5000

@@ -8,8 +8,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from serve import uploads
-from serve.deps import Settings, ok
+from aishorts.serve import uploads
+from aishorts.serve.deps import Settings, ok
 
 router = APIRouter()
 

@@ -17,7 +17,7 @@ import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from serve.requests import FieldError
+from aishorts.serve.requests import FieldError
 
 UPLOAD_LIMIT = 200 * 1024 * 1024
 """The largest file taken (runner.options.MUSIC_FILE_LIMIT for a track; a 1080p clip of a minute is about 80 MB)."""

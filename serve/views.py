@@ -17,12 +17,12 @@ from pathlib import Path
 
 import msgspec
 
-from ipc.artifacts import Narration, Script
-from ipc.files import ArtifactError, read_struct, resolve_in_run
-from ipc.pipeline import artifact_path
-from runner.report import RunReport, Sample, StageReport, downsample
-from runner.rundir import held_elsewhere
-from serve.jobs import Job, StageView, latest_report, read_manifest
+from aishorts.ipc.artifacts import Narration, Script
+from aishorts.ipc.files import ArtifactError, read_struct, resolve_in_run
+from aishorts.ipc.pipeline import artifact_path
+from aishorts.runner.report import RunReport, Sample, StageReport, downsample
+from aishorts.runner.rundir import held_elsewhere
+from aishorts.serve.jobs import Job, StageView, latest_report, read_manifest
 
 STATE_FAILED, STATE_COMPLETE, STATE_PROCESSING = -1, 1, 4
 FILES = {

@@ -34,14 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from ipc.artifacts import Candidate, Candidates, Credit, Script, SkippedSource
-from ipc.params import FRAME_SIZES, BrollParams
-from stages.harness import StageContext, StageError, stage_main
-from stages.outputs import copy_file, write_text
-from stages.stock import APIS as STOCK_APIS
-from stages.stock import StockError, fetch_hit
-from stages.visuals import Fetched, UnusableMedia, probe_media
-from stages.ytdlp import download, search_videos
+from aishorts.ipc.artifacts import Candidate, Candidates, Credit, Script, SkippedSource
+from aishorts.ipc.params import FRAME_SIZES, BrollParams
+from aishorts.stages.harness import StageContext, StageError, stage_main
+from aishorts.stages.outputs import copy_file, write_text
+from aishorts.stages.stock import APIS as STOCK_APIS
+from aishorts.stages.stock import StockError, fetch_hit
+from aishorts.stages.visuals import Fetched, UnusableMedia, probe_media
+from aishorts.stages.ytdlp import download, search_videos
 
 Params = BrollParams
 
@@ -193,8 +193,8 @@ def collect_illustrated(ctx: StageContext, params: BrollParams, script: Script) 
 
 
 def _illustrated_candidates(ctx: StageContext, texts: list[str], script: Script, aspect: str) -> list[Candidate]:
-    from stages.illustrations import OPTIONAL_INSTALL, missing_optional_sources
-    from stages.illustrations_scenes import credits_text, illustrate
+    from aishorts.stages.illustrations import OPTIONAL_INSTALL, missing_optional_sources
+    from aishorts.stages.illustrations_scenes import credits_text, illustrate
 
     missing = missing_optional_sources()
     if missing:
@@ -221,7 +221,7 @@ def fill_gaps(ctx: StageContext, params: BrollParams, script: Script, items: lis
     The user's own media and downloads come first; a short list of them would
     otherwise be shown again and again under sentences they do not fit.
     """
-    from stages.text_embedding import embed_texts
+    from aishorts.stages.text_embedding import embed_texts
 
     wanted = min(len(script.sentences), params.max_items) - len(items)
     have = embed_texts([". ".join([c.title, c.description[:300], ", ".join(c.tags[:12])]) for c in items])
@@ -240,7 +240,7 @@ def fill_gaps(ctx: StageContext, params: BrollParams, script: Script, items: lis
 
 def collect_stills(ctx: StageContext, params: BrollParams, queries: list[str]) -> Collected:
     """Write scikit-image's sample photos (the ones sharing most words with the queries first) into the run dir."""
-    from stages.builtin_stills import LIBRARY, write_png
+    from aishorts.stages.builtin_stills import LIBRARY, write_png
 
     items: list[Candidate] = []
     skipped: list[SkippedSource] = []

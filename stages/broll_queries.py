@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from ipc.artifacts import Theme
-from stages.writing import STOPWORDS, content_words
+from aishorts.ipc.artifacts import Theme
+from aishorts.stages.writing import STOPWORDS, content_words
 
 QUERIES = (3, 5)
 """How many queries a script carries: at least, at most."""

@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.outputs import create, removed_on_failure
+from aishorts.stages.outputs import create, removed_on_failure
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ipc.artifacts import Caption, CaptionLook, Timeline
-from ipc.languages import join_words
-from stages.outputs import write_text
+from aishorts.ipc.artifacts import Caption, CaptionLook, Timeline
+from aishorts.ipc.languages import join_words
+from aishorts.stages.outputs import write_text
 
 FONT_ENV = "AISHORTS_FONT"
 LATIN_END = 0x024F
@@ -154,7 +154,7 @@ def _covering_font(text: str, default: Path | None) -> Font:
         text_file = Path(folder) / "captions.txt"
         text_file.write_text(text, encoding="utf-8")
         try:
-            done = subprocess.run([sys.executable, "-m", "stages.fonts", str(text_file), str(default or "")],
+            done = subprocess.run([sys.executable, "-m", "aishorts.stages.fonts", str(text_file), str(default or "")],
                                   capture_output=True, text=True, timeout=FONT_CHILD_TIMEOUT_S, check=False)
         except subprocess.TimeoutExpired:
             raise FontMissing(f"finding a font for the captions took over {FONT_CHILD_TIMEOUT_S:g} s") from None

@@ -13,11 +13,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ipc.artifacts import Theme
-from ipc.languages import unspaced_char
-from ipc.text import looks_binary
-from stages.harness import StageContext, StageError
-from stages.writing import (
+from aishorts.ipc.artifacts import Theme
+from aishorts.ipc.languages import unspaced_char
+from aishorts.ipc.text import looks_binary
+from aishorts.stages.harness import StageContext, StageError
+from aishorts.stages.writing import (
     FIRST_PERSON, char_count, chars_per_word, clean_line, content_words, markup_left, preview, split_sentences, word_count, words,
 )
 

@@ -8,7 +8,7 @@ fontpkg-noto-sans-devanagari), then any font fontconfig knows with those
 characters (Debian fonts-noto-cjk ...); and, for a variable font or a font
 collection, a static bold copy holding only the glyphs the text needs (about
 10 KB for a short's captions instead of 32 MB), written once into the cache.
-Run as `python -m stages.fonts TEXT_FILE` in a child process by
+Run as `python -m aishorts.stages.fonts TEXT_FILE` in a child process by
 stages/captions.py, so the render stage's own memory does not carry
 fontTools and a 44,000-glyph character map (120 MB at peak); it prints the
 font as JSON, or why none covers the text (exit 1).
@@ -29,7 +29,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.cache import cache_root
+from aishorts.stages.cache import cache_root
 
 BOLD = 700
 MAX_FC_CHARS = 16

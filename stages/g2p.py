@@ -14,7 +14,7 @@ digits (pˈei2 tɕˈi5ŋ) where Kokoro was trained on misaki's tone arrows
 (pei↓ʨi→ŋ) and drops the punctuation that makes Kokoro pause.
 
 Japanese and Mandarin can be phonemised in a child process (`prepare_in_child`,
-`python -m stages.g2p`): their dictionaries then never sit beside Kokoro.
+`python -m aishorts.stages.g2p`): their dictionaries then never sit beside Kokoro.
 
 Not responsible for synthesis or timing (stages/tts.py, stages/kokoro_timing.py).
 """
@@ -29,8 +29,8 @@ from typing import Protocol
 
 import msgspec
 
-from ipc.languages import LANGUAGES, Language
-from stages.harness import StageError
+from aishorts.ipc.languages import LANGUAGES, Language
+from aishorts.stages.harness import StageError
 
 _PUNCTUATION = re.compile(r"^[\W_]+$")
 _JA_ATTACHED = ("助詞", "助動詞", "補助記号", "接尾辞")
@@ -192,11 +192,11 @@ def answer(request: G2pRequest) -> G2pAnswer:
 
 
 def prepare_in_child(code: str, sentences: list[str]) -> Prepared:
-    """The words and phonemes of `sentences`, worked out by `python -m stages.g2p` in a child process that exits
+    """The words and phonemes of `sentences`, worked out by `python -m aishorts.stages.g2p` in a child process that exits
     before the caller loads its model (its memory is the OS's again; the stage's watchdog counts it meanwhile)."""
     request = msgspec.json.encode(G2pRequest(code, sentences))
     try:
-        done = subprocess.run([sys.executable, "-m", "stages.g2p"], input=request, capture_output=True,
+        done = subprocess.run([sys.executable, "-m", "aishorts.stages.g2p"], input=request, capture_output=True,
                               timeout=CHILD_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         raise StageError(f"phonemising {len(sentences)} sentences took over {CHILD_TIMEOUT_S:g} s") from None

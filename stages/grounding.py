@@ -23,9 +23,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from stages.drafts import duplicate, usable_sentence
-from stages.passages import Passage, bm25_scores, stems
-from stages.writing import word_count
+from aishorts.stages.drafts import duplicate, usable_sentence
+from aishorts.stages.passages import Passage, bm25_scores, stems
+from aishorts.stages.writing import word_count
 
 SUPPORT_SHARE = 0.6
 """At least this share of a sentence's content words must appear in one passage."""

@@ -1,6 +1,6 @@
 """Running one stage: decode its call, inputs and params, call it, write its artifact.
 
-`stage_main` is the entry of a stage process (`python -m stages.<name> CALL`);
+`stage_main` is the entry of a stage process (`python -m aishorts.stages.<name> CALL`);
 `execute` is the same work without the process, used by `--isolation none`.
 Both apply the stage runtime (stages/runtime.py: environment defaults, this
 call's CPU share) before the stage function runs. This module does not
@@ -31,12 +31,12 @@ from typing import Any
 
 import msgspec
 
-from ipc.artifacts import ARTIFACT_TYPES, Artifact
-from ipc.files import ArtifactError, disk_full_message, read_struct, relative_to_run, resolve_in_run, write_struct
-from ipc.messages import ProgressEvent, StageCall, StageFailure, StageMessage, progress_encoder
-from ipc.pipeline import artifact_path
-from stages import lifeline
-from stages.runtime import apply_environment, set_cpu_budget
+from aishorts.ipc.artifacts import ARTIFACT_TYPES, Artifact
+from aishorts.ipc.files import ArtifactError, disk_full_message, read_struct, relative_to_run, resolve_in_run, write_struct
+from aishorts.ipc.messages import ProgressEvent, StageCall, StageFailure, StageMessage, progress_encoder
+from aishorts.ipc.pipeline import artifact_path
+from aishorts.stages import lifeline
+from aishorts.stages.runtime import apply_environment, set_cpu_budget
 
 ProgressSink = Callable[[ProgressEvent], None]
 
@@ -168,7 +168,7 @@ def _become_preferred_oom_victim() -> None:
 
 
 def stage_main(func: Callable[..., Any], params_type: type) -> None:
-    """Process entry: `python -m stages.<name> CALL_FILE`. Exit 0 on success, 1 with a message on failure."""
+    """Process entry: `python -m aishorts.stages.<name> CALL_FILE`. Exit 0 on success, 1 with a message on failure."""
     _become_preferred_oom_victim()
     lifeline.hold()  # nothing this stage starts outlives the supervisor
     if len(sys.argv) != 2:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.runtime import hub_cache_dir
+from aishorts.stages.runtime import hub_cache_dir
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 ANSWER_TIMEOUT_S = 5.0

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import msgspec
 
-from stages import cache
-from stages.harness import StageError
+from aishorts.stages import cache
+from aishorts.stages.harness import StageError
 
 INDEX_FORMAT = 5
 """Bump when what the index holds, or how a description is written, changes: the cache key covers it."""
@@ -318,7 +318,7 @@ def _unique(values: Iterable[str]) -> list[str]:
 
 def index_folder(sources: list[IllustrationSource]) -> Path:
     """Where the index of exactly these sources, embedded by this model, lives in the cache."""
-    from stages import text_embedding
+    from aishorts.stages import text_embedding
 
     key = "\n".join([f"format {INDEX_FORMAT}", text_embedding.MODEL_SHA256,
                      *(f"{s.name} {s.root} {s.fingerprint}" for s in sources)])
@@ -341,7 +341,7 @@ def build_index(sources: list[IllustrationSource], folder: Path, progress: Calla
     """Read every source's items and embed their descriptions; publish both files at once as `folder`."""
     import numpy as np
 
-    from stages import text_embedding
+    from aishorts.stages import text_embedding
 
     items: list[Illustration] = []
     summaries = []
@@ -402,11 +402,11 @@ def search(library: Library, query_vectors, top: int = 5) -> list[list[Hit]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m stages.illustrations index`: build the index of the installed sources now (tools/install.sh)."""
+    """`python -m aishorts.stages.illustrations index`: build the index of the installed sources now (tools/install.sh)."""
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m stages.illustrations", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m aishorts.stages.illustrations", description=main.__doc__)
     parser.add_argument("command", choices=["index"])
     parser.parse_args(argv)
     try:

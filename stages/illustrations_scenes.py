@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ipc.artifacts import Theme
-from stages.broll_queries import derive_queries
-from stages.illustrations import Illustration, Library, similarities
-from stages.outputs import create, removed_on_failure
+from aishorts.ipc.artifacts import Theme
+from aishorts.stages.broll_queries import derive_queries
+from aishorts.stages.illustrations import Illustration, Library, similarities
+from aishorts.stages.outputs import create, removed_on_failure
 
 
 
@@ -120,8 +120,8 @@ def illustrate(
 ) -> list[ComposedScene]:
     """One composed still per text, written as `folder/scene-NN.png` and drawn for the `aspect` frame;
     `topic` (title, sentences) sets the palette."""
-    from stages.illustrations import load_library
-    from stages.text_embedding import embed_texts
+    from aishorts.stages.illustrations import load_library
+    from aishorts.stages.text_embedding import embed_texts
 
     progress = progress or (lambda message, fraction: None)
     library = load_library(progress=lambda message: progress(message, 0.05))

@@ -20,9 +20,9 @@ from collections.abc import Iterator, Sequence
 from difflib import SequenceMatcher
 from pathlib import Path
 
-from ipc.files import sha256_file
-from stages.cache import cache_root, discard, locked, publish, scratch_for
-from stages.harness import StageError
+from aishorts.ipc.files import sha256_file
+from aishorts.stages.cache import cache_root, discard, locked, publish, scratch_for
+from aishorts.stages.harness import StageError
 
 DURATION_TENSOR = "/encoder/Gather_output_0"
 """Frames per input token (pads included), int64, just before the decoder's CumSum."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 
-from ipc.languages import LANGUAGES, normalise
+from aishorts.ipc.languages import LANGUAGES, normalise
 
 IDENTIFIED = ("en", "es", "fr", "hi", "it", "ja", "pt", "zh")
 """py3langid's codes for the languages Kokoro speaks: the identifier chooses among these only."""

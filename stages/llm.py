@@ -35,13 +35,13 @@ from typing import Any, Protocol
 
 import msgspec
 
-from ipc.params import LlmParams
-from stages import local_models
-from stages.llm_sources import KEYED_SERVICES, find_endpoint, keyed_endpoint
-from stages.harness import StageContext, StageError
-from stages.redirects import SameHostRedirects
-from stages.local_models import LocalModel
-from stages.runtime import lockstep_threads, others_running, thread_share
+from aishorts.ipc.params import LlmParams
+from aishorts.stages import local_models
+from aishorts.stages.llm_sources import KEYED_SERVICES, find_endpoint, keyed_endpoint
+from aishorts.stages.harness import StageContext, StageError
+from aishorts.stages.redirects import SameHostRedirects
+from aishorts.stages.local_models import LocalModel
+from aishorts.stages.runtime import lockstep_threads, others_running, thread_share
 
 Message = dict[str, str]
 

@@ -26,9 +26,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from ipc.params import LlmParams
-from stages.harness import StageError
-from stages.redirects import SameHostRedirects
+from aishorts.ipc.params import LlmParams
+from aishorts.stages.harness import StageError
+from aishorts.stages.redirects import SameHostRedirects
 
 PROBE_TIMEOUT_S = 0.5
 KEYED_SERVICES = (

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ipc.languages import local_script_languages
-from stages.cache import cache_root, discard, locked, publish, scratch_for
+from aishorts.ipc.languages import local_script_languages
+from aishorts.stages.cache import cache_root, discard, locked, publish, scratch_for
 
-from ipc.sizes import MiB
+from aishorts.ipc.sizes import MiB
 
 
 @dataclass(frozen=True)

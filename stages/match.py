@@ -23,12 +23,12 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ipc.artifacts import Candidate, Candidates, Matches, RankedCandidate, Script, SentenceMatch
-from ipc.params import MatchParams
-from stages import hub
-from stages.harness import StageContext, StageError, stage_main
-from stages.runtime import hub_cache_dir, pick_device, thread_share
-from stages.text_embedding import MODEL_NAME as TEXT_MODEL_NAME
+from aishorts.ipc.artifacts import Candidate, Candidates, Matches, RankedCandidate, Script, SentenceMatch
+from aishorts.ipc.params import MatchParams
+from aishorts.stages import hub
+from aishorts.stages.harness import StageContext, StageError, stage_main
+from aishorts.stages.runtime import hub_cache_dir, pick_device, thread_share
+from aishorts.stages.text_embedding import MODEL_NAME as TEXT_MODEL_NAME
 
 Params = MatchParams
 
@@ -273,7 +273,7 @@ class TextScorer:
     def score(self, ctx: StageContext, sentences: list[str], items: list[Candidate]):
         import numpy as np
 
-        from stages.text_embedding import embed_texts, load_model
+        from aishorts.stages.text_embedding import embed_texts, load_model
 
         with ctx.phase("load_model"):
             load_model()
@@ -374,7 +374,7 @@ def extract_frame(path: Path, offset_s: float):
     """One frame at `offset_s` as an RGB PIL image scaled to a short side of FRAME_SHORT_SIDE, or None."""
     from PIL import Image
 
-    from stages.media import ffmpeg_exe
+    from aishorts.stages.media import ffmpeg_exe
 
     side = FRAME_SHORT_SIDE
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error"]

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ipc.files import atomic_write_bytes, open_new_file
+from aishorts.ipc.files import atomic_write_bytes, open_new_file
 
 NO_SPACE = os.strerror(errno.ENOSPC)
 """What a tool prints when a write meets a full disk: "No space left on device"."""

@@ -17,8 +17,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from ipc.languages import unspaced_char
-from stages.writing import content_words, split_sentences, word_count
+from aishorts.ipc.languages import unspaced_char
+from aishorts.stages.writing import content_words, split_sentences, word_count
 
 PASSAGE_WORDS = 90
 """A passage holds whole sentences up to about this many words."""

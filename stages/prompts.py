@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ipc.artifacts import Theme
-from ipc.languages import LANGUAGES
-from stages.llm import Message
-from stages.writing import WORDS_PER_MINUTE, split_sentences
+from aishorts.ipc.artifacts import Theme
+from aishorts.ipc.languages import LANGUAGES
+from aishorts.stages.llm import Message
+from aishorts.stages.writing import WORDS_PER_MINUTE, split_sentences
 
 
 def few_shot(ask: str, shots: tuple[tuple[str, str], ...], subject: str) -> list[Message]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import urllib.parse
 import urllib.request
 
-from stages.harness import StageError
+from aishorts.stages.harness import StageError
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 

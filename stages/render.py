@@ -27,20 +27,20 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ipc.artifacts import Credit, Render, Segment, Timeline
-from ipc.files import ArtifactError
-from ipc.params import RenderParams
-from stages.captions import Font, FontMissing, caption_style, find_font, write_ass, write_srt
-from stages.harness import StageContext, StageError, stage_main
-from stages.media import MediaError, MediaInfo, ffmpeg_exe, probe
-from stages.outputs import (
+from aishorts.ipc.artifacts import Credit, Render, Segment, Timeline
+from aishorts.ipc.files import ArtifactError
+from aishorts.ipc.params import RenderParams
+from aishorts.stages.captions import Font, FontMissing, caption_style, find_font, write_ass, write_srt
+from aishorts.stages.harness import StageContext, StageError, stage_main
+from aishorts.stages.media import MediaError, MediaInfo, ffmpeg_exe, probe
+from aishorts.stages.outputs import (
     copy_file, create, fresh, link_or_copy, raise_if_out_of_space, real_folder, removed_on_failure, write_text,
 )
-from stages.render_plan import (
+from aishorts.stages.render_plan import (
     DUCK_RAMP_S, MUSIC_FADE_IN_S, MUSIC_FADE_OUT_S, STILL_MARGIN, Cut, double_rate, even, frame_plan, speech_spans,
     x264_settings,
 )
-from stages.runtime import cpu_budget
+from aishorts.stages.runtime import cpu_budget
 
 Params = RenderParams
 
@@ -424,7 +424,7 @@ Renderer = Callable[[StageContext, Timeline, RenderParams, Path, Font, Path], No
 def _render_moviepy(ctx: StageContext, timeline: Timeline, params: Params, ass: Path, font: Font, output: Path) -> None:
     # Imported here so that the ffmpeg renderer never loads the reference one; MoviePy draws the
     # captions itself, with the same font, so it has no use for captions.ass.
-    from stages.render_moviepy import render_moviepy
+    from aishorts.stages.render_moviepy import render_moviepy
 
     render_moviepy(ctx, timeline, params, font, output)
 

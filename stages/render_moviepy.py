@@ -21,13 +21,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ipc.artifacts import Timeline
-from ipc.languages import join_words
-from ipc.params import RenderParams
-from stages.captions import HIGHLIGHT_RGB, CaptionStyle, Font, WordEvent, caption_style, word_events
-from stages.harness import StageContext, StageError
-from stages.outputs import fresh, raise_if_out_of_space, removed_on_failure
-from stages.render_plan import (
+from aishorts.ipc.artifacts import Timeline
+from aishorts.ipc.languages import join_words
+from aishorts.ipc.params import RenderParams
+from aishorts.stages.captions import HIGHLIGHT_RGB, CaptionStyle, Font, WordEvent, caption_style, word_events
+from aishorts.stages.harness import StageContext, StageError
+from aishorts.stages.outputs import fresh, raise_if_out_of_space, removed_on_failure
+from aishorts.stages.render_plan import (
     DUCK_RAMP_S, MUSIC_FADE_IN_S, MUSIC_FADE_OUT_S, STILL_MARGIN, Cut, double_rate, even, frame_plan, speech_spans,
     x264_settings,
 )

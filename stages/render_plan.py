@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ipc.artifacts import Caption, Timeline
-from stages.harness import StageError
+from aishorts.ipc.artifacts import Caption, Timeline
+from aishorts.stages.harness import StageError
 
 STILL_MARGIN = 0.12
 """Stills are laid out this much larger than the frame, so they can pan or zoom without showing an edge."""

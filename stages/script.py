@@ -27,22 +27,22 @@ the model calls made. This module does not time the speech (that is `stages.tts`
 from __future__ import annotations
 
 
-from ipc.artifacts import Script, Theme
-from ipc.languages import LANGUAGES, Language, LanguageError
-from ipc.languages import normalise as normalise_language
-from ipc.params import PLATFORMS, ScriptParams
-from ipc.text import looks_binary
-from stages import script_grounded as grounded
-from stages.broll_queries import choose_queries, derive_queries
-from stages.drafts import (
+from aishorts.ipc.artifacts import Script, Theme
+from aishorts.ipc.languages import LANGUAGES, Language, LanguageError
+from aishorts.ipc.languages import normalise as normalise_language
+from aishorts.ipc.params import PLATFORMS, ScriptParams
+from aishorts.ipc.text import looks_binary
+from aishorts.stages import script_grounded as grounded
+from aishorts.stages.broll_queries import choose_queries, derive_queries
+from aishorts.stages.drafts import (
     CTA, MAX_HOOK_WORDS, Draft, close_enough, duplicate, on_topic, parse_whole, plain, problems, rescue,
     stutters, topic_as_hook, usable_sentence,
 )
-from stages.harness import StageContext, StageError, stage_main
-from stages.llm import ChatBackend, Message, open_backend
-from stages.prompts import PARTS, PartPrompts, few_shot, firmer, whole_prompt
-from stages.language_check import language_problem
-from stages.writing import (
+from aishorts.stages.harness import StageContext, StageError, stage_main
+from aishorts.stages.llm import ChatBackend, Message, open_backend
+from aishorts.stages.prompts import PARTS, PartPrompts, few_shot, firmer, whole_prompt
+from aishorts.stages.language_check import language_problem
+from aishorts.stages.writing import (
     WORDS_PER_MINUTE, char_count, clean_line, content_words, preview, split_sentences, strip_list_marks, word_count,
     words,
 )

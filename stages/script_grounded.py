@@ -19,23 +19,23 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ipc.artifacts import SentenceSupport, SourceRef, Theme
-from ipc.languages import unspaced_char
-from ipc.params import PLATFORMS, ScriptParams
-from stages.broll_queries import choose_queries
-from stages.drafts import (
+from aishorts.ipc.artifacts import SentenceSupport, SourceRef, Theme
+from aishorts.ipc.languages import unspaced_char
+from aishorts.ipc.params import PLATFORMS, ScriptParams
+from aishorts.stages.broll_queries import choose_queries
+from aishorts.stages.drafts import (
     CTA, ENDS, MAX_HOOK_WORDS, SENTENCE_WORDS, STOCK_CLOSING, Draft, duplicate, parse_whole, plain, problems, rescue,
     topic_as_hook, usable_sentence,
 )
-from stages.grounding import Support, source_numbers, source_sentences, support
-from stages.harness import StageContext, StageError
-from stages.llm import ChatBackend
-from stages.outputs import write_text
-from stages.passages import Passage, select, split_passages
-from stages.prompts import grounded_prompt, rewrite_prompt, rewrite_schema, script_schema
-from stages.sources import Source, SourceProblem, read_sources
-from stages.wiki import lookup
-from stages.writing import clean_line, content_words, preview, split_sentences, word_count
+from aishorts.stages.grounding import Support, source_numbers, source_sentences, support
+from aishorts.stages.harness import StageContext, StageError
+from aishorts.stages.llm import ChatBackend
+from aishorts.stages.outputs import write_text
+from aishorts.stages.passages import Passage, select, split_passages
+from aishorts.stages.prompts import grounded_prompt, rewrite_prompt, rewrite_schema, script_schema
+from aishorts.stages.sources import Source, SourceProblem, read_sources
+from aishorts.stages.wiki import lookup
+from aishorts.stages.writing import clean_line, content_words, preview, split_sentences, word_count
 
 LOCAL_PASSAGE_WORDS = 600
 """Passages given to a local model: with the rules and the answer they fit its 2,048-token context."""
@@ -191,14 +191,14 @@ class Checker:
         self.numbers = numbers
         self._vectors = None
         if embed and passages:
-            from stages.text_embedding import embed_texts
+            from aishorts.stages.text_embedding import embed_texts
 
             self._vectors = embed_texts([p.text for p in passages])
 
     def __call__(self, sentence: str) -> Support:
         similarity = None
         if self._vectors is not None:
-            from stages.text_embedding import embed_texts
+            from aishorts.stages.text_embedding import embed_texts
 
             similarity = (embed_texts([sentence]) @ self._vectors.T)[0].tolist()
         return support(sentence, self.passages, self.numbers, similarity)
@@ -219,7 +219,7 @@ def use_embedding(ctx: StageContext, lang: str) -> bool:
                     f" {now >> 20}M of its {ctx.ceiling_bytes >> 20}M ceiling")
             return False
     try:
-        from stages.text_embedding import load_model
+        from aishorts.stages.text_embedding import load_model
 
         with ctx.phase("load_embedding"):
             load_model()

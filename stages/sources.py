@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-from ipc.text import looks_binary
+from aishorts.ipc.text import looks_binary
 
 USER_AGENT = "aishorts-runner/0.1 (short video scripts from cited sources; https://github.com/aishorts)"
 FETCH_TIMEOUT_S = 10.0
@@ -286,7 +286,7 @@ def _zim_search(searcher, query_type, topic: str) -> list[str]:
     The index matches all words of a query; a topic in words the article never uses ("how", "make")
     would find nothing, so each word is also asked alone and the articles ranked by the words they hold.
     """
-    from stages.writing import content_words
+    from aishorts.stages.writing import content_words
 
     terms = list(dict.fromkeys(content_words(topic))) or topic.split()
     found = list(searcher.search(query_type().set_query(" ".join(terms))).getResults(0, ZIM_ARTICLES))

@@ -28,10 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ipc.params import BrollParams
-from ipc.sizes import MiB
-from stages.outputs import create, removed_on_failure
-from stages.visuals import Fetched, UnusableMedia, probe_media
+from aishorts.ipc.params import BrollParams
+from aishorts.ipc.sizes import MiB
+from aishorts.stages.outputs import create, removed_on_failure
+from aishorts.stages.visuals import Fetched, UnusableMedia, probe_media
 
 API_TIMEOUT_S = 20.0
 MAX_ANSWER_BYTES = 8 * MiB

@@ -19,8 +19,8 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-from stages.harness import StageError
-from stages.runtime import thread_share
+from aishorts.stages.harness import StageError
+from aishorts.stages.runtime import thread_share
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (int8 ONNX)"
 DIMENSIONS = 384

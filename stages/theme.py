@@ -19,14 +19,14 @@ from __future__ import annotations
 import functools
 import re
 
-from ipc.artifacts import Theme
-from ipc.params import CATEGORIES, ThemeParams
-from ipc.text import TextError, looks_binary, tidy_topic
-from stages.harness import StageContext, StageError, stage_main
-from stages.llm import ChatBackend, Message, open_backend
-from stages.prompts import ANGLE_SHOTS, TOPIC_SHOTS, angle_prompts, topic_prompts
-from stages.topic_support import TopicSupport
-from stages.writing import (
+from aishorts.ipc.artifacts import Theme
+from aishorts.ipc.params import CATEGORIES, ThemeParams
+from aishorts.ipc.text import TextError, looks_binary, tidy_topic
+from aishorts.stages.harness import StageContext, StageError, stage_main
+from aishorts.stages.llm import ChatBackend, Message, open_backend
+from aishorts.stages.prompts import ANGLE_SHOTS, TOPIC_SHOTS, angle_prompts, topic_prompts
+from aishorts.stages.topic_support import TopicSupport
+from aishorts.stages.writing import (
     FIRST_PERSON, MAX_KEYWORDS, clean_line, keywords, markup_left, preview, split_sentences, word_count, words,
 )
 

@@ -25,14 +25,14 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ipc.artifacts import (
+from aishorts.ipc.artifacts import (
     Candidate, Candidates, Caption, CaptionLook, Matches, MusicBed, Narration, Segment, SentenceSpan, Timeline, WordSpan,
 )
-from ipc.files import ArtifactError
-from ipc.languages import display_width, join_words
-from ipc.params import FRAME_SIZES, PLATFORMS, PlatformPreset, TimelineParams
-from stages.harness import StageContext, StageError, stage_main
-from stages.outputs import copy_file, real_folder
+from aishorts.ipc.files import ArtifactError
+from aishorts.ipc.languages import display_width, join_words
+from aishorts.ipc.params import FRAME_SIZES, PLATFORMS, PlatformPreset, TimelineParams
+from aishorts.stages.harness import StageContext, StageError, stage_main
+from aishorts.stages.outputs import copy_file, real_folder
 
 Params = TimelineParams
 
@@ -127,7 +127,7 @@ class Usable:
 
 def usable_candidates(ctx: StageContext, broll: Candidates) -> dict[str, Usable]:
     """Candidates whose files are inside the run directory and readable, by id."""
-    from stages.media import MediaError, probe
+    from aishorts.stages.media import MediaError, probe
 
     usable: dict[str, Usable] = {}
     for item in broll.items:
@@ -444,7 +444,7 @@ OWN_MUSIC_SUFFIXES = (".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".wav", "
 
 def own_music(ctx: StageContext, source: Path) -> MusicBed:
     """The user's track, checked to hold audio, copied into the run directory (the run keeps what it used)."""
-    from stages.media import MediaError, probe
+    from aishorts.stages.media import MediaError, probe
 
     if source.suffix.lower() not in OWN_MUSIC_SUFFIXES:
         raise StageError(f"music file {source.name}: give an audio file ({', '.join(OWN_MUSIC_SUFFIXES)})")

@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stages.grounding import source_numbers, support
-from stages.harness import StageError
-from stages.passages import bm25_scores, split_passages
-from stages.sources import Source, SourceProblem, read_source
-from stages.wiki import api_url, lookup
+from aishorts.stages.grounding import source_numbers, support
+from aishorts.stages.harness import StageError
+from aishorts.stages.passages import bm25_scores, split_passages
+from aishorts.stages.sources import Source, SourceProblem, read_source
+from aishorts.stages.wiki import api_url, lookup
 
 
 @dataclass(frozen=True)

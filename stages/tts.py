@@ -25,13 +25,13 @@ import wave
 from pathlib import Path
 from typing import Protocol
 
-from ipc.artifacts import Narration, Script, SentenceSpan, WordSpan
-from ipc.languages import LANGUAGES, LanguageError, language_of_voice, normalise
-from ipc.params import TtsParams
-from stages import g2p, voices
-from stages.harness import StageContext, StageError, stage_main
-from stages.outputs import create
-from stages.runtime import hub_cache_dir, pick_device, thread_share
+from aishorts.ipc.artifacts import Narration, Script, SentenceSpan, WordSpan
+from aishorts.ipc.languages import LANGUAGES, LanguageError, language_of_voice, normalise
+from aishorts.ipc.params import TtsParams
+from aishorts.stages import g2p, voices
+from aishorts.stages.harness import StageContext, StageError, stage_main
+from aishorts.stages.outputs import create
+from aishorts.stages.runtime import hub_cache_dir, pick_device, thread_share
 
 Params = TtsParams
 
@@ -199,7 +199,7 @@ def write_narration(
 
 def _check_times(ctx: StageContext, index: int, audio, times: list[tuple[float, float]]) -> None:
     """Say so when the word times leave much of the sentence's speech uncovered (they would misplace captions)."""
-    from stages.kokoro_timing import voiced_coverage
+    from aishorts.stages.kokoro_timing import voiced_coverage
 
     coverage = voiced_coverage(audio, SAMPLE_RATE, times)
     if coverage < 0.8:
@@ -228,7 +228,7 @@ class OnnxNarrator:
     max_phonemes = MAX_CALL_PHONEMES
 
     def __init__(self, voice: str, language: str, speed: float, device: str) -> None:
-        from stages import kokoro_timing
+        from aishorts.stages import kokoro_timing
 
         self.style = voices.load_voice(voice)
         self.voice, self.language, self.speed = voice, language, speed
@@ -263,7 +263,7 @@ class OnnxNarrator:
         import numpy as np
         from kokoro_onnx.chunker import pause_after, split_phonemes
 
-        from stages.kokoro_timing import align_words
+        from aishorts.stages.kokoro_timing import align_words
 
         # One call for the sentence in context and for each word alone
         said, *alone = self.g2p.phonemes([sentence, *words])
@@ -333,7 +333,7 @@ class KPipelineNarrator:
     def words(self, sentence: str) -> list[str]:
         if self.spaced:
             return sentence.split()
-        from stages.g2p import phonemiser
+        from aishorts.stages.g2p import phonemiser
 
         return phonemiser(self.language).words(sentence)
 
@@ -341,7 +341,7 @@ class KPipelineNarrator:
         import numpy as np
         from kokoro_onnx.sliding import timings, token_edges
 
-        from stages.kokoro_timing import align_words
+        from aishorts.stages.kokoro_timing import align_words
 
         vocab = self.pipeline.model.vocab
         parts, chars, starts, ends, offset = [], [], [], [], 0

@@ -16,8 +16,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ipc.params import BrollParams
-from stages import media
+from aishorts.ipc.params import BrollParams
+from aishorts.stages import media
 
 PROBE_TIMEOUT_S = 60.0
 IMAGE_DEMUXERS = ("image2",)

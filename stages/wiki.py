@@ -25,8 +25,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
-from stages.cache import cache_root, publish, scratch_for
-from stages.sources import USER_AGENT, WIKIPEDIA_LICENCE, Source, wikipedia_credit
+from aishorts.stages.cache import cache_root, publish, scratch_for
+from aishorts.stages.sources import USER_AGENT, WIKIPEDIA_LICENCE, Source, wikipedia_credit
 
 TIMEOUT_S = 4.0
 """Per request: a wiki slower than this is skipped, not waited for."""

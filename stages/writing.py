@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from ipc.languages import LANGUAGES, unspaced_char
+from aishorts.ipc.languages import LANGUAGES, unspaced_char
 
 MAX_KEYWORDS = 8
 WORDS_PER_MINUTE = 125

@@ -25,11 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ipc.params import BrollParams
-from ipc.sizes import MiB
-from stages.media import ffmpeg_exe
-from stages.outputs import fresh, raise_if_out_of_space
-from stages.visuals import Fetched, UnusableMedia, VisualFacts, last_line, over_caps, probe_media
+from aishorts.ipc.params import BrollParams
+from aishorts.ipc.sizes import MiB
+from aishorts.stages.media import ffmpeg_exe
+from aishorts.stages.outputs import fresh, raise_if_out_of_space
+from aishorts.stages.visuals import Fetched, UnusableMedia, VisualFacts, last_line, over_caps, probe_media
 
 SOCKET_TIMEOUT_S = 15.0
 SEARCH_TIMEOUT_S = 60.0

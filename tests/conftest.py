@@ -8,11 +8,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from ipc.artifacts import Artifact
-from ipc.files import write_struct
-from ipc.messages import ProgressEvent, StageCall
-from ipc.pipeline import DEFAULT_PIPELINE, artifact_path
-from runner.limits import load_limits
+from aishorts.ipc.artifacts import Artifact
+from aishorts.ipc.files import write_struct
+from aishorts.ipc.messages import ProgressEvent, StageCall
+from aishorts.ipc.pipeline import DEFAULT_PIPELINE, artifact_path
+from aishorts.runner.limits import load_limits
 
 ROOT = Path(__file__).resolve().parent.parent
 # The developer stages the tests run (tools.balloon, ...) are not shipped in the wheel: every process a test
@@ -40,7 +40,7 @@ def stage_call(run_dir: Path, stage: str, params: msgspec.Struct, device: str = 
 
 def stage_context(run_dir: Path, stage: str, params: msgspec.Struct, ceiling_bytes: int):
     """A stage's context under a given ceiling, and the list its progress and log events land in."""
-    from stages.harness import StageContext
+    from aishorts.stages.harness import StageContext
 
     events: list[ProgressEvent] = []
     return StageContext(stage_call(run_dir, stage, params, ceiling_bytes=ceiling_bytes), events.append), events
@@ -51,7 +51,7 @@ def run_stage_inline():
     """Call `run_stage_inline(run_dir, stage, params, **upstream_artifacts)`: writes the
     upstream artifacts where the stage expects them, runs it in this process, returns
     (artifact, progress events)."""
-    from stages.harness import execute
+    from aishorts.stages.harness import execute
 
     def run(run_dir: Path, stage: str, params: msgspec.Struct, **upstream: Artifact):
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,8 @@ import sys
 
 import msgspec
 
-from ipc.artifacts import Balloon
-from stages.harness import StageContext, StageError, stage_main
+from aishorts.ipc.artifacts import Balloon
+from aishorts.stages.harness import StageContext, StageError, stage_main
 
 
 class Params(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

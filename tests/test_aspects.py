@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ipc.request import RequestError, request_from
-from stages.illustrations_scenes import SCENE_FRAMES
-from stages.media import ffmpeg_exe, probe
+from aishorts.ipc.request import RequestError, request_from
+from aishorts.stages.illustrations_scenes import SCENE_FRAMES
+from aishorts.stages.media import ffmpeg_exe, probe
 from tests.runner_helpers import run_cli
 
 pytestmark = pytest.mark.slow

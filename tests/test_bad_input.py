@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ipc.sizes import SizeError, parse_size
+from aishorts.ipc.sizes import SizeError, parse_size
 from tests.runner_helpers import balloon_pipeline, run_cli
 
 
@@ -124,7 +124,7 @@ def test_a_payload_path_escaping_the_run_directory_is_refused(tmp_path):
 
 
 def test_resolve_in_run_refuses_symlinks_out(tmp_path):
-    from ipc.files import ArtifactError, resolve_in_run
+    from aishorts.ipc.files import ArtifactError, resolve_in_run
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()

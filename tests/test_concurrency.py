@@ -3,7 +3,7 @@
 import json
 import os
 
-from ipc.sizes import parse_size
+from aishorts.ipc.sizes import parse_size
 from tests.runner_helpers import balloon_pipeline, run_cli
 
 

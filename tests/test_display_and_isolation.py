@@ -5,10 +5,10 @@ import json
 
 from rich.console import Console
 
-from ipc.messages import ProgressEvent
-from runner.display import LiveDisplay, PlainDisplay
-from runner.events import StageFinished, StageProgress, StageSample, StageStarted, StageWaiting, StageWarning
-from runner.report import StageReport
+from aishorts.ipc.messages import ProgressEvent
+from aishorts.runner.display import LiveDisplay, PlainDisplay
+from aishorts.runner.events import StageFinished, StageProgress, StageSample, StageStarted, StageWaiting, StageWarning
+from aishorts.runner.report import StageReport
 from tests.runner_helpers import balloon_pipeline, report, run_cli, stage
 
 
@@ -82,9 +82,9 @@ def test_isolation_none_reports_a_failing_stage_like_the_isolated_runner(tmp_pat
 def test_real_stages_write_the_same_artifacts_in_either_isolation(tmp_path):
     pipeline = tmp_path / "p.toml"
     pipeline.write_text(
-        '[[stage]]\nname = "theme"\nmodule = "stages.theme"\noutput = "theme"\n'
+        '[[stage]]\nname = "theme"\nmodule = "aishorts.stages.theme"\noutput = "theme"\n'
         'params = { topic = "Why octopuses have three hearts" }\n\n'
-        '[[stage]]\nname = "script"\nmodule = "stages.script"\noutput = "script"\ninputs = ["theme"]\n'
+        '[[stage]]\nname = "script"\nmodule = "aishorts.stages.script"\noutput = "script"\ninputs = ["theme"]\n'
         'params = { script_text = "Octopuses have three hearts. Two pump blood through the gills. Follow for more." }\n'
     )
     for mode in ("process", "none"):

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ipc.sizes import parse_size
+from aishorts.ipc.sizes import parse_size
 from tests.runner_helpers import RUNNER, balloon_pipeline, report, run_cli, stage, wait_for
 
 
@@ -249,8 +249,8 @@ def test_markup_and_xml_characters_in_names_are_shown_as_text(tmp_path):
 
 
 def test_a_timeline_with_zero_fps_is_refused_with_a_message(tmp_path):
-    from ipc.artifacts import Timeline
-    from ipc.files import ArtifactError, read_struct
+    from aishorts.ipc.artifacts import Timeline
+    from aishorts.ipc.files import ArtifactError, read_struct
 
     path = tmp_path / "artifact.json"
     path.write_text(json.dumps({
@@ -274,7 +274,7 @@ def test_the_shipped_limits_are_found_by_an_installed_wheel(tmp_path):
     wheel = next((tmp_path / "wheel").glob("aishorts_runner-*.whl"))
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "zipfile", "-e", str(wheel), str(site)], check=True)
-    code = ("import runner.limits as l; lim = l.load_limits(); "
+    code = ("import aishorts.runner.limits as l; lim = l.load_limits(); "
             "print(l.__file__); print(lim.for_stage('tts').ceiling)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(site)})

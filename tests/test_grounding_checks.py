@@ -13,11 +13,11 @@ import pytest
 from llm_server import ChatServer, chat
 from source_files import OCTOPUS
 
-from ipc.artifacts import Theme
-from ipc.params import LlmParams, ScriptParams
-from stages.grounding import MIN_SIMILARITY, source_numbers, support
-from stages.passages import split_passages
-from stages.text_embedding import embed_texts
+from aishorts.ipc.artifacts import Theme
+from aishorts.ipc.params import LlmParams, ScriptParams
+from aishorts.stages.grounding import MIN_SIMILARITY, source_numbers, support
+from aishorts.stages.passages import split_passages
+from aishorts.stages.text_embedding import embed_texts
 
 THEME = Theme(topic="Why octopuses have three hearts", angle="", keywords=["octopuses", "three", "hearts"])
 BODY = [
@@ -101,10 +101,10 @@ def test_the_script_stage_checks_by_meaning_drops_repeats_and_filler_and_records
 def test_under_a_ceiling_with_no_room_for_minilm_words_and_numbers_alone_check(tmp_path, source_file):
     from conftest import stage_call
 
-    from ipc.artifacts import Theme as ThemeArtifact  # noqa: F401 (the theme input is written below)
-    from ipc.files import write_struct
-    from ipc.pipeline import artifact_path
-    from stages.harness import execute
+    from aishorts.ipc.artifacts import Theme as ThemeArtifact  # noqa: F401 (the theme input is written below)
+    from aishorts.ipc.files import write_struct
+    from aishorts.ipc.pipeline import artifact_path
+    from aishorts.stages.harness import execute
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -136,7 +136,7 @@ def test_ctrl_c_while_the_command_loads_ends_with_one_line_not_a_traceback(tmp_p
                 break
         rest = proc.stderr.read()
         proc.wait(QUICK)
-        assert any("ipc.pipeline" in line for line in lines), "".join(lines)[-2000:]
+        assert any("aishorts.ipc.pipeline" in line for line in lines), "".join(lines)[-2000:]
         assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest[-3000:]
         assert proc.returncode == 130, rest[-2000:]
 

@@ -17,16 +17,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages import illustrations
-from stages.illustrations import (
+from aishorts.stages import illustrations
+from aishorts.stages.illustrations import (
     installed_sources, load_library, missing_optional_sources, openclipart_source, read_openclipart,
     tuxpaint_source,
 )
-from stages.illustrations_scenes import (
+from aishorts.stages.illustrations_scenes import (
     PALETTES, SCENE_SIZE, Scene, choose_palette, choose_scenes, compose, credits_text, describe, drawable, rasterise,
 )
-from stages.text_embedding import embed_texts
-from stages.visuals import probe_media
+from aishorts.stages.text_embedding import embed_texts
+from aishorts.stages.visuals import probe_media
 
 CLIPART_SVG = """<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" xmlns:dc="http://purl.org/dc/elements/1.1/"
@@ -302,7 +302,7 @@ def test_the_index_command_builds_the_index_into_the_cache_once(tmp_path):
     import sys
 
     env = {**os.environ, "AISHORTS_CACHE": str(tmp_path / "cache")}
-    command = [sys.executable, "-m", "stages.illustrations", "index"]
+    command = [sys.executable, "-m", "aishorts.stages.illustrations", "index"]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     assert "embedding" in first.stdout and "illustrations indexed in" in first.stdout

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import subprocess
 
-from ipc.artifacts import Script
-from ipc.files import resolve_in_run
-from ipc.params import BrollParams
-from stages.broll import CREDITS_FILE
-from stages.illustrations_scenes import SCENE_SIZE
-from stages.media import ffmpeg_exe
+from aishorts.ipc.artifacts import Script
+from aishorts.ipc.files import resolve_in_run
+from aishorts.ipc.params import BrollParams
+from aishorts.stages.broll import CREDITS_FILE
+from aishorts.stages.illustrations_scenes import SCENE_SIZE
+from aishorts.stages.media import ffmpeg_exe
 
 OCTOPUS = Script(
     title="Why octopuses have three hearts",
@@ -112,7 +112,7 @@ def test_the_builtin_library_stays_within_the_broll_stages_ceiling(tmp_path):
     """Run as its own process, as the supervisor starts it: its tree's peak, read from the kernel."""
     from test_stage_broll_limits import MB, run_broll_process
 
-    from runner.limits import load_limits
+    from aishorts.runner.limits import load_limits
 
     result, peak = run_broll_process(tmp_path / "run", BrollParams(source="builtin"))
 

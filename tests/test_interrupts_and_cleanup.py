@@ -8,14 +8,14 @@ import time
 import psutil
 import pytest
 
-from ipc.files import read_struct
-from ipc.artifacts import Balloon
-from ipc.params import PipelineParams
-from ipc.sizes import parse_size
-from runner.limits import load_limits
-from runner.pipeline_file import load_pipeline
-from runner.events import StageSample
-from runner.run import RunOptions, run_pipeline
+from aishorts.ipc.files import read_struct
+from aishorts.ipc.artifacts import Balloon
+from aishorts.ipc.params import PipelineParams
+from aishorts.ipc.sizes import parse_size
+from aishorts.runner.limits import load_limits
+from aishorts.runner.pipeline_file import load_pipeline
+from aishorts.runner.events import StageSample
+from aishorts.runner.run import RunOptions, run_pipeline
 from tools.bench import anon_pages
 from tests.runner_helpers import wait_for, RUNNER, balloon_pipeline, ctrl_c_once_running, processes_with_marker, report, run_cli, stage
 

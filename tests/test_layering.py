@@ -140,7 +140,7 @@ def test_tools_are_not_shipped_and_the_entry_is_above_the_supervisor():
 
 def test_the_checks_see_imports_inside_functions(tmp_path):
     sample = tmp_path / "sample.py"
-    sample.write_text("def f():\n    from stages import harness\n    import importlib\n    importlib.import_module(name)\n")
+    sample.write_text("def f():\n    from aishorts.stages import harness\n    import importlib\n    importlib.import_module(name)\n")
     assert "stages" in {folder_of(m) for m in imported_modules(sample)}
     assert modules_loaded_by_name(sample) == ["<dynamic>"]
 
@@ -153,7 +153,7 @@ def test_the_supervisor_modules_are_found():
 # --- the names our code is imported and run by: those the wheel installs (pyproject.toml) --------------------
 
 EMBEDDED = (
-    re.compile(r"(?<![\w.])-m\s+([A-Za-z_][\w.]*)"),  # "python -m stages.voices fetch"
+    re.compile(r"(?<![\w.])-m\s+([A-Za-z_][\w.]*)"),  # "python -m aishorts.stages.voices fetch"
     re.compile(r"(['\"])-m\1\s*,\s*['\"]([A-Za-z_][\w.]*)"),  # "[sys.executable, '-m', 'stages.broll']" in code run by -c
     re.compile(r"(?<![\w.])from\s+([A-Za-z_][\w.]*)\s+import\b"),
     re.compile(r"(?<![\w.])import\s+((?:[A-Za-z_][\w.]*\s*,\s*)*[A-Za-z_][\w.]*)"),

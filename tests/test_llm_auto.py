@@ -11,10 +11,10 @@ import json
 
 import pytest
 
-from ipc.artifacts import Theme
-from ipc.params import LlmParams, ScriptParams
-from stages.llm import OpenAIChat, open_backend
-from stages.llm_sources import find_endpoint, pick_ollama_model
+from aishorts.ipc.artifacts import Theme
+from aishorts.ipc.params import LlmParams, ScriptParams
+from aishorts.stages.llm import OpenAIChat, open_backend
+from aishorts.stages.llm_sources import find_endpoint, pick_ollama_model
 from tests.loopback import LoopbackServer, QuietHandler
 
 SCRIPT = "\n".join([

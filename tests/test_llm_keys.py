@@ -14,11 +14,11 @@ import time
 
 import pytest
 
-from ipc.params import LlmParams
+from aishorts.ipc.params import LlmParams
 from llm_server import ChatServer, chat
-from stages.harness import StageError
-from stages.llm import OpenAIChat
-from stages.llm_sources import find_endpoint
+from aishorts.stages.harness import StageError
+from aishorts.stages.llm import OpenAIChat
+from aishorts.stages.llm_sources import find_endpoint
 from tests.loopback import LoopbackServer, QuietHandler
 from tests.runner_helpers import balloon_pipeline, run_cli
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from ipc.params import LlmParams
+from aishorts.ipc.params import LlmParams
 from llm_server import ChatServer, chat, raw
-from stages.harness import StageError
-from stages.llm import OpenAIChat
+from aishorts.stages.harness import StageError
+from aishorts.stages.llm import OpenAIChat
 
 ASK = [{"role": "user", "content": "Say hello."}]
 KEY_ENV = "AISHORTS_TEST_LLM_KEY"

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from ipc.params import MatchParams
-from runner.limits import load_limits
-from stages import match
-from stages.harness import StageError
+from aishorts.ipc.params import MatchParams
+from aishorts.runner.limits import load_limits
+from aishorts.stages import match
+from aishorts.stages.harness import StageError
 from tests.hub_server import serve_hub
 from tests.test_stage_match import CLIP_SCRIPT, clip_candidates, run_match, tiny_clip  # noqa: F401 (fixtures)
 

@@ -17,15 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ipc.artifacts import (
+from aishorts.ipc.artifacts import (
     Candidate, Candidates, Matches, Narration, RankedCandidate, SentenceMatch, SentenceSpan, WordSpan,
 )
-from ipc.params import FRAME_SIZES, RenderParams, TimelineParams
-from ipc.request import RequestError, request_from
-from runner.options import build_params
-from serve.requests import FieldError, VideoRequest, _merge_mpt
-from stages.harness import StageError
-from stages.media import ffmpeg_exe
+from aishorts.ipc.params import FRAME_SIZES, RenderParams, TimelineParams
+from aishorts.ipc.request import RequestError, request_from
+from aishorts.runner.options import build_params
+from aishorts.serve.requests import FieldError, VideoRequest, _merge_mpt
+from aishorts.stages.harness import StageError
+from aishorts.stages.media import ffmpeg_exe
 
 pytestmark = pytest.mark.slow
 
@@ -224,7 +224,7 @@ def test_its_custom_subtitle_position_is_listed_as_ignored_and_a_custom_bgm_need
 
 
 def test_a_batch_rows_music_file_is_read_from_the_batch_files_folder(tmp_path):
-    from runner.batchfile import read_batch_file
+    from aishorts.runner.batchfile import read_batch_file
 
     (tmp_path / "songs").mkdir()
     (tmp_path / "songs" / "calm.mp3").write_bytes(b"\xff\xfb" * 100)
@@ -237,7 +237,7 @@ def test_a_batch_rows_music_file_is_read_from_the_batch_files_folder(tmp_path):
 
 
 def test_short_video_makers_orientation_music_level_and_caption_position_set_ours():
-    from serve.requests import ShortVideoRequest, SvmConfig, SvmScene, video_from_short_video_maker
+    from aishorts.serve.requests import ShortVideoRequest, SvmConfig, SvmScene, video_from_short_video_maker
 
     def made(**config):
         return video_from_short_video_maker(ShortVideoRequest(scenes=[SvmScene(text="Tides turn.")],

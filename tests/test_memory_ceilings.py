@@ -4,7 +4,7 @@ import json
 import shlex
 import time
 
-from ipc.sizes import parse_size
+from aishorts.ipc.sizes import parse_size
 from tests.runner_helpers import RUNNER, balloon_pipeline, marker_env, processes_with_marker, report, run_cli, stage
 
 

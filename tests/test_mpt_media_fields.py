@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve.requests import FieldError, VideoRequest, _merge_mpt
+from aishorts.serve.requests import FieldError, VideoRequest, _merge_mpt
 
 
 def merged(**body):

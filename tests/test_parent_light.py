@@ -40,6 +40,6 @@ def test_help_answers_quickly():
 
 
 def test_importing_stages_package_is_cheap():
-    code = "import stages, stages.harness, sys; print(','.join(m for m in %r if m in sys.modules))" % (HEAVY[:-1],)
+    code = "import aishorts.stages, aishorts.stages.harness, sys; print(','.join(m for m in %r if m in sys.modules))" % (HEAVY[:-1],)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -2,7 +2,7 @@
 
 import tomllib
 
-from ipc.sizes import parse_size
+from aishorts.ipc.sizes import parse_size
 from tests.runner_helpers import balloon_pipeline, report, run_cli, stage
 
 
@@ -36,8 +36,8 @@ def test_probe_needs_a_finished_run(tmp_path):
 
 
 def test_an_attempt_sees_every_earlier_stage_s_files_not_only_its_direct_inputs(tmp_path):
-    from ipc.pipeline import DEFAULT_PIPELINE
-    from runner.probe import _link_inputs
+    from aishorts.ipc.pipeline import DEFAULT_PIPELINE
+    from aishorts.runner.probe import _link_inputs
 
     run_dir = tmp_path / "run"
     for name in ("theme", "script", "tts", "broll", "match", "timeline", "render"):

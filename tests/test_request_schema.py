@@ -15,12 +15,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from ipc.params import CATEGORIES
-from ipc.request import FIELDS, LANGUAGES, RequestError, ShortRequest, field_info, json_schema, request_from
-from runner.batchfile import ROW_FIELDS, batch_row
-from runner.cli import build_parser, request_from_args
-from runner.errors import UsageError
-from serve.requests import IGNORED_MPT_FIELDS, MPT_ALIASES, FieldError, VideoRequest, _merge_mpt, decode
+from aishorts.ipc.params import CATEGORIES
+from aishorts.ipc.request import FIELDS, LANGUAGES, RequestError, ShortRequest, field_info, json_schema, request_from
+from aishorts.runner.batchfile import ROW_FIELDS, batch_row
+from aishorts.runner.cli import build_parser, request_from_args
+from aishorts.runner.errors import UsageError
+from aishorts.serve.requests import IGNORED_MPT_FIELDS, MPT_ALIASES, FieldError, VideoRequest, _merge_mpt, decode
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "serve" / "static"
@@ -133,7 +133,7 @@ def test_the_page_hard_codes_no_choice_and_sends_only_names_the_api_knows():
 
 
 def test_the_narrator_speaks_every_language_the_schema_offers_and_the_schema_refuses_the_others():
-    from stages.tts import check_language
+    from aishorts.stages.tts import check_language
 
     for code in LANGUAGES:
         assert check_language(code) == code

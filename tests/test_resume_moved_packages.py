@@ -11,11 +11,11 @@ import json
 
 import msgspec
 
-from ipc.files import sha256_bytes
-from ipc.pipeline import DEFAULT_PIPELINE, module_name_now
-from runner.limits import load_limits
-from runner.pipeline_file import load_pipeline
-from runner.run import inputs_hash
+from aishorts.ipc.files import sha256_bytes
+from aishorts.ipc.pipeline import DEFAULT_PIPELINE, module_name_now
+from aishorts.runner.limits import load_limits
+from aishorts.runner.pipeline_file import load_pipeline
+from aishorts.runner.run import inputs_hash
 from tests.runner_helpers import report, run_cli
 
 THEME = next(spec for spec in DEFAULT_PIPELINE if spec.name == "theme")

@@ -4,11 +4,11 @@ import threading
 
 import msgspec
 
-from ipc.params import PipelineParams
-from runner.events import RunEvent, StageFinished, StageProgress, StageSample, StageStarted
-from runner.limits import load_limits
-from runner.pipeline_file import load_pipeline
-from runner.run import RunOptions, run_pipeline
+from aishorts.ipc.params import PipelineParams
+from aishorts.runner.events import RunEvent, StageFinished, StageProgress, StageSample, StageStarted
+from aishorts.runner.limits import load_limits
+from aishorts.runner.pipeline_file import load_pipeline
+from aishorts.runner.run import RunOptions, run_pipeline
 from tests.runner_helpers import balloon_pipeline, wait_for
 
 
@@ -44,7 +44,7 @@ def test_every_event_survives_its_wire_encoding_unchanged(tmp_path):
 
 
 def test_a_node_streams_its_runs_events_to_the_driver_as_they_are(tmp_path):
-    from cluster.progress import RemoteObserver, progress_server
+    from aishorts.cluster.progress import RemoteObserver, progress_server
 
     local: list[RunEvent] = []
     driver: list[RunEvent] = []
@@ -73,7 +73,7 @@ def test_a_node_streams_its_runs_events_to_the_driver_as_they_are(tmp_path):
 
 
 def test_a_node_without_its_driver_prints_the_events_on_stderr(tmp_path, capfd):
-    from cluster.progress import RemoteObserver
+    from aishorts.cluster.progress import RemoteObserver
 
     remote = RemoteObserver(None, "secret")
     _run(tmp_path, remote)

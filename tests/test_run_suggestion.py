@@ -3,9 +3,9 @@
 import json
 import shlex
 
-from ipc.files import read_struct
-from ipc.sizes import parse_size
-from runner.report import RunReport
+from aishorts.ipc.files import read_struct
+from aishorts.ipc.sizes import parse_size
+from aishorts.runner.report import RunReport
 from tests.runner_helpers import RUNNER, balloon_pipeline, report, run_cli, stage
 
 
@@ -46,8 +46,8 @@ def test_the_rerun_command_is_the_suggestion_rendered_and_resumes_the_run(tmp_pa
 
 
 def test_the_servers_resume_offers_the_suggestions_values_and_an_older_report_without_one_still_loads(tmp_path):
-    from serve.jobs import Job
-    from serve.views import task_view
+    from aishorts.serve.jobs import Job
+    from aishorts.serve.views import task_view
 
     run_dir = _oom_run(tmp_path)
     view = task_view(Job(id="run", run_dir=run_dir, record=None), 0.8)

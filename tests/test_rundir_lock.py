@@ -3,7 +3,7 @@
 import os
 import subprocess
 
-from runner.rundir import claimed, held_elsewhere
+from aishorts.runner.rundir import claimed, held_elsewhere
 from tests.runner_helpers import RUNNER, balloon_pipeline, wait_for
 
 

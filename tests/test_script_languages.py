@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import pytest
 
-from ipc.artifacts import Theme
-from ipc.languages import LANGUAGES, local_script_refusal
-from ipc.params import LlmParams, ScriptParams
-from ipc.request import RequestError, request_from
+from aishorts.ipc.artifacts import Theme
+from aishorts.ipc.languages import LANGUAGES, local_script_refusal
+from aishorts.ipc.params import LlmParams, ScriptParams
+from aishorts.ipc.request import RequestError, request_from
 from llm_server import ChatServer, chat
-from runner.options import build_params
-from stages.drafts import Draft, parse_whole, problems
-from stages.harness import StageError
-from stages.language_check import language_problem
-from stages.prompts import whole_prompt
-from stages.writing import char_count, word_count
+from aishorts.runner.options import build_params
+from aishorts.stages.drafts import Draft, parse_whole, problems
+from aishorts.stages.harness import StageError
+from aishorts.stages.language_check import language_problem
+from aishorts.stages.prompts import whole_prompt
+from aishorts.stages.writing import char_count, word_count
 from tests.runner_helpers import run_cli
 from tools.bench_languages import SCRIPTS
 from tools.bench_languages import TOPICS

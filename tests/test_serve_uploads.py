@@ -16,8 +16,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from serve.requests import FieldError
-from serve.uploads import UPLOAD_LIMIT, store
+from aishorts.serve.requests import FieldError
+from aishorts.serve.uploads import UPLOAD_LIMIT, store
 from tests.runner_helpers import balloon_pipeline
 from tests.serve_helpers import finished, running_server
 

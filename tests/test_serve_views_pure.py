@@ -9,10 +9,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from runner.report import RunReport, StageReport, write_report
-from serve.jobs import Job, JobManager
-from serve.requests import ServerSettings
-from serve.views import task_view
+from aishorts.runner.report import RunReport, StageReport, write_report
+from aishorts.serve.jobs import Job, JobManager
+from aishorts.serve.requests import ServerSettings
+from aishorts.serve.views import task_view
 
 ROOT = Path(__file__).resolve().parent.parent
 VIEWS = ROOT / "serve" / "views.py"

@@ -18,14 +18,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from ipc.artifacts import Candidates, Script
-from ipc.files import resolve_in_run
-from ipc.messages import StageCall
-from ipc.params import BrollParams
-from stages import broll, visuals, ytdlp
-from stages.builtin_stills import LIBRARY
-from stages.harness import StageContext, StageError
-from stages.media import ffmpeg_exe
+from aishorts.ipc.artifacts import Candidates, Script
+from aishorts.ipc.files import resolve_in_run
+from aishorts.ipc.messages import StageCall
+from aishorts.ipc.params import BrollParams
+from aishorts.stages import broll, visuals, ytdlp
+from aishorts.stages.builtin_stills import LIBRARY
+from aishorts.stages.harness import StageContext, StageError
+from aishorts.stages.media import ffmpeg_exe
 from media_server import serve
 
 SCRIPT = Script(
@@ -107,7 +107,7 @@ def local_media(tmp_path_factory) -> Path:
 
 
 def context(run_dir: Path) -> StageContext:
-    call = StageCall(stage="broll", module="stages.broll", run_dir=str(run_dir), out_dir=str(run_dir / "broll"),
+    call = StageCall(stage="broll", module="aishorts.stages.broll", run_dir=str(run_dir), out_dir=str(run_dir / "broll"),
                      inputs={}, input_kinds={}, output_kind="candidates")
     (run_dir / "broll").mkdir(parents=True, exist_ok=True)
     return StageContext(call)

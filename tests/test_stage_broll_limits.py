@@ -23,10 +23,10 @@ from pathlib import Path
 import msgspec
 
 from conftest import stage_call
-from ipc.artifacts import Candidates
-from ipc.files import read_struct, write_struct
-from ipc.params import BrollParams
-from ipc.pipeline import artifact_path
+from aishorts.ipc.artifacts import Candidates
+from aishorts.ipc.files import read_struct, write_struct
+from aishorts.ipc.params import BrollParams
+from aishorts.ipc.pipeline import artifact_path
 from media_server import serve
 from test_stage_broll import SCRIPT, make_clip, make_still
 
@@ -102,7 +102,7 @@ def write_huge_png(path: Path, side: int) -> Path:
 
 MEASURED = (
     "import resource, subprocess, sys\n"
-    "code = subprocess.call([sys.executable, '-m', 'stages.broll', sys.argv[1]])\n"
+    "code = subprocess.call([sys.executable, '-m', 'aishorts.stages.broll', sys.argv[1]])\n"
     "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)\n"
     "sys.exit(code)\n"
 )

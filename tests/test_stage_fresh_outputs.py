@@ -16,10 +16,10 @@ from pathlib import Path
 
 import msgspec
 
-from ipc.params import BrollParams, RenderParams
+from aishorts.ipc.params import BrollParams, RenderParams
 from media_server import serve
-from stages.builtin_stills import LIBRARY
-from stages.captions import find_font
+from aishorts.stages.builtin_stills import LIBRARY
+from aishorts.stages.captions import find_font
 from test_stage_broll import SCRIPT, make_clip, make_still
 from test_stage_render import make_inputs
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ipc.artifacts import Candidate, Candidates, Script
-from ipc.files import write_struct
-from ipc.params import BrollParams, MatchParams
-from ipc.pipeline import artifact_path
-from stages import match
-from stages.harness import StageError
+from aishorts.ipc.artifacts import Candidate, Candidates, Script
+from aishorts.ipc.files import write_struct
+from aishorts.ipc.params import BrollParams, MatchParams
+from aishorts.ipc.pipeline import artifact_path
+from aishorts.stages import match
+from aishorts.stages.harness import StageError
 
 TEXT_SCRIPT = Script(
     title="Odd facts",
@@ -90,7 +90,7 @@ def tiny_clip(tmp_path_factory) -> Path:
 def builtin_candidates(tmp_path_factory):
     """A run dir whose broll stage wrote built-in stills chosen for TEXT_SCRIPT's queries."""
     from conftest import stage_call
-    from stages.harness import execute
+    from aishorts.stages.harness import execute
 
     run_dir = tmp_path_factory.mktemp("builtin-run")
     write_struct(run_dir / artifact_path("script"), TEXT_SCRIPT)
@@ -102,7 +102,7 @@ def builtin_candidates(tmp_path_factory):
 def clip_candidates(tmp_path_factory):
     """A run dir whose broll stage took two generated clips and two stills from a local folder."""
     from conftest import stage_call
-    from stages.harness import execute
+    from aishorts.stages.harness import execute
 
     media = tmp_path_factory.mktemp("media")
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=3", "-pix_fmt", "yuv420p",
@@ -187,7 +187,7 @@ def test_clip_scorer_matches_every_sentence_to_a_frame_inside_its_clip(run_stage
 
 def test_clip_frames_are_sampled_across_each_clip_and_once_per_still(clip_candidates):
     from conftest import stage_call
-    from stages.harness import StageContext
+    from aishorts.stages.harness import StageContext
 
     run_dir, candidates = clip_candidates
     ctx = StageContext(stage_call(run_dir, "match", MatchParams()))

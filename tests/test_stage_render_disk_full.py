@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ipc.params import RenderParams
-from stages.harness import StageError
+from aishorts.ipc.params import RenderParams
+from aishorts.stages.harness import StageError
 from test_faults_runs import _tmpfs as tmpfs
 from test_stage_render import make_inputs
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from ipc.artifacts import Script
-from ipc.files import write_struct
-from ipc.params import TtsParams
-from ipc.pipeline import artifact_path
+from aishorts.ipc.artifacts import Script
+from aishorts.ipc.files import write_struct
+from aishorts.ipc.params import TtsParams
+from aishorts.ipc.pipeline import artifact_path
 from tests.conftest import stage_call
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ def test_a_tts_run_leaves_no_espeak_copies_in_tmp_nor_a_temp_folder_in_the_run(t
     system_tmp = tmp_path / "system-tmp"
     system_tmp.mkdir()
 
-    out = subprocess.run([sys.executable, "-m", "stages.tts", str(call_path)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "aishorts.stages.tts", str(call_path)], capture_output=True, text=True,
                          env={**os.environ, "TMPDIR": str(system_tmp)}, timeout=600)
 
     assert out.returncode == 0, out.stderr[-3000:]

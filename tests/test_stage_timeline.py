@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from ipc.artifacts import (
+from aishorts.ipc.artifacts import (
     Candidate, Candidates, Matches, Narration, RankedCandidate, SentenceMatch, SentenceSpan, Timeline, WordSpan,
 )
-from ipc.files import resolve_in_run
-from ipc.params import PLATFORMS, TimelineParams
-from stages.harness import StageError
-from stages.timeline import CAPTION_MIN_S, music_tracks
+from aishorts.ipc.files import resolve_in_run
+from aishorts.ipc.params import PLATFORMS, TimelineParams
+from aishorts.stages.harness import StageError
+from aishorts.stages.timeline import CAPTION_MIN_S, music_tracks
 
 WORD_S = 0.32
 PAUSE_S = 0.35

@@ -16,8 +16,8 @@ from typing import get_args, get_type_hints
 
 import pytest
 
-from ipc.params import BrollParams, LlmParams, MatchParams, RenderParams, TtsParams
-from ipc.pipeline import DEFAULT_PIPELINE
+from aishorts.ipc.params import BrollParams, LlmParams, MatchParams, RenderParams, TtsParams
+from aishorts.ipc.pipeline import DEFAULT_PIPELINE
 from package_names import importable_name
 
 STAGES_DIR = Path(__file__).resolve().parent.parent / "stages"
@@ -27,11 +27,11 @@ HEAVY = ("torch", "transformers", "onnxruntime", "kokoro_onnx", "moviepy", "nump
 
 # (module holding BACKENDS, the params Struct, its field naming the backend, the choice rules that are no backend)
 REGISTRIES = [
-    ("stages.tts", TtsParams, "backend", ()),
-    ("stages.llm", LlmParams, "backend", ("auto",)),
-    ("stages.match", MatchParams, "scorer", ("auto",)),
-    ("stages.broll", BrollParams, "source", ("auto",)),
-    ("stages.render", RenderParams, "renderer", ()),
+    ("aishorts.stages.tts", TtsParams, "backend", ()),
+    ("aishorts.stages.llm", LlmParams, "backend", ("auto",)),
+    ("aishorts.stages.match", MatchParams, "scorer", ("auto",)),
+    ("aishorts.stages.broll", BrollParams, "source", ("auto",)),
+    ("aishorts.stages.render", RenderParams, "renderer", ()),
 ]
 
 
@@ -60,7 +60,7 @@ def test_reading_the_registries_loads_no_model_library():
 def imported_modules(path: Path) -> set[str]:
     """Every module `path` imports, at any depth (function-level imports too), as absolute dotted names.
 
-    `from stages import broll` counts as importing `stages.broll`.
+    `from aishorts.stages import broll` counts as importing `stages.broll`.
     """
     package = STAGES_PACKAGE
     found: set[str] = set()
@@ -87,7 +87,7 @@ def stage_sources() -> dict[str, Path]:
 
 
 def test_the_pipeline_names_seven_stage_modules_that_exist():
-    assert {"stages.theme", "stages.script", "stages.render"} <= STAGE_MODULES
+    assert {"aishorts.stages.theme", "aishorts.stages.script", "aishorts.stages.render"} <= STAGE_MODULES
     assert STAGE_MODULES <= set(stage_sources())
 
 
@@ -113,12 +113,12 @@ def test_no_helper_module_imports_a_stage_module():
 def test_the_import_reader_sees_function_level_and_package_relative_imports(tmp_path):
     source = tmp_path / "sample.py"
     source.write_text(
-        "from stages import harness\n"
+        "from aishorts.stages import harness\n"
         "def late():\n"
-        "    from stages.render_moviepy import render_moviepy\n"
-        "    import stages.theme\n"
+        "    from aishorts.stages.render_moviepy import render_moviepy\n"
+        "    import aishorts.stages.theme\n"
         "    from . import script\n"
     )
     names = imported_modules(source)
-    assert {"stages.harness", "stages.render_moviepy", "stages.theme", "stages.script"} <= names
-    assert stage_modules_in(names) == {"stages.theme", "stages.script"}
+    assert {"aishorts.stages.harness", "aishorts.stages.render_moviepy", "aishorts.stages.theme", "aishorts.stages.script"} <= names
+    assert stage_modules_in(names) == {"aishorts.stages.theme", "aishorts.stages.script"}

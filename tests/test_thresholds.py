@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from ipc.sizes import MiB, parse_size
-from runner.errors import UsageError
-from runner.limits import load_limits, save_limits
+from aishorts.ipc.sizes import MiB, parse_size
+from aishorts.runner.errors import UsageError
+from aishorts.runner.limits import load_limits, save_limits
 from tests.runner_helpers import balloon_pipeline, run_cli
 
 

@@ -12,8 +12,8 @@ from llm_server import ChatServer, chat
 from source_files import OCTOPUS, make_zim
 from wiki_server import WikiServer
 
-from ipc.params import LlmParams, ThemeParams
-from stages.topic_support import TopicSupport
+from aishorts.ipc.params import LlmParams, ThemeParams
+from aishorts.stages.topic_support import TopicSupport
 
 UNSUPPORTED = "How volcanoes build new islands"
 SUPPORTED = "Why octopus blood is blue"
@@ -108,8 +108,8 @@ def test_a_given_topic_is_never_second_guessed(run_stage_inline, tmp_path, octop
 
 
 def test_the_category_and_its_sources_reach_the_theme_stage_from_the_command_line(tmp_path, octopus_notes):
-    from ipc.request import ShortRequest
-    from runner.options import build_params
+    from aishorts.ipc.request import ShortRequest
+    from aishorts.runner.options import build_params
 
     params = build_params(ShortRequest(category="animals", source=[octopus_notes], wiki_url="off",
                                        language="pt-br"), None)
@@ -118,7 +118,7 @@ def test_the_category_and_its_sources_reach_the_theme_stage_from_the_command_lin
 
 
 def test_a_missing_source_file_is_named():
-    from stages.harness import StageError
+    from aishorts.stages.harness import StageError
 
     with pytest.raises(StageError, match="gone.md: no such file"):
         TopicSupport(["/nowhere/gone.md"], "off", "en-us").check(SUPPORTED)

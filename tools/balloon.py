@@ -19,9 +19,9 @@ from pathlib import Path
 
 import msgspec
 
-from ipc.artifacts import Balloon
-from ipc.files import atomic_write_bytes
-from stages.harness import StageContext, StageError, stage_main
+from aishorts.ipc.artifacts import Balloon
+from aishorts.ipc.files import atomic_write_bytes
+from aishorts.stages.harness import StageContext, StageError, stage_main
 
 PAGE = 4096
 DETACH = "import os, time\nos.setsid()\nif os.fork():\n    os._exit(0)\ntime.sleep(3600)\n"

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import msgspec
 
-from ipc.artifacts import Theme
-from ipc.files import write_struct
-from ipc.messages import StageCall
-from ipc.params import LlmParams, ScriptParams
-from ipc.pipeline import DEFAULT_PIPELINE, artifact_path
+from aishorts.ipc.artifacts import Theme
+from aishorts.ipc.files import write_struct
+from aishorts.ipc.messages import StageCall
+from aishorts.ipc.params import LlmParams, ScriptParams
+from aishorts.ipc.pipeline import DEFAULT_PIPELINE, artifact_path
 
 SOURCES = Path(__file__).resolve().parent / "bench_sources"
 TOPICS = {
@@ -50,9 +50,9 @@ def call_for(run_dir: Path, params: ScriptParams) -> StageCall:
 
 
 def one_case(work: Path, topic_key: str, mode: str, seed: int, language: str, model: str) -> dict:
-    from stages.grounding import numbers_in, source_numbers, support
-    from stages.harness import execute
-    from stages.passages import split_passages
+    from aishorts.stages.grounding import numbers_in, source_numbers, support
+    from aishorts.stages.harness import execute
+    from aishorts.stages.passages import split_passages
 
     topic, keywords = TOPICS[topic_key]
     source = SOURCES / f"{topic_key}.txt"

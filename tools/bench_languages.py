@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ipc.languages import LANGUAGES
+from aishorts.ipc.languages import LANGUAGES
 
 ENGLISH = ("Octopuses have three hearts and blue blood. Two hearts pump blood through the gills, while the third"
            " serves the rest of the body. Follow for more strange facts about the ocean.")
@@ -54,7 +54,7 @@ def bench(code: str, work: Path) -> dict:
     script.write_text(SCRIPTS[code], encoding="utf-8")
     run_dir = work / code
     for stage in ("theme", "script", "tts"):
-        command = [sys.executable, "-m", "runner.cli", "--script", str(script), "--language", code,
+        command = [sys.executable, "-m", "aishorts.runner.cli", "--script", str(script), "--language", code,
                    "--run-dir", str(run_dir), "--only", stage]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -87,16 +87,16 @@ TOPICS = {
 
 def local_script(code: str, seed: int, work: Path, attempts: int = 3) -> dict:
     """One script by the local model in `code`, through the script stage's whole-script path and its checks."""
-    from ipc.messages import StageCall
-    from ipc.params import LlmParams, ScriptParams
-    from stages import local_models
-    from stages import script as stage
-    from stages.drafts import problems
-    from stages.harness import StageContext, StageError
-    from stages.language_check import language_problem
-    from stages.llm import LocalGguf, _loaded
-    from stages.runtime import thread_share
-    from stages.theme import theme_from_topic
+    from aishorts.ipc.messages import StageCall
+    from aishorts.ipc.params import LlmParams, ScriptParams
+    from aishorts.stages import local_models
+    from aishorts.stages import script as stage
+    from aishorts.stages.drafts import problems
+    from aishorts.stages.harness import StageContext, StageError
+    from aishorts.stages.language_check import language_problem
+    from aishorts.stages.llm import LocalGguf, _loaded
+    from aishorts.stages.runtime import thread_share
+    from aishorts.stages.theme import theme_from_topic
 
     model = local_models.QWEN_CODER_1_5B
     backend = LocalGguf(model, _loaded(local_models.model_file(model), thread_share()))
@@ -104,7 +104,7 @@ def local_script(code: str, seed: int, work: Path, attempts: int = 3) -> dict:
                           max_attempts=attempts)
     out = work / f"script-{code}-{seed}"
     out.mkdir(parents=True, exist_ok=True)
-    call = StageCall(stage="script", module="stages.script", run_dir=str(work), out_dir=str(out), inputs={},
+    call = StageCall(stage="script", module="aishorts.stages.script", run_dir=str(work), out_dir=str(out), inputs={},
                      input_kinds={}, output_kind="script")
     log: list[str] = []
     def keep(event) -> None:
@@ -162,8 +162,8 @@ def g2p_rows() -> list[str]:
     from kokoro_onnx.tokenizer import Tokenizer
     from phonemizer.backend import EspeakBackend
 
-    from stages.g2p import phonemiser
-    from stages.kokoro_timing import vocab_file
+    from aishorts.stages.g2p import phonemiser
+    from aishorts.stages.kokoro_timing import vocab_file
 
     Tokenizer()  # points phonemizer at espeakng-loader's library
     vocab = json.loads(vocab_file().read_text())["vocab"]

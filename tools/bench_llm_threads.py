@@ -26,9 +26,9 @@ SEED = 1917366083
 
 def one_call(threads: int) -> dict:
     """Load the strongest local model on `threads` threads and write the whole-script prompt once."""
-    from ipc.artifacts import Theme
-    from stages import llm, local_models
-    from stages.prompts import whole_prompt
+    from aishorts.ipc.artifacts import Theme
+    from aishorts.stages import llm, local_models
+    from aishorts.stages.prompts import whole_prompt
 
     theme = Theme(topic=TOPIC, angle="", keywords=[])
     model, _ = local_models.choose(0)

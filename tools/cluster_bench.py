@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from ipc.sizes import MiB
+from aishorts.ipc.sizes import MiB
 from tools.balloon import write_pipeline
 
 RUNNER = [sys.executable, "-m", "aishorts"]

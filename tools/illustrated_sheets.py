@@ -19,11 +19,11 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from ipc.artifacts import Candidates, Matches, Theme
-from ipc.files import write_struct
-from ipc.messages import StageCall
-from ipc.params import BrollParams, MatchParams, ScriptParams
-from ipc.pipeline import DEFAULT_PIPELINE, artifact_path
+from aishorts.ipc.artifacts import Candidates, Matches, Theme
+from aishorts.ipc.files import write_struct
+from aishorts.ipc.messages import StageCall
+from aishorts.ipc.params import BrollParams, MatchParams, ScriptParams
+from aishorts.ipc.pipeline import DEFAULT_PIPELINE, artifact_path
 
 THUMB = (216, 384)
 TEXT_W = 420
@@ -47,8 +47,8 @@ def stage_call(run_dir: Path, stage: str, params) -> StageCall:
 
 def matched(script_file: Path, source: str, work: Path) -> tuple[list[str], Candidates, Matches, Path]:
     """The script's sentences, the candidates of `source`, and the match stage's choice for each sentence."""
-    from stages.harness import execute
-    from stages.script import script_from_text
+    from aishorts.stages.harness import execute
+    from aishorts.stages.script import script_from_text
 
     theme = Theme(topic=script_file.stem.replace("-", " "), angle="", keywords=[])
     script = script_from_text(script_file.read_text(), theme, ScriptParams())
@@ -63,7 +63,7 @@ def matched(script_file: Path, source: str, work: Path) -> tuple[list[str], Cand
 def sheet(script_file: Path, out: Path, work: Path) -> Path:
     from PIL import Image, ImageDraw, ImageFont
 
-    from stages.captions import find_font
+    from aishorts.stages.captions import find_font
 
     font_path = str(find_font().path)
     font = ImageFont.truetype(font_path, 17)

@@ -16,8 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ipc.sizes import format_size
-from stages.local_models import CATALOGUE
+from aishorts.ipc.sizes import format_size
+from aishorts.stages.local_models import CATALOGUE
 
 TOPICS = ("Why octopuses have three hearts", "Why the sky is blue", "How bees make honey")
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_script_stage(work: Path, topic: str, model: str, seed: int) -> dict:
     run_dir = work / f"{model}-{abs(hash(topic)) % 10_000}"
-    argv = [sys.executable, "-m", "runner.cli", "--topic", topic, "--llm", "local", "--llm-model", model,
+    argv = [sys.executable, "-m", "aishorts.runner.cli", "--topic", topic, "--llm", "local", "--llm-model", model,
             "--seed", str(seed), "--run-dir", str(run_dir), "--json"]
     for stage in ("theme", "script"):
         subprocess.run([*argv, "--only", stage], cwd=ROOT, capture_output=True, text=True, check=True)
