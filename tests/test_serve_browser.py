@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright  # the serve extra; never `playwright install`
 
+from aishorts.runner.rundir import read_manifest
 from tests.loopback import LoopbackServer, QuietHandler
 from tests.runner_helpers import wait_for
 from tests.serve_helpers import running_server
@@ -222,6 +223,24 @@ def test_voices_follow_the_language_a_preview_plays_a_finished_card_keeps_its_ch
         assert not (tmp_path / "runs" / task_id).exists()
         page.reload()
         expect(page.locator("li.task")).to_have_count(0)
+
+        page.fill("#topic", "Two takes on one topic")  # variants: one short per variant, each with its own seed
+        page.locator("details").evaluate("details => details.open = true")
+        page.select_option("#pipeline", "quick")
+        page.fill("#variants", "2")
+        page.click("#submit")
+        expect(page.locator("li.task")).to_have_count(2, timeout=60_000)
+        ids = page.locator("li.task").evaluate_all("cards => cards.map(card => card.dataset.taskId)")
+        for each in ids:
+            expect(page.locator(f"li.task[data-task-id='{each}']")).to_have_attribute("data-status", "done",
+                                                                                     timeout=120_000)
+        seeds = {read_manifest(tmp_path / "runs" / each / "run.json").params.script.llm.seed for each in ids}
+        assert len(seeds) == 2 and None not in seeds, seeds
+        page.check("input[name=what][value=script]")  # the person's own script is one short: said, nothing made
+        page.fill("#script", "Cats sleep a lot. They dream too.")
+        page.click("#submit")
+        expect(page.locator("#form-error")).to_contain_text("variants are written from a topic or a category")
+        expect(page.locator("li.task")).to_have_count(2)
 
 
 class LlamaCppLike(LoopbackServer):

@@ -226,6 +226,23 @@ async function writeScriptFirst() {
   }
 }
 
+// Variants: the same request once per variant, each with its own seed (a topic's or category's script, and so
+// its b-roll, differ); a script of the person's own is one short, whatever the count says.
+const MAX_VARIANTS = 5;
+
+function variantRequests(request) {
+  const input = document.getElementById("variants");
+  const count = Math.min(MAX_VARIANTS, Math.max(1, parseInt(input.value, 10) || 1));
+  if (count === 1) return [request];
+  if (request.script !== undefined) {
+    const error = new Error("variants are written from a topic or a category; your own script makes one short");
+    error.field = "variants";
+    throw error;
+  }
+  const first = Math.floor(Math.random() * 1_000_000_000);
+  return Array.from({ length: count }, (_, index) => ({ ...request, seed: first + index }));
+}
+
 async function submitForm(event) {
   event.preventDefault();
   const error = document.getElementById("form-error");
@@ -234,8 +251,10 @@ async function submitForm(event) {
   const button = document.getElementById("submit");
   button.disabled = true;
   try {
-    const data = await api("POST", "/api/v1/videos", formRequest());
-    upsertTask(data.task);
+    for (const request of variantRequests(formRequest())) {
+      const data = await api("POST", "/api/v1/videos", request);
+      upsertTask(data.task);
+    }
   } catch (err) {
     error.textContent = (err.field ? err.field + ": " : "") + err.message;
     error.hidden = false;
