@@ -29,7 +29,7 @@ from aishorts.serve.views import FILES, file_path, task_view
 MCP_PATH = "/mcp"
 MAX_INLINE_BYTES = 64 * 1024 * 1024
 """The largest file `get_file` hands back inline (base64); a short is a few MB."""
-TEXT_FILES = ("captions.srt", "captions.ass", "report.json", "memory.svg")
+TEXT_FILES = ("captions.srt", "captions.ass", "report.json", "memory.svg", "sources.txt")
 
 
 class ToolRefusal(ToolError):

@@ -10,6 +10,7 @@ grounded: facts unchecked"; the page draws the same on the card.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -62,6 +63,16 @@ params = {{ wiki_url = "{wiki_url}", llm = {llm} }}
     return path
 
 
+async def mcp_file(url: str, task_id: str, name: str) -> dict:
+    """What an agent gets for one file through the MCP endpoint: its text, or its bytes in base64."""
+    from mcp.client.client import Client
+    from test_serve_mcp import answer
+
+    async with Client(f"{url}/mcp") as client:
+        got = answer(await client.call_tool("get_file", {"task_id": task_id, "name": name}))
+    return {key: got[key] for key in ("text", "base64") if key in got}
+
+
 @pytest.fixture
 def servers(tmp_path):
     """(wiki, chat for the grounded script, chat for the unchecked one, the server's pipeline options)."""
@@ -91,6 +102,7 @@ def test_a_finished_task_names_its_sources_and_says_whether_its_script_is_ground
         cited = client.get(grounded["files"]["sources.txt"])
         assert cited.status_code == 200 and cited.headers["content-type"].startswith("text/plain")
         assert cited.text.startswith("grounded in 1 source.") and article in cited.text
+        assert asyncio.run(mcp_file(server.url, grounded["task_id"], "sources.txt")) == {"text": cited.text}
         listed = client.get("/api/v1/tasks").json()["data"]["tasks"]
         assert next(t for t in listed if t["task_id"] == grounded["task_id"])["sources"] == grounded["sources"]
 

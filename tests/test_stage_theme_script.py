@@ -113,7 +113,7 @@ def test_a_category_theme_comes_from_the_llm_after_rejecting_a_rambling_answer(r
                 " studied for thousands of years with telescopes and rockets")
     replies = [chat(rambling), chat('"How black holes bend light"'), chat("A black hole can bend light into a ring.")]
     with ChatServer(replies) as server:
-        theme, events = run_stage_inline(tmp_path, "theme", ThemeParams(category="space", llm=llm(server)))
+        theme, events = run_stage_inline(tmp_path, "theme", ThemeParams(category="space", llm=llm(server), wiki_url="off"))
     assert theme.topic == "How black holes bend light"
     assert theme.angle == "A black hole can bend light into a ring."
     assert theme.category == "space" and theme.backend == "openai:test-model"
@@ -127,19 +127,20 @@ def test_a_category_theme_comes_from_the_llm_after_rejecting_a_rambling_answer(r
 def test_a_category_theme_from_an_llm_that_never_answers_usefully_is_an_error(run_stage_inline, tmp_path):
     with ChatServer([chat("# Topics\n\n* **1.** | space | stars |")]) as server:
         with pytest.raises(StageError, match="did not give a space topic after 5 attempts.*pass --topic"):
-            run_stage_inline(tmp_path, "theme", ThemeParams(category="space", llm=llm(server)))
+            run_stage_inline(tmp_path, "theme", ThemeParams(category="space", llm=llm(server), wiki_url="off"))
 
 
 def test_a_category_theme_without_a_usable_angle_keeps_the_topic_and_says_so(run_stage_inline, tmp_path):
     with ChatServer([chat("How black holes bend light"), chat("I'm sorry, I cannot help with that.")]) as server:
-        theme, events = run_stage_inline(tmp_path, "theme", ThemeParams(category="space", llm=llm(server)))
+        theme, events = run_stage_inline(tmp_path, "theme", ThemeParams(category="space", llm=llm(server), wiki_url="off"))
     assert (theme.topic, theme.angle) == ("How black holes bend light", "")
     assert len(server.requests) == 1 + 5
     assert any(e.kind == "log" and "no usable angle after 5 attempts" in e.message for e in events)
 
 
 def test_a_category_theme_with_the_llm_down_is_a_clear_error(run_stage_inline, tmp_path):
-    params = ThemeParams(category=CATEGORIES[0], llm=LlmParams(backend="openai", base_url=closed_port_url(), model="m"))
+    params = ThemeParams(category=CATEGORIES[0], llm=LlmParams(backend="openai", base_url=closed_port_url(), model="m"),
+                         wiki_url="off")
     with pytest.raises(StageError, match="cannot reach the LLM endpoint"):
         run_stage_inline(tmp_path, "theme", params)
 
