@@ -17,6 +17,7 @@ from aishorts.ipc.languages import LANGUAGES, local_script_refusal
 from aishorts.ipc.params import LlmParams, ScriptParams
 from aishorts.ipc.request import RequestError, request_from
 from llm_server import ChatServer, chat
+from test_stage_theme_script import GOOD_SCRIPT
 from aishorts.runner.options import build_params
 from aishorts.stages.drafts import Draft, parse_whole, problems
 from aishorts.stages.harness import StageError
@@ -45,19 +46,7 @@ octopus crawling on sea floor
 blue blood cells
 octopus swimming"""
 
-ENGLISH_SCRIPT = """An octopus has three hearts, and two of them take breaks.
-Two small hearts push blood through the gills, where it picks up oxygen.
-The third heart sends that blood around the rest of the body.
-Octopus blood is blue, because it carries oxygen with copper instead of iron.
-That copper works well in cold water, but it is not very efficient.
-So the main heart needs help from the two smaller ones.
-When an octopus swims, the main heart simply stops beating.
-That is why octopuses prefer to crawl along the sea floor.
-Swimming tires them out fast, so they save it for escapes.
-Next time you see an octopus crawling, you will know why.
-Follow for more strange facts about the ocean.
----
-octopus crawling on sea floor"""
+ENGLISH_SCRIPT = GOOD_SCRIPT  # the stage tests' well-formed English answer
 
 
 def llm(server: ChatServer) -> LlmParams:

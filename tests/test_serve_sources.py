@@ -18,22 +18,13 @@ from pathlib import Path
 import pytest
 from llm_server import ChatServer, chat
 from source_files import OCTOPUS
+from test_script_grounded import TRUE_BODY
 from wiki_server import WikiServer
 
 from tests.serve_helpers import finished, running_server, submit
 
 TOPIC = "Why octopuses have three hearts"
-BODY = [
-    "Two branchial hearts pump blood through the gills.",
-    "A systemic heart pumps that blood through the body.",
-    "The systemic heart stops beating when the octopus swims.",
-    "That is why octopuses tire quickly and prefer to crawl.",
-    "Octopus blood is blue because of hemocyanin.",
-    "Hemocyanin is a protein that contains copper and carries oxygen.",
-    "It carries oxygen well in cold water with little oxygen.",
-    "Each of the eight arms is lined with suckers that taste what they touch.",
-    "About two thirds of its neurons lie in its arms.",
-]
+BODY = TRUE_BODY[:9]  # what the loopback wiki's octopus article says
 GROUNDED_ANSWER = json.dumps({"hook": "An octopus has three hearts that share the work.", "body": BODY,
                               "cta": "Follow for more strange facts about the ocean.",
                               "queries": ["octopus crawling", "blue blood", "octopus arms"]})
