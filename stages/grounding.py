@@ -3,8 +3,9 @@
 Responsible for the support of one sentence: the passage it rests on (the
 one holding the largest share of the sentence's content words, by crude stem,
 among the passages near it in meaning when their MiniLM similarities are
-given), that share, and the numbers it states (digits or number words, English
-and Portuguese) that appear nowhere in the sources. A sentence is supported
+given), that share, and the numbers it states (digits, number words in English
+and Portuguese, Chinese and Japanese numerals such as 三 or 两千) that appear
+nowhere in the sources. A sentence is supported
 when the share reaches SUPPORT_SHARE in a passage near it (MIN_SIMILARITY,
 when similarities are given) and no number is missing; a sentence with no
 content word says nothing a source could support. Also the source's own
@@ -51,6 +52,12 @@ NUMBER_WORDS = {
     "bilhões": 10**9, "dobro": 2, "metade": 0.5, "dúzia": 12,
 }
 _DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
+CJK_DIGITS = {"〇": 0, "零": 0, "一": 1, "二": 2, "两": 2, "兩": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8,
+              "九": 9}
+CJK_UNITS = {"十": 10, "拾": 10, "百": 100, "佰": 100, "千": 1000, "仟": 1000}
+CJK_MYRIADS = {"万": 10**4, "萬": 10**4, "亿": 10**8, "億": 10**8}
+_CJK_NUMERAL = re.compile(f"[{''.join([*CJK_DIGITS, *CJK_UNITS, *CJK_MYRIADS])}]+")
+_MYRIAD_AFTER = re.compile(f"[{''.join(CJK_MYRIADS)}]")
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 
@@ -72,10 +79,42 @@ def numbers_in(text: str) -> list[tuple[str, float]]:
         value = _digits_value(match.group())
         if value is not None:
             found.append((match.group(), value))
+            myriad = _MYRIAD_AFTER.match(text, match.end())  # 3万: thirty thousand
+            if myriad:
+                found[-1] = (match.group() + myriad.group(), value * CJK_MYRIADS[myriad.group()])
     for word in _WORD.findall(text.lower()):
         if word in NUMBER_WORDS:
             found.append((word, float(NUMBER_WORDS[word])))
+    for match in _CJK_NUMERAL.finditer(text):
+        if match.start() and text[match.start() - 1].isdigit():
+            continue  # the 万 of 3万, read with its digits
+        value = cjk_numeral_value(match.group())
+        if value is not None:
+            found.append((match.group(), value))
     return found
+
+
+def cjk_numeral_value(written: str) -> float | None:
+    """The value of Chinese or Japanese numerals (三 3, 十二 12, 两千 2000, 三万五千 35000, 二〇二四 2024); None for
+    what states no number: 一 alone ("one", as in 一起 or 一つ, is left out as English "one" is) and units with no
+    digit (千万, "by all means")."""
+    if not any(char in CJK_DIGITS or char in "十拾" for char in written):
+        return None
+    total, section, number, after_digit = 0, 0, 0, False
+    for char in written:
+        if char in CJK_DIGITS:
+            number = number * 10 + CJK_DIGITS[char] if after_digit else CJK_DIGITS[char]
+            after_digit = True
+            continue
+        after_digit = False
+        if char in CJK_UNITS:
+            section += (number or 1) * CJK_UNITS[char]
+        else:
+            total += (section + number) * CJK_MYRIADS[char]
+            section = 0
+        number = 0
+    value = total + section + number
+    return None if value == 1 else float(value)
 
 
 def _digits_value(written: str) -> float | None:

@@ -55,14 +55,28 @@ _SENTENCE = re.compile(r"\S.*?(?:[.!?…]+[\"'”’»)\]]*(?=\s+(?![a-zà-öø-
 # Chinese and Japanese sentences end at 。！？ (closing quotes and brackets kept with them), spaces or not;
 # Hindi ones at the danda ।
 _FULL_STOP = re.compile(r"[^。！？।]*[。！？।]+[」』”’）)]*|[^。！？।]+$")
-_LABEL = re.compile(
-    r"^(?:(?:a|an|the|my|our|your|o|um|uma|seu|sua)\s+)?"  # "A hook:", "The CTA:", "Um gancho:"
+_LABEL_WORDS = (
     r"(?:hook|body|cta|call[ -]to[ -]action|closing|intro|introduction|outro|conclusion|narration|narrator"
     r"|script|title|topic|subject|angle|voice ?over|vo|(?:line|sentence|part|fact|point|step) \d+|fact"
     r"|(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|next|last|final)"
     r" (?:line|sentence|part|fact|point|step)"
-    r"|gancho|corpo|chamada(?: para (?:a )?ação)?|encerramento|título|tema|assunto|roteiro|narração)"
-    r"\s*(?:\([^)]*\))?\s*[:：]\s*",
+    r"|gancho|corpo|chamada(?: para (?:a )?ação)?|encerramento|título|tema|assunto|roteiro|narração"
+    r"|introdução|conclusão|desenvolvimento"
+    # Spanish, French, Italian: what Qwen heads its lines with when asked in them
+    r"|cuerpo|llamada(?: a la acción)?|cierre|introducción|conclusión|guion|guión|narración|desarrollo"
+    r"|(?:dato|hecho|paso|fait|point|étape|fatto|punto|passo) \d+"
+    r"|accroche|corps|appel(?: à l'action)?|titre|sujet|texte|développement|chute"
+    r"|gancio|invito all'azione|chiamata all'azione|chiusura|introduzione|conclusione|titolo|copione"
+    r"|narrazione|sceneggiatura"
+    # Japanese, Chinese, Hindi
+    r"|タイトル|題名|見出し|フック|導入|本文|結論|まとめ|締め(?:の言葉)?|ナレーション|台本|テーマ|行動喚起|冒頭|結び"
+    r"|标题|標題|题目|開頭|开头|开场白?|钩子|引子|正文|主体|结尾|結尾|结语|行动号召|号召|主题|旁白|脚本|文案"
+    r"|शीर्षक|हुक|मुख्य भाग|भूमिका|परिचय|निष्कर्ष|समापन|विषय|स्क्रिप्ट|कथन|कॉल टू एक्शन)"
+)
+_LABEL = re.compile(
+    r"^(?:(?:a|an|the|my|our|your|o|um|uma|seu|sua|el|la|le|il|lo|un|una|une)\s+|l['’])?"  # "The CTA:", "L'accroche :"
+    + _LABEL_WORDS + r"\s*(?:\([^)]*\))?\s*[:：]\s*"
+    r"|^[【\[]\s*" + _LABEL_WORDS + r"\s*[】\]]\s*",  # "【タイトル】", "[Gancho]"
     re.IGNORECASE,
 )
 _LEAD_MARK = re.compile(r"^(?:#{1,6}\s*|>\s*|[-*•+–—]\s+|\(?\d{1,2}[.)]\s+)+")

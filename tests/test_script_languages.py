@@ -20,10 +20,12 @@ from llm_server import ChatServer, chat
 from test_stage_theme_script import GOOD_SCRIPT
 from aishorts.runner.options import build_params
 from aishorts.stages.drafts import Draft, parse_whole, problems
+from aishorts.stages.grounding import numbers_in, source_numbers, support
 from aishorts.stages.harness import StageError
 from aishorts.stages.language_check import language_problem
+from aishorts.stages.passages import split_passages
 from aishorts.stages.prompts import whole_prompt
-from aishorts.stages.writing import char_count, word_count
+from aishorts.stages.writing import char_count, clean_line, word_count
 from tests.runner_helpers import run_cli
 from tools.bench_languages import SCRIPTS
 from tools.bench_languages import TOPICS
@@ -220,3 +222,69 @@ def test_a_chinese_script_from_a_source_is_checked_against_it_character_by_chara
     checked = {s.text: s for s in script.support}
     assert checked["两颗鳃心把血液泵过鳃，让血液吸收氧气。"].supported
     assert language_problem(script.sentences, "zh") is None
+
+
+# --- labels a model heads its lines with, in every language ----------------------------------
+
+JAPANESE_ANSWER = """タイトル：タコに心臓が三つある理由
+タコの健康状態をチェックしよう！
+絶対に、タコの体は常に健やかです。
+こんな話をもっと知りたい方はフォローしてください。"""
+"""The start and end of what Qwen2.5-Coder-1.5B wrote for "タコに心臓が三つある理由" (seed 1, BENCHMARKS.md)."""
+
+
+def test_a_japanese_title_label_is_cleaned_as_an_english_one_is():
+    draft = parse_whole(JAPANESE_ANSWER)
+    assert draft.hook == "タコに心臓が三つある理由"
+    assert not any("タイトル" in sentence for sentence in draft.sentences)
+    assert parse_whole(JAPANESE_ANSWER.replace("タイトル：", "Title: ")).hook == draft.hook
+
+
+@pytest.mark.parametrize(("line", "said"), [
+    ("Gancho: ¿Sabías que el pulpo tiene tres corazones?", "¿Sabías que el pulpo tiene tres corazones?"),
+    ("**Título:** Los pulpos y sus tres corazones", "Los pulpos y sus tres corazones"),
+    ("Llamada a la acción: Síguenos para más datos del océano.", "Síguenos para más datos del océano."),
+    ("Dato 2: La sangre del pulpo es azul.", "La sangre del pulpo es azul."),
+    ("Accroche : La pieuvre a trois cœurs.", "La pieuvre a trois cœurs."),
+    ("L'accroche : La pieuvre a trois cœurs.", "La pieuvre a trois cœurs."),
+    ("Titolo: Perché i polpi hanno tre cuori", "Perché i polpi hanno tre cuori"),
+    ("Invito all'azione: Seguici per altre curiosità.", "Seguici per altre curiosità."),
+    ("【タイトル】タコに心臓が三つある理由", "タコに心臓が三つある理由"),
+    ("标题：章鱼为什么有三颗心脏", "章鱼为什么有三颗心脏"),
+    ("结尾：关注我们，了解更多海洋趣闻。", "关注我们，了解更多海洋趣闻。"),
+    ("शीर्षक: ऑक्टोपस के तीन दिल क्यों होते हैं", "ऑक्टोपस के तीन दिल क्यों होते हैं"),
+])
+def test_labels_in_other_languages_are_cleaned_from_a_line(line, said):
+    assert clean_line(line) == said
+
+
+@pytest.mark.parametrize("line", [
+    "Un pulpo: un animal con tres corazones.",  # an article and a noun before a colon is no label
+    "La sangre: azul, por la hemocianina.",
+    "Il sangue del polpo è blu: contiene rame.",
+    "章鱼有三颗心脏：两颗鳃心和一颗体心。",
+])
+def test_a_sentence_with_a_colon_that_is_no_label_is_kept_whole(line):
+    assert clean_line(line) == line
+
+
+# --- numbers in Chinese and Japanese numerals, checked as digits are -------------------------
+
+
+def test_chinese_and_japanese_numerals_are_numbers_the_sources_must_hold():
+    assert numbers_in(SCRIPTS["ja"]) == [("三", 3), ("二", 2), ("三", 3)]  # 三つ, 二つ, 三つ目
+    assert numbers_in(SCRIPTS["zh"]) == [("三", 3), ("两", 2), ("三", 3)]  # 三颗, 两颗, 第三颗
+    assert [value for _, value in numbers_in("两千三百零五只，二〇二四年，3万个，十二条")] == [3 * 10**4, 2305, 2024, 12]
+    # "one" states no number in English and is left out; so is 一 (一起 "together", 一つ "one"), and 千万 ("by all
+    # means") has no digit
+    assert numbers_in("我们一起去看看。千万不要错过。") == []
+
+
+def test_a_chinese_sentence_with_a_numeral_the_source_lacks_is_unsupported():
+    passages = split_passages([CHINESE_SOURCE])
+    known = source_numbers([CHINESE_SOURCE])
+    assert support("章鱼有八条腕，每条腕上都有吸盘。", passages, known).supported
+    assert support("章鱼有8条腕，每条腕上都有吸盘。", passages, known).supported  # the same number in digits
+    wrong = support("章鱼有九条腕，每条腕上都有吸盘。", passages, known)
+    assert not wrong.supported and wrong.missing_numbers == ["九"]
+    assert support("章鱼有9条腕，每条腕上都有吸盘。", passages, known).missing_numbers == ["9"]
