@@ -8,8 +8,11 @@ another script are allowed up to a share). Then py3langid (langid.py's
 model, restricted to the languages Kokoro speaks) on the whole narration,
 which must come out as the language asked for, and on each longer sentence,
 none of which may come out as English with confidence: a small model that
-drifts back into English does it a sentence at a time. Not responsible for
-asking a model again (stages/script.py) or for lengths (stages/drafts.py).
+drifts back into English does it a sentence at a time. Also the language a
+source text is written in (`source_language`): a script is checked against its
+sources word by word and mended with their own sentences, so a source in
+another language than the short's can ground nothing in it. Not responsible
+for asking a model again (stages/script.py) or for lengths (stages/drafts.py).
 """
 
 from __future__ import annotations
@@ -55,6 +58,21 @@ def language_problem(sentences: list[str], code: str) -> str | None:
             if found == "en" and confidence >= ENGLISH_CONFIDENCE:
                 return f"a sentence in English: {sentence[:60]!r}"
     return None
+
+
+SOURCE_CONFIDENCE = 0.9
+"""A source identified as another language with this confidence is in that language (a source's hundreds of words
+come out at 1.00 for the language they are in)."""
+
+
+def source_language(text: str, code: str) -> str | None:
+    """The name of the language `text` is written in when it is surely not Kokoro language `code`, else None."""
+    if not any(char.isalpha() for char in text):
+        return None
+    found, confidence = _identifier().classify(text)
+    if found == identifier_code(code) or confidence < SOURCE_CONFIDENCE:
+        return None
+    return _name(found)
 
 
 def _script_problem(text: str, want: str, name: str) -> str | None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aishorts.ipc.artifacts import SentenceSupport, SourceRef, Theme
-from aishorts.ipc.languages import unspaced_char
+from aishorts.ipc.languages import LANGUAGES, normalise, unspaced_char
 from aishorts.ipc.params import PLATFORMS, ScriptParams
 from aishorts.stages.broll_queries import choose_queries
 from aishorts.stages.drafts import (
@@ -29,6 +29,7 @@ from aishorts.stages.drafts import (
 )
 from aishorts.stages.grounding import Support, source_numbers, source_sentences, support
 from aishorts.stages.harness import StageContext, StageError
+from aishorts.stages.language_check import source_language
 from aishorts.stages.llm import ChatBackend
 from aishorts.stages.outputs import write_text
 from aishorts.stages.passages import Passage, select, split_passages
@@ -72,10 +73,39 @@ def gather(params: ScriptParams, theme: Theme, ctx: StageContext) -> Grounds:
             found = read_sources(params.sources, theme.topic)
         except SourceProblem as exc:
             raise StageError(str(exc)) from None
+        found = in_language(found, params.language, ctx)
         return Grounds(found, f"{len(found)} text(s) from --source")
     with ctx.phase("wiki_lookup"):
         result = lookup(theme.topic if len(theme.topic.split()) > 1 else query, params.wiki_url, params.language)
     return Grounds(result.sources, result.why)
+
+
+def in_language(sources: list[Source], code: str, ctx: StageContext) -> list[Source]:
+    """The sources written in the short's language: a script is checked against its sources word by word and mended
+    with their own sentences, so one in another language grounds nothing (its sentences would be refused as the
+    wrong language). None left: an error saying what to give instead."""
+    kept, other = [], []
+    for source in sources:
+        written_in = source_language(source.text, code)
+        (other if written_in else kept).append((source, written_in))
+    for source, written_in in other:
+        ctx.log(f"source {source.origin} left out: it is in {written_in}, the short in {_language_name(code)}")
+    if sources and not kept:
+        source, written_in = other[0]
+        name = _language_name(code)
+        raise StageError(
+            f"the source {source.origin} is in {written_in} and the short is in {name}: a script is checked against"
+            f" its source and mended with its sentences, so it must be in the short's language. Give a source in"
+            f" {name}, or make the short in {written_in} (--language {_code_of(written_in)})")
+    return [source for source, _ in kept]
+
+
+def _language_name(code: str) -> str:
+    return LANGUAGES[normalise(code)].name
+
+
+def _code_of(name: str) -> str:
+    return next(code for code, lang in LANGUAGES.items() if lang.name == name).split("-")[0]
 
 
 def passages_for(grounds: Grounds, theme: Theme, budget_words: int) -> list[Passage]:

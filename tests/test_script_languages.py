@@ -10,7 +10,10 @@ refused when the request is read, before any stage runs.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from source_files import OCTOPUS
 
 from aishorts.ipc.artifacts import Theme
 from aishorts.ipc.languages import LANGUAGES, local_script_refusal
@@ -288,3 +291,44 @@ def test_a_chinese_sentence_with_a_numeral_the_source_lacks_is_unsupported():
     wrong = support("章鱼有九条腕，每条腕上都有吸盘。", passages, known)
     assert not wrong.supported and wrong.missing_numbers == ["九"]
     assert support("章鱼有9条腕，每条腕上都有吸盘。", passages, known).missing_numbers == ["9"]
+
+
+# --- a source in another language than the short's -------------------------------------------
+
+SPANISH_SOURCE = Path(__file__).resolve().parent.parent / "tools" / "bench_sources" / "pulpo.txt"
+
+
+def english_source(tmp_path: Path) -> Path:
+    path = tmp_path / "octopus.txt"
+    path.write_text("Octopus\n\n" + OCTOPUS["Octopus"] + "\n", encoding="utf-8")
+    return path
+
+
+def test_an_english_source_for_a_spanish_short_is_refused_before_any_model_is_asked(run_stage_inline, tmp_path):
+    with ChatServer([chat(SPANISH_SCRIPT)]) as server:
+        params = ScriptParams(sources=[str(english_source(tmp_path))], llm=llm(server), language="es")
+        with pytest.raises(StageError) as refused:
+            run_stage_inline(tmp_path / "run", "script", params, theme=THEME)
+    said = str(refused.value)
+    assert "the source octopus.txt is in English (US) and the short is in Spanish" in said
+    assert "Give a source in Spanish, or make the short in English (US) (--language en)" in said
+    assert server.requests == []
+
+
+def test_beside_a_source_in_the_shorts_language_one_in_another_is_left_out(run_stage_inline, tmp_path):
+    import json
+
+    body = ["El corazón sistémico deja de latir cuando el pulpo nada.",
+            "La sangre del pulpo es azul y transporta el oxígeno con la hemocianina."]
+    answer = json.dumps({"hook": "¿Sabías que el pulpo tiene tres corazones?", "body": body,
+                         "cta": "Síguenos para más datos curiosos del océano.", "queries": ["octopus"]},
+                        ensure_ascii=False)
+    with ChatServer([chat(answer)]) as server:
+        params = ScriptParams(sources=[str(english_source(tmp_path)), str(SPANISH_SOURCE)], llm=llm(server),
+                              language="es", min_words=20, max_words=60)
+        script, events = run_stage_inline(tmp_path / "run", "script", params,
+                                          theme=Theme(topic="El pulpo y sus tres corazones", angle="", keywords=[]))
+    assert any("source octopus.txt left out: it is in English (US), the short in Spanish" in e.message for e in events)
+    assert [source.origin for source in script.sources] == ["pulpo.txt"]
+    assert "Octopus blood" not in server.requests[0].text()
+    assert language_problem(script.sentences, "es") is None
