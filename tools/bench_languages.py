@@ -12,8 +12,12 @@ mending) and its checks (length, hook, call to action, and the language check, s
 language not yet enabled for local scripts is measured too (the model is opened directly, not through the
 catalogue's gate): that is how a language earns its place in `ipc/languages.py`'s `local_script`. Prints one
 row a language: scripts that passed, those that passed as first written (no mending rung), length, attempts
-and seconds a script. Developer tool, not the product:
-`python -m tools.bench_languages [--out DIR] [--write docs/languages.md] [--scripts N [--seed S]] [LANG ...]`.
+and seconds a script. With `--grounded` as well: the script is written from a source text in that language
+(tools/bench_sources/, written for this bench) through the stage's grounded path (stages/script_grounded.py),
+every sentence checked against it; the row then also gives the share of body sentences the source supports.
+Developer tool, not the product:
+`python -m tools.bench_languages [--out DIR] [--write docs/languages.md] [--scripts N [--seed S] [--grounded]]
+[LANG ...]`.
 """
 
 from __future__ import annotations
@@ -84,13 +88,20 @@ TOPICS = {
 }
 """A topic as a speaker of each language would type it."""
 
+BENCH_SOURCES = Path(__file__).resolve().parent / "bench_sources"
+SOURCES = {"en-us": "octopus.txt", "en-gb": "octopus.txt", "es": "pulpo.txt", "fr-fr": "pieuvre.txt",
+           "hi": "octopus-hi.txt", "it": "polpo.txt", "pt-br": "polvo.txt"}
+"""The octopus source text in each language that has one (`--grounded`)."""
 
-def local_script(code: str, seed: int, work: Path, attempts: int = 3) -> dict:
-    """One script by the local model in `code`, through the script stage's whole-script path and its checks."""
+
+def local_script(code: str, seed: int, work: Path, attempts: int = 3, grounded: bool = False, threads: int = 0) -> dict:
+    """One script by the local model in `code`, through the script stage's whole-script path and its checks; with
+    `grounded`, through its grounded path from the language's source text (SOURCES)."""
     from aishorts.ipc.messages import StageCall
     from aishorts.ipc.params import LlmParams, ScriptParams
     from aishorts.stages import local_models
     from aishorts.stages import script as stage
+    from aishorts.stages import script_grounded
     from aishorts.stages.drafts import problems
     from aishorts.stages.harness import StageContext, StageError
     from aishorts.stages.language_check import language_problem
@@ -99,7 +110,7 @@ def local_script(code: str, seed: int, work: Path, attempts: int = 3) -> dict:
     from aishorts.stages.theme import theme_from_topic
 
     model = local_models.QWEN_CODER_1_5B
-    backend = LocalGguf(model, _loaded(local_models.model_file(model), thread_share()))
+    backend = LocalGguf(model, _loaded(local_models.model_file(model), threads or thread_share()))
     params = ScriptParams(language=code, llm=LlmParams(backend="local", seed=seed), wiki_url="off",
                           max_attempts=attempts)
     out = work / f"script-{code}-{seed}"
@@ -114,13 +125,25 @@ def local_script(code: str, seed: int, work: Path, attempts: int = 3) -> dict:
 
     ctx = StageContext(call, keep)
     low, high = stage.word_range(params)
+    theme = theme_from_topic(TOPICS[code])
+    supported = ""
     started = time.perf_counter()
     try:
-        draft, attempts = stage.write_whole(backend, theme_from_topic(TOPICS[code]), params,
-                                            stage.prompt_language(code), (low, high), ctx)
+        if grounded:
+            params.sources = [str(BENCH_SOURCES / SOURCES[code])]
+            grounds = script_grounded.gather(params, theme, ctx)
+            passages = script_grounded.passages_for(grounds, theme, script_grounded.LOCAL_PASSAGE_WORDS)
+            draft, attempts, how = script_grounded.write_grounded(
+                backend, theme, params, stage.prompt_language(code), (low, high), passages, ctx)
+            made = [came for _, _, came in how[1:]]
+            supported = (f"{sum(came in ('written', 'rewritten') for came in made)} by the model,"
+                         f" {made.count('from_source')} the source's")
+        else:
+            draft, attempts = stage.write_whole(backend, theme, params, stage.prompt_language(code), (low, high), ctx)
     except StageError as exc:
         return {"code": code, "seed": seed, "passed": False, "clean": False, "why": str(exc)[:160],
-                "seconds": time.perf_counter() - started, "attempts": params.max_attempts, "size": "-", "text": ""}
+                "seconds": time.perf_counter() - started, "attempts": params.max_attempts, "size": "-", "text": "",
+                "supported": "-"}
     seconds = time.perf_counter() - started
     wrong = language_problem(draft.sentences, code)
     faults = problems(draft, low, high)
@@ -130,24 +153,28 @@ def local_script(code: str, seed: int, work: Path, attempts: int = 3) -> dict:
     # another language); as first written: no rung was needed
     return {"code": code, "seed": seed, "passed": not wrong, "clean": not (wrong or faults or draft.fallbacks),
             "why": wrong or "; ".join(faults + draft.fallbacks), "seconds": seconds,
-            "attempts": attempts, "size": stage.script_size(draft, code), "text": text}
+            "attempts": attempts, "size": stage.script_size(draft, code), "text": text, "supported": supported}
 
 
-def script_rows(codes: list[str], seeds: list[int], work: Path, attempts: int) -> list[str]:
+def script_rows(codes: list[str], seeds: list[int], work: Path, attempts: int, grounded: bool = False,
+                threads: int = 0) -> list[str]:
     import resource
 
-    rows = ["| language | passed | as first written | length (each seed) | attempts | s a script | why not |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| language | source | passed | as first written | length (each seed) | attempts | s a script"
+            " | body sentences (each seed) | why not |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     print("\n" + "\n".join(rows), flush=True)
     for code in codes:
-        runs = [local_script(code, seed, work, attempts) for seed in seeds]
+        runs = [local_script(code, seed, work, attempts, grounded, threads) for seed in seeds]
         for run in runs:
             print(f"  {code} seed {run['seed']}: {run['size']}, {run['seconds']:.0f} s, {run['why'] or 'ok'}",
                   file=sys.stderr, flush=True)
         whys = "; ".join(sorted({r["why"][:80] for r in runs if r["why"]})) or "-"
-        rows.append(f"| {code} | {sum(r['passed'] for r in runs)}/{len(runs)} | {sum(r['clean'] for r in runs)}"
+        source = SOURCES[code] if grounded else "none"
+        rows.append(f"| {code} | {source} | {sum(r['passed'] for r in runs)}/{len(runs)} | {sum(r['clean'] for r in runs)}"
                     f"/{len(runs)} | {', '.join(r['size'] for r in runs)} | {', '.join(str(r['attempts']) for r in runs)}"
-                    f" | {sum(r['seconds'] for r in runs) / len(runs):.0f} | {whys} |")
+                    f" | {sum(r['seconds'] for r in runs) / len(runs):.0f}"
+                    f" | {'; '.join(r['supported'] for r in runs) if grounded else '-'} | {whys} |")
         print(rows[-1], flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows.append("")
@@ -192,20 +219,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scripts", type=int, default=0, metavar="N",
                         help="measure the local model's scripts instead, N seeds a language")
     parser.add_argument("--seed", type=int, default=1, help="the first seed of --scripts (default 1)")
+    parser.add_argument("--grounded", action="store_true",
+                        help="with --scripts: write each from the language's source text in tools/bench_sources/")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="with --scripts: llama.cpp threads (default: the stage's share of the cores)")
     parser.add_argument("--attempts", type=int, default=3,
                         help="whole answers asked for a script before mending (default 3, as the stage does)")
     args = parser.parse_args(argv)
     if args.scripts:
         codes = [code for code in args.languages if code != "en-gb"] if args.languages == list(SCRIPTS) else args.languages
+        if args.grounded:
+            codes = [code for code in codes if code in SOURCES]
         with tempfile.TemporaryDirectory(prefix="bench-scripts-") as scratch:
             work = args.out or Path(scratch)
-            rows = script_rows(codes, list(range(args.seed, args.seed + args.scripts)), work, args.attempts)
+            rows = script_rows(codes, list(range(args.seed, args.seed + args.scripts)), work, args.attempts,
+                               args.grounded, args.threads)
         if args.write:
+            flags = f"--scripts {args.scripts} --seed {args.seed} --attempts {args.attempts}" + (
+                " --grounded" if args.grounded else "")
             args.write.write_text("\n".join([
-                f"## local scripts (`python -m tools.bench_languages --scripts {args.scripts} --attempts {args.attempts}`)", "",
+                f"## local scripts (`python -m tools.bench_languages {flags} {' '.join(codes)}`)", "",
                 f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M,"
-                " llama.cpp) writes a script on a topic typed in each language, through the script stage's whole-script"
-                " path and checks.", "", *rows, ""]))
+                " llama.cpp) writes a script on a topic typed in each language, through the script stage's "
+                + ("grounded path from the language's source text" if args.grounded else "whole-script path")
+                + " and its checks.", "", *rows, ""]))
         return 0
     lines = ["| language | voice | tts wall | tts peak RSS | narration | real-time factor | rate |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
