@@ -62,11 +62,11 @@ _LABEL_WORDS = (
     r"|(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|next|last|final)"
     r" (?:line|sentence|part|fact|point|step)"
     r"|gancho|corpo|chamada(?: para (?:a )?ação)?|encerramento|título|tema|assunto|roteiro|narração"
-    r"|introdução|conclusão|desenvolvimento"
+    r"|introdução|conclusão|desenvolvimento|abertura|convite"
     # Spanish, French, Italian: what Qwen heads its lines with when asked in them
     r"|cuerpo|llamada(?: a la acción)?|cierre|introducción|conclusión|guion|guión|narración|desarrollo"
     r"|(?:dato|hecho|paso|fait|point|étape|fatto|punto|passo) \d+"
-    r"|accroche|corps|appel(?: à l'action)?|titre|sujet|texte|développement|chute"
+    r"|apertura|accroche|ouverture|corps|appel(?: à l'action)?|titre|sujet|texte|développement|chute"
     r"|gancio|invito all'azione|chiamata all'azione|chiusura|introduzione|conclusione|titolo|copione"
     r"|narrazione|sceneggiatura"
     # Japanese, Chinese, Hindi
