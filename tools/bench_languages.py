@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                                args.grounded, args.threads)
         if args.write:
             flags = f"--scripts {args.scripts} --seed {args.seed} --attempts {args.attempts}" + (
-                " --grounded" if args.grounded else "")
+                " --grounded" if args.grounded else "") + (f" --threads {args.threads}" if args.threads else "")
             args.write.write_text("\n".join([
                 f"## local scripts (`python -m tools.bench_languages {flags} {' '.join(codes)}`)", "",
                 f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M,"
