@@ -248,6 +248,8 @@ def test_a_japanese_title_label_is_cleaned_as_an_english_one_is():
     # Qwen's pt-br answer, seed 2 (BENCHMARKS.md): "Opening:" and "Invitation:" with an opening quote never closed
     ('Abertura: "Desculpe pela confusão anterior.', "Desculpe pela confusão anterior."),
     ('Convite: "Por favor, deixe suas dúvidas e sugestões no canal.', "Por favor, deixe suas dúvidas e sugestões no canal."),
+    ('Frase2: "Quando eles se movem, eles fazem uma animação maravilhosa!',  # seed 3
+     "Quando eles se movem, eles fazem uma animação maravilhosa!"),
     ("**Título:** Los pulpos y sus tres corazones", "Los pulpos y sus tres corazones"),
     ("Llamada a la acción: Síguenos para más datos del océano.", "Síguenos para más datos del océano."),
     ("Dato 2: La sangre del pulpo es azul.", "La sangre del pulpo es azul."),

@@ -65,7 +65,7 @@ _LABEL_WORDS = (
     r"|introdução|conclusão|desenvolvimento|abertura|convite"
     # Spanish, French, Italian: what Qwen heads its lines with when asked in them
     r"|cuerpo|llamada(?: a la acción)?|cierre|introducción|conclusión|guion|guión|narración|desarrollo"
-    r"|(?:dato|hecho|paso|fait|point|étape|fatto|punto|passo) \d+"
+    r"|(?:dato|hecho|paso|fait|point|étape|fatto|punto|passo) \d+|(?:frase|oración|phrase|ligne|riga) ?\d+"
     r"|apertura|accroche|ouverture|corps|appel(?: à l'action)?|titre|sujet|texte|développement|chute"
     r"|gancio|invito all'azione|chiamata all'azione|chiusura|introduzione|conclusione|titolo|copione"
     r"|narrazione|sceneggiatura"
