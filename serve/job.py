@@ -14,7 +14,7 @@ from pathlib import Path
 
 import msgspec
 
-from aishorts.runner.report import RunReport
+from aishorts.runner.report import RunReport, StageReport
 from aishorts.runner.run import RunOptions
 from aishorts.serve.records import JobRecord, read_report
 
@@ -39,6 +39,17 @@ class StageView(msgspec.Struct, kw_only=True):
     started_at_s: float | None = None
     """When its process started, in seconds from the run's start (one clock for all its stages: overlaps show)."""
     ended_at_s: float | None = None
+
+    def take_report(self, report: StageReport) -> None:
+        """What the stage's report says of its end (`REPORTED`), and its whole progress once done or skipped."""
+        for name in REPORTED:
+            setattr(self, name, getattr(report, name))
+        if report.status in ("done", "skipped"):
+            self.fraction = 1.0
+
+
+REPORTED = ("status", "peak_rss_bytes", "ceiling_bytes", "waited_for_budget_s", "killed_by_os", "message", "wall_s")
+"""The fields a `StageView` takes, as they are, from the stage's `StageReport` once the stage has ended."""
 
 
 @dataclass

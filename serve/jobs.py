@@ -37,7 +37,7 @@ from aishorts.serve.records import JobRecord, read_manifest, read_record, read_r
 from aishorts.serve.requests import FieldError, Planned, ServerSettings, plan_resume
 from aishorts.serve.workers import WorkerPool
 
-__all__ = ["EventHub", "Job", "JobManager", "JobRecord", "StageView", "TaskNotFound", "TaskRefused",
+__all__ = ["Job", "JobManager", "JobRecord", "StageView", "TaskNotFound", "TaskRefused",
            "latest_report", "read_manifest", "read_report", "valid_task_id"]
 
 
@@ -50,34 +50,13 @@ class TaskNotFound(Exception):
     """No task by that id (or the id could not name a run directory); the server answers 404 (`serve.app`)."""
 
 
-class EventHub:
-    """Fans events out to subscribers (one per open SSE stream), from any thread."""
-
-    def __init__(self) -> None:
-        self._subscribers: list[tuple[Callable[[str, str, bytes], None], str | None]] = []
-        self._lock = threading.Lock()
-
-    def subscribe(self, deliver: Callable[[str, str, bytes], None], task_id: str | None) -> Callable[[], None]:
-        entry = (deliver, task_id)
-        with self._lock:
-            self._subscribers.append(entry)
-
-        def unsubscribe() -> None:
-            with self._lock, contextlib.suppress(ValueError):
-                self._subscribers.remove(entry)
-
-        return unsubscribe
-
-    def wanted(self, task_id: str) -> bool:
-        """Whether any stream listens for this task (else nothing needs to be encoded for it)."""
-        with self._lock:
-            return any(wanted in (None, task_id) for _, wanted in self._subscribers)
-
-    def publish(self, kind: str, task_id: str, data: bytes) -> None:
-        with self._lock:
-            targets = [deliver for deliver, wanted in self._subscribers if wanted in (None, task_id)]
-        for deliver in targets:
-            deliver(kind, task_id, data)
+def _refuse_unless_stopped(job: Job, here: str, elsewhere: str) -> None:
+    """TaskRefused, saying what to do (`here` or `elsewhere`), unless the job runs neither here nor in another
+    process (its run directory's lock says so)."""
+    if job.phase != "idle":
+        raise TaskRefused(f"task {job.id} is {job.phase}; {here}")
+    if held_elsewhere(job.run_dir):
+        raise TaskRefused(f"task {job.id} is being run by another process (its run directory is locked); {elsewhere}")
 
 
 class JobManager:
@@ -205,11 +184,7 @@ class JobManager:
     def remove(self, job: Job) -> None:
         """A finished job and its run directory, gone (MoneyPrinterTurbo's DELETE); never one that runs anywhere."""
         with self._lock:
-            if job.phase != "idle":
-                raise TaskRefused(f"task {job.id} is {job.phase}; cancel it first")
-            if held_elsewhere(job.run_dir):
-                raise TaskRefused(f"task {job.id} is being run by another process (its run directory is"
-                                  " locked); stop it there first")
+            _refuse_unless_stopped(job, here="cancel it first", elsewhere="stop it there first")
             root = self.settings.runs_dir.resolve()
             if job.run_dir.is_symlink() or job.run_dir.resolve().parent != root:
                 raise TaskRefused(f"task {job.id} is not a folder of {root}; it is left alone")
@@ -224,11 +199,7 @@ class JobManager:
 
     def resume(self, job: Job, limits: dict[str, str], max_ram: str | None) -> None:
         with self._lock:
-            if job.phase != "idle":
-                raise TaskRefused(f"task {job.id} is {job.phase}; it can be resumed once it has stopped")
-            if held_elsewhere(job.run_dir):
-                raise TaskRefused(f"task {job.id} is being run by another process (its run directory is"
-                                  " locked); wait for it to end")
+            _refuse_unless_stopped(job, here="it can be resumed once it has stopped", elsewhere="wait for it to end")
             record = job.record or self._record_for_foreign(job)
             merged = {**record.limits, **limits}
             opts = plan_resume(job.run_dir, merged, max_ram if max_ram is not None else record.max_ram,

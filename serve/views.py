@@ -255,12 +255,9 @@ def _reported_stages(report: RunReport | None, names: list[str]) -> list[StageVi
         if stage is None:
             views.append(StageView(name=name, status="pending"))
             continue
-        views.append(StageView(
-            name=name, status=stage.status, peak_rss_bytes=stage.peak_rss_bytes, ceiling_bytes=stage.ceiling_bytes,
-            waited_for_budget_s=stage.waited_for_budget_s, killed_by_os=stage.killed_by_os,
-            fraction=1.0 if stage.status in ("done", "skipped") else None, message=stage.message, wall_s=stage.wall_s,
-            started_at_s=stage.started_at_s, ended_at_s=stage.ended_at_s,
-        ))
+        view = StageView(name=name, started_at_s=stage.started_at_s, ended_at_s=stage.ended_at_s)
+        view.take_report(stage)
+        views.append(view)
     return views
 
 
