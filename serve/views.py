@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgspec
 
-from aishorts.ipc.artifacts import Narration, Script
+from aishorts.ipc.artifacts import Narration, Script, SourceRef
 from aishorts.ipc.files import ArtifactError, read_struct, resolve_in_run
 from aishorts.ipc.pipeline import artifact_path
 from aishorts.runner.report import RunReport, Sample, StageReport, downsample
@@ -42,18 +42,13 @@ AUDIO_NAME = "audio.wav"
 """The narration under `/tasks/{id}/` (MoneyPrinterTurbo's is audio.mp3; ours is the tts stage's WAV)."""
 
 
-class TaskSource(msgspec.Struct, kw_only=True):
-    """A text the short's script was written from, and what publishing the short owes it."""
+class TaskSource(SourceRef, kw_only=True):
+    """A source as the script artifact names it (`ipc.artifacts.SourceRef`), with the addresses a page links to."""
 
-    title: str
-    origin: str
-    """Its URL, or the file's name."""
     url: str | None = None
     """The origin when it is an http(s) address (a wiki article, a page), else None (a file)."""
-    licence: str = ""
     licence_url: str | None = None
     """The licence's address when its text names one (Wikipedia's CC BY-SA 4.0)."""
-    credit: str = ""
 
 
 class TaskView(msgspec.Struct, kw_only=True):
@@ -151,8 +146,8 @@ def _add_sources(view: TaskView, script: Script) -> None:
     """The script's grounding and the sources it retells, as its sources.txt names them."""
     view.grounding = script.grounding or None
     view.sources = [
-        TaskSource(title=ref.title, origin=ref.origin, url=ref.origin if _WEB.match(ref.origin) else None,
-                   licence=ref.licence, licence_url=_first_url(ref.licence), credit=ref.credit)
+        TaskSource(**msgspec.structs.asdict(ref), url=ref.origin if _WEB.match(ref.origin) else None,
+                   licence_url=_first_url(ref.licence))
         for ref in script.sources
     ]
 
