@@ -35,7 +35,7 @@ def theme_and_script(path: Path, script_params: str) -> Path:
     path.write_text(f"""
 [[stage]]
 name = "theme"
-module = "aishorts.stages.theme"
+module = "aishorts.stages.theme.stage"
 output = "theme"
 inputs = []
 ceiling = "300M"
@@ -43,7 +43,7 @@ params = {{ topic = "{TOPIC}" }}
 
 [[stage]]
 name = "script"
-module = "aishorts.stages.script"
+module = "aishorts.stages.script.stage"
 output = "script"
 inputs = ["theme"]
 ceiling = "600M"
