@@ -27,7 +27,7 @@ STATIC = ROOT / "serve" / "static"
 RUN_LEVEL_HTTP = {"max_ram", "limits", "pipeline"}
 """Run-level names of the HTTP body: the job's budget and ceilings, not what the short is."""
 MPT_MAPPED = {*MPT_ALIASES, "video_language", "voice_name", "bgm_type", "video_aspect", "video_source", "video_materials",
-              "subtitle_position"}
+              "video_count", "subtitle_position", "custom_position"}
 BATCH_ONLY = {"limit", "no_music"}
 SAMPLE_TEXT = {"topic": "Why octopuses have three hearts", "voice": "am_adam", "llm_url": "http://127.0.0.1:9/v1",
                "llm_model": "SmolLM2-135M-Instruct", "llm_key_env": "MY_KEY", "clip_model": "openai/clip-vit-base-patch32",
