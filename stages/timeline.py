@@ -31,6 +31,7 @@ from aishorts.ipc.artifacts import (
 from aishorts.ipc.files import ArtifactError
 from aishorts.ipc.languages import display_width, join_words
 from aishorts.ipc.params import FRAME_SIZES, PLATFORMS, PlatformPreset, TimelineParams
+from aishorts.stages.captions import CaptionStyle
 from aishorts.stages.harness import StageContext, StageError, stage_main
 from aishorts.stages.outputs import copy_file, real_folder
 
@@ -72,19 +73,28 @@ def run(ctx: StageContext, params: Params, *, tts: Narration, match: Matches, br
         segments=segments, captions=captions, music=music,
         platform=params.platform, max_duration_s=preset.max_duration_s,
         video_bitrate=preset.video_bitrate, audio_bitrate=preset.audio_bitrate,
-        caption_margin_v=caption_margin(params, height), caption_look=caption_look(params),
+        caption_margin_v=caption_margin(params, width, height), caption_look=caption_look(params),
         narration_gain_db=gain_db(params.voice_volume),
     )
 
 
-def caption_margin(params: Params, height: int) -> int:
-    """The captions' distance from their edge: above the apps' buttons at the bottom, below their bar at the top."""
+def caption_margin(params: Params, width: int, height: int) -> int:
+    """The captions' distance from their edge: above the apps' buttons at the bottom, below their bar at the top;
+    or where `caption_y` puts a line (MoneyPrinterTurbo's custom position: its top at y% of the height left over by
+    the line), measured from the nearer edge so that a second line grows away from it, inside the frame."""
+    if params.caption_y is not None:
+        line = CaptionStyle(width, height, 0, caption_look(params)).font_size
+        share = params.caption_y / 100
+        return round((height - line) * min(share, 1 - share))
     margins = CAPTION_TOP_MARGINS if params.caption_position == "top" else CAPTION_MARGINS
     return round(height * margins[params.aspect]) if params.caption_position != "center" else 0
 
 
 def caption_look(params: Params) -> CaptionLook:
-    return CaptionLook(show=params.captions, position=params.caption_position, size=params.caption_size,
+    position = params.caption_position
+    if params.caption_y is not None:
+        position = "top" if params.caption_y <= 50 else "bottom"
+    return CaptionLook(show=params.captions, position=position, size=params.caption_size,
                        color=params.caption_color, stroke_color=params.caption_stroke_color,
                        stroke_width=params.caption_stroke_width)
 
