@@ -24,8 +24,10 @@ from aishorts.ipc.files import ArtifactError, read_struct, resolve_in_run
 from aishorts.ipc.pipeline import artifact_path
 from aishorts.runner.report import RunReport, Sample, StageReport, downsample
 from aishorts.runner.rundir import held_elsewhere
+from aishorts.serve.audio import AudioError, narration_at_level
 from aishorts.serve.job import video_count, video_dir
 from aishorts.serve.jobs import Job, StageView, latest_report, read_manifest, read_report
+from aishorts.serve.requests import FieldError
 
 STATE_FAILED, STATE_COMPLETE, STATE_PROCESSING = -1, 1, 4
 FILES = {
@@ -45,7 +47,8 @@ _MPT_VIDEO = re.compile(r"^(?:final|combined)-([1-9][0-9]?)\.mp4$")
 """MoneyPrinterTurbo's names of a task's videos: final-N.mp4 and combined-N.mp4, N from 1 to its video_count (ours
 are one video each: the two names give the same file)."""
 AUDIO_NAME = "audio.wav"
-"""The narration under `/tasks/{id}/` (MoneyPrinterTurbo's is audio.mp3; ours is the tts stage's WAV)."""
+"""The narration under `/tasks/{id}/` (MoneyPrinterTurbo's is audio.mp3; ours is the tts stage's WAV at the run's
+voice_volume, `serve.audio`)."""
 
 
 class TaskSource(msgspec.Struct, kw_only=True):
@@ -226,7 +229,14 @@ def mpt_file(job: Job, name: str) -> tuple[Path, str] | None:
     """A file under MoneyPrinterTurbo's `/tasks/{id}/` mount (its names, or ours): its path and media type."""
     if name == AUDIO_NAME:
         path = narration_path(job)
-        return (path, "audio/wav") if path is not None else None
+        if path is None:
+            return None
+        manifest = read_manifest(job.run_dir)
+        level = manifest.params.timeline.voice_volume if manifest is not None else 1.0
+        try:  # the level the request asked for: the render applies it to the video, this file has it too
+            return narration_at_level(job.run_dir, path, level), "audio/wav"
+        except AudioError as exc:
+            raise FieldError("name", str(exc), 500) from None
     numbered = _MPT_VIDEO.match(name)
     if numbered is not None:
         number = int(numbered.group(1))
