@@ -190,13 +190,14 @@ def test_voices_follow_the_language_a_preview_plays_a_finished_card_keeps_its_ch
         page.click("#preview-voice")
         sample = page.locator("#voice-sample")
         expect(sample).to_be_visible(timeout=300_000)
-        seconds = sample.evaluate("""a => new Promise((resolve, reject) => {
+        seconds, played = sample.evaluate("""a => new Promise((resolve, reject) => {
             a.muted = true;
             a.addEventListener('error', () => reject(new Error('the sample did not load')));
-            const known = () => a.duration > 0 && isFinite(a.duration) ? resolve(a.duration) : setTimeout(known, 100);
-            known();
+            const played = () => a.currentTime > 0.3 ? resolve([a.duration, a.currentTime]) : setTimeout(played, 100);
+            a.currentTime = 0;
+            a.play().then(played, reject);
         })""")
-        assert 1.5 < seconds < 15, seconds
+        assert 1.5 < seconds < 15 and played > 0.3, (seconds, played)  # it plays, past its first words
         expect(page.locator("#form-error")).to_be_hidden()
         expect(page.locator("li.task")).to_have_count(0)  # a preview is no short: no card, and its task is gone
         with server.client() as client:
@@ -205,11 +206,13 @@ def test_voices_follow_the_language_a_preview_plays_a_finished_card_keeps_its_ch
         page.fill("#topic", "Deleted from the page")
         page.locator("details").evaluate("details => details.open = true")
         page.select_option("#pipeline", "quick")
+        page.fill("#caption_y", "30")  # captions at a height of the person's choosing
         card = submitted(page, server)
         expect(card.locator(".log li").last).to_have_text(re.compile(r"^grow: \d+ MB$"), timeout=120_000)  # live lines
         expect(card).to_have_attribute("data-status", "done", timeout=120_000)
         assert card.locator(".log li").count() <= 6
         task_id = card.get_attribute("data-task-id")
+        assert read_manifest(tmp_path / "runs" / task_id / "run.json").params.timeline.caption_y == 30
 
         page.reload()  # a finished card, never watched while it ran, still draws its memory over time
         card = page.locator(f"li.task[data-task-id='{task_id}']")

@@ -164,6 +164,18 @@ def test_videos_0_is_an_absolute_url_fetched_as_given_with_head_and_range(server
     assert probe(work / "runs" / done["task_id"] / "final.mp4").duration_s > 1
 
 
+@pytest.mark.parametrize("aspect", ["9:16", "16:9", "1:1"])
+def test_each_of_its_aspects_makes_a_task_for_that_frame_fetched_as_given(server, work, aspect):
+    from aishorts.runner.rundir import read_manifest
+
+    with server.client() as client:
+        done = finished_with_video(client, work / "runs", video_aspect=aspect)
+    params = read_manifest(work / "runs" / done["task_id"] / "run.json").params
+    assert (params.broll.aspect, params.timeline.aspect) == (aspect, aspect)
+    fetched = httpx.get(done["videos"][0])
+    assert fetched.status_code == 200 and fetched.content == (work / "runs" / done["task_id"] / "final.mp4").read_bytes()
+
+
 def test_delete_removes_a_finished_task_and_its_files_then_it_is_a_404(server, work):
     with server.client() as client:
         done = finished_with_video(client, work / "runs")
