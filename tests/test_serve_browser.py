@@ -298,3 +298,26 @@ def test_a_person_has_the_script_written_first_edits_it_and_the_short_is_made_fr
             run_json = json.loads((tmp_path / "runs" / card.get_attribute("data-task-id") / "run.json").read_text())
             assert run_json["params"]["script"]["script_text"] == edited  # what was rendered is what was edited
             assert page.locator("li.task").count() == 1  # writing the script left no task behind
+
+
+def test_a_task_of_several_videos_from_the_api_plays_the_first_on_its_card_and_links_the_others(tmp_path):
+    from tests.serve_helpers import finished, submit
+    from tests.test_serve_mpt import mpt_body, small_video
+    from tests.test_serve_mpt_videos import video_runs
+
+    quick = write_pipeline(tmp_path / "quick.toml", {"name": "grow", "ceiling": "200M", "params": {"mb": 10}})
+    with running_server(tmp_path / "runs", "--pipeline", quick) as server, browser_page(server) as page:
+        with server.client() as client:  # MoneyPrinterTurbo's client asks for two videos of one subject
+            task_id = submit(client, **mpt_body(video_subject="Two tides", video_count=2, pipeline="quick"))
+            assert finished(client, task_id)["state"] == 1
+        runs = video_runs(tmp_path / "runs" / task_id)
+        for seconds, run in enumerate(runs, 1):  # stand-ins for each run's render, told apart by their length
+            small_video(run / "final.mp4")
+            (run / "final.mp4").write_bytes((run / "final.mp4").read_bytes() + bytes(seconds))
+        page.reload()
+        card = page.locator(f"li.task[data-task-id='{task_id}']")
+        expect(card.locator("video")).to_have_count(1, timeout=30_000)
+        link = card.locator("a.more-video")
+        expect(link).to_have_text("video 2")
+        fetched = page.request.get(link.get_attribute("href"))
+        assert fetched.ok and fetched.body() == (runs[1] / "final.mp4").read_bytes()
