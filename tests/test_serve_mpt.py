@@ -176,6 +176,21 @@ def test_each_of_its_aspects_makes_a_task_for_that_frame_fetched_as_given(server
     assert fetched.status_code == 200 and fetched.content == (work / "runs" / done["task_id"] / "final.mp4").read_bytes()
 
 
+def test_its_custom_subtitle_position_reaches_the_timeline_and_its_default_body_keeps_the_bottom(server, work):
+    from aishorts.runner.rundir import read_manifest
+
+    with server.client() as client:
+        custom = client.post("/api/v1/videos", json=mpt_body(video_subject="Tides", pipeline="balloons",
+                                                              subtitle_position="custom", custom_position=30))
+        default = client.post("/api/v1/videos", json=mpt_body(video_subject="Tides", pipeline="balloons"))
+    assert custom.status_code == default.status_code == 200, custom.text + default.text
+    custom, default = custom.json()["data"], default.json()["data"]
+    timelines = [read_manifest(work / "runs" / answer["task_id"] / "run.json").params.timeline
+                 for answer in (custom, default)]
+    assert (timelines[0].caption_y, timelines[1].caption_y, timelines[1].caption_position) == (30.0, None, "bottom")
+    assert "custom_position" not in custom["ignored_fields"] and "custom_position" in default["ignored_fields"]
+
+
 def test_delete_removes_a_finished_task_and_its_files_then_it_is_a_404(server, work):
     with server.client() as client:
         done = finished_with_video(client, work / "runs")
