@@ -11,7 +11,8 @@ job's report as fresh as its run directory. `JobManager` composes the pieces:
 the queue and its threads (`serve.workers`), the job's files
 (`serve.records`), and the observer that turns a run's events into live state
 and changes for the event hub (`serve.live`). Checking requests is
-`serve.requests`' job; shaping what clients see is `serve.views`'.
+`serve.requests`' job; shaping what clients see is `serve.views`'. A task of several videos (MoneyPrinterTurbo's
+`video_count`) runs them one after another in its worker, each from its own run directory inside the task's.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ died reads as interrupted), its state code (MoneyPrinterTurbo's: -1 failed,
 gives it more memory, and what MoneyPrinterTurbo's finished task carries
 (absolute `videos` URLs under its `/tasks/{id}/` mount, `script`, `terms`,
 the narration and subtitle files). A task of several videos (its `video_count`) reads as its videos together: done
-once all are, else as the first that did not finish, its progress across them; the script, stages and files shown
-are the first video's. It changes nothing.
+once all are, else as the first that did not finish (its stages, message and resume), its progress across them;
+the script and the files under `/api/v1/tasks/{id}/` are the first video's. It changes nothing.
 """
 
 from __future__ import annotations
