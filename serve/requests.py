@@ -89,7 +89,8 @@ class TermsRequest(VideoRequest, kw_only=True):
 
 
 IGNORED_MPT_FIELDS = (
-    "video_terms", "video_concat_mode", "video_transition_mode", "video_clip_duration", "font_name", "text_background_color", "n_threads", "paragraph_number",
+    "video_terms", "video_concat_mode", "video_transition_mode", "video_clip_duration", "font_name",
+    "text_background_color", "n_threads", "paragraph_number",
 )
 
 

@@ -20,7 +20,8 @@ router = APIRouter()
 
 
 @router.api_route("/tasks/{task_id}/{name}", methods=["GET", "HEAD"], summary="MoneyPrinterTurbo's file mount:"
-                  " final-N.mp4 and combined-N.mp4 (N: 1 to its video_count), audio.wav, subtitle.srt, and our own file names (HEAD, Range)")
+                  " final-N.mp4 and combined-N.mp4 (N: 1 to its video_count), audio.wav, subtitle.srt, and our own"
+                  " file names (HEAD, Range)")
 def mpt_task_file(task_id: str, name: str, manager: Manager) -> Response:
     job = manager.find(task_id)
     found = mpt_file(job, name)
