@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from aishorts.runner.rundir import read_manifest
-from aishorts.stages.media import probe
+from aishorts.stages.common.media import probe
 from tests.runner_helpers import balloon_pipeline
 from tests.serve_helpers import finished, running_server, submit, task, wait_task
 from tests.test_serve_mpt import SCRIPT, mpt_body, small_video
