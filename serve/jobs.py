@@ -311,9 +311,15 @@ class JobManager:
         for number in range(2, video_count(job) + 1):
             if report.status != "done" or job.cancel.is_set():
                 return
-            record = job.record
-            opts = plan_resume(video_dir(job.run_dir, number), record.limits, record.max_ram, record.pipeline,
-                               self.settings, record.llm, record.until)
+            record, run_dir = job.record, video_dir(job.run_dir, number)
+            try:
+                opts = plan_resume(run_dir, record.limits, record.max_ram, record.pipeline, self.settings, record.llm,
+                                   record.until)
+            except (UsageError, FieldError) as exc:  # said in that video's own report: the first video's stays done
+                with contextlib.suppress(OSError):
+                    write_report(run_dir, RunReport(run_dir=str(run_dir), status="failed", exit_code=2,
+                                                    message=str(exc)))
+                return
             opts.label = job.id
             with self._lock:
                 job.video = number

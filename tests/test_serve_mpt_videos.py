@@ -134,3 +134,14 @@ def test_two_real_shorts_of_one_task_are_fetched_as_given(tmp_path):
             assert probe(saved).duration_s > 3
         assert client.delete(f"/api/v1/tasks/{done['task_id']}").status_code == 200
         assert not run_dir.exists()
+
+
+def test_a_video_whose_run_cannot_be_read_fails_the_task_in_its_own_words_and_the_first_stays_made(server, work):
+    with server.client() as client:
+        task_id = submit(client, **mpt_body(video_subject="Reefs", video_count=2, pipeline="slow"))
+        wait_task(client, task_id, lambda t: t["status"] == "running", timeout=120)
+        second = video_runs(work / "runs" / task_id)[1]
+        (second / "run.json").write_text("{not json")  # its run.json spoilt before its turn
+        failed = finished(client, task_id)
+    assert failed["state"] == -1 and failed["message"].startswith("video 2 of 2: "), failed["message"]
+    assert '"done"' in (work / "runs" / task_id / "report.json").read_text()
