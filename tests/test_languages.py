@@ -214,7 +214,7 @@ HINDI = "ऑक्टोपस के तीन दिल होते हैं
 
 @pytest.fixture(scope="module")
 def hindi_short(tmp_path_factory, native_cache) -> Path:  # noqa: F811
-    from aishorts.stages.cache import cache_root
+    from aishorts.stages.common.cache import cache_root
 
     for name in ("illustrations", "kokoro-ja"):
         if (cache_root() / name).is_dir() and not (native_cache / name).exists():
