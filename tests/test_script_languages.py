@@ -253,6 +253,9 @@ def test_a_japanese_title_label_is_cleaned_as_an_english_one_is():
     ("Titolo: Perché i polpi hanno tre cuori", "Perché i polpi hanno tre cuori"),
     ("Invito all'azione: Seguici per altre curiosità.", "Seguici per altre curiosità."),
     ("【タイトル】タコに心臓が三つある理由", "タコに心臓が三つある理由"),
+    # a JSON key left in a line when Qwen's grounded answer in Hindi was cut short (seed 2, BENCHMARKS.md)
+    ('hook": "गलफड़ों के आधार पर खून को गलफड़ों से होकर पंप करता है।', "गलफड़ों के आधार पर खून को गलफड़ों से होकर पंप करता है।"),
+    ('"hook": "La pieuvre est une créature marine extraordinaire.', "La pieuvre est une créature marine extraordinaire."),
     ("标题：章鱼为什么有三颗心脏", "章鱼为什么有三颗心脏"),
     ("结尾：关注我们，了解更多海洋趣闻。", "关注我们，了解更多海洋趣闻。"),
     ("शीर्षक: ऑक्टोपस के तीन दिल क्यों होते हैं", "ऑक्टोपस के तीन दिल क्यों होते हैं"),

@@ -76,7 +76,7 @@ _LABEL_WORDS = (
 )
 _LABEL = re.compile(
     r"^(?:(?:a|an|the|my|our|your|o|um|uma|seu|sua|el|la|le|il|lo|un|una|une)\s+|l['’])?"  # "The CTA:", "L'accroche :"
-    + _LABEL_WORDS + r"\s*(?:\([^)]*\))?\s*[:：]\s*"
+    + _LABEL_WORDS + r"\s*(?:\([^)]*\))?[\"']?\s*[:：]\s*"  # 'hook": "' too: a JSON key left in a line
     r"|^[【\[]\s*" + _LABEL_WORDS + r"\s*[】\]]\s*",  # "【タイトル】", "[Gancho]"
     re.IGNORECASE,
 )
