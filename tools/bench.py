@@ -622,9 +622,9 @@ def realtime_figures(report: dict, duration_s: float) -> dict:
         "wall_s": report["wall_s"], "duration_s": duration_s, "ratio": report["wall_s"] / duration_s,
         "ratio_without_script": (report["wall_s"] - script_s) / duration_s, "script_s": script_s,
         "stage_sum_s": sum(s["wall_s"] for s in ran),
-        "gaps_s": _supervisor_gaps(ran),
+        "gaps_s": _supervisor_gaps(ran), "overlap_s": _overlap(ran), "cpu_s": sum(s["cpu_s"] for s in ran),
         "stages": {s["name"]: {"start": s["started_at_s"], "end": s["ended_at_s"], "wall": s["wall_s"],
-                               "phases": s["phases"]} for s in ran},
+                               "cpu": s["cpu_s"], "phases": s["phases"]} for s in ran},
     }
 
 
@@ -640,6 +640,17 @@ def _supervisor_gaps(stages: list[dict]) -> float:
         gaps += max(0.0, start - reach)
         reach = max(reach, end)
     return gaps
+
+
+def _overlap(stages: list[dict]) -> float:
+    """Seconds of the run in which two or more stage processes were alive at once."""
+    edges = sorted([(s["started_at_s"], 1) for s in stages] + [(s["ended_at_s"], -1) for s in stages])
+    both, alive, since = 0.0, 0, 0.0
+    for at, step in edges:
+        if alive >= 2:
+            both += at - since
+        alive, since = alive + step, at
+    return both
 
 
 def bench_realtime(results: Results, work: Path, repeats: int) -> None:
@@ -676,6 +687,11 @@ def bench_realtime(results: Results, work: Path, repeats: int) -> None:
     middle = sorted(runs, key=lambda r: r["ratio"])[len(runs) // 2]
     results.add(section, "per-stage timeline of the median run (start-end, s)", "; ".join(
         f"{name} {t['start']:.1f}-{t['end']:.1f}" for name, t in middle["stages"].items()), command=command)
+    results.add(section, "per-stage wall and CPU of the median run (user+sys of each stage's process tree)", "; ".join(
+        f"{name} {t['wall']:.1f} s wall, {t['cpu']:.1f} CPU-s" for name, t in middle["stages"].items())
+        + f"; all stages {middle['cpu_s']:.1f} CPU-s", command=command)
+    results.add(section, "time with two or more stages running at once (median run)",
+                f"{middle['overlap_s']:.1f} s of {middle['wall_s']:.1f} s", command=command)
 
 
 def bench_grounded(results: Results, work: Path, repeats: int) -> None:
