@@ -15,9 +15,9 @@ from source_files import OCTOPUS
 
 from aishorts.ipc.artifacts import Theme
 from aishorts.ipc.params import LlmParams, ScriptParams
-from aishorts.stages.grounding import MIN_SIMILARITY, source_numbers, support
-from aishorts.stages.passages import split_passages
-from aishorts.stages.text_embedding import embed_texts
+from aishorts.stages.common.text_embedding import embed_texts
+from aishorts.stages.grounding.checks import MIN_SIMILARITY, source_numbers, support
+from aishorts.stages.grounding.passages import split_passages
 
 THEME = Theme(topic="Why octopuses have three hearts", angle="", keywords=["octopuses", "three", "hearts"])
 BODY = [
