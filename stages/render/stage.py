@@ -6,7 +6,9 @@ burns the ASS captions (libass), mixes the narration with the music bed
 encodes H.264/AAC once; it is fed raw frames by one short ffmpeg per segment,
 run in order, which fits the picture to the vertical frame over a blurred fill
 of itself, pans (animated crop) or zooms (zoompan) stills, and bakes in the
-crossfade from the previous segment. `renderer="moviepy"` renders the same
+crossfade from the previous segment. Each distinct still is fitted over its
+fill once, before the encoder starts, into one raw frame that the producers
+showing it only pan or zoom (removed after the encode). `renderer="moviepy"` renders the same
 timeline with MoviePy (stages/render/moviepy_renderer.py), kept as the slower reference.
 Both are registered in `BACKENDS` and follow the same plan (stages/render/plan.py).
 

@@ -9,9 +9,11 @@ default, else, for the languages measured intelligible in it, jm_kumo with
 a notice saying how to fetch the native ones; any other language is refused);
 for Japanese and Mandarin, their words and phonemes worked out first in a
 child process (stages/tts/g2p.py), so their dictionaries never sit beside Kokoro;
-appending each sentence to narration.wav (24 kHz mono 16-bit) as it is
-made, with a short pause between sentences; and the Narration artifact with
-absolute sentence and word times.
+with the onnx backend under a roomy ceiling, one model call per core of the
+stage's share side by side (the same narration; sooner where cores are
+free); appending each sentence to narration.wav (24 kHz mono 16-bit) as it
+is made, with a short pause between sentences; and the Narration artifact
+with absolute sentence and word times.
 
 Not responsible for: building the timed model or matching phonemes to words
 (stages/tts/kokoro_timing.py), nor for where voices come from (stages/tts/voices.py),
