@@ -215,7 +215,7 @@ def test_sentences_spoken_side_by_side_give_the_same_narration_as_one_at_a_time(
         speak, in_flight, most = narrator._speak_piece, [0], [0]
         lock = threading.Lock()
 
-        def counted(piece, speak=speak, in_flight=in_flight, most=most):
+        def counted(piece, speak=speak, in_flight=in_flight, most=most, lock=lock):
             with lock:
                 in_flight[0] += 1
                 most[0] = max(most[0], in_flight[0])

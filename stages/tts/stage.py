@@ -302,7 +302,7 @@ class OnnxNarrator:
         for text in sentences:
             words = self.words(text)
             plans.append(self._plan(text, words))
-        for plan, (audio, times) in zip(plans, self._speak_planned(plans, self.workers)):
+        for plan, (audio, times) in zip(plans, self._speak_planned(plans, self.workers), strict=True):
             yield plan.sentence, plan.words, audio, times
 
     def _plan(self, sentence: str, words: list[str]) -> _Plan:
