@@ -52,7 +52,8 @@ LEAN_CALL_PHONEMES = 100
 SIDE_BY_SIDE_NEED = 660 << 20
 """Below this ceiling one model call at a time; above it, one per core of the stage's share (see call_workers):
 two calls side by side hold two sets of activations: the stage peaked at 547M and 571M so (45 s of English in
-pieces of 150 phonemes) against 382M one call at a time, under its 700M ceiling."""
+pieces of 150 phonemes) against 382M one call at a time, under its 700M ceiling. limits.toml's
+`side_by_side_need` of the stage's thresholds; this is the default for a limits file without it."""
 HUB_REPO = "hexgrad/Kokoro-82M"
 
 
@@ -166,7 +167,8 @@ def call_phonemes(ctx: StageContext) -> int:
 
 def call_workers(ctx: StageContext) -> int:
     """How many model calls run side by side: one per core of the stage's share, one under a small ceiling."""
-    if ctx.ceiling_bytes and ctx.ceiling_bytes < max(ctx.thresholds.get("lean_below", 0), SIDE_BY_SIDE_NEED):
+    need = ctx.thresholds.get("side_by_side_need", SIDE_BY_SIDE_NEED)
+    if ctx.ceiling_bytes and ctx.ceiling_bytes < max(ctx.thresholds.get("lean_below", 0), need):
         return 1
     return thread_share()
 
