@@ -8,8 +8,9 @@ the local model: grounded from the topic's source text in tools/bench_sources/
 (written for this bench), or ungrounded (no source, wiki off). Every script,
 grounded or not, is then checked against the same source text: the share of
 its body sentences a passage supports, and the numbers it states that the
-source does not. Also: words, whether the first answer was inside the word
-budget with no rung of the ladder, and the stage's wall time.
+source does not. Also: words, whether the script came inside the word budget
+from the model's first answer alone (`from_first_answer`), and the stage's
+wall time.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def one_case(work: Path, topic_key: str, mode: str, seed: int, language: str, mo
     from aishorts.stages.grounding import numbers_in, source_numbers, support
     from aishorts.stages.harness import execute
     from aishorts.stages.passages import split_passages
+    from aishorts.stages.script import word_range
 
     topic, keywords = TOPICS[topic_key]
     source = SOURCES / f"{topic_key}.txt"
@@ -71,19 +73,32 @@ def one_case(work: Path, topic_key: str, mode: str, seed: int, language: str, mo
     known = source_numbers([source.read_text()])
     checks = [support(s, passages, known) for s in script.body]
     first_answer = next((e.message for e in events if e.message.startswith("first answer:")), "")
-    if mode == "grounded":
-        first_ok = "(inside" in first_answer
-    else:
-        first_ok = script.attempts == 1 and not script.fallbacks
     return {
-        "topic": topic_key, "mode": mode, "seed": seed, "words": script.word_count, "first_attempt": first_ok,
+        "topic": topic_key, "mode": mode, "seed": seed, "words": script.word_count,
+        "first_attempt": from_first_answer(script, mode, word_range(params)),
         "first_answer": first_answer,
         "no_fallback": not script.fallbacks, "fallbacks": script.fallbacks,
         "supported_share": round(sum(c.supported for c in checks) / max(1, len(checks)), 3),
         "numbers_not_in_source": sum(1 for s in script.sentences for _, v in numbers_in(s) if v not in known),
         "stage_s": round(stage_s, 1), "backend": script.backend, "grounding": script.grounding,
         "sentences": script.sentences,
+        "log": [e.message for e in events if e.kind == "log"],
     }
+
+
+OTHER_WORDS = ("taken from the source", "shorter script", "no usable script", "facts past the word budget")
+"""Fallbacks that mean the script's words did not all come, inside the budget, from the model's first answer."""
+
+
+def from_first_answer(script, mode: str, limits: tuple[int, int]) -> bool:
+    """Inside the word budget from the first answer alone: one answer asked for, no sentence added from elsewhere,
+    no rung of the ladder that shortens or pads (grounded scripts may leave out the answer's spare sentences:
+    the answer holds more than the budget by design). Ungrounded: one answer and no fallback at all."""
+    low, high = limits
+    if mode != "grounded":
+        return script.attempts == 1 and not script.fallbacks
+    mended = any(word in fallback for fallback in script.fallbacks for word in OTHER_WORDS)
+    return script.attempts == 1 and low <= script.word_count <= high and not mended
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             for mode in args.modes.split(","):
                 for seed in range(args.first_seed, args.first_seed + args.seeds):
                     case = one_case(Path(tmp), topic, mode, seed, args.language, args.model)
-                    print(json.dumps({k: v for k, v in case.items() if k != "sentences"}), file=sys.stderr, flush=True)
+                    print(json.dumps({k: v for k, v in case.items() if k not in ("sentences", "log")}), file=sys.stderr, flush=True)
                     cases.append(case)
     text = json.dumps(cases, indent=1, ensure_ascii=False)
     if args.out:
