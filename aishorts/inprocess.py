@@ -23,7 +23,8 @@ from aishorts.ipc.messages import StageCall
 from aishorts.runner.run import StageHooks
 from aishorts.runner.status import Ending
 from aishorts.runner.watchdog import ProcessOutcome, WatchSettings
-from aishorts.stages.harness import StageError, crash_failure, execute
+from aishorts.stages.common.context import StageError
+from aishorts.stages.harness import crash_failure, execute
 
 
 def execute_in_process(call: StageCall, settings: WatchSettings, log_path: Path, cancel: threading.Event,

@@ -9,8 +9,8 @@ them, and how wide text is on screen; the Kokoro voice nearest an Azure voice
 name (MoneyPrinterTurbo's `voice_name`). Light: stdlib only, so the CLI, the
 web page and the stages can all import it.
 
-Not responsible for phonemising or segmenting text (stages/g2p.py), voice
-files (stages/voices.py) or fonts (stages/captions.py).
+Not responsible for phonemising or segmenting text (stages/tts/g2p.py), voice
+files (stages/tts/voices.py) or fonts (stages/render/captions.py).
 """
 
 from __future__ import annotations

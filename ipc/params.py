@@ -41,7 +41,7 @@ class LlmParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     backend: Literal["auto", "local", "openai"] = "auto"
     """auto: the user's own LLM if one is found (API key, Ollama, llama.cpp server), else the local model."""
     base_url: str = ""
-    """An endpoint named with --llm-url; empty: the provider whose key is set (stages/llm_sources.py), each key
+    """An endpoint named with --llm-url; empty: the provider whose key is set (stages/llm/endpoints.py), each key
     sent only to the provider that issued it."""
     model: str = ""
     api_key_env: str = "OPENAI_API_KEY"
@@ -80,7 +80,7 @@ class ScriptParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class TtsParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     backend: Literal["onnx", "kokoro"] = "onnx"
-    voice: str = ""  # a Kokoro voice; empty: the language's own (stages/voices.py), e.g. af_heart for en-us
+    voice: str = ""  # a Kokoro voice; empty: the language's own (stages/tts/voices.py), e.g. af_heart for en-us
     speed: float = 1.0
     language: str = "en-us"
 
@@ -88,7 +88,7 @@ class TtsParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class BrollParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     source: Literal["auto", "youtube", "urls", "local", "builtin", "stills", "pexels", "pixabay"] = "auto"
     """builtin: the illustrated library (the offline default); stills: scikit-image's sample photographs;
-    pexels, pixabay: their stock videos, with the user's PEXELS_API_KEY or PIXABAY_API_KEY (stages/stock.py)."""
+    pexels, pixabay: their stock videos, with the user's PEXELS_API_KEY or PIXABAY_API_KEY (stages/broll/stock.py)."""
     local_dir: str | None = None
     urls: list[str] = []
     max_items: int = 12
@@ -142,7 +142,7 @@ class TimelineParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 X264Preset = Literal["quick", "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                      "veryslow"]
 """x264's presets, and `quick`: ultrafast with CABAC, deblocking, the 8x8 transform and light AQ put back
-(stages/render_plan.py's X264_QUICK)."""
+(stages/render/plan.py's X264_QUICK)."""
 X264_PRESETS: tuple[str, ...] = get_args(X264Preset)
 
 

@@ -20,13 +20,13 @@ class StageSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
 
 
 DEFAULT_PIPELINE: tuple[StageSpec, ...] = (
-    StageSpec(name="theme", module="aishorts.stages.theme", output="theme"),
-    StageSpec(name="script", module="aishorts.stages.script", inputs=("theme",), output="script"),
-    StageSpec(name="tts", module="aishorts.stages.tts", inputs=("script",), output="narration"),
-    StageSpec(name="broll", module="aishorts.stages.broll", inputs=("script",), output="candidates"),
-    StageSpec(name="match", module="aishorts.stages.match", inputs=("script", "broll"), output="matches"),
-    StageSpec(name="timeline", module="aishorts.stages.timeline", inputs=("tts", "match", "broll"), output="timeline"),
-    StageSpec(name="render", module="aishorts.stages.render", inputs=("timeline",), output="render"),
+    StageSpec(name="theme", module="aishorts.stages.theme.stage", output="theme"),
+    StageSpec(name="script", module="aishorts.stages.script.stage", inputs=("theme",), output="script"),
+    StageSpec(name="tts", module="aishorts.stages.tts.stage", inputs=("script",), output="narration"),
+    StageSpec(name="broll", module="aishorts.stages.broll.stage", inputs=("script",), output="candidates"),
+    StageSpec(name="match", module="aishorts.stages.match.stage", inputs=("script", "broll"), output="matches"),
+    StageSpec(name="timeline", module="aishorts.stages.timeline.stage", inputs=("tts", "match", "broll"), output="timeline"),
+    StageSpec(name="render", module="aishorts.stages.render.stage", inputs=("timeline",), output="render"),
 )
 
 STAGE_NAMES = tuple(spec.name for spec in DEFAULT_PIPELINE)
@@ -37,15 +37,23 @@ to clash with another project's; they were imported without it before."""
 _MOVED_UNDER = __package__.removesuffix("ipc")  # "aishorts." once they moved, "" before
 
 
+FOLDER_STAGES = ("theme", "script", "tts", "broll", "match", "timeline", "render")
+"""Each was one module, `stages.<name>`, before stages/ had a folder per stage: `stages.<name>.stage` now."""
+
+
 def module_name_now(module: str) -> str:
-    """A stage module as a pipeline file written before the move names it (`stages.tts`) -> its name now."""
-    return _MOVED_UNDER + module if _MOVED_UNDER and module.split(".")[0] in MOVED_PACKAGES else module
+    """A stage module as an older pipeline file names it (`stages.tts`, `aishorts.stages.tts`) -> its name now."""
+    if _MOVED_UNDER and module.split(".")[0] in MOVED_PACKAGES:
+        module = _MOVED_UNDER + module
+    return module + ".stage" if module in {f"{_MOVED_UNDER}stages.{name}" for name in FOLDER_STAGES} else module
 
 
 def module_name_before(module: str) -> str:
-    """`aishorts.stages.tts` -> `stages.tts`, the name it had before the move (stamps hash that one)."""
+    """`aishorts.stages.tts.stage` -> `stages.tts`, the name it had before both moves (stamps hash that one)."""
     head, _, rest = module.partition(".")
-    return rest if head == "aishorts" and rest.split(".")[0] in MOVED_PACKAGES else module
+    if head == "aishorts" and rest.split(".")[0] in MOVED_PACKAGES:
+        module = rest
+    return module.removesuffix(".stage") if module in {f"stages.{name}.stage" for name in FOLDER_STAGES} else module
 
 
 def artifact_path(stage: str) -> str:

@@ -164,10 +164,10 @@ def main(argv: list[str] | None = None, extensions: Extensions | None = None) ->
 
 
 def list_voices() -> int:
-    """The voices the narrator can use and each language's default, as `python -m aishorts.stages.voices list` says."""
+    """The voices the narrator can use and each language's default, as `python -m aishorts.stages.tts.voices list` says."""
     import subprocess
 
-    return subprocess.run([sys.executable, "-m", "aishorts.stages.voices", "list"], check=False).returncode
+    return subprocess.run([sys.executable, "-m", "aishorts.stages.tts.voices", "list"], check=False).returncode
 
 
 def os_error_message(exc: OSError) -> str:

@@ -207,7 +207,7 @@ VOICE_CHECK_TIMEOUT_S = 60.0
 
 
 def check_voice(name: str) -> None:
-    """RequestError unless the onnx narrator has voice `name`: asked of `python -m aishorts.stages.voices check` in a child
+    """RequestError unless the onnx narrator has voice `name`: asked of `python -m aishorts.stages.tts.voices check` in a child
     process (the voice tables are the stages' business), so a wrong voice fails now, not after the script."""
     problem = _voice_problem(name)
     if problem:
@@ -217,7 +217,7 @@ def check_voice(name: str) -> None:
 @functools.lru_cache(maxsize=64)
 def _voice_problem(name: str) -> str:
     """Why the narrator cannot use `name` ("" when it can); asked once per name, however many batch rows name it."""
-    command = [sys.executable, "-m", "aishorts.stages.voices", "check", name]
+    command = [sys.executable, "-m", "aishorts.stages.tts.voices", "check", name]
     try:
         done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=VOICE_CHECK_TIMEOUT_S)
     except subprocess.TimeoutExpired:

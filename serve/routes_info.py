@@ -76,7 +76,7 @@ def server_state(manager: Manager, settings: Settings) -> Response:
 
 
 class VoiceCatalogue:
-    """`python -m aishorts.stages.voices list --json` run in its own process (the stage code stays out of the server),
+    """`python -m aishorts.stages.tts.voices list --json` run in its own process (the stage code stays out of the server),
     remembered for `VOICES_TTL_S` (voices change only when someone fetches more)."""
 
     def __init__(self) -> None:
@@ -93,7 +93,7 @@ class VoiceCatalogue:
     @staticmethod
     def _read() -> list:
         try:
-            done = subprocess.run([sys.executable, "-m", "aishorts.stages.voices", "list", "--json"], capture_output=True,
+            done = subprocess.run([sys.executable, "-m", "aishorts.stages.tts.voices", "list", "--json"], capture_output=True,
                                   text=True, timeout=120, stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise FieldError(None, f"could not list the voices: {exc}", 500) from None

@@ -1,17 +1,18 @@
 """Running one stage: decode its call, inputs and params, call it, write its artifact.
 
-`stage_main` is the entry of a stage process (`python -m aishorts.stages.<name> CALL`);
+`stage_main` is the entry of a stage process (`python -m aishorts.stages.<name>.stage CALL`);
 `execute` is the same work without the process, used by `--isolation none`.
-Both apply the stage runtime (stages/runtime.py: environment defaults, this
+Both apply the stage runtime (stages/common/runtime.py: environment defaults, this
 call's CPU share) before the stage function runs. This module does not
 supervise anything: limits, kills and reports belong to `runner/`. It makes
 the process the kernel's preferred OOM victim and ties its whole tree to the
-supervisor's life (stages/lifeline.py), so nothing a stage starts outlives it.
+supervisor's life (stages/common/lifeline.py), so nothing a stage starts outlives it.
 A full disk met anywhere in a stage (an OSError with ENOSPC) ends it with one
 StageError that says so and names the run directory. A stage process that
 cannot finish says why on its progress pipe (`ipc.messages.StageFailure`:
 a StageError's words, or a crash's exception and where it was raised) before
-it exits 1, so the supervisor never has to guess from its log.
+it exits 1, so the supervisor never has to guess from its log. What a stage's
+code itself holds (`StageContext`, `StageError`) lives in stages/common/context.py.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,70 +32,12 @@ from typing import Any
 import msgspec
 
 from aishorts.ipc.artifacts import ARTIFACT_TYPES, Artifact
-from aishorts.ipc.files import ArtifactError, disk_full_message, read_struct, relative_to_run, resolve_in_run, write_struct
-from aishorts.ipc.messages import ProgressEvent, StageCall, StageFailure, StageMessage, progress_encoder
+from aishorts.ipc.files import ArtifactError, read_struct, resolve_in_run, write_struct
+from aishorts.ipc.messages import StageCall, StageFailure, StageMessage, progress_encoder
 from aishorts.ipc.pipeline import artifact_path
-from aishorts.stages import lifeline
-from aishorts.stages.runtime import apply_environment, set_cpu_budget
-
-ProgressSink = Callable[[ProgressEvent], None]
-
-
-class StageError(Exception):
-    """A stage cannot do its job; the message says why in words a user can act on."""
-
-
-class StageContext:
-    """What a stage function may use besides its inputs: its folders, device, and a progress channel."""
-
-    def __init__(self, call: StageCall, sink: ProgressSink | None = None) -> None:
-        self.call = call
-        self.run_dir = Path(call.run_dir)
-        self.out_dir = Path(call.out_dir)
-        self.ceiling_bytes = call.ceiling_bytes
-        self.thresholds = call.thresholds  # by name, in bytes: limits.toml's `thresholds` of this stage
-        self._sink = sink
-
-    @property
-    def device(self) -> str:
-        return self.call.device
-
-    def progress(self, message: str, fraction: float | None = None) -> None:
-        self._emit(ProgressEvent(t=time.time(), kind="progress", message=message, fraction=fraction))
-
-    def log(self, message: str) -> None:
-        self._emit(ProgressEvent(t=time.time(), kind="log", message=message))
-
-    def note(self, message: str) -> None:
-        """Something the user must know about the result: kept in report.json's stage `notes` and shown at the end."""
-        self._emit(ProgressEvent(t=time.time(), kind="note", message=message))
-
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        """Time a named phase (e.g. `load_model`, `synthesise`) and report it."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._emit(ProgressEvent(t=time.time(), kind="phase", message=name, phase_s=time.perf_counter() - start))
-
-    def path(self, relative: str) -> Path:
-        """A payload path from an artifact, checked to stay inside the run directory."""
-        return resolve_in_run(self.run_dir, relative)
-
-    def rel(self, path: Path) -> str:
-        """The run-relative form of a payload this stage wrote."""
-        return relative_to_run(self.run_dir, path)
-
-    def _emit(self, event: ProgressEvent) -> None:
-        if self._sink is not None:
-            self._sink(event)
-
-
-def disk_full(run_dir: Path | str, where: str | None = None) -> StageError:
-    """A full disk, said plainly with the run directory, so the one-line failure tells the user what to free."""
-    at = f", at {where}" if where else ""
-    return StageError(disk_full_message(f"the run directory {run_dir}{at}"))
+from aishorts.stages.common import lifeline
+from aishorts.stages.common.context import ProgressSink, StageContext, StageError, disk_full
+from aishorts.stages.common.runtime import apply_environment, set_cpu_budget
 
 
 def load_inputs(call: StageCall) -> dict[str, Artifact]:
@@ -200,7 +142,7 @@ def crash_failure(exc: BaseException) -> StageFailure:
 
 
 def _short_path(filename: str) -> str:
-    """A frame's file relative to the project (`stages/tts.py`), or as it is for a library's."""
+    """A frame's file relative to the project (`stages/tts/stage.py`), or as it is for a library's."""
     root = Path(__file__).resolve().parent.parent
     with contextlib.suppress(ValueError):
         return Path(filename).resolve().relative_to(root).as_posix()

@@ -40,7 +40,7 @@ def stage_call(run_dir: Path, stage: str, params: msgspec.Struct, device: str = 
 
 def stage_context(run_dir: Path, stage: str, params: msgspec.Struct, ceiling_bytes: int):
     """A stage's context under a given ceiling, and the list its progress and log events land in."""
-    from aishorts.stages.harness import StageContext
+    from aishorts.stages.common.context import StageContext
 
     events: list[ProgressEvent] = []
     return StageContext(stage_call(run_dir, stage, params, ceiling_bytes=ceiling_bytes), events.append), events

@@ -15,7 +15,8 @@ import sys
 import msgspec
 
 from aishorts.ipc.artifacts import Balloon
-from aishorts.stages.harness import StageContext, StageError, stage_main
+from aishorts.stages.common.context import StageContext, StageError
+from aishorts.stages.harness import stage_main
 
 
 class Params(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

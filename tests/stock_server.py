@@ -1,4 +1,4 @@
-"""A loopback server speaking Pexels' and Pixabay's video search APIs, for tests of stages/stock.py.
+"""A loopback server speaking Pexels' and Pixabay's video search APIs, for tests of stages/broll/stock.py.
 
 `serve_stock(folder, videos, key)` is a `StockServer` (a `tests.loopback` server) bound to a free
 127.0.0.1 port, for a `with` block. It answers, as the real APIs do (shapes from their public

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from aishorts.ipc.request import RequestError, request_from
-from aishorts.stages.illustrations_scenes import SCENE_FRAMES
-from aishorts.stages.media import ffmpeg_exe, probe
+from aishorts.stages.broll.illustrations_scenes import SCENE_FRAMES
+from aishorts.stages.common.media import ffmpeg_exe, probe
 from tests.runner_helpers import run_cli
 
 pytestmark = pytest.mark.slow

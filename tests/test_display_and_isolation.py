@@ -82,9 +82,9 @@ def test_isolation_none_reports_a_failing_stage_like_the_isolated_runner(tmp_pat
 def test_real_stages_write_the_same_artifacts_in_either_isolation(tmp_path):
     pipeline = tmp_path / "p.toml"
     pipeline.write_text(
-        '[[stage]]\nname = "theme"\nmodule = "aishorts.stages.theme"\noutput = "theme"\n'
+        '[[stage]]\nname = "theme"\nmodule = "aishorts.stages.theme.stage"\noutput = "theme"\n'
         'params = { topic = "Why octopuses have three hearts" }\n\n'
-        '[[stage]]\nname = "script"\nmodule = "aishorts.stages.script"\noutput = "script"\ninputs = ["theme"]\n'
+        '[[stage]]\nname = "script"\nmodule = "aishorts.stages.script.stage"\noutput = "script"\ninputs = ["theme"]\n'
         'params = { script_text = "Octopuses have three hearts. Two pump blood through the gills. Follow for more." }\n'
     )
     for mode in ("process", "none"):

@@ -15,9 +15,9 @@ from source_files import OCTOPUS
 
 from aishorts.ipc.artifacts import Theme
 from aishorts.ipc.params import LlmParams, ScriptParams
-from aishorts.stages.grounding import MIN_SIMILARITY, source_numbers, support
-from aishorts.stages.passages import split_passages
-from aishorts.stages.text_embedding import embed_texts
+from aishorts.stages.common.text_embedding import embed_texts
+from aishorts.stages.grounding.checks import MIN_SIMILARITY, source_numbers, support
+from aishorts.stages.grounding.passages import split_passages
 
 THEME = Theme(topic="Why octopuses have three hearts", angle="", keywords=["octopuses", "three", "hearts"])
 BODY = [
@@ -165,7 +165,7 @@ def bench_source(name: str):
 
 @pytest.mark.parametrize(("name", "sentence", "new"), ONE_NEW_WORD)
 def test_a_short_claim_resting_on_a_word_no_passage_uses_is_not_supported(name, sentence, new):
-    from aishorts.stages.grounding import SUPPORT_SHARE
+    from aishorts.stages.grounding.checks import SUPPORT_SHARE
 
     passages, known = bench_source(name)
     found = support(sentence, passages, known)

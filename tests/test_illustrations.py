@@ -1,7 +1,7 @@
 """The illustrated library: its index in the cache, matching texts to illustrations, scenes, optional sources, credits.
 
 Everything here is real: the installed OpenMoji SVGs, the index built with the
-real all-MiniLM-L6-v2 int8 encoder (stages/text_embedding.py), resvg drawing the
+real all-MiniLM-L6-v2 int8 encoder (stages/common/text_embedding.py), resvg drawing the
 SVGs and Pillow composing the stills. Openclipart and Tux Paint are Debian
 packages this machine need not have: their readers run on small real files laid
 out as those packages lay them out (an SVG with its RDF metadata, a PNG stamp
@@ -17,16 +17,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aishorts.stages import illustrations
-from aishorts.stages.illustrations import (
-    installed_sources, load_library, missing_optional_sources, openclipart_source, read_openclipart,
-    tuxpaint_source,
+from aishorts.stages.broll import illustrations
+from aishorts.stages.broll.illustrations import (
+    installed_sources, load_library, missing_optional_sources, openclipart_source, read_openclipart, tuxpaint_source,
 )
-from aishorts.stages.illustrations_scenes import (
+from aishorts.stages.broll.illustrations_scenes import (
     PALETTES, SCENE_SIZE, Scene, choose_palette, choose_scenes, compose, credits_text, describe, drawable, rasterise,
 )
-from aishorts.stages.text_embedding import embed_texts
-from aishorts.stages.visuals import probe_media
+from aishorts.stages.broll.visuals import probe_media
+from aishorts.stages.common.text_embedding import embed_texts
 
 CLIPART_SVG = """<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" xmlns:dc="http://purl.org/dc/elements/1.1/"
@@ -302,7 +301,7 @@ def test_the_index_command_builds_the_index_into_the_cache_once(tmp_path):
     import sys
 
     env = {**os.environ, "AISHORTS_CACHE": str(tmp_path / "cache")}
-    command = [sys.executable, "-m", "aishorts.stages.illustrations", "index"]
+    command = [sys.executable, "-m", "aishorts.stages.broll.illustrations", "index"]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     assert "embedding" in first.stdout and "illustrations indexed in" in first.stdout

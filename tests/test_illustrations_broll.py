@@ -13,9 +13,9 @@ import subprocess
 from aishorts.ipc.artifacts import Script
 from aishorts.ipc.files import resolve_in_run
 from aishorts.ipc.params import BrollParams
-from aishorts.stages.broll import CREDITS_FILE
-from aishorts.stages.illustrations_scenes import SCENE_SIZE
-from aishorts.stages.media import ffmpeg_exe
+from aishorts.stages.broll.illustrations_scenes import SCENE_SIZE
+from aishorts.stages.broll.stage import CREDITS_FILE
+from aishorts.stages.common.media import ffmpeg_exe
 
 OCTOPUS = Script(
     title="Why octopuses have three hearts",

@@ -19,8 +19,8 @@ import pytest
 
 from aishorts.ipc.languages import LANGUAGES, LanguageError, display_width, join_words, language_of_voice, normalise
 from aishorts.ipc.params import ScriptParams, TtsParams
-from aishorts.stages.harness import StageError
-from aishorts.stages.kokoro_timing import voiced_coverage
+from aishorts.stages.common.context import StageError
+from aishorts.stages.tts.kokoro_timing import voiced_coverage
 from tests.runner_helpers import run_cli
 from tests.test_stage_theme_script import THEME
 from tests.test_stage_tts import read_wav, rms, script
@@ -78,7 +78,7 @@ def test_words_are_joined_as_their_script_writes_them():
 
 
 def test_mandarin_and_japanese_words_come_from_a_segmenter_with_their_punctuation():
-    from aishorts.stages.g2p import phonemiser
+    from aishorts.stages.tts.g2p import phonemiser
 
     assert phonemiser("zh").words("北京是中国的首都，人口约两千万。") == [
         "北京", "是", "中国", "的", "首都，", "人口", "约", "两千万。"]
@@ -86,8 +86,8 @@ def test_mandarin_and_japanese_words_come_from_a_segmenter_with_their_punctuatio
 
 
 def test_mandarin_and_japanese_phonemes_are_in_kokoros_alphabet():
-    from aishorts.stages.g2p import phonemiser
-    from aishorts.stages.kokoro_timing import vocab_file
+    from aishorts.stages.tts.g2p import phonemiser
+    from aishorts.stages.tts.kokoro_timing import vocab_file
 
     vocab = json.loads(vocab_file().read_text())["vocab"]
     zh = phonemiser("zh").phonemes(["北京是中国的首都。"])[0]
@@ -98,7 +98,7 @@ def test_mandarin_and_japanese_phonemes_are_in_kokoros_alphabet():
 
 
 def test_a_user_script_in_chinese_japanese_or_hindi_splits_on_its_punctuation():
-    from aishorts.stages.script import script_from_text
+    from aishorts.stages.script.stage import script_from_text
 
     zh = script_from_text("章鱼有三颗心脏。它的血是蓝色的！你知道吗？", THEME, ScriptParams(language="zh"))
     assert zh.sentences == ["章鱼有三颗心脏。", "它的血是蓝色的！", "你知道吗？"]
@@ -109,7 +109,7 @@ def test_a_user_script_in_chinese_japanese_or_hindi_splits_on_its_punctuation():
 
 
 def test_a_chinese_script_is_timed_by_its_characters():
-    from aishorts.stages.script import script_from_text
+    from aishorts.stages.script.stage import script_from_text
 
     long_text = "章鱼有三颗心脏和蓝色的血液。" * 30  # 390 characters, about 90 s at 260 a minute
     with pytest.raises(StageError, match=r"390 characters, about 90 s .* 260 characters a minute"):
@@ -137,7 +137,7 @@ def spoken_chars(text: str) -> set[int]:
 
 @pytest.mark.parametrize("code", ["zh", "ja", "hi"])
 def test_the_caption_font_covers_the_script(code, tmp_path, monkeypatch):
-    from aishorts.stages.captions import find_font
+    from aishorts.stages.render.captions import find_font
 
     monkeypatch.setenv("AISHORTS_CACHE", str(tmp_path / "cache"))
     font = find_font(SHORT_SCRIPTS[code])
@@ -146,7 +146,7 @@ def test_the_caption_font_covers_the_script(code, tmp_path, monkeypatch):
 
 
 def test_without_a_covering_font_the_render_says_how_to_get_one(tmp_path, monkeypatch):
-    from aishorts.stages.captions import FontMissing, find_font
+    from aishorts.stages.render.captions import FontMissing, find_font
 
     monkeypatch.setenv("AISHORTS_CACHE", str(tmp_path / "cache"))
     with pytest.raises(FontMissing, match=r"no font covers the captions' characters 'ꦲꦏ'.*AISHORTS_FONT"):
@@ -178,7 +178,7 @@ def test_each_language_is_narrated_by_a_native_voice(code, tmp_path, run_stage_i
 
 @pytest.fixture(scope="module")
 def mandarin_short(tmp_path_factory, native_cache) -> Path:  # noqa: F811
-    from aishorts.stages.cache import cache_root
+    from aishorts.stages.common.cache import cache_root
 
     for name in ("illustrations", "kokoro-ja"):  # the usual cache's picture index and joined model, not rebuilt
         if (cache_root() / name).is_dir() and not (native_cache / name).exists():
@@ -229,12 +229,12 @@ def test_azure_voice_names_map_onto_kokoro_voices(azure, kokoro):
 
 def test_a_moneyprinterturbo_request_in_chinese_gets_mandarin_and_the_voice_asked_for(tmp_path):
     pytest.importorskip("fastapi")
-    from aishorts.stages import voices
+    from aishorts.stages.tts import voices
     from tests.runner_helpers import balloon_pipeline
     from tests.serve_helpers import running_server
 
     if "zm_yunjian" not in voices.available_voices():
-        pytest.skip("the native voices are not fetched here (python -m aishorts.stages.voices fetch)")
+        pytest.skip("the native voices are not fetched here (python -m aishorts.stages.tts.voices fetch)")
     balloon_pipeline(tmp_path / "balloons.toml", {"name": "grow", "ceiling": "300M", "params": {"mb": 20, "rate_mb_s": 200}})
     with running_server(tmp_path / "runs", "--pipeline", tmp_path / "balloons.toml") as server, server.client() as client:
         response = client.post("/api/v1/videos", json={
@@ -253,7 +253,7 @@ def test_a_moneyprinterturbo_request_in_chinese_gets_mandarin_and_the_voice_aske
 
 @pytest.mark.parametrize("code", ["zh", "ja"])
 def test_words_and_phonemes_worked_out_in_a_child_are_the_ones_the_stage_would_make(code):
-    from aishorts.stages.g2p import phonemiser, prepare_in_child
+    from aishorts.stages.tts.g2p import phonemiser, prepare_in_child
 
     sentences = [SHORT_SCRIPTS[code], "章鱼的血液是蓝色的。" if code == "zh" else "血は青いです。"]
     prepared = prepare_in_child(code, sentences)

@@ -153,7 +153,7 @@ def test_the_supervisor_modules_are_found():
 # --- the names our code is imported and run by: those the wheel installs (pyproject.toml) --------------------
 
 EMBEDDED = (
-    re.compile(r"(?<![\w.])-m\s+([A-Za-z_][\w.]*)"),  # "python -m aishorts.stages.voices fetch"
+    re.compile(r"(?<![\w.])-m\s+([A-Za-z_][\w.]*)"),  # "python -m aishorts.stages.tts.voices fetch"
     re.compile(r"(['\"])-m\1\s*,\s*['\"]([A-Za-z_][\w.]*)"),  # "[sys.executable, '-m', 'stages.broll']" in code run by -c
     re.compile(r"(?<![\w.])from\s+([A-Za-z_][\w.]*)\s+import\b"),
     re.compile(r"(?<![\w.])import\s+((?:[A-Za-z_][\w.]*\s*,\s*)*[A-Za-z_][\w.]*)"),

@@ -13,8 +13,8 @@ import pytest
 
 from aishorts.ipc.artifacts import Theme
 from aishorts.ipc.params import LlmParams, ScriptParams
-from aishorts.stages.llm import OpenAIChat, open_backend
-from aishorts.stages.llm_sources import find_endpoint, pick_ollama_model
+from aishorts.stages.llm.chat import OpenAIChat, open_backend
+from aishorts.stages.llm.endpoints import find_endpoint, pick_ollama_model
 from tests.loopback import LoopbackServer, QuietHandler
 
 SCRIPT = "\n".join([

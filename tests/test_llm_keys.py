@@ -16,9 +16,9 @@ import pytest
 
 from aishorts.ipc.params import LlmParams
 from llm_server import ChatServer, chat
-from aishorts.stages.harness import StageError
-from aishorts.stages.llm import OpenAIChat
-from aishorts.stages.llm_sources import find_endpoint
+from aishorts.stages.common.context import StageError
+from aishorts.stages.llm.chat import OpenAIChat
+from aishorts.stages.llm.endpoints import find_endpoint
 from tests.loopback import LoopbackServer, QuietHandler
 from tests.runner_helpers import balloon_pipeline, run_cli
 

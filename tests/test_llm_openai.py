@@ -14,8 +14,8 @@ import pytest
 
 from aishorts.ipc.params import LlmParams
 from llm_server import ChatServer, chat, closed_port_url, raw
-from aishorts.stages.harness import StageError
-from aishorts.stages.llm import HTTP_ATTEMPTS, RETRY_AFTER_CAP_S, OpenAIChat, open_backend, retry_pause
+from aishorts.stages.common.context import StageError
+from aishorts.stages.llm.chat import HTTP_ATTEMPTS, RETRY_AFTER_CAP_S, OpenAIChat, open_backend, retry_pause
 
 ASK = [{"role": "user", "content": "Say hello."}]
 KEY_ENV = "AISHORTS_TEST_LLM_KEY"

@@ -12,8 +12,8 @@ import pytest
 
 from aishorts.ipc.params import LlmParams
 from llm_server import ChatServer, chat, raw
-from aishorts.stages.harness import StageError
-from aishorts.stages.llm import OpenAIChat
+from aishorts.stages.common.context import StageError
+from aishorts.stages.llm.chat import OpenAIChat
 
 ASK = [{"role": "user", "content": "Say hello."}]
 KEY_ENV = "AISHORTS_TEST_LLM_KEY"

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
-from aishorts.stages.llm import llama_threads
-from aishorts.stages.runtime import lockstep_threads, others_running, set_cpu_budget
+from aishorts.stages.common.runtime import lockstep_threads, others_running, set_cpu_budget
+from aishorts.stages.llm.chat import llama_threads
 
 
 def test_lockstep_threads_take_only_the_cores_no_other_task_holds():

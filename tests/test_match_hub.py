@@ -11,8 +11,8 @@ import pytest
 
 from aishorts.ipc.params import MatchParams
 from aishorts.runner.limits import load_limits
-from aishorts.stages import match
-from aishorts.stages.harness import StageError
+from aishorts.stages.common.context import StageError
+from aishorts.stages.match import stage as match
 from tests.hub_server import serve_hub
 from tests.test_stage_match import CLIP_SCRIPT, clip_candidates, run_match, tiny_clip  # noqa: F401 (fixtures)
 

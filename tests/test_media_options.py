@@ -24,8 +24,8 @@ from aishorts.ipc.params import FRAME_SIZES, RenderParams, TimelineParams
 from aishorts.ipc.request import RequestError, request_from
 from aishorts.runner.options import build_params
 from aishorts.serve.requests import FieldError, VideoRequest, _merge_mpt
-from aishorts.stages.harness import StageError
-from aishorts.stages.media import ffmpeg_exe
+from aishorts.stages.common.context import StageError
+from aishorts.stages.common.media import ffmpeg_exe
 
 pytestmark = pytest.mark.slow
 

@@ -55,7 +55,7 @@ def test_an_installed_wheel_runs_a_stage_beside_another_projects_runner_and_stag
         (others / name).mkdir(parents=True)
         (others / name / "__init__.py").write_text(f"raise ImportError('another project\'s {name}')\n")
     pipeline = tmp_path / "p.toml"
-    pipeline.write_text('[[stage]]\nname = "theme"\nmodule = "aishorts.stages.theme"\noutput = "theme"\n'
+    pipeline.write_text('[[stage]]\nname = "theme"\nmodule = "aishorts.stages.theme.stage"\noutput = "theme"\n'
                         'params = { topic = "Why octopuses have three hearts" }\n')
     env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(others), str(site)))}  # not the checkout
     where = subprocess.run([sys.executable, "-c", "import aishorts, aishorts.runner.limits as l;"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from aishorts.ipc.pipeline import STAGE_NAMES
-from aishorts.stages.media import ffmpeg_exe, probe
+from aishorts.stages.common.media import ffmpeg_exe, probe
 from tests.runner_helpers import report, run_cli, short_from_script, stage
 
 pytestmark = pytest.mark.slow

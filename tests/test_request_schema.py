@@ -133,7 +133,7 @@ def test_the_page_hard_codes_no_choice_and_sends_only_names_the_api_knows():
 
 
 def test_the_narrator_speaks_every_language_the_schema_offers_and_the_schema_refuses_the_others():
-    from aishorts.stages.tts import check_language
+    from aishorts.stages.tts.stage import check_language
 
     for code in LANGUAGES:
         assert check_language(code) == code

@@ -1,8 +1,9 @@
-"""A run directory made before the packages moved under `aishorts` resumes without redoing its stages.
+"""A run directory made before the stage modules moved resumes without redoing its stages.
 
-The stamps hash each stage's module name (`stages.theme` then, `aishorts.stages.theme` now, so an installed
-wheel has no top-level `stages` to clash with another project's): both spellings hash alike. A pipeline file
-of then (which run.json names, and a resume reads again) runs each stage by its name now.
+They moved twice: under `aishorts` (`stages.theme` -> `aishorts.stages.theme`, so an installed wheel has no
+top-level `stages` to clash with another project's), then into a folder per stage (`aishorts.stages.theme.stage`).
+The stamps hash each stage's module by its first name, so all three spellings hash alike. A pipeline file of
+then (which run.json names, and a resume reads again) runs each stage by its name now.
 """
 
 from __future__ import annotations
@@ -19,19 +20,21 @@ from aishorts.runner.run import inputs_hash
 from tests.runner_helpers import report, run_cli
 
 THEME = next(spec for spec in DEFAULT_PIPELINE if spec.name == "theme")
-BEFORE = THEME.module.removeprefix("aishorts.")  # "stages.theme"
+BEFORE = THEME.module.removeprefix("aishorts.").removesuffix(".stage")  # the name before both moves
+AFTER_FIRST_MOVE = "aishorts." + BEFORE  # under aishorts, before the folder per stage
 
 
 def test_a_stage_module_hashes_alike_under_its_old_and_its_new_name(tmp_path):
-    as_before = msgspec.structs.replace(THEME, module=BEFORE)
-    as_now = msgspec.structs.replace(THEME, module=f"aishorts.{BEFORE}")
-    assert inputs_hash(tmp_path, as_now, b"{}") == inputs_hash(tmp_path, as_before, b"{}")
+    hashes = {inputs_hash(tmp_path, msgspec.structs.replace(THEME, module=name), b"{}")
+              for name in (BEFORE, AFTER_FIRST_MOVE, THEME.module)}
+    assert len(hashes) == 1
+    assert THEME.module == AFTER_FIRST_MOVE + ".stage"
 
 
 def test_another_module_is_still_another_hash(tmp_path):
-    theme = msgspec.structs.replace(THEME, module="aishorts.stages.theme")
+    theme = msgspec.structs.replace(THEME, module="aishorts.stages.theme.stage")
     assert inputs_hash(tmp_path, theme, b"{}") != inputs_hash(tmp_path, msgspec.structs.replace(
-        THEME, module="aishorts.stages.script"), b"{}")
+        THEME, module="aishorts.stages.script.stage"), b"{}")
     balloon = msgspec.structs.replace(THEME, module="tools.balloon")  # tools/ did not move: its name is its own
     assert inputs_hash(tmp_path, balloon, b"{}") != inputs_hash(tmp_path, msgspec.structs.replace(
         THEME, module="aishorts.tools.balloon"), b"{}")
@@ -62,4 +65,5 @@ def test_a_pipeline_file_written_before_the_move_runs_each_stage_by_its_name_now
         '[[stage]]\nname = "grow"\nmodule = "tools.balloon"\noutput = "balloon"\n'.replace("@", ""))
     specs, _ = load_pipeline(pipeline, load_limits(None))
     assert [spec.module for spec in specs] == [THEME.module, "tools.balloon"]  # tools/ did not move
-    assert module_name_now(THEME.module) == THEME.module
+    assert module_name_now(AFTER_FIRST_MOVE) == module_name_now(THEME.module) == THEME.module
+    assert module_name_now(THEME.module.removesuffix(".stage") + ".topic_support") == "aishorts.stages.theme.topic_support"

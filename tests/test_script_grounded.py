@@ -15,8 +15,8 @@ from aishorts.ipc.artifacts import Theme
 from aishorts.ipc.params import LlmParams, ScriptParams
 from llm_server import ChatServer, chat, raw
 from source_files import OCTOPUS
-from aishorts.stages.grounding import numbers_in, source_numbers, support
-from aishorts.stages.passages import split_passages
+from aishorts.stages.grounding.checks import numbers_in, source_numbers, support
+from aishorts.stages.grounding.passages import split_passages
 from wiki_server import WikiServer
 
 THEME = Theme(topic="Why octopuses have three hearts", angle="", keywords=["octopuses", "three", "hearts"])
@@ -145,7 +145,7 @@ def test_with_no_source_and_the_wiki_off_the_script_is_written_and_says_it_is_un
 
 
 def test_a_source_that_cannot_be_read_stops_the_stage_with_its_name(run_stage_inline, tmp_path):
-    from aishorts.stages.harness import StageError
+    from aishorts.stages.common.context import StageError
 
     params = ScriptParams(sources=[str(tmp_path / "gone.pdf")], llm=LlmParams(backend="openai", model="m"))
     with pytest.raises(StageError, match="gone.pdf: no such file"):
@@ -182,7 +182,7 @@ QWEN = "Qwen2.5-Coder-1.5B-Instruct"
 
 
 def test_the_local_model_refuses_a_language_it_does_not_write_and_names_those_it_does(run_stage_inline, tmp_path):
-    from aishorts.stages.harness import StageError
+    from aishorts.stages.common.context import StageError
 
     params = ScriptParams(language="fr-fr", wiki_url="off", llm=LlmParams(backend="local", model=QWEN))
     with pytest.raises(StageError, match=r"cannot write fr narration \(it writes en, es, pt\); use --llm openai"):
@@ -191,14 +191,14 @@ def test_the_local_model_refuses_a_language_it_does_not_write_and_names_those_it
 
 @pytest.mark.slow
 def test_given_a_source_the_local_model_opens_for_portuguese():
-    from aishorts.stages.llm import LocalGguf
+    from aishorts.stages.llm.chat import LocalGguf
 
     backend = LocalGguf.open(LlmParams(backend="local", model=QWEN), None, "pt", from_source=True)
     assert backend.label == f"local:{QWEN}"
 
 
 def test_json_the_model_wrote_inside_a_body_string_is_never_narrated():
-    from aishorts.stages.script_grounded import parse_answer
+    from aishorts.stages.script.grounded import parse_answer
 
     answer = json.dumps({"hook": "O polvo tem três corações.", "cta": "Siga para mais.", "queries": [],
                          "body": ['hook": "Descubra por que o polvo tem três corações!', "O sangue do polvo é azul.",
@@ -207,7 +207,7 @@ def test_json_the_model_wrote_inside_a_body_string_is_never_narrated():
 
 
 def test_the_budget_is_met_from_the_answers_own_sentences_the_earliest_kept():
-    from aishorts.stages.script_grounded import choose_sentences
+    from aishorts.stages.script.grounded import choose_sentences
 
     # 20 + 30 + 15 = 65 fits 60-70; the third (25) would pass 70 and is left out
     assert choose_sentences([20, 30, 25, 15, 18], 60, 70) == [0, 1, 3]
@@ -220,7 +220,7 @@ def test_the_budget_is_met_from_the_answers_own_sentences_the_earliest_kept():
 def test_the_stage_asks_for_spare_sentences_and_keeps_those_that_fit_with_no_second_request(
     run_stage_inline, tmp_path, source_file,
 ):
-    from aishorts.stages.script_grounded import script_shape
+    from aishorts.stages.script.grounded import script_shape
 
     shape = script_shape(60, 75)
     body = TRUE_BODY[:9]
@@ -242,9 +242,9 @@ def test_the_local_models_sentences_are_bounded_word_by_word_by_the_schema():
     a word count inside the bounds, one sentence per item, in the Latin alphabet, whatever the tiny model wanted."""
     import re
 
-    from aishorts.stages.llm import LocalGguf
-    from aishorts.stages.prompts import LATIN_WORD, grounded_prompt, script_schema
-    from aishorts.stages.script_grounded import answer_tokens, parse_answer, script_shape
+    from aishorts.stages.llm.chat import LocalGguf
+    from aishorts.stages.llm.prompts import LATIN_WORD, grounded_prompt, script_schema
+    from aishorts.stages.script.grounded import answer_tokens, parse_answer, script_shape
 
     shape = script_shape(60, 80)
     backend = LocalGguf.open(LlmParams(backend="local", model="SmolLM2-135M-Instruct"), None, "en")

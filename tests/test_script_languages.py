@@ -19,11 +19,11 @@ from aishorts.ipc.request import RequestError, request_from
 from llm_server import ChatServer, chat
 from test_stage_theme_script import GOOD_SCRIPT
 from aishorts.runner.options import build_params
-from aishorts.stages.drafts import Draft, parse_whole, problems
-from aishorts.stages.harness import StageError
-from aishorts.stages.language_check import language_problem
-from aishorts.stages.prompts import whole_prompt
-from aishorts.stages.writing import char_count, word_count
+from aishorts.stages.common.context import StageError
+from aishorts.stages.common.writing import char_count, word_count
+from aishorts.stages.llm.prompts import whole_prompt
+from aishorts.stages.script.drafts import Draft, parse_whole, problems
+from aishorts.stages.script.language_check import language_problem
 from tests.runner_helpers import run_cli
 from tools.bench_languages import SCRIPTS
 from tools.bench_languages import TOPICS

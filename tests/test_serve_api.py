@@ -261,7 +261,7 @@ def test_a_request_is_refused_for_the_reason_the_cli_gives_each_in_its_own_words
 
 def test_the_page_is_served_the_request_schema_and_offers_exactly_the_languages_the_narrator_speaks(strict_server):
     from aishorts.ipc.request import json_schema
-    from aishorts.stages.tts import LANGUAGES, check_language
+    from aishorts.stages.tts.stage import LANGUAGES, check_language
 
     server, _ = strict_server
     with server.client() as client:

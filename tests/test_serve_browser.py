@@ -169,7 +169,7 @@ def test_a_person_makes_a_short_in_the_page_watches_it_and_resumes_an_oom(tmp_pa
 
 
 def test_voices_follow_the_language_a_preview_plays_a_finished_card_keeps_its_chart_and_delete_removes_it(tmp_path):
-    from aishorts.stages.voices import catalogue
+    from aishorts.stages.tts.voices import catalogue
 
     quick = write_pipeline(tmp_path / "quick.toml", {"name": "grow", "ceiling": "200M", "params": {"mb": 40,
                                                                                                    "rate_mb_s": 40}})

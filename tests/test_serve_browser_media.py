@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect  # the serve extra; never `playwright install`
 
-from aishorts.stages.media import ffmpeg_exe, probe
+from aishorts.stages.common.media import ffmpeg_exe, probe
 from tests.serve_helpers import running_server
 from tests.test_serve_browser import browser_page, shoot, submitted
 

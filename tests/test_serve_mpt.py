@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from aishorts.stages.media import ffmpeg_exe, probe
+from aishorts.stages.common.media import ffmpeg_exe, probe
 from tests.runner_helpers import balloon_pipeline, wait_for
 from tests.serve_helpers import finished, running_server, submit, task, wait_task
 
@@ -269,7 +269,7 @@ def test_a_real_short_from_its_body_is_fetched_as_given_then_deleted(tmp_path):
 def test_the_voices_of_each_language_are_listed_without_loading_stage_code_into_the_server(server):
     import psutil
 
-    from aishorts.stages.voices import catalogue
+    from aishorts.stages.tts.voices import catalogue
 
     with server.client() as client:
         listed = client.get("/api/v1/voices").json()["data"]

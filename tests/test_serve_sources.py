@@ -37,7 +37,7 @@ def theme_and_script(path: Path, chat_url: str, wiki_url: str) -> Path:
     path.write_text(f"""
 [[stage]]
 name = "theme"
-module = "aishorts.stages.theme"
+module = "aishorts.stages.theme.stage"
 output = "theme"
 inputs = []
 ceiling = "300M"
@@ -45,7 +45,7 @@ params = {{ topic = "{TOPIC}" }}
 
 [[stage]]
 name = "script"
-module = "aishorts.stages.script"
+module = "aishorts.stages.script.stage"
 output = "script"
 inputs = ["theme"]
 ceiling = "600M"
@@ -109,14 +109,14 @@ def test_a_users_own_narration_claims_no_grounding(tmp_path):
     pipeline.write_text(f"""
 [[stage]]
 name = "theme"
-module = "aishorts.stages.theme"
+module = "aishorts.stages.theme.stage"
 output = "theme"
 inputs = []
 params = {{ topic = "{TOPIC}" }}
 
 [[stage]]
 name = "script"
-module = "aishorts.stages.script"
+module = "aishorts.stages.script.stage"
 output = "script"
 inputs = ["theme"]
 params = {{ script_text = "{script}" }}

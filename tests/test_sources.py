@@ -15,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from source_files import OCTOPUS, make_pdf, make_zim
-from aishorts.stages.passages import select, split_passages
-from aishorts.stages.sources import MAX_FETCH_BYTES, SourceProblem, read_source
-from aishorts.stages.wiki import api_url, lookup
+from aishorts.stages.grounding.passages import select, split_passages
+from aishorts.stages.grounding.sources import MAX_FETCH_BYTES, SourceProblem, read_source
+from aishorts.stages.grounding.wiki import api_url, lookup
 from wiki_server import WikiServer
 
 HEARTS = OCTOPUS["Octopus"]

@@ -22,10 +22,10 @@ from aishorts.ipc.artifacts import Candidates, Script
 from aishorts.ipc.files import resolve_in_run
 from aishorts.ipc.messages import StageCall
 from aishorts.ipc.params import BrollParams
-from aishorts.stages import broll, visuals, ytdlp
-from aishorts.stages.builtin_stills import LIBRARY
-from aishorts.stages.harness import StageContext, StageError
-from aishorts.stages.media import ffmpeg_exe
+from aishorts.stages.broll import stage as broll, visuals, ytdlp
+from aishorts.stages.broll.builtin_stills import LIBRARY
+from aishorts.stages.common.context import StageContext, StageError
+from aishorts.stages.common.media import ffmpeg_exe
 from media_server import serve
 
 SCRIPT = Script(
@@ -107,7 +107,7 @@ def local_media(tmp_path_factory) -> Path:
 
 
 def context(run_dir: Path) -> StageContext:
-    call = StageCall(stage="broll", module="aishorts.stages.broll", run_dir=str(run_dir), out_dir=str(run_dir / "broll"),
+    call = StageCall(stage="broll", module="aishorts.stages.broll.stage", run_dir=str(run_dir), out_dir=str(run_dir / "broll"),
                      inputs={}, input_kinds={}, output_kind="candidates")
     (run_dir / "broll").mkdir(parents=True, exist_ok=True)
     return StageContext(call)

@@ -102,7 +102,7 @@ def write_huge_png(path: Path, side: int) -> Path:
 
 MEASURED = (
     "import resource, subprocess, sys\n"
-    "code = subprocess.call([sys.executable, '-m', 'aishorts.stages.broll', sys.argv[1]])\n"
+    "code = subprocess.call([sys.executable, '-m', 'aishorts.stages.broll.stage', sys.argv[1]])\n"
     "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)\n"
     "sys.exit(code)\n"
 )

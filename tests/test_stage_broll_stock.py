@@ -16,7 +16,7 @@ import pytest
 
 from aishorts.ipc.artifacts import Script
 from aishorts.ipc.params import BrollParams
-from aishorts.stages.media import ffmpeg_exe
+from aishorts.stages.common.media import ffmpeg_exe
 from stock_server import StockFile, StockVideo, serve_stock
 
 KEY = "test-key-0123456789"
@@ -179,7 +179,7 @@ def test_without_a_key_the_illustrated_library_is_used_and_said(run_stage_inline
 def test_a_landscape_short_from_pexels_clips_credits_them(tmp_path, stock):
     import os
 
-    from aishorts.stages.media import probe
+    from aishorts.stages.common.media import probe
     from tests.runner_helpers import run_cli
 
     script = tmp_path / "script.txt"
@@ -209,7 +209,7 @@ def test_auto_takes_the_stock_site_whose_key_is_set(run_stage_inline, tmp_path, 
 
 
 def test_auto_without_a_key_keeps_its_default_and_the_users_own_media_come_before_a_key(tmp_path, stock, monkeypatch):
-    from aishorts.stages.broll import choose_source
+    from aishorts.stages.broll.stage import choose_source
 
     (tmp_path / "mine").mkdir()
     assert choose_source(BrollParams(local_dir=str(tmp_path / "mine")))[0] == "local"  # keys set by `stock`

@@ -18,8 +18,8 @@ import msgspec
 
 from aishorts.ipc.params import BrollParams, RenderParams
 from media_server import serve
-from aishorts.stages.builtin_stills import LIBRARY
-from aishorts.stages.captions import find_font
+from aishorts.stages.broll.builtin_stills import LIBRARY
+from aishorts.stages.render.captions import find_font
 from test_stage_broll import SCRIPT, make_clip, make_still
 from test_stage_render import make_inputs
 

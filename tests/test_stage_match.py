@@ -20,8 +20,8 @@ from aishorts.ipc.artifacts import Candidate, Candidates, Script
 from aishorts.ipc.files import write_struct
 from aishorts.ipc.params import BrollParams, MatchParams
 from aishorts.ipc.pipeline import artifact_path
-from aishorts.stages import match
-from aishorts.stages.harness import StageError
+from aishorts.stages.common.context import StageError
+from aishorts.stages.match import stage as match
 
 TEXT_SCRIPT = Script(
     title="Odd facts",
@@ -187,7 +187,7 @@ def test_clip_scorer_matches_every_sentence_to_a_frame_inside_its_clip(run_stage
 
 def test_clip_frames_are_sampled_across_each_clip_and_once_per_still(clip_candidates):
     from conftest import stage_call
-    from aishorts.stages.harness import StageContext
+    from aishorts.stages.common.context import StageContext
 
     run_dir, candidates = clip_candidates
     ctx = StageContext(stage_call(run_dir, "match", MatchParams()))

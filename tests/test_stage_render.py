@@ -22,9 +22,9 @@ import pytest
 from aishorts.ipc.artifacts import Caption, Credit, MusicBed, Segment, Timeline, WordSpan
 from aishorts.ipc.files import resolve_in_run
 from aishorts.ipc.params import PLATFORMS, RenderParams
-from aishorts.stages.harness import StageError
-from aishorts.stages.media import probe
-from aishorts.stages.timeline import music_tracks
+from aishorts.stages.common.context import StageError
+from aishorts.stages.common.media import probe
+from aishorts.stages.timeline.stage import music_tracks
 
 W, H, FPS = 1080, 1920, 30
 NARRATION_S = 5.2
@@ -205,7 +205,7 @@ def test_the_pictures_shown_are_credited_once_beside_the_short(rendered):
 
 
 def test_a_short_without_credited_pictures_has_no_credits_file(tmp_path):
-    from aishorts.stages.render import write_credits
+    from aishorts.stages.render.stage import write_credits
 
     timeline = make_timeline_stub()
     assert write_credits(tmp_path / "credits.txt", timeline) is None and not (tmp_path / "credits.txt").exists()
@@ -336,8 +336,8 @@ def test_segments_land_on_their_frames_and_crossfades_blend_with_two_ffmpegs_at_
 
 def test_only_the_crossfade_frames_pass_through_xfade(tmp_path):
     """xfade works in 4:4:4; the rest of a segment must not be converted there and back, frame by frame."""
-    from aishorts.stages.render import producer_graph
-    from aishorts.stages.render_plan import frame_plan
+    from aishorts.stages.render.plan import frame_plan
+    from aishorts.stages.render.stage import producer_graph
 
     def still(start: float, end: float, fade: float) -> Segment:
         return Segment(start=start, end=end, candidate_id="s", path="broll/s.png", media="still",
@@ -389,7 +389,7 @@ def test_music_ducks_under_speech_by_duck_db(tmp_path, run_stage_inline, rendere
 
 def test_under_a_small_ceiling_the_encoder_runs_lean_and_the_log_says_so(tmp_path):
     from aishorts.ipc.params import RenderParams
-    from aishorts.stages import render
+    from aishorts.stages.render import stage as render
     from tests.conftest import stage_context
 
     small, small_events = stage_context(tmp_path, "render", RenderParams(), 412 * 2**20)
@@ -403,7 +403,7 @@ def test_under_a_small_ceiling_the_encoder_runs_lean_and_the_log_says_so(tmp_pat
 
 def test_the_quick_preset_is_ultrafast_with_cabac_deblocking_and_the_8x8_transform_put_back():
     from aishorts.ipc.params import RenderParams
-    from aishorts.stages import render
+    from aishorts.stages.render import stage as render
 
     args = render.encoder_args(make_timeline_stub(), RenderParams())
     assert args[args.index("-preset") + 1] == "ultrafast"

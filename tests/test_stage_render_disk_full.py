@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aishorts.ipc.params import RenderParams
-from aishorts.stages.harness import StageError
+from aishorts.stages.common.context import StageError
 from test_faults_runs import _tmpfs as tmpfs
 from test_stage_render import make_inputs
 

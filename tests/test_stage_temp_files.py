@@ -35,7 +35,7 @@ def test_a_tts_run_leaves_no_espeak_copies_in_tmp_nor_a_temp_folder_in_the_run(t
     system_tmp = tmp_path / "system-tmp"
     system_tmp.mkdir()
 
-    out = subprocess.run([sys.executable, "-m", "aishorts.stages.tts", str(call_path)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "aishorts.stages.tts.stage", str(call_path)], capture_output=True, text=True,
                          env={**os.environ, "TMPDIR": str(system_tmp)}, timeout=600)
 
     assert out.returncode == 0, out.stderr[-3000:]

@@ -14,8 +14,8 @@ import pytest
 from aishorts.ipc.artifacts import Script, Theme
 from aishorts.ipc.params import CATEGORIES, LlmParams, ScriptParams, ThemeParams
 from llm_server import ChatServer, chat, closed_port_url
-from aishorts.stages.harness import StageError
-from aishorts.stages.script import MAX_HOOK_WORDS
+from aishorts.stages.common.context import StageError
+from aishorts.stages.script.stage import MAX_HOOK_WORDS
 
 THEME = Theme(topic="Why octopuses have three hearts", angle="", keywords=["octopuses", "three", "hearts"])
 
@@ -258,7 +258,7 @@ def test_labels_and_bullets_are_stripped_when_that_is_all_that_is_wrong(run_stag
     ("First, bees gather nectar.", "First, bees gather nectar."),
 ])
 def test_echoed_prompt_labels_are_stripped_and_prose_is_left_alone(line, cleaned):
-    from aishorts.stages.writing import clean_line
+    from aishorts.stages.common.writing import clean_line
 
     assert clean_line(line) == cleaned
 
@@ -372,7 +372,7 @@ def test_answers_with_nothing_usable_still_fail_with_advice(run_stage_inline, tm
 
 def test_the_strongest_installed_model_that_fits_the_ceiling_is_chosen():
     from aishorts.runner.limits import load_limits
-    from aishorts.stages.local_models import CATALOGUE, SMOLLM2, choose
+    from aishorts.stages.llm.local_models import CATALOGUE, SMOLLM2, choose
 
     needs = load_limits().for_stage("script").thresholds  # what the runner hands the stage
     installed = [m for m in CATALOGUE if m.installed()]
@@ -388,7 +388,7 @@ def test_the_strongest_installed_model_that_fits_the_ceiling_is_chosen():
 def test_a_model_assembled_from_parts_is_checked_and_never_left_half_made(tmp_path, monkeypatch):
     import hashlib
 
-    from aishorts.stages.local_models import ModelUnavailable, _assemble
+    from aishorts.stages.llm.local_models import ModelUnavailable, _assemble
 
     parts = []
     for i, data in enumerate((b"first part " * 1000, b"second part " * 1000)):

@@ -20,8 +20,8 @@ from aishorts.ipc.artifacts import (
 )
 from aishorts.ipc.files import resolve_in_run
 from aishorts.ipc.params import PLATFORMS, TimelineParams
-from aishorts.stages.harness import StageError
-from aishorts.stages.timeline import CAPTION_MIN_S, music_tracks
+from aishorts.stages.common.context import StageError
+from aishorts.stages.timeline.stage import CAPTION_MIN_S, music_tracks
 
 WORD_S = 0.32
 PAUSE_S = 0.35

@@ -14,9 +14,9 @@ import pytest
 
 from aishorts.ipc.artifacts import Narration, Script
 from aishorts.ipc.params import TtsParams
-from aishorts.stages import kokoro_timing
-from aishorts.stages.harness import StageError
-from aishorts.stages.kokoro_timing import align_words, voiced_coverage
+from aishorts.stages.common.context import StageError
+from aishorts.stages.tts import kokoro_timing
+from aishorts.stages.tts.kokoro_timing import align_words, voiced_coverage
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def rms(audio: np.ndarray) -> float:
 def test_two_sentence_english_script_becomes_a_timed_narration(tmp_path, run_stage_inline, monkeypatch):
     import imageio_ffmpeg
 
-    from aishorts.stages import tts
+    from aishorts.stages.tts import stage as tts
 
     # Small pieces, so the second sentence is also spoken in several calls and their times are joined
     monkeypatch.setattr(tts, "MAX_CALL_PHONEMES", 40)
@@ -144,7 +144,7 @@ def test_timed_model_is_built_once_and_its_durations_explain_the_audio(tmp_path,
 
 def test_importing_the_stage_loads_no_heavy_library():
     heavy = "{'numpy', 'onnx', 'onnxruntime', 'kokoro_onnx', 'phonemizer', 'torch'}"
-    code = f"import sys, aishorts.stages.tts, aishorts.stages.kokoro_timing, aishorts.stages.voices; print(sorted({heavy} & set(sys.modules)))"
+    code = f"import sys, aishorts.stages.tts.stage, aishorts.stages.tts.kokoro_timing, aishorts.stages.tts.voices; print(sorted({heavy} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -190,7 +190,7 @@ def test_voiced_coverage_tells_right_word_times_from_shifted_ones():
 
 
 def test_under_a_small_ceiling_sentences_are_spoken_in_shorter_pieces_and_the_log_says_so(tmp_path):
-    from aishorts.stages import tts
+    from aishorts.stages.tts import stage as tts
     from tests.conftest import stage_context
 
     lean, lean_events = stage_context(tmp_path, "tts", TtsParams(), 400 * 2**20)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aishorts.stages.text_embedding import DIMENSIONS, embed_texts
+from aishorts.stages.common.text_embedding import DIMENSIONS, embed_texts
 
 ROOT = Path(__file__).resolve().parent.parent
 SENTENCES = [
@@ -43,7 +43,7 @@ def test_batches_give_the_same_vectors_as_one_at_a_time():
 
 
 def test_texts_go_to_the_model_in_groups_bounded_by_size_times_length_squared():
-    from aishorts.stages.text_embedding import BATCH_BUDGET, MAX_BATCH, length_groups
+    from aishorts.stages.common.text_embedding import BATCH_BUDGET, MAX_BATCH, length_groups
 
     lengths = [3, 200, 5, 40] * 20
     groups = length_groups(lengths)
@@ -67,7 +67,7 @@ def test_long_and_short_texts_mixed_keep_their_own_vectors():
 def test_it_agrees_with_the_float32_model():
     from sentence_transformers import SentenceTransformer
 
-    from aishorts.stages.text_embedding import tokenizer_file
+    from aishorts.stages.common.text_embedding import tokenizer_file
 
     reference = SentenceTransformer(str(tokenizer_file().parent), device="cpu").encode(SENTENCES, normalize_embeddings=True)
     cosines = (embed_texts(SENTENCES) * reference).sum(axis=1)
@@ -76,7 +76,7 @@ def test_it_agrees_with_the_float32_model():
 
 def test_embedding_imports_neither_torch_nor_transformers():
     code = (
-        "import json, sys; from aishorts.stages.text_embedding import embed_texts; embed_texts(['a sentence']);"
+        "import json, sys; from aishorts.stages.common.text_embedding import embed_texts; embed_texts(['a sentence']);"
         " print(json.dumps(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)

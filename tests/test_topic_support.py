@@ -13,7 +13,7 @@ from source_files import OCTOPUS, make_zim
 from wiki_server import WikiServer
 
 from aishorts.ipc.params import LlmParams, ThemeParams
-from aishorts.stages.topic_support import TopicSupport
+from aishorts.stages.theme.topic_support import TopicSupport
 
 UNSUPPORTED = "How volcanoes build new islands"
 SUPPORTED = "Why octopus blood is blue"
@@ -118,7 +118,7 @@ def test_the_category_and_its_sources_reach_the_theme_stage_from_the_command_lin
 
 
 def test_a_missing_source_file_is_named():
-    from aishorts.stages.harness import StageError
+    from aishorts.stages.common.context import StageError
 
     with pytest.raises(StageError, match="gone.md: no such file"):
         TopicSupport(["/nowhere/gone.md"], "off", "en-us").check(SUPPORTED)

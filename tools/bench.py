@@ -373,7 +373,7 @@ def _backends(run_dir: Path) -> dict[str, str]:
 
 def write_rendered_frames(run_dir: Path, timeline: Timeline, out: Path) -> None:
     """The frames the ffmpeg renderer would encode (its per-segment producers), raw, into one file."""
-    from aishorts.stages.render import frame_plan, producer_command, producer_graph
+    from aishorts.stages.render.stage import frame_plan, producer_command, producer_graph
 
     class Paths:
         def path(self, relative: str) -> Path:
@@ -390,8 +390,8 @@ def bench_render(results: Results, work: Path, repeats: int) -> None:
     """The ffmpeg renderer against MoviePy on one timeline, and both against a plain one-source encode."""
     import shutil
 
-    from aishorts.stages.media import ffmpeg_exe
-    from aishorts.stages.render import encoder_args
+    from aishorts.stages.common.media import ffmpeg_exe
+    from aishorts.stages.render.stage import encoder_args
 
     _, _, base = _run_short(work, "render-base", "--no-music", script=SHORT_SCRIPT)
     timeline = read_struct(base / "timeline" / "artifact.json", Timeline)
@@ -436,8 +436,8 @@ def bench_encoder(results: Results, work: Path, repeats: int) -> None:
     """x264 as the renderer runs it by default (frame threads) and lean, under a small ceiling (slice threads, no
     B-frames), and slice threads alone, on the same rendered 1080x1920 frames: wall, peak of the encoder, and
     PSNR/SSIM of each against the frames themselves."""
-    from aishorts.stages.media import ffmpeg_exe
-    from aishorts.stages.render import encoder_args
+    from aishorts.stages.common.media import ffmpeg_exe
+    from aishorts.stages.render.stage import encoder_args
 
     _, _, base = _run_short(work, "encoder-base", "--no-music", script=SHORT_SCRIPT)
     timeline = read_struct(base / "timeline" / "artifact.json", Timeline)
@@ -713,7 +713,7 @@ MODEL_SECTIONS = {"isolation", "stages", "concurrency", "budget", "realtime", "g
 def warm_model_caches() -> None:
     """Build what the stages derive once per machine (Kokoro's timed model, the assembled local LLMs) before
     timing anything, so no figure includes a first run's preparation."""
-    code = ("from aishorts.stages.kokoro_timing import timed_model; from aishorts.stages import local_models as m; timed_model();"
+    code = ("from aishorts.stages.tts.kokoro_timing import timed_model; from aishorts.stages.llm import local_models as m; timed_model();"
             " [m.model_file(model) for model in m.CATALOGUE if model.installed()]")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 

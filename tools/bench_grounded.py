@@ -54,10 +54,10 @@ def call_for(run_dir: Path, params: ScriptParams) -> StageCall:
 
 
 def one_case(work: Path, topic_key: str, mode: str, seed: int, language: str, model: str) -> dict:
-    from aishorts.stages.grounding import numbers_in, source_numbers, support
+    from aishorts.stages.grounding.checks import numbers_in, source_numbers, support
+    from aishorts.stages.grounding.passages import split_passages
     from aishorts.stages.harness import execute
-    from aishorts.stages.passages import split_passages
-    from aishorts.stages.script import word_range
+    from aishorts.stages.script.stage import word_range
 
     topic, keywords = TOPICS[topic_key]
     source = SOURCES / f"{topic_key}.txt"

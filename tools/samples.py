@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from aishorts.ipc.sizes import format_size
-from aishorts.stages.local_models import CATALOGUE
+from aishorts.stages.llm.local_models import CATALOGUE
 
 TOPICS = ("Why octopuses have three hearts", "Why the sky is blue", "How bees make honey")
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,0 +1,1 @@
+"""The broll stage: candidate visuals from the user's folder, stock APIs, yt-dlp or the built-in libraries."""

@@ -1,0 +1,1 @@
+"""What every stage may use: its context and errors, runtime, cache, file outputs, ffmpeg and text helpers."""

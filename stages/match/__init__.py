@@ -1,0 +1,1 @@
+"""The match stage: a visual for every sentence, scored by CLIP or sentence embeddings."""

@@ -1,0 +1,1 @@
+"""The theme stage: what the short is about, checked against its sources when it has any."""

@@ -1,0 +1,1 @@
+"""The timeline stage: narration, matches and candidates into the edit decision list."""

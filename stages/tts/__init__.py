@@ -1,0 +1,1 @@
+"""The tts stage: Kokoro narration with word times, its voices and its phonemisers."""
