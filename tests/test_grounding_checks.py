@@ -155,6 +155,8 @@ RETOLD = [
     ("sky", "These molecules scatter short wavelengths far more strongly than long ones, a phenomenon called"
      " Rayleigh scattering."),
     ("sky", "The light that is left looks orange and red, as the blue light is scattered."),
+    # American spelling of the source's British "colours": the same word
+    ("sky", "Sunlight is a mix of all the colors of the rainbow."),
 ]
 
 

@@ -119,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--language", default="en-us")
     parser.add_argument("--model", default="", help="local model name (default: the strongest installed)")
     parser.add_argument("--out", type=Path, help="write the cases as JSON here (default: stdout)")
+    parser.add_argument("--table", type=Path, help="print the cases an earlier run wrote (its --out) as Markdown")
     args = parser.parse_args(argv)
+    if args.table:
+        print(case_table(json.loads(args.table.read_text())))
+        return 0
     cases = []
     with tempfile.TemporaryDirectory(prefix="aishorts-grounded-") as tmp:
         for topic in args.topics.split(","):
@@ -156,6 +160,18 @@ def summary(cases: list[dict]) -> dict[str, dict]:
             "stage_s": f"{statistics.median(c['stage_s'] for c in mine):.1f}",
         }
     return out
+
+
+def case_table(cases: list[dict]) -> str:
+    """One Markdown row per case: what BENCHMARKS.md shows of each script."""
+    lines = ["| topic | mode | seed | words | first answer's words | from the first answer alone | fallbacks"
+             " | supported | numbers not in source | script stage |", "| --- " * 10 + "|"]
+    for c in cases:
+        lines.append(
+            f"| {c['topic']} | {c['mode']} | {c['seed']} | {c['words']} | {c.get('answer_words') or 'n/a'}"
+            f" | {'yes' if c['first_attempt'] else 'no'} | {'; '.join(c['fallbacks']) or 'none'}"
+            f" | {c['supported_share']:.0%} | {c['numbers_not_in_source']} | {c['stage_s']:.0f} s |")
+    return "\n".join(lines)
 
 
 def _span(values: list[int]) -> str:

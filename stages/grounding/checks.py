@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aishorts.stages.common.writing import duplicate, usable_sentence, word_count
+from aishorts.stages.common.writing import content_words
 from aishorts.stages.grounding.passages import Passage, bm25_scores, stems
 
 SUPPORT_SHARE = 0.6
@@ -97,6 +98,24 @@ def _digits_value(written: str) -> float | None:
         return None
 
 
+_BRITISH = re.compile(r"our(?=s?$|ed$|ing$|ful|ite)")
+
+
+def check_stems(text: str) -> list[str]:
+    """`stems`, a little kinder to spelling: a plural's s and British "our" ("colours", "colors") dropped first, so
+    that "look" meets "looks" and "colors" meets the source's "colours". Words of unspaced scripts as `stems`."""
+    found: list[str] = []
+    for word in content_words(text):
+        if not word.isascii():
+            found.extend(stems(word))
+            continue
+        word = _BRITISH.sub("or", word)
+        if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+            word = word[:-1]
+        found.append(word[:5])
+    return found
+
+
 def source_numbers(texts: list[str]) -> set[float]:
     return {value for text in texts for _, value in numbers_in(text)}
 
@@ -109,12 +128,12 @@ def support(sentence: str, passages: list[Passage], known_numbers: set[float],
     it rests on is then one of those nearest it in meaning, and must be near enough.
     """
     missing = [written for written, value in numbers_in(sentence) if value not in known_numbers]
-    mine = set(stems(sentence))
+    mine = set(check_stems(sentence))
     if not passages:
         return Support(False, 0.0, -1, missing)
     if not mine:  # "This is a fact.": nothing a source could support
         return Support(False, 0.0, -1, missing)
-    used = [set(stems(p.text)) for p in passages]
+    used = [set(check_stems(p.text)) for p in passages]
     novel = tuple(sorted(mine - set().union(*used)))
     plausible = not missing and len(novel) <= len(mine) // NOVEL_WORDS_EACH
     shares = [len(mine & words) / len(mine) for words in used]
