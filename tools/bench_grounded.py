@@ -95,13 +95,15 @@ def _answer_words(first_answer: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-OTHER_WORDS = ("taken from the source", "shorter script", "no usable script", "facts past the word budget")
-"""Fallbacks that mean the script's words did not all come, inside the budget, from the model's first answer."""
+OTHER_WORDS = ("rewritten", "taken from the source", "shorter script", "no usable script",
+               "facts past the word budget")
+"""Fallbacks that mean the script's words did not all come, inside the budget, from the model's first answer: a
+second call rewrote some, the source's own filled in, or the ladder cut or accepted a short one."""
 
 
 def from_first_answer(script, mode: str, limits: tuple[int, int]) -> bool:
-    """Inside the word budget from the first answer alone: one answer asked for, no sentence added from elsewhere,
-    no rung of the ladder that shortens or pads (grounded scripts may leave out the answer's spare sentences:
+    """Inside the word budget from the first answer alone: one answer asked for, no sentence rewritten by a second
+    call or added from elsewhere, no rung of the ladder that shortens or pads (grounded scripts may leave out the answer's spare sentences:
     the answer holds more than the budget by design). Ungrounded: one answer and no fallback at all."""
     low, high = limits
     if mode != "grounded":

@@ -146,7 +146,8 @@ def write_grounded(
         draft = without_cut(draft, shape, ctx)
     draft = without_repeats(draft, theme, ctx)
     checker = Checker(passages, source_numbers(texts), use_embedding(ctx, lang))
-    checked = check_and_mend(backend, draft, checker, lang, params, limits, word_count(topic_as_hook(theme.topic)), ctx)
+    hook_words = word_count(topic_as_hook(theme.topic))
+    checked = check_and_mend(backend, draft, checker, lang, params, limits, hook_words, ctx)
     draft, how = fit_budget(checked, theme, checker, lang, (low, high), ctx)
     draft.queries = choose_queries(draft.queries, draft.sentences, theme)
     return draft, attempts, how
