@@ -20,7 +20,7 @@ import psutil
 
 from aishorts.ipc.files import ArtifactError
 from aishorts.ipc.messages import StageCall
-from aishorts.runner.run import StageHooks
+from aishorts.runner.events import Listener
 from aishorts.runner.status import Ending
 from aishorts.runner.watchdog import ProcessOutcome, WatchSettings
 from aishorts.stages.common.context import StageError
@@ -28,7 +28,7 @@ from aishorts.stages.harness import crash_failure, execute
 
 
 def execute_in_process(call: StageCall, settings: WatchSettings, log_path: Path, cancel: threading.Event,
-                       hooks: StageHooks) -> ProcessOutcome:
+                       tell: Listener) -> ProcessOutcome:
     """Run the stage here; its RSS is the supervisor's own, so the run's meter already counts it."""
     me = psutil.Process()
     samples: list[tuple[float, int]] = []
@@ -46,7 +46,7 @@ def execute_in_process(call: StageCall, settings: WatchSettings, log_path: Path,
     exit_code: int | None = 0
     message = failure_at = ""
     try:
-        execute(call, hooks.on_event)
+        execute(call, tell)  # only the stage's own events: nothing samples or warns here
     except KeyboardInterrupt:
         status, exit_code, message = "interrupted", None, "interrupted"
         cancel.set()

@@ -18,9 +18,10 @@ from pathlib import Path
 import msgspec
 
 from aishorts.cluster.task import MAX_RETRIES, PROBE_NAME, lost_worker_words, this_node
-from aishorts.ipc.messages import ProgressEvent, StageCall
+from aishorts.ipc.messages import StageCall
 from aishorts.runner.console import interrupt_handling
-from aishorts.runner.run import StageHooks, execute_in_child
+from aishorts.runner.events import Listener, Sampled, StageNews
+from aishorts.runner.run import execute_in_child
 from aishorts.runner.watchdog import ProcessOutcome, WatchSettings
 
 
@@ -35,8 +36,8 @@ class StageJob(msgspec.Struct, kw_only=True):
 class StageResult(msgspec.Struct, kw_only=True):
     node: str
     outcome: ProcessOutcome
-    events: list[ProgressEvent] = []
-    warnings: list[str] = []
+    news: list[StageNews] = []
+    """The stage's own events and the watchdog's warnings, in the order they came (its samples stay on its node)."""
 
 
 class NotShared(Exception):
@@ -54,12 +55,15 @@ def run_stage(job_bytes: bytes) -> bytes:
     if not shared:
         raise NotShared(f"node {node} does not see {job.batch_dir}: --cluster-unit stage needs the batch directory"
                         " on a filesystem every node mounts at the same path (or use the default --cluster-unit short)")
-    events: list[ProgressEvent] = []
-    warnings: list[str] = []
-    hooks = StageHooks(on_sample=lambda rss: None, on_event=events.append, on_warning=warnings.append)
+    news: list[StageNews] = []
+
+    def keep(told: StageNews) -> None:
+        if not isinstance(told, Sampled):
+            news.append(told)
+
     with interrupt_handling() as cancel:  # Ray's cancel arrives as SIGINT: the stage tree is killed, cleanly
-        outcome = execute_in_child(job.call, job.settings, Path(job.log_path), cancel, hooks)
-    return msgspec.msgpack.encode(StageResult(node=node, outcome=outcome, events=events, warnings=warnings))
+        outcome = execute_in_child(job.call, job.settings, Path(job.log_path), cancel, keep)
+    return msgspec.msgpack.encode(StageResult(node=node, outcome=outcome, news=news))
 
 
 class ClusterStageExecutor:
@@ -76,7 +80,7 @@ class ClusterStageExecutor:
         self._lock = threading.Lock()
 
     def __call__(self, call: StageCall, settings: WatchSettings, log_path: Path, cancel: threading.Event,
-                 hooks: StageHooks) -> ProcessOutcome:
+                 tell: Listener) -> ProcessOutcome:
         job = StageJob(call=call, settings=settings, log_path=str(log_path.resolve()), batch_dir=self.batch_dir,
                        probe_token=self.probe_token)
         ref = self.remote.options(
@@ -98,11 +102,9 @@ class ClusterStageExecutor:
         except self.ray.exceptions.RayError as exc:  # its node's memory (not its ceiling) ran out, or its worker died
             monitor = isinstance(exc, self.ray.exceptions.OutOfMemoryError)
             return _ended("failed", lost_worker_words(exc, memory_monitor=monitor))
-        for event in result.events:
-            hooks.on_event(event)
-        for warning in result.warnings:
-            hooks.on_warning(warning)
-        hooks.on_sample(result.outcome.peak)  # the display shows its peak; its live curve stayed on its node
+        for told in result.news:
+            tell(told)
+        tell(Sampled(result.outcome.peak))  # the display shows its peak; its live curve stayed on its node
         with self._lock:
             self.placed.setdefault(call.run_dir, []).append(f"{call.stage}@{result.node}")
         return result.outcome

@@ -239,6 +239,9 @@ class CaptionLook(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froz
 
     show: bool = True
     position: Literal["bottom", "center", "top"] = "bottom"
+    y: float | None = None
+    """Instead of `position`: percent of the frame's height from the top (MoneyPrinterTurbo's custom_position); a
+    one-line caption's top at that share of the height the line leaves."""
     size: int = 0
     """Line height in pixels of the frame; 0: by the frame."""
     color: str = "#FFFFFF"

@@ -131,6 +131,10 @@ class TimelineParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     captions: bool = True
     """Burn the captions into the picture (captions.srt and .ass are written either way)."""
     caption_position: CaptionPosition = "bottom"
+    caption_y: float | None = None
+    """Where the captions sit instead, as a percentage of the frame's height from the top (MoneyPrinterTurbo's
+    custom_position): a one-line caption's top at that fraction of the height left over by the line; None: by
+    caption_position."""
     caption_size: int = 0
     """The captions' line height in pixels of the frame; 0: by the frame (72 on 1080 wide)."""
     caption_color: str = "#FFFFFF"

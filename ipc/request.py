@@ -161,6 +161,10 @@ class ShortRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omi
     caption_position: Annotated[CaptionPosition, msgspec.Meta(**_meta(
         "where the captions sit: bottom (default; above the apps' buttons), center or top",
         params=("timeline.caption_position",)))] | None = None
+    caption_y: Annotated[float, msgspec.Meta(ge=0.0, le=100.0, **_meta(
+        "where the captions sit instead, as a percentage of the frame's height from the top: 0 at the top edge, 50"
+        " in the middle, 100 at the bottom edge (MoneyPrinterTurbo's custom_position)",
+        params=("timeline.caption_y",)))] | None = None
     caption_size: Annotated[int, msgspec.Meta(ge=20, le=200, **_meta(
         "caption line height in pixels of the frame (default 72 on a 1080-pixel side)",
         params=("timeline.caption_size",)))] | None = None

@@ -1,4 +1,5 @@
-"""Checks of the user's own text, shared by the CLI (before anything starts) and the stages.
+"""Checks of the user's own text, shared by the CLI (before anything starts) and the stages, and the slug a
+text is filed under (a batch's run folders, candidate ids).
 
 A topic or script that fails here is refused with a message naming what is
 wrong; callers add where it came from (`--topic`, the theme stage).
@@ -44,3 +45,8 @@ def tidy_topic(topic: str) -> str:
     if not re.search(r"\w", tidy):
         raise TextError(f'the topic {tidy!r} has no words; give a subject such as "How volcanoes form"')
     return tidy
+
+
+def slug(text: str, most: int, empty: str = "") -> str:
+    """`text` as lowercase ASCII words joined by hyphens, at most `most` characters; `empty` when none is left."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:most] or empty

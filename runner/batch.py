@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import queue
-import re
 import sys
 import threading
 import time
@@ -27,6 +26,7 @@ import msgspec
 from aishorts.ipc.files import write_struct
 from aishorts.ipc.pipeline import StageSpec
 from aishorts.ipc.request import RequestError
+from aishorts.ipc.text import slug
 from aishorts.runner.batchfile import BatchLine, at_line, read_batch_file, row_request, row_words
 from aishorts.runner.budget import MemoryBudget
 from aishorts.runner.console import display_for, interrupt_handling
@@ -139,7 +139,7 @@ def _plan_short(args, limits: Limits, pipeline: tuple[StageSpec, ...], max_ram: 
         subject = entry.row.subject()
         try:
             opts = run_options(given, row_request(args.request, entry.row), row_limits, pipeline, max_ram,
-                               run_dir=batch_dir / f"{index:02d}-{_slug(subject)}", label=f"{index:02d}",
+                               run_dir=batch_dir / f"{index:02d}-{slug(subject, 40)}", label=f"{index:02d}",
                                executor=executor)
         except RequestError as exc:
             raise UsageError(row_words(exc, entry.row)) from None
@@ -161,9 +161,6 @@ def pipelines_at_once(jobs: int, runs: list, limits: Limits, max_ram: int | None
 def _cores() -> int:
     return len(os.sched_getaffinity(0))
 
-
-def _slug(topic: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", topic.lower()).strip("-")[:40]
 
 
 def run_pipelines(args, limits: Limits, runs: list, side_by_side: int, budget: MemoryBudget,

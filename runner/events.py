@@ -6,7 +6,10 @@ cluster streams them from its nodes to the driver's display: `msgspec` encodes o
 the driver decodes a `RunEvent` and hands it to its own observer). An observer is
 any callable taking one event; it is called from watchdog threads and must never
 change the run. This module only defines the events: `runner.run` sends them,
-the displays and front ends show them.
+the displays and front ends show them. Below them, what an executor tells the run
+loop while its stage runs (`StageNews`, to a `Listener`): a sample, one of the
+stage's own progress events, or a warning, which the loop records and passes on as
+a labelled `RunEvent`.
 """
 
 from __future__ import annotations
@@ -63,3 +66,21 @@ Observer = Callable[[RunEvent], None]
 
 def ignore(event: RunEvent) -> None:
     """The observer that shows nothing (a probe's attempts)."""
+
+
+class Sampled(msgspec.Struct, frozen=True, tag_field="type", tag="sample"):
+    """The RSS of the stage's process tree, as its watchdog sampled it."""
+
+    rss: int
+
+
+class Warned(msgspec.Struct, frozen=True, tag_field="type", tag="warning"):
+    """The watchdog's warning (the tree nears its ceiling)."""
+
+    message: str
+
+
+StageNews = Sampled | Warned | ProgressEvent
+"""What an executor learns while its stage runs; tagged by `type` as `ProgressEvent` is, so a list of them is
+encoded and decoded as it is (the cluster returns a Ray task's news to the driver)."""
+Listener = Callable[[StageNews], None]

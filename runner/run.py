@@ -19,7 +19,6 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -39,7 +38,8 @@ from aishorts.runner.budget import MemoryBudget
 from aishorts.runner.deliverables import restore_deliverables
 from aishorts.runner.errors import UsageError
 from aishorts.runner.events import (
-    Observer, StageFinished, StageProgress, StageSample, StageStarted, StageWaiting, StageWarning,
+    Listener, Observer, Sampled, StageFinished, StageNews, StageProgress, StageSample, StageStarted, StageWaiting,
+    StageWarning, Warned,
 )
 from aishorts.runner.graph import StageGraph
 from aishorts.runner.limits import Limits
@@ -53,24 +53,15 @@ STDERR_TAIL_LINES = 15
 Isolation = Literal["process", "none"]
 
 
-@dataclass
-class StageHooks:
-    """Where an executor sends what it learns while a stage runs (called from watchdog threads)."""
-
-    on_sample: Callable[[int], None]
-    on_event: Callable[[ProgressEvent], None]
-    on_warning: Callable[[str], None]
-
-
 class StageExecutor(Protocol):
     """Runs one stage call to its end and says how it ended; the run loop does the rest."""
 
     def __call__(self, call: StageCall, settings: WatchSettings, log_path: Path, cancel: threading.Event,
-                 hooks: StageHooks) -> ProcessOutcome: ...
+                 tell: Listener) -> ProcessOutcome: ...
 
 
 def execute_in_child(call: StageCall, settings: WatchSettings, log_path: Path, cancel: threading.Event,
-                     hooks: StageHooks) -> ProcessOutcome:
+                     tell: Listener) -> ProcessOutcome:
     """The stage as a fresh interpreter under the watchdog: the product's way to run every stage."""
     read_fd, write_fd = os.pipe()
     call.progress_fd = write_fd
@@ -78,7 +69,7 @@ def execute_in_child(call: StageCall, settings: WatchSettings, log_path: Path, c
     write_struct(call_path, call)
     return supervise(
         [sys.executable, "-m", call.module, str(call_path)], settings, log_path, cancel,
-        on_sample=hooks.on_sample, on_event=hooks.on_event, on_warning=hooks.on_warning,
+        on_sample=lambda rss: tell(Sampled(rss)), on_event=tell, on_warning=lambda message: tell(Warned(message)),
         env={**os.environ, "PYTHONUNBUFFERED": "1"}, progress_pipe=(read_fd, write_fd),
     )
 
@@ -403,16 +394,17 @@ def _run_stage(
     ceiling = call.ceiling_bytes
     report = StageReport(name=spec.name, status="running", ceiling_bytes=ceiling, log=f"{spec.name}/stage.log")
 
-    def on_event(event: ProgressEvent) -> None:
-        if event.kind == "phase" and event.phase_s is not None:
-            report.phases[event.message] = round(report.phases.get(event.message, 0.0) + event.phase_s, 3)
-        if event.kind == "note":
-            report.notes.append(event.message)
-        observer(StageProgress(label=opts.label, stage=spec.name, event=event))
-
-    def on_warning(message: str) -> None:
-        report.warnings.append(message)
-        observer(StageWarning(label=opts.label, stage=spec.name, message=message))
+    def on_news(news: StageNews) -> None:
+        match news:
+            case Sampled(rss=rss):
+                meter.set(spec.name, rss)
+                observer(StageSample(label=opts.label, stage=spec.name, rss=rss))
+            case Warned(message=message):
+                report.warnings.append(message)
+                observer(StageWarning(label=opts.label, stage=spec.name, message=message))
+            case ProgressEvent():
+                _record_progress(report, news)
+                observer(StageProgress(label=opts.label, stage=spec.name, event=news))
 
     waiting = StageWaiting(label=opts.label, stage=spec.name, ceiling=ceiling)
     with budget.reserve(ceiling, cancel, lambda: observer(waiting)) as waited:
@@ -424,14 +416,8 @@ def _run_stage(
         observer(StageStarted(label=opts.label, stage=spec.name, ceiling=ceiling))
         settings = WatchSettings(ceiling=ceiling, poll_s=opts.limits.poll_s,
                                  warn_fraction=opts.limits.warn_fraction, kill_grace_s=opts.limits.kill_grace_s)
-
-        def on_sample(rss: int) -> None:
-            meter.set(spec.name, rss)
-            observer(StageSample(label=opts.label, stage=spec.name, rss=rss))
-
         try:
-            outcome = opts.executor(call, settings, stage_dir / "stage.log", cancel,
-                                    StageHooks(on_sample, on_event, on_warning))
+            outcome = opts.executor(call, settings, stage_dir / "stage.log", cancel, on_news)
         finally:
             meter.clear(spec.name)
             report.ended_at_s = round(meter.elapsed(), 3)  # the tree is gone; its memory goes back to the budget
@@ -439,6 +425,14 @@ def _run_stage(
     _fill_from_outcome(report, outcome)
     _finish(report, run_dir, spec, prepared.expected_hash, outcome)
     return report
+
+
+def _record_progress(report: StageReport, event: ProgressEvent) -> None:
+    """What the report keeps of a stage's own event: the time of each named phase, and the notes for the user."""
+    if event.kind == "phase" and event.phase_s is not None:
+        report.phases[event.message] = round(report.phases.get(event.message, 0.0) + event.phase_s, 3)
+    if event.kind == "note":
+        report.notes.append(event.message)
 
 
 def _fill_from_outcome(report: StageReport, outcome: ProcessOutcome) -> None:

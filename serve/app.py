@@ -22,7 +22,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from aishorts.serve.guard import RequestGuard, allowed_hosts
-from aishorts.serve.jobs import EventHub, JobManager, TaskNotFound, TaskRefused
+from aishorts.serve.jobs import JobManager, TaskNotFound, TaskRefused
+from aishorts.serve.live import EventHub
 from aishorts.serve.mcp_tools import build_mcp, mount_mcp
 from aishorts.serve.requests import FieldError, ServerSettings
 from aishorts.serve import routes_files, routes_info, routes_mpt, routes_tasks, routes_uploads

@@ -13,7 +13,8 @@ from typing import Annotated
 import msgspec
 from fastapi import Depends, Request, Response
 
-from aishorts.serve.jobs import EventHub, JobManager
+from aishorts.serve.jobs import JobManager
+from aishorts.serve.live import EventHub
 from aishorts.serve.requests import ServerSettings
 
 # Each lookup is `async`: FastAPI runs it on the event loop, where a plain `def` would cost a thread hop per request.

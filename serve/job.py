@@ -14,7 +14,7 @@ from pathlib import Path
 
 import msgspec
 
-from aishorts.runner.report import RunReport
+from aishorts.runner.report import RunReport, StageReport
 from aishorts.runner.run import RunOptions
 from aishorts.serve.records import JobRecord, read_report
 
@@ -40,6 +40,17 @@ class StageView(msgspec.Struct, kw_only=True):
     """When its process started, in seconds from the run's start (one clock for all its stages: overlaps show)."""
     ended_at_s: float | None = None
 
+    def take_report(self, report: StageReport) -> None:
+        """What the stage's report says of its end (`REPORTED`), and its whole progress once done or skipped."""
+        for name in REPORTED:
+            setattr(self, name, getattr(report, name))
+        if report.status in ("done", "skipped"):
+            self.fraction = 1.0
+
+
+REPORTED = ("status", "peak_rss_bytes", "ceiling_bytes", "waited_for_budget_s", "killed_by_os", "message", "wall_s")
+"""The fields a `StageView` takes, as they are, from the stage's `StageReport` once the stage has ended."""
+
 
 @dataclass
 class Job:
@@ -54,6 +65,8 @@ class Job:
     opts: RunOptions | None = None
     timeline: list[tuple[float, int]] = field(default_factory=list)
     started: float = 0.0
+    video: int = 1
+    """Which of the task's videos runs now (MoneyPrinterTurbo's `video_count`: each in its own run directory)."""
     revision: int = 0
     """Raised at every change of the task's state: a client keeps the view with the highest one, whatever order
     views reach it in (an action's answer computed before the change it raced with, an event fanned out late)."""
@@ -65,6 +78,20 @@ def latest_report(job: Job, elsewhere: bool) -> RunReport | None:
     if job.report is None or job.report.status == "running" or elsewhere:
         return read_report(job.run_dir) or job.report
     return job.report
+
+
+VIDEOS_DIR = "videos"
+"""Inside a task's run directory: the run directories of its videos after the first (`videos/2`, `videos/3`...)."""
+
+
+def video_dir(run_dir: Path, number: int) -> Path:
+    """The run directory of the task's video `number` (1: the task's own)."""
+    return run_dir if number == 1 else run_dir / VIDEOS_DIR / str(number)
+
+
+def video_count(job: Job) -> int:
+    """How many videos the task makes (MoneyPrinterTurbo's `video_count`; 1 unless asked)."""
+    return job.record.videos if job.record is not None else 1
 
 
 def valid_task_id(task_id: str) -> bool:

@@ -11,7 +11,8 @@ job's report as fresh as its run directory. `JobManager` composes the pieces:
 the queue and its threads (`serve.workers`), the job's files
 (`serve.records`), and the observer that turns a run's events into live state
 and changes for the event hub (`serve.live`). Checking requests is
-`serve.requests`' job; shaping what clients see is `serve.views`'.
+`serve.requests`' job; shaping what clients see is `serve.views`'. A task of several videos (MoneyPrinterTurbo's
+`video_count`) runs them one after another in its worker, each from its own run directory inside the task's.
 """
 
 from __future__ import annotations
@@ -31,13 +32,13 @@ from aishorts.runner.limits import load_limits
 from aishorts.runner.report import RunReport, write_report
 from aishorts.runner.rundir import claimed, default_run_dir, held_elsewhere
 from aishorts.runner.run import run_pipeline
-from aishorts.serve.job import Job, StageView, latest_report, valid_task_id
+from aishorts.serve.job import Job, StageView, latest_report, valid_task_id, video_count, video_dir
 from aishorts.serve.live import ChangeFeed, LiveObserver
 from aishorts.serve.records import JobRecord, read_manifest, read_record, read_report, updated_record, write_record
 from aishorts.serve.requests import FieldError, Planned, ServerSettings, plan_resume
 from aishorts.serve.workers import WorkerPool
 
-__all__ = ["EventHub", "Job", "JobManager", "JobRecord", "StageView", "TaskNotFound", "TaskRefused",
+__all__ = ["Job", "JobManager", "JobRecord", "StageView", "TaskNotFound", "TaskRefused",
            "latest_report", "read_manifest", "read_report", "valid_task_id"]
 
 
@@ -50,34 +51,13 @@ class TaskNotFound(Exception):
     """No task by that id (or the id could not name a run directory); the server answers 404 (`serve.app`)."""
 
 
-class EventHub:
-    """Fans events out to subscribers (one per open SSE stream), from any thread."""
-
-    def __init__(self) -> None:
-        self._subscribers: list[tuple[Callable[[str, str, bytes], None], str | None]] = []
-        self._lock = threading.Lock()
-
-    def subscribe(self, deliver: Callable[[str, str, bytes], None], task_id: str | None) -> Callable[[], None]:
-        entry = (deliver, task_id)
-        with self._lock:
-            self._subscribers.append(entry)
-
-        def unsubscribe() -> None:
-            with self._lock, contextlib.suppress(ValueError):
-                self._subscribers.remove(entry)
-
-        return unsubscribe
-
-    def wanted(self, task_id: str) -> bool:
-        """Whether any stream listens for this task (else nothing needs to be encoded for it)."""
-        with self._lock:
-            return any(wanted in (None, task_id) for _, wanted in self._subscribers)
-
-    def publish(self, kind: str, task_id: str, data: bytes) -> None:
-        with self._lock:
-            targets = [deliver for deliver, wanted in self._subscribers if wanted in (None, task_id)]
-        for deliver in targets:
-            deliver(kind, task_id, data)
+def _refuse_unless_stopped(job: Job, here: str, elsewhere: str) -> None:
+    """TaskRefused, saying what to do (`here` or `elsewhere`), unless the job runs neither here nor in another
+    process (its run directory's lock says so)."""
+    if job.phase != "idle":
+        raise TaskRefused(f"task {job.id} is {job.phase}; {here}")
+    if held_elsewhere(job.run_dir):
+        raise TaskRefused(f"task {job.id} is being run by another process (its run directory is locked); {elsewhere}")
 
 
 class JobManager:
@@ -172,9 +152,13 @@ class JobManager:
         subject = opts.params.theme.topic or opts.params.theme.category or "short"
         record = JobRecord(submitted_at=time.time(), stages=[spec.name for spec in opts.pipeline],
                            limits=planned.limits, max_ram=planned.max_ram, pipeline=planned.pipeline,
-                           llm="openai" if opts.params.script.llm.backend == "openai" else None, until=planned.until)
+                           llm="openai" if opts.params.script.llm.backend == "openai" else None, until=planned.until,
+                           videos=1 + len(planned.more_videos))
         with claimed(default_run_dir(subject, parent=self.settings.runs_dir), fresh=True) as run_dir:
             write_struct(run_dir / "run.json", opts.manifest)
+            for number, more in enumerate(planned.more_videos, 2):  # each run.json holds that video's own seed
+                video_dir(run_dir, number).mkdir(parents=True)
+                write_struct(video_dir(run_dir, number) / "run.json", more.manifest)
             write_record(run_dir, record)
         opts.run_dir = run_dir
         job = Job(id=run_dir.name, run_dir=run_dir, record=record, opts=opts)
@@ -205,11 +189,7 @@ class JobManager:
     def remove(self, job: Job) -> None:
         """A finished job and its run directory, gone (MoneyPrinterTurbo's DELETE); never one that runs anywhere."""
         with self._lock:
-            if job.phase != "idle":
-                raise TaskRefused(f"task {job.id} is {job.phase}; cancel it first")
-            if held_elsewhere(job.run_dir):
-                raise TaskRefused(f"task {job.id} is being run by another process (its run directory is"
-                                  " locked); stop it there first")
+            _refuse_unless_stopped(job, here="cancel it first", elsewhere="stop it there first")
             root = self.settings.runs_dir.resolve()
             if job.run_dir.is_symlink() or job.run_dir.resolve().parent != root:
                 raise TaskRefused(f"task {job.id} is not a folder of {root}; it is left alone")
@@ -224,11 +204,7 @@ class JobManager:
 
     def resume(self, job: Job, limits: dict[str, str], max_ram: str | None) -> None:
         with self._lock:
-            if job.phase != "idle":
-                raise TaskRefused(f"task {job.id} is {job.phase}; it can be resumed once it has stopped")
-            if held_elsewhere(job.run_dir):
-                raise TaskRefused(f"task {job.id} is being run by another process (its run directory is"
-                                  " locked); wait for it to end")
+            _refuse_unless_stopped(job, here="it can be resumed once it has stopped", elsewhere="wait for it to end")
             record = job.record or self._record_for_foreign(job)
             merged = {**record.limits, **limits}
             opts = plan_resume(job.run_dir, merged, max_ram if max_ram is not None else record.max_ram,
@@ -262,6 +238,7 @@ class JobManager:
 
     def _enqueue(self, job: Job) -> None:
         job.phase = "queued"
+        job.video = 1
         job.stages = {name: StageView(name=name) for name in (job.record.stages if job.record else [])}
         self._workers.put(job.id)
         self._changed(job, "task")
@@ -284,7 +261,9 @@ class JobManager:
             opts = job.opts or plan_resume(job.run_dir, job.record.limits, job.record.max_ram, job.record.pipeline,
                                            self.settings, job.record.llm, job.record.until)
             opts.label = job.id
+            job.video = 1
             job.report = run_pipeline(opts, self.observe, job.cancel, self.budget)
+            self._run_more_videos(job, job.report)
         except (UsageError, FieldError, OSError) as exc:
             job.report = RunReport(run_dir=str(job.run_dir), status="failed", exit_code=2, message=str(exc))
             with contextlib.suppress(OSError):
@@ -294,6 +273,30 @@ class JobManager:
                 job.phase = "idle"
                 job.opts = None
             self._changed(job, "task")
+
+    def _run_more_videos(self, job: Job, first: RunReport) -> None:
+        """The task's videos after the first, one after another in this worker and under the same budget, each
+        resumed from its own run directory (a video already made is skipped stage by stage); the first that does not
+        finish stops the rest. The views read each video's report.json."""
+        report = first
+        for number in range(2, video_count(job) + 1):
+            if report.status != "done" or job.cancel.is_set():
+                return
+            record, run_dir = job.record, video_dir(job.run_dir, number)
+            try:
+                opts = plan_resume(run_dir, record.limits, record.max_ram, record.pipeline, self.settings, record.llm,
+                                   record.until)
+            except (UsageError, FieldError) as exc:  # said in that video's own report: the first video's stays done
+                with contextlib.suppress(OSError):
+                    write_report(run_dir, RunReport(run_dir=str(run_dir), status="failed", exit_code=2,
+                                                    message=str(exc)))
+                return
+            opts.label = job.id
+            with self._lock:
+                job.video = number
+                job.stages = {name: StageView(name=name) for name in record.stages}
+            self._changed(job, "task")
+            report = run_pipeline(opts, self.observe, job.cancel, self.budget)
 
     def _save_record(self, job: Job, **changes) -> None:
         if job.record is not None:

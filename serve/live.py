@@ -1,13 +1,15 @@
 """A job's live state, fed by its run's events: each `RunEvent` turned into the job's `StageView`s and memory
-timeline, and every change announced with its revision.
+timeline, and every change announced with its revision to the streams that listen.
 
 Responsible for: the observer handed to `runner.run.run_pipeline` (called from the watchdog threads of each run),
-and the change feed (`ChangeFeed`) that numbers each change of a task's state and passes it on (to the event hub).
-Not for: the queue (`serve.jobs`) or what clients see (`serve.views`).
+the change feed (`ChangeFeed`) that numbers each change of a task's state and passes it on, and the event hub
+(`EventHub`) that fans the encoded changes out to the open event streams. Not for: the queue (`serve.jobs`), what
+clients see (`serve.views`) or how a change is encoded for a stream (`serve.routes_tasks`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -40,6 +42,36 @@ class ChangeFeed:
         with self._lock:
             self._revision = max(self._revision + 1, time.time_ns() // 1000)
             return self._revision
+
+
+class EventHub:
+    """Fans events out to subscribers (one per open SSE stream), from any thread."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[tuple[Callable[[str, str, bytes], None], str | None]] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, deliver: Callable[[str, str, bytes], None], task_id: str | None) -> Callable[[], None]:
+        entry = (deliver, task_id)
+        with self._lock:
+            self._subscribers.append(entry)
+
+        def unsubscribe() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._subscribers.remove(entry)
+
+        return unsubscribe
+
+    def wanted(self, task_id: str) -> bool:
+        """Whether any stream listens for this task (else nothing needs to be encoded for it)."""
+        with self._lock:
+            return any(wanted in (None, task_id) for _, wanted in self._subscribers)
+
+    def publish(self, kind: str, task_id: str, data: bytes) -> None:
+        with self._lock:
+            targets = [deliver for deliver, wanted in self._subscribers if wanted in (None, task_id)]
+        for deliver in targets:
+            deliver(kind, task_id, data)
 
 
 class LiveObserver:
@@ -120,15 +152,8 @@ class LiveObserver:
     def _on_finished(self, label: str, report: StageReport) -> None:
         if found := self._stage(label, report.name):
             job, live = found
-            live.status = report.status
+            live.take_report(report)
             live.rss_bytes = 0
-            live.peak_rss_bytes = report.peak_rss_bytes
-            live.ceiling_bytes = report.ceiling_bytes
-            live.waited_for_budget_s = report.waited_for_budget_s
-            live.killed_by_os = report.killed_by_os
-            live.message = report.message
-            live.wall_s = report.wall_s
-            if report.started_at_s is not None and live.started_at_s is not None:
+            if report.started_at_s is not None and live.started_at_s is not None:  # on the job's clock, not the run's
                 live.ended_at_s = round(live.started_at_s + report.wall_s, 3)
-            live.fraction = 1.0 if report.status in ("done", "skipped") else live.fraction
             self._feed.changed(job, "task")

@@ -33,6 +33,9 @@ class JobRecord(msgspec.Struct, kw_only=True):
     """"openai" when the request asked for the online backend: a resume asks for it again (run.json alone never does)."""
     until: str | None = None
     """The last stage to run (MoneyPrinterTurbo's script, terms, audio and subtitle endpoints stop early)."""
+    videos: int = 1
+    """How many videos the task makes, each its own run with its own seed (MoneyPrinterTurbo's `video_count`): the
+    first in the task's run directory, the others in `videos/2`, `videos/3`... inside it."""
 
 
 def write_record(run_dir: Path, record: JobRecord) -> None:

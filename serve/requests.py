@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +56,13 @@ class VideoRequest(ShortRequest, kw_only=True):
     voice_rate: float | None = None
     bgm_type: str | None = None
     video_aspect: str | None = None
+    video_count: int | None = None
+    """How many videos of the request (1 to `MAX_VIDEOS`), each its own run with its own seed, in one task."""
     # MoneyPrinterTurbo's fields with no counterpart here: accepted so its clients work, and listed as ignored
     video_terms: Any = None
     video_concat_mode: Any = None
     video_transition_mode: Any = None
     video_clip_duration: Any = None
-    video_count: Any = None
     video_source: Any = None
     video_materials: Any = None
     bgm_file: Any = None
@@ -72,8 +73,9 @@ class VideoRequest(ShortRequest, kw_only=True):
     text_fore_color: Any = None
     stroke_color: Any = None
     stroke_width: Any = None
+    custom_position: float | None = None
+    """With `subtitle_position` "custom": where the captions sit, a percentage of the height from the top."""
     # (`voice_volume` is our own field's name too)
-    custom_position: Any = None
     font_name: Any = None
     text_background_color: Any = None
     n_threads: Any = None
@@ -87,8 +89,8 @@ class TermsRequest(VideoRequest, kw_only=True):
 
 
 IGNORED_MPT_FIELDS = (
-    "video_terms", "video_concat_mode", "video_transition_mode", "video_clip_duration", "video_count",
-    "custom_position", "font_name", "text_background_color", "n_threads", "paragraph_number",
+    "video_terms", "video_concat_mode", "video_transition_mode", "video_clip_duration", "font_name",
+    "text_background_color", "n_threads", "paragraph_number",
 )
 
 
@@ -176,6 +178,8 @@ class Planned:
     pipeline: str | None
     ignored: list[str]
     until: str | None = None
+    more_videos: list[RunOptions] = field(default_factory=list)
+    """The runs of videos 2, 3... of the task (MoneyPrinterTurbo's `video_count`), each with its own seed."""
 
 
 def decode(body: bytes, kind: type, required: bool = False, unknown: list[str] | None = None):
@@ -233,7 +237,29 @@ def plan_video(request: VideoRequest, settings: ServerSettings, until: str | Non
     if not (short.topic or short.script or short.category):  # MoneyPrinterTurbo's 400; never a random-topic job
         raise FieldError("video_subject", "video_subject is required: give the short's subject (or `topic`, a"
                          " `category`, or the narration itself as `script`/`video_script`)", 400)
-    return Planned(opts=opts, limits=limits, max_ram=max_ram, pipeline=pipeline, ignored=ignored, until=until)
+    more_videos = _more_videos(request, short, opts, limits, max_ram, pipeline, settings, until, ignored)
+    return Planned(opts=opts, limits=limits, max_ram=max_ram, pipeline=pipeline, ignored=ignored, until=until,
+                   more_videos=more_videos)
+
+
+MAX_VIDEOS = 5
+"""The most videos one task makes (MoneyPrinterTurbo's `video_count`; its page offers 1 to 5, as ours does)."""
+
+
+def _more_videos(request: VideoRequest, short: ShortRequest, first: RunOptions, limits: dict[str, str],
+                 max_ram: str | None, pipeline: str | None, settings: ServerSettings, until: str | None,
+                 ignored: list[str]) -> list[RunOptions]:
+    """The runs of the task's videos after the first: the same request, each with the next seed after the first's
+    (a topic's script, and so its b-roll, differ). The narration-only endpoints make one narration (`ignored`)."""
+    count = 1 if request.video_count is None else request.video_count
+    if not 1 <= count <= MAX_VIDEOS:
+        raise FieldError("video_count", f"video_count {count}: give 1 to {MAX_VIDEOS} videos", 400)
+    if count > 1 and until is not None:
+        ignored.append("video_count")
+        return []
+    seed = first.params.script.llm.seed
+    return [_checked_options(msgspec.structs.replace(short, seed=seed + number), limits, max_ram, pipeline, settings,
+                             run_dir=None, until=until) for number in range(1, count)]
 
 
 def plan_resume(run_dir: Path, limits: dict[str, str], max_ram: str | None, pipeline: str | None,
@@ -343,19 +369,29 @@ def _merge_mpt(request: VideoRequest) -> tuple[ShortRequest, list[str], dict[str
         raise http_error(exc, getattr(request, field, None), field) from None
 
 
+MPT_CUSTOM_POSITION = 70.0
+"""MoneyPrinterTurbo's `custom_position` when a "custom" `subtitle_position` comes without one (its default)."""
+
+
 def _mpt_subtitle_position(request: VideoRequest, values: dict, named: dict[str, str]) -> list[str]:
-    """MoneyPrinterTurbo's `subtitle_position` (top, center, bottom) as our caption position; its `custom` (a height
-    in `custom_position`) has no counterpart here and is listed as ignored."""
+    """MoneyPrinterTurbo's `subtitle_position` (top, center, bottom) as our caption position, and its `custom` with
+    `custom_position` (a percentage of the height from the top) as our `caption_y`; `custom_position` without
+    "custom" is unused, as there, and listed as ignored."""
     position = str(request.subtitle_position or "").strip().lower()
+    unused = ["custom_position"] if request.custom_position is not None and position != "custom" else []
     if not position:
-        return []
+        return unused
     if position == "custom":
-        return ["subtitle_position"]
+        height = MPT_CUSTOM_POSITION if request.custom_position is None else request.custom_position
+        if values["caption_y"] not in (None, height):
+            raise FieldError("custom_position", "custom_position and caption_y say different things; give one", 400)
+        values["caption_y"], named["caption_y"] = height, "custom_position"
+        return unused
     if values["caption_position"] not in (None, position):
         raise FieldError("subtitle_position", "subtitle_position and caption_position say different things; give one",
                          400)
     values["caption_position"], named["caption_position"] = position, "subtitle_position"
-    return []
+    return unused
 
 
 MPT_VIDEO_SOURCES = ("pexels", "pixabay", "local")

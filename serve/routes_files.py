@@ -20,12 +20,14 @@ router = APIRouter()
 
 
 @router.api_route("/tasks/{task_id}/{name}", methods=["GET", "HEAD"], summary="MoneyPrinterTurbo's file mount:"
-                  " final-1.mp4, combined-1.mp4, audio.wav, subtitle.srt, and our own file names (HEAD, Range)")
+                  " final-N.mp4 and combined-N.mp4 (N: 1 to its video_count), audio.wav, subtitle.srt, and our own"
+                  " file names (HEAD, Range)")
 def mpt_task_file(task_id: str, name: str, manager: Manager) -> Response:
     job = manager.find(task_id)
     found = mpt_file(job, name)
     if found is None:
-        raise FieldError("name", f"{name!r}: the files are final-1.mp4, combined-1.mp4, audio.wav, subtitle.srt"
+        raise FieldError("name", f"{name!r}: the files are final-N.mp4 and combined-N.mp4 (N: 1 to the task's"
+                         f" video_count), audio.wav, subtitle.srt"
                          f" and {', '.join(n for n in FILES if n != 'captions.vtt')}", 404)
     path, media_type = found
     try:

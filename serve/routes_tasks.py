@@ -18,7 +18,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from aishorts.serve.jobs import EventHub, Job, JobManager
+from aishorts.serve.jobs import Job, JobManager
+from aishorts.serve.live import EventHub
 from aishorts.serve.requests import FieldError, Planned, ResumeRequest, ServerSettings, VideoRequest, decode, plan_video
 from aishorts.serve.deps import BaseUrl, Hub, Manager, Settings, body_doc, ok
 from aishorts.serve.views import live_progress, task_view

@@ -7,7 +7,9 @@ died reads as interrupted), its state code (MoneyPrinterTurbo's: -1 failed,
 `status` beside it) and progress 0-100, the failing stage and the resume that
 gives it more memory, and what MoneyPrinterTurbo's finished task carries
 (absolute `videos` URLs under its `/tasks/{id}/` mount, `script`, `terms`,
-the narration and subtitle files). It changes nothing.
+the narration and subtitle files). A task of several videos (its `video_count`) reads as its videos together: done
+once all are, else as the first that did not finish (its stages, message and resume), its progress across them;
+the script and the files under `/api/v1/tasks/{id}/` are the first video's. It changes nothing.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from pathlib import Path
 
 import msgspec
 
-from aishorts.ipc.artifacts import Narration, Script
+from aishorts.ipc.artifacts import Narration, Script, SourceRef
 from aishorts.ipc.files import ArtifactError, read_struct, resolve_in_run
 from aishorts.ipc.pipeline import artifact_path
 from aishorts.runner.report import RunReport, Sample, StageReport, downsample
 from aishorts.runner.rundir import held_elsewhere
-from aishorts.serve.jobs import Job, StageView, latest_report, read_manifest
+from aishorts.serve.audio import AudioError, narration_at_level
+from aishorts.serve.job import video_count, video_dir
+from aishorts.serve.jobs import Job, StageView, latest_report, read_manifest, read_report
+from aishorts.serve.requests import FieldError
 
 STATE_FAILED, STATE_COMPLETE, STATE_PROCESSING = -1, 1, 4
 FILES = {
@@ -36,24 +41,23 @@ FILES = {
     "sources.txt": "text/plain; charset=utf-8",
 }
 """The files of a run a client may fetch, by name; captions.vtt is made from captions.srt on the fly."""
-MPT_FILES = {"final-1.mp4": "final.mp4", "combined-1.mp4": "final.mp4", "subtitle.srt": "captions.srt"}
-"""MoneyPrinterTurbo's names for our files under its `/tasks/{id}/` mount (one variant: `-1`)."""
+MPT_FILES = {"subtitle.srt": "captions.srt"}
+"""MoneyPrinterTurbo's names for our files under its `/tasks/{id}/` mount (its videos: `_MPT_VIDEO`)."""
+_MPT_VIDEO = re.compile(r"^(?:final|combined)-([1-9][0-9]?)\.mp4$")
+"""MoneyPrinterTurbo's names of a task's videos: final-N.mp4 and combined-N.mp4, N from 1 to its video_count (ours
+are one video each: the two names give the same file)."""
 AUDIO_NAME = "audio.wav"
-"""The narration under `/tasks/{id}/` (MoneyPrinterTurbo's is audio.mp3; ours is the tts stage's WAV)."""
+"""The narration under `/tasks/{id}/` (MoneyPrinterTurbo's is audio.mp3; ours is the tts stage's WAV at the run's
+voice_volume, `serve.audio`)."""
 
 
-class TaskSource(msgspec.Struct, kw_only=True):
-    """A text the short's script was written from, and what publishing the short owes it."""
+class TaskSource(SourceRef, kw_only=True):
+    """A source as the script artifact names it (`ipc.artifacts.SourceRef`), with the addresses a page links to."""
 
-    title: str
-    origin: str
-    """Its URL, or the file's name."""
     url: str | None = None
     """The origin when it is an http(s) address (a wiki article, a page), else None (a file)."""
-    licence: str = ""
     licence_url: str | None = None
     """The licence's address when its text names one (Wikipedia's CC BY-SA 4.0)."""
-    credit: str = ""
 
 
 class TaskView(msgspec.Struct, kw_only=True):
@@ -77,7 +81,8 @@ class TaskView(msgspec.Struct, kw_only=True):
     max_ram_bytes: int | None = None
     wall_s: float = 0.0
     videos: list[str] = []
-    """MoneyPrinterTurbo's: the finished short, an absolute URL (`/tasks/{id}/final-1.mp4`) a client fetches as is."""
+    """MoneyPrinterTurbo's: the finished shorts, absolute URLs (`/tasks/{id}/final-1.mp4` ... `final-N.mp4` for its
+    `video_count`) a client fetches as given."""
     combined_videos: list[str] = []
     script: str | None = None
     """Once the script exists: the narration text, as MoneyPrinterTurbo's finished task carries it."""
@@ -104,7 +109,13 @@ def task_view(job: Job, warn_fraction: float, with_timeline: bool = False, base_
     revision = job.revision  # read before the state: a change landing meanwhile makes this view older, never newer
     elsewhere = job.phase == "idle" and held_elsewhere(job.run_dir)
     report = latest_report(job, elsewhere) if job.phase == "idle" else None
+    count = video_count(job)
+    report, number = _deciding_report(job, report) if job.phase == "idle" and count > 1 else (report, 1)
     status, message = _status(job, report, elsewhere)
+    if number > 1:
+        if report is None:
+            status, message = "interrupted", "never started; resume the task to make it"
+        message = f"video {number} of {count}: {message}"
     names = _stage_names(job, report)
     stages = _live_stages(job, names) if job.phase in ("queued", "running") else _reported_stages(report, names)
     if status == "interrupted" and (report is None or report.status == "running"):
@@ -113,12 +124,13 @@ def task_view(job: Job, warn_fraction: float, with_timeline: bool = False, base_
     base = f"/api/v1/tasks/{job.id}/"
     files = {name: base + name for name in FILES if (job.run_dir / _source(name)).is_file()}
     mount = f"{base_url}/tasks/{job.id}/"
-    videos = [mount + "final-1.mp4"] if "final.mp4" in files and status == "done" else []
-    combined = [mount + "combined-1.mp4"] if videos else []
+    made = [n for n in range(1, count + 1) if (video_dir(job.run_dir, n) / "final.mp4").is_file()]
+    videos = [mount + f"final-{n}.mp4" for n in made] if status == "done" else []
+    combined = [mount + f"combined-{n}.mp4" for n in made] if videos else []
     suggested, suggested_ram = _suggestion(report) if status == "oom" else ({}, None)
     view = TaskView(
         task_id=job.id, title=_title(job), state=_state(status), status=status,
-        progress=100 if status == "done" else _progress(stages), message=message,
+        progress=100 if status == "done" else _videos_progress(job, stages, count), message=message,
         failed_stage=failed if status in ("oom", "failed", "interrupted") else None,
         resumable=status in ("oom", "failed", "interrupted") and job.phase == "idle" and not elsewhere,
         rerun_command=report.rerun_command if report is not None and status != "done" else "",
@@ -132,6 +144,25 @@ def task_view(job: Job, warn_fraction: float, with_timeline: bool = False, base_
         live = job.phase == "running"
         view.timeline = downsample(list(job.timeline)) if live else (report.timeline if report else [])
     return view
+
+
+def _deciding_report(job: Job, first: RunReport | None) -> tuple[RunReport | None, int]:
+    """For a task of several videos that is not running: the report that says how it ended (the first video's that
+    did not finish, else the first's) and that video's number."""
+    if first is None or first.status != "done":
+        return first, 1
+    for number in range(2, video_count(job) + 1):
+        report = read_report(video_dir(job.run_dir, number))
+        if report is None or report.status != "done":
+            return report, number
+    return first, 1
+
+
+def _videos_progress(job: Job, stages: list[StageView], count: int) -> int:
+    """Progress 0-99 across the task's videos: those made, and the stages of the one running now."""
+    if count == 1 or job.phase != "running":
+        return _progress(stages)
+    return min(99, ((job.video - 1) * 100 + _progress(stages)) // count)
 
 
 def _add_mpt_results(view: TaskView, job: Job, mount: str) -> None:
@@ -151,8 +182,8 @@ def _add_sources(view: TaskView, script: Script) -> None:
     """The script's grounding and the sources it retells, as its sources.txt names them."""
     view.grounding = script.grounding or None
     view.sources = [
-        TaskSource(title=ref.title, origin=ref.origin, url=ref.origin if _WEB.match(ref.origin) else None,
-                   licence=ref.licence, licence_url=_first_url(ref.licence), credit=ref.credit)
+        TaskSource(**msgspec.structs.asdict(ref), url=ref.origin if _WEB.match(ref.origin) else None,
+                   licence_url=_first_url(ref.licence))
         for ref in script.sources
     ]
 
@@ -193,7 +224,20 @@ def mpt_file(job: Job, name: str) -> tuple[Path, str] | None:
     """A file under MoneyPrinterTurbo's `/tasks/{id}/` mount (its names, or ours): its path and media type."""
     if name == AUDIO_NAME:
         path = narration_path(job)
-        return (path, "audio/wav") if path is not None else None
+        if path is None:
+            return None
+        manifest = read_manifest(job.run_dir)
+        level = manifest.params.timeline.voice_volume if manifest is not None else 1.0
+        try:  # the level the request asked for: the render applies it to the video, this file has it too
+            return narration_at_level(job.run_dir, path, level), "audio/wav"
+        except AudioError as exc:
+            raise FieldError("name", str(exc), 500) from None
+    numbered = _MPT_VIDEO.match(name)
+    if numbered is not None:
+        number = int(numbered.group(1))
+        if not 1 <= number <= video_count(job):
+            return None
+        return video_dir(job.run_dir, number) / "final.mp4", FILES["final.mp4"]
     ours = MPT_FILES.get(name, name)
     if ours not in FILES or ours == "captions.vtt":
         return None
@@ -202,7 +246,7 @@ def mpt_file(job: Job, name: str) -> tuple[Path, str] | None:
 
 def live_progress(job: Job) -> int:
     """Progress 0-100 of a running job from its live stages (cheap: for every progress event)."""
-    return _progress(_live_stages(job, _stage_names(job, None)))
+    return _videos_progress(job, _live_stages(job, _stage_names(job, None)), video_count(job))
 
 
 def _source(name: str) -> str:
@@ -255,12 +299,9 @@ def _reported_stages(report: RunReport | None, names: list[str]) -> list[StageVi
         if stage is None:
             views.append(StageView(name=name, status="pending"))
             continue
-        views.append(StageView(
-            name=name, status=stage.status, peak_rss_bytes=stage.peak_rss_bytes, ceiling_bytes=stage.ceiling_bytes,
-            waited_for_budget_s=stage.waited_for_budget_s, killed_by_os=stage.killed_by_os,
-            fraction=1.0 if stage.status in ("done", "skipped") else None, message=stage.message, wall_s=stage.wall_s,
-            started_at_s=stage.started_at_s, ended_at_s=stage.ended_at_s,
-        ))
+        view = StageView(name=name, started_at_s=stage.started_at_s, ended_at_s=stage.ended_at_s)
+        view.take_report(stage)
+        views.append(view)
     return views
 
 

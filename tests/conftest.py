@@ -79,3 +79,10 @@ def no_llm_of_the_users(monkeypatch):
     monkeypatch.setenv("OLLAMA_HOST", closed)
     monkeypatch.setenv("AISHORTS_LLAMACPP_URL", f"http://{closed}")
     monkeypatch.setenv("HF_ENDPOINT", f"http://{closed}")
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    """The stages' cache (wiki answers, embeddings) in this test's own folder: `pytestmark =
+    pytest.mark.usefixtures("own_cache")` in a module whose tests must not see each other's."""
+    monkeypatch.setenv("AISHORTS_CACHE", str(tmp_path / "cache"))

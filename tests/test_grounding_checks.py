@@ -11,15 +11,17 @@ import json
 import psutil
 import pytest
 from llm_server import ChatServer, chat
+from script_helpers import THEME, llm
 from source_files import OCTOPUS
 
 from aishorts.ipc.artifacts import Theme
-from aishorts.ipc.params import LlmParams, ScriptParams
+from aishorts.ipc.params import ScriptParams
 from aishorts.stages.common.text_embedding import embed_texts
 from aishorts.stages.grounding.checks import MIN_SIMILARITY, source_numbers, support
 from aishorts.stages.grounding.passages import split_passages
 
-THEME = Theme(topic="Why octopuses have three hearts", angle="", keywords=["octopuses", "three", "hearts"])
+pytestmark = pytest.mark.usefixtures("own_cache")
+
 BODY = [
     "Two branchial hearts pump blood through the gills.",
     "A systemic heart pumps that blood through the body.",
@@ -36,19 +38,9 @@ BODY = [
 BEES = "Honey bees make honey from the nectar of flowers."
 
 
-def llm(server: ChatServer) -> LlmParams:
-    return LlmParams(backend="openai", base_url=server.url, model="test-model", api_key_env="AISHORTS_NO_SUCH_KEY",
-                     timeout_s=5.0)
-
-
 def answer() -> str:
     return json.dumps({"hook": "An octopus has three hearts that share the work.", "body": BODY,
                        "cta": "Follow for more strange facts about the ocean.", "queries": ["octopus"]})
-
-
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("AISHORTS_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from aishorts.ipc.params import ScriptParams, TtsParams
 from aishorts.stages.common.context import StageError
 from aishorts.stages.tts.kokoro_timing import voiced_coverage
 from tests.runner_helpers import run_cli
-from tests.test_stage_theme_script import THEME
+from script_helpers import THEME
 from tests.test_stage_tts import read_wav, rms, script
 from tests.test_voices_narration import native_cache, with_native_voices  # noqa: F401 (fixtures)
 

@@ -1,4 +1,5 @@
-"""The tree is the architecture: the supervisor never imports stage code or heavy libraries, at any depth.
+"""The tree is the architecture: the supervisor never imports stage code, front ends, tools or heavy libraries, at
+any depth; a stage never imports the supervisor or a front end; no import circle anywhere in the product.
 
 Read from the source (every `import` statement, inside functions too), not
 from `sys.modules`, so a lazy import in a rarely taken branch is caught as
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from package_names import folder_of, importable_name, renamed_folders
+from package_names import folder_of, importable_name, renamed_folders, shipped_packages
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = {
@@ -26,7 +27,10 @@ FORBIDDEN_IN_SUPERVISOR = {"stages", "tools"} | FRONT_ENDS | HEAVY
 FORBIDDEN_IN_FRONT_END = {"serve": {"stages", "tools", "aishorts", "cluster"},
                           "cluster": {"stages", "tools", "aishorts", "serve"}}
 """The front ends use the supervisor, never stage code, developer tools, the entry above them, or each other."""
-PACKAGES = ("aishorts", "runner", "ipc", "serve", "cluster")
+FORBIDDEN_IN_STAGES = {"runner", "tools"} | FRONT_ENDS
+"""A stage meets the supervisor only through `ipc` (its call file, its artifact, its progress pipe)."""
+PACKAGES = tuple(sorted({folder.split("/")[0] for folder in shipped_packages().values()}))
+"""Every folder the wheel installs: the supervisor, its contract, the stages and the front ends."""
 
 
 def supervisor_modules() -> list[Path]:
@@ -80,9 +84,32 @@ def test_no_front_end_imports_stage_code_tools_the_entry_or_another_front_end(pa
     assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "stages").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_stage_imports_the_supervisor_a_front_end_or_tools(path):
+    loaded = imported_modules(path) | set(modules_loaded_by_name(path))
+    bad = sorted(m for m in loaded if folder_of(m) in FORBIDDEN_IN_STAGES)
+    assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def product_modules() -> list[Path]:
+    return sorted(p for folder in PACKAGES for p in (ROOT / folder).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", product_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_product_imports_its_own_modules_by_their_whole_name(path):
+    """These checks read absolute names: a relative import (`from . import x`) would pass by them unseen."""
+    relative = [node.module or "." for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+                if isinstance(node, ast.ImportFrom) and node.level > 0]
+    assert not relative, f"{path.relative_to(ROOT)} imports {relative} relatively; name them from aishorts."
+
+
+def test_every_product_folder_is_checked_for_circles():
+    assert set(PACKAGES) == {"aishorts", "runner", "ipc", "stages", "serve", "cluster"}
+
+
 def import_graph() -> dict[str, set[str]]:
     """Each module of ours and the modules of ours it imports, at any depth of its code or by name."""
-    paths = {importable_name(p): p for folder in PACKAGES for p in (ROOT / folder).rglob("*.py")}
+    paths = {importable_name(p): p for p in product_modules()}
     graph: dict[str, set[str]] = {}
     for name, path in paths.items():
         targets = imported_modules(path) | set(modules_loaded_by_name(path))
@@ -122,7 +149,7 @@ def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return circles
 
 
-def test_no_import_circle_in_the_supervisor_or_its_front_ends():
+def test_no_import_circle_anywhere_in_the_product():
     assert import_circles(import_graph()) == []
 
 

@@ -142,6 +142,21 @@ def test_captions_sit_where_asked_in_the_colours_and_size_asked(make_short, rend
     assert not coloured(picture, TEXT_RED)[: int(height * 0.05)].any()
 
 
+@pytest.mark.parametrize(("renderer", "percent"), [("ffmpeg", 30.0), ("ffmpeg", 85.0), ("moviepy", 85.0)])
+def test_captions_sit_at_the_height_asked_in_percent_of_the_frame(make_short, renderer, percent):
+    """MoneyPrinterTurbo's custom position: a one-line caption's top at `percent` of the height the line leaves."""
+    size = 90
+    run_dir, timeline = make_short(renderer, aspect="9:16", music=False, caption_y=percent, caption_size=size,
+                                   caption_color=TEXT_RED, caption_stroke_color=STROKE_GREEN, caption_stroke_width=6)
+    height = FRAME_SIZES["9:16"][1]
+    rows = np.nonzero(coloured(frame(run_dir, "9:16", SPEECH[0] + 0.3), TEXT_RED))[0]
+    assert rows.size > 800, "no red caption text in the frame"
+    assert 45 < rows.max() - rows.min() < 130  # one line
+    middle = (rows.min() + rows.max()) / 2
+    expected = (height - size) * percent / 100 + size / 2
+    assert abs(middle - expected) < 0.01 * height, f"caption centred at row {middle:.0f}, asked {expected:.0f}"
+
+
 def test_the_moviepy_renderer_plays_the_voice_at_the_level_asked_and_burns_no_captions_when_off(make_short):
     run_dir, _ = make_short("moviepy", aspect="1:1", music=False, voice_volume=0.5, captions=False,
                             caption_color=TEXT_RED)
@@ -211,10 +226,18 @@ def test_moneyprinterturbos_subtitle_and_music_fields_set_ours():
     assert not {"subtitle_position", "font_size", "bgm_volume", "bgm_file", "voice_volume"} & set(ignored)
 
 
-def test_its_custom_subtitle_position_is_listed_as_ignored_and_a_custom_bgm_needs_its_file():
+def test_its_custom_subtitle_position_sets_the_caption_height_and_a_custom_bgm_needs_its_file():
     short, ignored, _ = _merge_mpt(VideoRequest(video_subject="Tides", subtitle_position="custom",
-                                                custom_position=70.0))
-    assert short.caption_position is None and {"subtitle_position", "custom_position"} <= set(ignored)
+                                                custom_position=30))
+    assert (short.caption_position, short.caption_y) == (None, 30.0)
+    assert not {"subtitle_position", "custom_position"} & set(ignored)
+    short, ignored, _ = _merge_mpt(VideoRequest(video_subject="Tides", subtitle_position="custom"))
+    assert short.caption_y == 70.0  # its default custom_position
+    short, ignored, _ = _merge_mpt(VideoRequest(video_subject="Tides", subtitle_position="top", custom_position=70.0))
+    assert (short.caption_position, short.caption_y) == ("top", None) and "custom_position" in ignored
+    with pytest.raises(FieldError) as refused:
+        _merge_mpt(VideoRequest(video_subject="Tides", subtitle_position="custom", custom_position=120.0))
+    assert refused.value.field == "custom_position" and "100" in refused.value.reason
     with pytest.raises(FieldError) as refused:
         _merge_mpt(VideoRequest(video_subject="Tides", bgm_type="custom"))
     assert refused.value.field == "bgm_type" and "bgm_file" in refused.value.reason

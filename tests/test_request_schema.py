@@ -8,14 +8,16 @@ back to a field (or to one of the few run-level or compatibility names listed he
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
+from typing import get_type_hints
 
 import msgspec
 import pytest
 
-from aishorts.ipc.params import CATEGORIES
+from aishorts.ipc.params import CATEGORIES, PipelineParams
 from aishorts.ipc.request import FIELDS, LANGUAGES, RequestError, ShortRequest, field_info, json_schema, request_from
 from aishorts.runner.batchfile import ROW_FIELDS, batch_row
 from aishorts.runner.cli import build_parser, request_from_args
@@ -27,8 +29,10 @@ STATIC = ROOT / "serve" / "static"
 RUN_LEVEL_HTTP = {"max_ram", "limits", "pipeline"}
 """Run-level names of the HTTP body: the job's budget and ceilings, not what the short is."""
 MPT_MAPPED = {*MPT_ALIASES, "video_language", "voice_name", "bgm_type", "video_aspect", "video_source", "video_materials",
-              "subtitle_position"}
+              "video_count", "subtitle_position", "custom_position"}
 BATCH_ONLY = {"limit", "no_music"}
+SET_BY_HAND = {"topic", "category"}
+"""Fields `runner.options.build_params` applies itself (a topic and a category replace each other)."""
 SAMPLE_TEXT = {"topic": "Why octopuses have three hearts", "voice": "am_adam", "llm_url": "http://127.0.0.1:9/v1",
                "llm_model": "SmolLM2-135M-Instruct", "llm_key_env": "MY_KEY", "clip_model": "openai/clip-vit-base-patch32",
                "wiki_url": "http://127.0.0.1:9/wiki", "caption_color": "#FFD700", "caption_stroke_color": "#102030"}
@@ -94,6 +98,21 @@ def test_every_field_reaches_the_same_request_from_the_cli_a_batch_row_and_the_h
     assert via_cli(name, value, tmp_path) == expected
     assert via_batch(name, value, tmp_path) == expected
     assert via_http(name, value) == expected
+
+
+@pytest.mark.parametrize("name", FIELDS)
+def test_every_field_sets_stage_parameters_that_exist_and_hold_its_values(name, tmp_path):
+    """The last step of a new option: the stage parameter its `params` names (ipc/params.py), which the stage reads."""
+    info = field_info()[name]
+    targets = info.extra.get("params", ())
+    assert targets or name in SET_BY_HAND, f"{name} sets no stage parameter: add params=(\"stage.field\",)"
+    value = getattr(request_from({name: sample(name, tmp_path)}), name)
+    for target in targets:
+        *parents, leaf = target.split(".")
+        struct = functools.reduce(lambda kind, part: get_type_hints(kind)[part], parents, PipelineParams)
+        hints = get_type_hints(struct)
+        assert leaf in hints, f"{name} sets {target}, which {struct.__name__} lacks"
+        assert msgspec.convert(value, hints[leaf]) == value, f"{target} cannot hold {name}'s {value!r}"
 
 
 def test_every_name_a_front_end_accepts_maps_back_to_a_field():

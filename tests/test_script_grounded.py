@@ -11,15 +11,15 @@ import json
 
 import pytest
 
-from aishorts.ipc.artifacts import Theme
 from aishorts.ipc.params import LlmParams, ScriptParams
 from llm_server import ChatServer, chat, raw
+from script_helpers import THEME, llm
 from source_files import OCTOPUS
 from aishorts.stages.grounding.checks import numbers_in, source_numbers, support
 from aishorts.stages.grounding.passages import split_passages
 from wiki_server import WikiServer
 
-THEME = Theme(topic="Why octopuses have three hearts", angle="", keywords=["octopuses", "three", "hearts"])
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 TRUE_BODY = [
     "Two branchial hearts pump blood through the gills.",
@@ -41,21 +41,11 @@ def script_json(body: list[str], hook: str = "A giant Pacific octopus has three 
                        "queries": ["octopus crawling", "blue blood", "octopus arms"]})
 
 
-def llm(server: ChatServer) -> LlmParams:
-    return LlmParams(backend="openai", base_url=server.url, model="test-model", api_key_env="AISHORTS_NO_SUCH_KEY",
-                     timeout_s=5.0)
-
-
 @pytest.fixture
 def source_file(tmp_path):
     path = tmp_path / "octopus.txt"
     path.write_text("Octopus\n\n" + OCTOPUS["Octopus"] + "\n")
     return path
-
-
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("AISHORTS_CACHE", str(tmp_path / "cache"))
 
 
 def test_a_script_from_a_source_is_asked_for_in_its_shape_checked_and_cited(run_stage_inline, tmp_path, source_file):

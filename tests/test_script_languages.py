@@ -17,6 +17,7 @@ from aishorts.ipc.languages import LANGUAGES, local_script_refusal
 from aishorts.ipc.params import LlmParams, ScriptParams
 from aishorts.ipc.request import RequestError, request_from
 from llm_server import ChatServer, chat
+from script_helpers import THEME, llm
 from test_stage_theme_script import GOOD_SCRIPT
 from aishorts.runner.options import build_params
 from aishorts.stages.common.context import StageError
@@ -28,7 +29,6 @@ from tests.runner_helpers import run_cli
 from tools.bench_languages import SCRIPTS
 from tools.bench_languages import TOPICS
 
-THEME = Theme(topic="Why octopuses have three hearts", angle="", keywords=["octopuses", "three", "hearts"])
 
 SPANISH_SCRIPT = """El pulpo tiene tres corazones, y dos de ellos descansan.
 Dos corazones pequeños bombean la sangre hacia las branquias, donde recoge oxígeno.
@@ -47,11 +47,6 @@ blue blood cells
 octopus swimming"""
 
 ENGLISH_SCRIPT = GOOD_SCRIPT  # the stage tests' well-formed English answer
-
-
-def llm(server: ChatServer) -> LlmParams:
-    return LlmParams(backend="openai", base_url=server.url, model="test-model", api_key_env="AISHORTS_NO_SUCH_KEY",
-                     timeout_s=5.0)
 
 
 # --- is it in the language asked for? -------------------------------------------------------

@@ -190,13 +190,14 @@ def test_voices_follow_the_language_a_preview_plays_a_finished_card_keeps_its_ch
         page.click("#preview-voice")
         sample = page.locator("#voice-sample")
         expect(sample).to_be_visible(timeout=300_000)
-        seconds = sample.evaluate("""a => new Promise((resolve, reject) => {
+        seconds, played = sample.evaluate("""a => new Promise((resolve, reject) => {
             a.muted = true;
             a.addEventListener('error', () => reject(new Error('the sample did not load')));
-            const known = () => a.duration > 0 && isFinite(a.duration) ? resolve(a.duration) : setTimeout(known, 100);
-            known();
+            const played = () => a.currentTime > 0.3 ? resolve([a.duration, a.currentTime]) : setTimeout(played, 100);
+            a.currentTime = 0;
+            a.play().then(played, reject);
         })""")
-        assert 1.5 < seconds < 15, seconds
+        assert 1.5 < seconds < 15 and played > 0.3, (seconds, played)  # it plays, past its first words
         expect(page.locator("#form-error")).to_be_hidden()
         expect(page.locator("li.task")).to_have_count(0)  # a preview is no short: no card, and its task is gone
         with server.client() as client:
@@ -205,11 +206,13 @@ def test_voices_follow_the_language_a_preview_plays_a_finished_card_keeps_its_ch
         page.fill("#topic", "Deleted from the page")
         page.locator("details").evaluate("details => details.open = true")
         page.select_option("#pipeline", "quick")
+        page.fill("#caption_y", "30")  # captions at a height of the person's choosing
         card = submitted(page, server)
         expect(card.locator(".log li").last).to_have_text(re.compile(r"^grow: \d+ MB$"), timeout=120_000)  # live lines
         expect(card).to_have_attribute("data-status", "done", timeout=120_000)
         assert card.locator(".log li").count() <= 6
         task_id = card.get_attribute("data-task-id")
+        assert read_manifest(tmp_path / "runs" / task_id / "run.json").params.timeline.caption_y == 30
 
         page.reload()  # a finished card, never watched while it ran, still draws its memory over time
         card = page.locator(f"li.task[data-task-id='{task_id}']")
@@ -295,3 +298,26 @@ def test_a_person_has_the_script_written_first_edits_it_and_the_short_is_made_fr
             run_json = json.loads((tmp_path / "runs" / card.get_attribute("data-task-id") / "run.json").read_text())
             assert run_json["params"]["script"]["script_text"] == edited  # what was rendered is what was edited
             assert page.locator("li.task").count() == 1  # writing the script left no task behind
+
+
+def test_a_task_of_several_videos_from_the_api_plays_the_first_on_its_card_and_links_the_others(tmp_path):
+    from tests.serve_helpers import finished, submit
+    from tests.test_serve_mpt import mpt_body, small_video
+    from tests.test_serve_mpt_videos import video_runs
+
+    quick = write_pipeline(tmp_path / "quick.toml", {"name": "grow", "ceiling": "200M", "params": {"mb": 10}})
+    with running_server(tmp_path / "runs", "--pipeline", quick) as server, browser_page(server) as page:
+        with server.client() as client:  # MoneyPrinterTurbo's client asks for two videos of one subject
+            task_id = submit(client, **mpt_body(video_subject="Two tides", video_count=2, pipeline="quick"))
+            assert finished(client, task_id)["state"] == 1
+        runs = video_runs(tmp_path / "runs" / task_id)
+        for seconds, run in enumerate(runs, 1):  # stand-ins for each run's render, told apart by their length
+            small_video(run / "final.mp4")
+            (run / "final.mp4").write_bytes((run / "final.mp4").read_bytes() + bytes(seconds))
+        page.reload()
+        card = page.locator(f"li.task[data-task-id='{task_id}']")
+        expect(card.locator("video")).to_have_count(1, timeout=30_000)
+        link = card.locator("a.more-video")
+        expect(link).to_have_text("video 2")
+        fetched = page.request.get(link.get_attribute("href"))
+        assert fetched.ok and fetched.body() == (runs[1] / "final.mp4").read_bytes()

@@ -164,6 +164,33 @@ def test_videos_0_is_an_absolute_url_fetched_as_given_with_head_and_range(server
     assert probe(work / "runs" / done["task_id"] / "final.mp4").duration_s > 1
 
 
+@pytest.mark.parametrize("aspect", ["9:16", "16:9", "1:1"])
+def test_each_of_its_aspects_makes_a_task_for_that_frame_fetched_as_given(server, work, aspect):
+    from aishorts.runner.rundir import read_manifest
+
+    with server.client() as client:
+        done = finished_with_video(client, work / "runs", video_aspect=aspect)
+    params = read_manifest(work / "runs" / done["task_id"] / "run.json").params
+    assert (params.broll.aspect, params.timeline.aspect) == (aspect, aspect)
+    fetched = httpx.get(done["videos"][0])
+    assert fetched.status_code == 200 and fetched.content == (work / "runs" / done["task_id"] / "final.mp4").read_bytes()
+
+
+def test_its_custom_subtitle_position_reaches_the_timeline_and_its_default_body_keeps_the_bottom(server, work):
+    from aishorts.runner.rundir import read_manifest
+
+    with server.client() as client:
+        custom = client.post("/api/v1/videos", json=mpt_body(video_subject="Tides", pipeline="balloons",
+                                                              subtitle_position="custom", custom_position=30))
+        default = client.post("/api/v1/videos", json=mpt_body(video_subject="Tides", pipeline="balloons"))
+    assert custom.status_code == default.status_code == 200, custom.text + default.text
+    custom, default = custom.json()["data"], default.json()["data"]
+    timelines = [read_manifest(work / "runs" / answer["task_id"] / "run.json").params.timeline
+                 for answer in (custom, default)]
+    assert (timelines[0].caption_y, timelines[1].caption_y, timelines[1].caption_position) == (30.0, None, "bottom")
+    assert "custom_position" not in custom["ignored_fields"] and "custom_position" in default["ignored_fields"]
+
+
 def test_delete_removes_a_finished_task_and_its_files_then_it_is_a_404(server, work):
     with server.client() as client:
         done = finished_with_video(client, work / "runs")
@@ -277,3 +304,37 @@ def test_the_voices_of_each_language_are_listed_without_loading_stage_code_into_
     assert {entry["code"] for entry in listed} >= {"en-us", "fr-fr"}
     maps = {m.path for m in psutil.Process(server.process.pid).memory_maps()}
     assert not [path for path in maps if "numpy" in path or "onnxruntime" in path]
+
+
+def dbfs(wav: bytes) -> float:
+    """The RMS level of a 16-bit WAV's samples in dB of full scale."""
+    import io
+    import wave
+
+    import numpy as np
+
+    with wave.open(io.BytesIO(wav)) as reader:
+        assert reader.getsampwidth() == 2
+        samples = np.frombuffer(reader.readframes(reader.getnframes()), "<i2").astype(np.float64) / 32768
+    return 20 * np.log10(np.sqrt(np.mean(samples**2)))
+
+
+@pytest.mark.slow
+def test_the_audio_endpoint_gives_the_narration_at_the_voice_volume_asked(tmp_path):
+    """`/api/v1/audio` stops before the render, which is where voice_volume is applied to the video: its WAV has
+    the level asked too (half the amplitude: 6 dB lower; 1.0: the narrator's own file, byte for byte)."""
+    with running_server(tmp_path / "runs", "--max-ram", "4G") as server, server.client() as client:
+        made = {level: client.post("/api/v1/audio", json=mpt_body(video_script=SCRIPT, voice_volume=level))
+                for level in (1.0, 0.5)}
+        assert all(answer.status_code == 200 for answer in made.values()), [a.text for a in made.values()]
+        done = {level: finished(client, answer.json()["data"]["task_id"], timeout=900)
+                for level, answer in made.items()}
+        assert all(task["state"] == 1 for task in done.values()), [t["message"] for t in done.values()]
+        wavs = {level: httpx.get(task["audio_file"]) for level, task in done.items()}
+    assert all(w.status_code == 200 and w.headers["content-type"] == "audio/wav" for w in wavs.values())
+    levels = {level: dbfs(w.content) for level, w in wavs.items()}
+    assert -40 < levels[1.0] < -3, levels  # speech, not silence nor noise at full scale
+    assert abs((levels[1.0] - levels[0.5]) - 6.02) < 0.2, levels
+    own = tmp_path / "runs" / done[1.0]["task_id"] / "tts" / "narration.wav"
+    assert wavs[1.0].content == own.read_bytes()
+    assert len(wavs[0.5].content) == len(wavs[1.0].content)  # the same narration, only quieter

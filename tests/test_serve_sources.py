@@ -30,10 +30,8 @@ GROUNDED_ANSWER = json.dumps({"hook": "An octopus has three hearts that share th
                               "queries": ["octopus crawling", "blue blood", "octopus arms"]})
 
 
-def theme_and_script(path: Path, chat_url: str, wiki_url: str) -> Path:
-    """A pipeline of the product's theme and script stages, the script written by `chat_url` from `wiki_url`."""
-    llm = (f'{{ backend = "openai", base_url = "{chat_url}", model = "test-model",'
-           f' api_key_env = "AISHORTS_NO_SUCH_KEY", timeout_s = 10.0 }}')
+def theme_and_script(path: Path, script_params: str) -> Path:
+    """A pipeline of the product's theme and script stages, the script stage given `script_params` (TOML)."""
     path.write_text(f"""
 [[stage]]
 name = "theme"
@@ -49,9 +47,16 @@ module = "aishorts.stages.script.stage"
 output = "script"
 inputs = ["theme"]
 ceiling = "600M"
-params = {{ wiki_url = "{wiki_url}", llm = {llm} }}
+params = {script_params}
 """)
     return path
+
+
+def written_from(path: Path, chat_url: str, wiki_url: str) -> Path:
+    """The theme and script pipeline, the script written by `chat_url` from `wiki_url`."""
+    llm = (f'{{ backend = "openai", base_url = "{chat_url}", model = "test-model",'
+           f' api_key_env = "AISHORTS_NO_SUCH_KEY", timeout_s = 10.0 }}')
+    return theme_and_script(path, f'{{ wiki_url = "{wiki_url}", llm = {llm} }}')
 
 
 async def mcp_file(url: str, task_id: str, name: str) -> dict:
@@ -71,8 +76,8 @@ def servers(tmp_path):
 
     with WikiServer(OCTOPUS) as wiki, ChatServer([chat(GROUNDED_ANSWER)]) as grounded, \
             ChatServer([chat(GOOD_SCRIPT)]) as unchecked:
-        options = ["--pipeline", theme_and_script(tmp_path / "wiki.toml", grounded.url, wiki.url),
-                   "--pipeline", theme_and_script(tmp_path / "nowiki.toml", unchecked.url, "off")]
+        options = ["--pipeline", written_from(tmp_path / "wiki.toml", grounded.url, wiki.url),
+                   "--pipeline", written_from(tmp_path / "nowiki.toml", unchecked.url, "off")]
         yield wiki, grounded, unchecked, options
 
 
@@ -105,22 +110,7 @@ def test_a_finished_task_names_its_sources_and_says_whether_its_script_is_ground
 
 def test_a_users_own_narration_claims_no_grounding(tmp_path):
     script = "Octopuses have three hearts and blue blood. Two hearts serve the gills. Follow for more."
-    pipeline = tmp_path / "mine.toml"
-    pipeline.write_text(f"""
-[[stage]]
-name = "theme"
-module = "aishorts.stages.theme.stage"
-output = "theme"
-inputs = []
-params = {{ topic = "{TOPIC}" }}
-
-[[stage]]
-name = "script"
-module = "aishorts.stages.script.stage"
-output = "script"
-inputs = ["theme"]
-params = {{ script_text = "{script}" }}
-""")
+    pipeline = theme_and_script(tmp_path / "mine.toml", f'{{ script_text = "{script}" }}')
     with running_server(tmp_path / "runs", "--pipeline", pipeline) as server, server.client() as client:
         done = finished(client, submit(client, topic=TOPIC, pipeline="mine"), timeout=300)
     assert done["status"] == "done" and done["script"] == script

@@ -20,13 +20,9 @@ from aishorts.stages.grounding.sources import MAX_FETCH_BYTES, SourceProblem, re
 from aishorts.stages.grounding.wiki import api_url, lookup
 from wiki_server import WikiServer
 
+pytestmark = pytest.mark.usefixtures("own_cache")  # wiki answers are cached in the stages' cache: each test gets its own
+
 HEARTS = OCTOPUS["Octopus"]
-
-
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch):
-    """Wiki answers are cached in the stages' cache: each test gets its own."""
-    monkeypatch.setenv("AISHORTS_CACHE", str(tmp_path / "cache"))
 
 
 # --- files --------------------------------------------------------------------------------

@@ -14,10 +14,10 @@ import pytest
 from aishorts.ipc.artifacts import Script, Theme
 from aishorts.ipc.params import CATEGORIES, LlmParams, ScriptParams, ThemeParams
 from llm_server import ChatServer, chat, closed_port_url
+from script_helpers import THEME, llm
 from aishorts.stages.common.context import StageError
 from aishorts.stages.script.stage import MAX_HOOK_WORDS
 
-THEME = Theme(topic="Why octopuses have three hearts", angle="", keywords=["octopuses", "three", "hearts"])
 
 GOOD_SCRIPT = """An octopus has three hearts, and two of them take breaks.
 Two small hearts push blood through the gills, where it picks up oxygen.
@@ -57,11 +57,6 @@ MARKDOWN_SCRIPT = GOOD_SCRIPT.replace(
     "Octopus blood is blue,",
     "| Heart | Job |\n|-------|-----|\nRead [the study](https://example.com/octopus) first.\nOctopus blood is blue,",
 )
-
-
-def llm(server: ChatServer, **extra) -> LlmParams:
-    return LlmParams(backend="openai", base_url=server.url, model="test-model", api_key_env="AISHORTS_NO_SUCH_KEY",
-                     timeout_s=5.0, **extra)
 
 
 def words_of(script: Script) -> list[str]:

@@ -1,7 +1,7 @@
 """Memory thresholds a stage decides by live in limits.toml beside its ceiling, and reach the stage in its call.
 
 tts and render turn lean under a small ceiling, match leaves CLIP out under CLIP's need, theme and script
-pick the strongest local model that fits: each size is the limits file's `thresholds` of that stage.
+pick the strongest local model that fits, script checks with MiniLM only where it has room: each size is the limits file's `thresholds` of that stage.
 """
 
 import json
@@ -19,8 +19,16 @@ def test_the_shipped_limits_hold_every_stage_threshold():
     assert limits.for_stage("tts").thresholds == {"lean_below": 450 * MiB}
     assert limits.for_stage("render").thresholds == {"lean_below": 600 * MiB}
     assert limits.for_stage("match").thresholds == {"clip_need": 1100 * MiB}
-    for stage in ("theme", "script"):
-        assert limits.for_stage(stage).thresholds == {"need_smollm2": 300 * MiB, "need_qwen_coder_1_5b": 1550 * MiB}
+    models = {"need_smollm2": 300 * MiB, "need_qwen_coder_1_5b": 1550 * MiB}
+    assert limits.for_stage("theme").thresholds == models
+    assert limits.for_stage("script").thresholds == {**models, "embed_need": 200 * MiB}
+
+
+def test_the_script_stage_default_for_the_embedding_check_is_the_shipped_one():
+    """Used only when a limits file of the user's leaves `embed_need` out: the two must not drift apart."""
+    from aishorts.stages.script.grounded import EMBED_NEED
+
+    assert load_limits().for_stage("script").thresholds["embed_need"] == EMBED_NEED
 
 
 def test_a_limits_files_thresholds_reach_the_stage_in_its_call(tmp_path):

@@ -9,26 +9,19 @@ from __future__ import annotations
 
 import pytest
 from llm_server import ChatServer, chat
+from script_helpers import llm
 from source_files import OCTOPUS, make_zim
 from wiki_server import WikiServer
 
-from aishorts.ipc.params import LlmParams, ThemeParams
+from aishorts.ipc.params import ThemeParams
 from aishorts.stages.theme.topic_support import TopicSupport
+
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 UNSUPPORTED = "How volcanoes build new islands"
 SUPPORTED = "Why octopus blood is blue"
 WRONG_NUMBER = "Why octopuses have five hearts"
 ANGLE = "Two hearts serve the gills while the third serves the body."
-
-
-def llm(server: ChatServer) -> LlmParams:
-    return LlmParams(backend="openai", base_url=server.url, model="test-model", api_key_env="AISHORTS_NO_SUCH_KEY",
-                     timeout_s=5.0)
-
-
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("AISHORTS_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture

@@ -417,7 +417,7 @@ function renderActions(li, task) {
 function renderResult(li, task) {
   const result = li.querySelector(".result");
   const files = task.files || {};
-  const key = task.status + "|" + Object.keys(files).join(",");
+  const key = task.status + "|" + Object.keys(files).join(",") + "|" + (task.videos || []).length;
   if (result.dataset.key === key) return;  // keep a playing video playing
   result.dataset.key = key;
   result.replaceChildren();
@@ -444,6 +444,15 @@ function renderResult(li, task) {
     link.download = `${task.task_id}-${name}`;
     result.append(link);
   }
+  // A task of several videos (MoneyPrinterTurbo's video_count, from the API): the first plays above, the others here
+  (task.videos || []).slice(1).forEach((url, index) => {
+    const link = document.createElement("a");
+    link.href = withToken(url);
+    link.textContent = `video ${index + 2}`;
+    link.download = `${task.task_id}-final-${index + 2}.mp4`;
+    link.className = "more-video";
+    result.append(link);
+  });
 }
 
 // What the script retells: "grounded in N sources" or "not grounded: facts unchecked", and each source with its

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import msgspec
 
+from aishorts.ipc.text import slug
 from aishorts.stages.common import cache
 from aishorts.stages.common.context import StageError
 
@@ -223,7 +224,7 @@ def read_openclipart(files: Iterable[Path], root: Path) -> list[Illustration]:
             continue
         rel = path.relative_to(root).with_suffix("").as_posix()
         items.append(Illustration(
-            id=f"openclipart-{_slug(rel)}", source="openclipart", title=title,
+            id=f"openclipart-{slug(rel, 60, 'item')}", source="openclipart", title=title,
             description=_joined([title, description[:160], ", ".join(keywords[:10])]), keywords=keywords,
             path=str(path), licence="public domain (Openclipart, CC0 1.0)", attribution=f"{title}: Openclipart",
             symbol=bool(_SIGN_WORDS & {w for k in keywords for w in k.lower().split()}),
@@ -282,7 +283,7 @@ def read_tuxpaint(files: Iterable[Path], root: Path) -> list[Illustration]:
         keywords = [part.replace("_", " ") for part in rel.split("/")[:-1]]
         title = re.sub(r"[-_\s]+", " ", re.sub(r"[-_]\d+$", "", path.stem)).strip() or path.stem
         items.append(Illustration(
-            id=f"tuxpaint-{_slug(rel)}", source="tuxpaint", title=title,
+            id=f"tuxpaint-{slug(rel, 60, 'item')}", source="tuxpaint", title=title,
             description=_joined([description, ", ".join(keywords)]), keywords=keywords, path=str(path),
             licence="GNU GPL 2.0 or later (Tux Paint stamps)", attribution=f"{title}: Tux Paint stamps",
             symbol=rel.startswith("symbols/"),
@@ -300,9 +301,6 @@ def _files_fingerprint(files: list[Path]) -> str:
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "item"
 
 
 def _joined(parts: Iterable[str]) -> str:

@@ -36,6 +36,7 @@ from typing import TypeVar
 
 from aishorts.ipc.artifacts import Candidate, Candidates, Credit, Script, SkippedSource
 from aishorts.ipc.params import FRAME_SIZES, BrollParams
+from aishorts.ipc.text import slug
 from aishorts.stages.broll.stock import APIS as STOCK_APIS, StockError, fetch_hit
 from aishorts.stages.broll.visuals import Fetched, UnusableMedia, probe_media
 from aishorts.stages.broll.ytdlp import download, search_videos
@@ -290,7 +291,7 @@ def collect_local(ctx: StageContext, params: BrollParams, queries: list[str]) ->
         except UnusableMedia as exc:
             skipped.append(SkippedSource(str(path), str(exc)))
             continue
-        cid = _unique_id(f"local-{_slug(path.relative_to(root).with_suffix('').as_posix())}", items)
+        cid = _unique_id(f"local-{slug(path.relative_to(root).with_suffix('').as_posix(), 48, 'file')}", items)
         copy = copy_file(path, ctx.out_dir / f"{cid}{path.suffix.lower()}")  # a link would share the user's file
         fetched = Fetched(copy, info, _humanise(path.stem), str(path), tags=_path_tags(path.relative_to(root)))
         items.append(_candidate(ctx, cid, "local", "", fetched))
@@ -304,9 +305,6 @@ def local_files(root: Path) -> list[Path]:
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
 
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48] or "file"
 
 
 def _unique_id(base: str, items: list[Candidate]) -> str:

@@ -1,6 +1,7 @@
 """Caption files for the render stage: SRT, ASS with the spoken word highlighted, and the font they use.
 
-The ASS style carries the look the timeline wrote down (`CaptionLook`: top, center or bottom, size, text
+The ASS style carries the look the timeline wrote down (`CaptionLook`: top, center or bottom or a height in
+percent, size, text
 and outline colours, outline width); `CaptionStyle` gives both renderers the same sizes and places.
 
 The timeline decides which words are shown when; this module only writes them
@@ -16,7 +17,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aishorts.ipc.artifacts import Caption, CaptionLook, Timeline
@@ -81,8 +82,16 @@ class CaptionStyle:
         return max(2, round(self.font_size * 0.07))
 
     @property
+    def edge(self) -> str:
+        """Where the block is anchored: the look's position, or for a height in percent (`look.y`) the nearer edge,
+        so that a second line grows away from it and stays inside the frame."""
+        if self.look.y is None:
+            return self.look.position
+        return "top" if self.look.y <= 50 else "bottom"
+
+    @property
     def alignment(self) -> int:
-        return ALIGNMENTS[self.look.position]
+        return ALIGNMENTS[self.edge]
 
     @property
     def text_rgb(self) -> tuple[int, int, int]:
@@ -94,15 +103,21 @@ class CaptionStyle:
 
     def top(self, block_height: int) -> int:
         """Where a block of caption lines this tall starts, from the top of the frame, for the chosen position."""
-        if self.look.position == "top":
+        if self.edge == "top":
             return self.margin_v
-        if self.look.position == "center":
+        if self.edge == "center":
             return (self.height - block_height) // 2
         return self.height - self.margin_v - block_height
 
 
 def caption_style(timeline: Timeline) -> CaptionStyle:
-    return CaptionStyle(timeline.width, timeline.height, timeline.caption_margin_v, timeline.caption_look)
+    style = CaptionStyle(timeline.width, timeline.height, timeline.caption_margin_v, timeline.caption_look)
+    if timeline.caption_look.y is None:
+        return style
+    # MoneyPrinterTurbo's custom position: a one-line caption's top at y% of the height the line leaves, measured
+    # here from the nearer edge (`edge`)
+    share = timeline.caption_look.y / 100
+    return replace(style, margin_v=round((style.height - style.font_size) * min(share, 1 - share)))
 
 
 def rgb(colour: str) -> tuple[int, int, int]:

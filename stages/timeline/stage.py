@@ -85,8 +85,8 @@ def caption_margin(params: Params, height: int) -> int:
 
 
 def caption_look(params: Params) -> CaptionLook:
-    return CaptionLook(show=params.captions, position=params.caption_position, size=params.caption_size,
-                       color=params.caption_color, stroke_color=params.caption_stroke_color,
+    return CaptionLook(show=params.captions, position=params.caption_position, y=params.caption_y,
+                       size=params.caption_size, color=params.caption_color, stroke_color=params.caption_stroke_color,
                        stroke_width=params.caption_stroke_width)
 
 
