@@ -76,6 +76,8 @@ class SentenceSupport(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     how: Literal["written", "rewritten", "from_source", "unchecked"] = "written"
     similarity: float | None = None
     """Cosine of its MiniLM vector and that passage's (None: checked by words only)."""
+    novel_words: list[str] = []
+    """Its content words (cut to five letters) that no passage uses."""
 
 
 class Script(Artifact, tag="script"):

@@ -76,6 +76,9 @@ class ScriptParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     wiki_url: str = "auto"
     """With no sources: auto looks the topic up on Wikipedia in the script's language, off never, else that
     MediaWiki (its address or its api.php)."""
+    broll_terms: list[str] = []
+    """The user's b-roll search terms, first in the script's queries (topped up from its text when fewer than
+    three); empty: the model's or the text's own."""
 
 
 class TtsParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

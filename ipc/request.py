@@ -70,6 +70,10 @@ class RequestError(ValueError):
         self.kind = kind
 
 
+MAX_TERMS = 10
+MAX_TERM_CHARS = 80
+"""B-roll search terms the user gives: a few short phrases, as MoneyPrinterTurbo's `video_terms` are."""
+
 COLOUR_PATTERN = r"^#?[0-9A-Fa-f]{6}$"
 COLOUR_INVALID = "not a colour like #FFFFFF (#RRGGBB, hexadecimal)"
 
@@ -134,6 +138,10 @@ class ShortRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omi
                                                    params=("broll.local_dir",)))] | None = None
     broll_url: Annotated[list[str], msgspec.Meta(**_meta("a clip URL for --broll urls (repeatable)",
                                                          params=("broll.urls",)))] | None = None
+    broll_term: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TERM_CHARS)]], msgspec.Meta(
+        max_length=MAX_TERMS, **_meta("what the footage should show, a search term for the b-roll (repeatable, at most"
+                                      f" {MAX_TERMS}); default: the script's own", params=("script.broll_terms",)))] \
+        | None = None
     scorer: Annotated[Scorer, msgspec.Meta(**_meta(
         "how visuals are matched to sentences", params=("match.scorer",)))] | None = None
     clip_model: Annotated[str, msgspec.Meta(**_meta("CLIP model name in the local cache, or a folder",

@@ -58,8 +58,9 @@ class VideoRequest(ShortRequest, kw_only=True):
     video_aspect: str | None = None
     video_count: int | None = None
     """How many videos of the request (1 to `MAX_VIDEOS`), each its own run with its own seed, in one task."""
-    # MoneyPrinterTurbo's fields with no counterpart here: accepted so its clients work, and listed as ignored
     video_terms: Any = None
+    """B-roll search terms: a list, or one string of them separated by commas (as `broll_term`)."""
+    # MoneyPrinterTurbo's fields with no counterpart here: accepted so its clients work, and listed as ignored
     video_concat_mode: Any = None
     video_transition_mode: Any = None
     video_clip_duration: Any = None
@@ -89,7 +90,7 @@ class TermsRequest(VideoRequest, kw_only=True):
 
 
 IGNORED_MPT_FIELDS = (
-    "video_terms", "video_concat_mode", "video_transition_mode", "video_clip_duration", "font_name",
+    "video_concat_mode", "video_transition_mode", "video_clip_duration", "font_name",
     "text_background_color", "n_threads", "paragraph_number",
 )
 
@@ -362,6 +363,7 @@ def _merge_mpt(request: VideoRequest) -> tuple[ShortRequest, list[str], dict[str
                              " POST /api/v1/uploads)", 400)
         values["music"] = kind in ("random", "custom")
     ignored += _mpt_subtitle_position(request, values, named)
+    _mpt_video_terms(request, values, named)
     try:
         return request_from(values), ignored, named
     except RequestError as exc:
@@ -392,6 +394,24 @@ def _mpt_subtitle_position(request: VideoRequest, values: dict, named: dict[str,
                          400)
     values["caption_position"], named["caption_position"] = position, "subtitle_position"
     return unused
+
+
+def _mpt_video_terms(request: VideoRequest, values: dict, named: dict[str, str]) -> None:
+    """MoneyPrinterTurbo's `video_terms` (a list, or one string of terms separated by commas) as our `broll_term`."""
+    terms = request.video_terms
+    if isinstance(terms, str):
+        terms = re.split(r"[,，、]", terms)
+    if terms is None or not isinstance(terms, list) or not all(isinstance(term, str) for term in terms):
+        if terms is not None:
+            raise FieldError("video_terms", "video_terms: give a list of search terms, or one string of them"
+                             " separated by commas", 422)
+        return
+    terms = [term.strip() for term in terms if term.strip()]
+    if not terms:
+        return
+    if values["broll_term"] not in (None, terms):
+        raise FieldError("video_terms", "video_terms and broll_term say different things; give one of them", 400)
+    values["broll_term"], named["broll_term"] = terms, "video_terms"
 
 
 MPT_VIDEO_SOURCES = ("pexels", "pixabay", "local")

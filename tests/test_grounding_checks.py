@@ -126,3 +126,49 @@ def test_a_portuguese_script_is_checked_by_words_and_numbers_and_says_why(run_st
     assert script.grounding == "grounded in 1 source"
     assert all(s.similarity is None for s in script.support)
     assert any("MiniLM is an English model" in e.message for e in events if e.kind == "log")
+
+
+BENCH_SOURCES = __import__("pathlib").Path(__file__).resolve().parent.parent / "tools" / "bench_sources"
+ONE_NEW_WORD = [
+    # All but one or two content words from the source: the share passed them (0.60-0.75); the new words are claims.
+    ("octopus", "An octopus is a fish with three hearts.", ["fish"]),
+    ("octopus", "The octopus has a heart of gold.", ["gold"]),
+    # Qwen2.5-Coder-1.5B's, retelling the bench sources:
+    ("octopus", "Octopuses have eight arms lined with suckers, giving them an extra sense of touch and awareness.",
+     ["aware", "givin", "sense"]),
+    ("sky", "Blue light is scattered about five times more than red light, giving the sky its characteristic blue hue.",
+     ["chara", "givin", "hue"]),
+]
+RETOLD = [
+    # Qwen's faithful retellings: one new word in nine or more is a paraphrase, not a claim.
+    ("octopus", "Each heart pumps blood through the body, helping octopuses extract oxygen from the water."),
+    ("octopus", "They carry oxygen with hemocyanin, a protein that contains copper, while human blood uses"
+     " hemoglobin, which contains iron."),
+    ("sky", "These molecules scatter short wavelengths far more strongly than long ones, a phenomenon called"
+     " Rayleigh scattering."),
+    ("sky", "The light that is left looks orange and red, as the blue light is scattered."),
+    # American spelling of the source's British "colours": the same word
+    ("sky", "Sunlight is a mix of all the colors of the rainbow."),
+]
+
+
+def bench_source(name: str):
+    text = (BENCH_SOURCES / f"{name}.txt").read_text()
+    return split_passages([text]), source_numbers([text])
+
+
+@pytest.mark.parametrize(("name", "sentence", "new"), ONE_NEW_WORD)
+def test_a_short_claim_resting_on_a_word_no_passage_uses_is_not_supported(name, sentence, new):
+    from aishorts.stages.grounding.checks import SUPPORT_SHARE
+
+    passages, known = bench_source(name)
+    found = support(sentence, passages, known)
+    assert found.share >= SUPPORT_SHARE  # by the share of its words alone it would pass
+    assert not found.supported and list(found.novel_words) == new
+
+
+@pytest.mark.parametrize(("name", "sentence"), RETOLD)
+def test_a_faithful_retelling_with_one_new_word_in_many_is_still_supported(name, sentence):
+    passages, known = bench_source(name)
+    found = support(sentence, passages, known)
+    assert found.supported and len(found.novel_words) <= 1

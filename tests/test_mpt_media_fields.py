@@ -1,4 +1,5 @@
-"""MoneyPrinterTurbo's media fields in `POST /api/v1/videos`: `video_aspect`, `video_source`, `video_materials`.
+"""MoneyPrinterTurbo's media fields in `POST /api/v1/videos`: `video_aspect`, `video_source`, `video_materials`,
+`video_terms`.
 
 Read by the server's own request code (serve/requests.py) into our request schema, as a MoneyPrinterTurbo
 client sends them (its `VideoParams`: video_aspect "9:16" by default, video_source "pexels", video_materials a
@@ -66,3 +67,27 @@ def test_web_materials_become_clip_urls():
 def test_local_without_materials_is_listed_as_ignored():
     short, ignored = merged(video_source="local")
     assert short.broll is None and "video_source" in ignored
+
+
+@pytest.mark.parametrize("terms", [["coral reef", " deep sea "], "coral reef, deep sea", "coral reef，deep sea,"])
+def test_video_terms_as_a_list_or_one_string_become_the_broll_terms(terms):
+    short, ignored = merged(video_terms=terms)
+    assert short.broll_term == ["coral reef", "deep sea"] and "video_terms" not in ignored
+
+
+@pytest.mark.parametrize("terms", [None, "", [], " , "])
+def test_no_video_terms_leave_the_scripts_own(terms):
+    assert merged(video_terms=terms)[0].broll_term is None
+
+
+def test_video_terms_that_are_no_text_are_refused_naming_video_terms():
+    with pytest.raises(FieldError) as refused:
+        merged(video_terms=[1, 2])
+    assert refused.value.field == "video_terms" and refused.value.status == 422
+
+
+def test_a_term_too_long_is_refused_naming_video_terms():
+    with pytest.raises(FieldError) as refused:
+        merged(video_terms=["x" * 81])
+    assert refused.value.field == "video_terms"
+

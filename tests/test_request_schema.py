@@ -29,7 +29,7 @@ STATIC = ROOT / "serve" / "static"
 RUN_LEVEL_HTTP = {"max_ram", "limits", "pipeline"}
 """Run-level names of the HTTP body: the job's budget and ceilings, not what the short is."""
 MPT_MAPPED = {*MPT_ALIASES, "video_language", "voice_name", "bgm_type", "video_aspect", "video_source", "video_materials",
-              "video_count", "subtitle_position", "custom_position"}
+              "video_count", "subtitle_position", "custom_position", "video_terms"}
 BATCH_ONLY = {"limit", "no_music"}
 SET_BY_HAND = {"topic", "category"}
 """Fields `runner.options.build_params` applies itself (a topic and a category replace each other)."""

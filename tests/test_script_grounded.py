@@ -36,7 +36,7 @@ TRUE_BODY = [
 INVENTED = "Octopuses have nine hearts and sing to each other at night."
 
 
-def script_json(body: list[str], hook: str = "An octopus has three hearts that share the work.") -> str:
+def script_json(body: list[str], hook: str = "A giant Pacific octopus has three hearts.") -> str:
     return json.dumps({"hook": hook, "body": body, "cta": "Follow for more strange facts about the ocean.",
                        "queries": ["octopus crawling", "blue blood", "octopus arms"]})
 
@@ -50,8 +50,8 @@ def source_file(tmp_path):
 
 def test_a_script_from_a_source_is_asked_for_in_its_shape_checked_and_cited(run_stage_inline, tmp_path, source_file):
     body = [*TRUE_BODY[:-1], "The giant Pacific octopus can weigh 50 kilograms."]  # (TRUE_BODY's last repeats)
-    with ChatServer([chat(script_json(body))]) as server:
-        params = ScriptParams(sources=[str(source_file)], llm=llm(server))
+    with ChatServer([chat(script_json(body, hook="Octopuses have three hearts."))]) as server:
+        params = ScriptParams(min_words=100, sources=[str(source_file)], llm=llm(server))
         script, events = run_stage_inline(tmp_path / "run", "script", params, theme=THEME)
     [request] = server.requests
     assert request.body["response_format"]["type"] == "json_schema"
@@ -90,11 +90,11 @@ def test_a_sentence_still_unsupported_after_its_rewrite_is_replaced_by_the_sourc
 ):
     body = [*TRUE_BODY[:5], INVENTED, "The giant Pacific octopus can weigh 90 kilograms.", *TRUE_BODY[5:9]]
     still_wrong = json.dumps({"sentences": ["Octopuses sing at night in nine voices.", "It can weigh 90 kilograms."]})
-    with ChatServer([chat(script_json(body)), chat(still_wrong)]) as server:
-        params = ScriptParams(sources=[str(source_file)], llm=llm(server))
+    with ChatServer([chat(script_json(body, hook="Octopuses have three hearts.")), chat(still_wrong)]) as server:
+        params = ScriptParams(min_words=100, sources=[str(source_file)], llm=llm(server))
         script, _ = run_stage_inline(tmp_path / "run", "script", params, theme=THEME)
     assert not any("nine" in s or "90" in s or "sing" in s for s in script.sentences)
-    assert 110 <= script.word_count <= 160
+    assert 100 <= script.word_count <= 125
     taken = [s for s in script.support if s.how == "from_source"]
     assert taken and all(s.supported and s.text in OCTOPUS["Octopus"] for s in taken)
     assert any("dropped" in f for f in script.fallbacks)
@@ -194,3 +194,60 @@ def test_json_the_model_wrote_inside_a_body_string_is_never_narrated():
                          "body": ['hook": "Descubra por que o polvo tem três corações!', "O sangue do polvo é azul.",
                                   'Ele nada pouco.", "cta": "Siga para mais.']})
     assert parse_answer(answer).body == ["Descubra por que o polvo tem três corações!", "O sangue do polvo é azul."]
+
+
+def test_the_budget_is_met_from_the_answers_own_sentences_the_earliest_kept():
+    from aishorts.stages.script.grounded import choose_sentences
+
+    # 20 + 30 + 15 = 65 fits 60-70; the third (25) would pass 70 and is left out
+    assert choose_sentences([20, 30, 25, 15, 18], 60, 70) == [0, 1, 3]
+    # the first must go when every choice that keeps it misses the budget
+    assert choose_sentences([50, 30, 35], 60, 70) == [1, 2]
+    assert choose_sentences([40, 40], 50, 70) is None  # one is too few, both too many
+    assert choose_sentences([10, 12], 50, 70) is None  # all of them too few
+
+
+def test_the_stage_asks_for_spare_sentences_and_keeps_those_that_fit_with_no_second_request(
+    run_stage_inline, tmp_path, source_file,
+):
+    from aishorts.stages.script.grounded import script_shape
+
+    shape = script_shape(60, 75)
+    body = TRUE_BODY[:9]
+    assert sum(len(s.split()) for s in body) > 75  # the answer holds more than the budget
+    with ChatServer([chat(script_json(body, hook="Octopuses have three hearts."))]) as server:
+        params = ScriptParams(min_words=60, max_words=75, sources=[str(source_file)], llm=llm(server))
+        script, events = run_stage_inline(tmp_path / "run", "script", params, theme=THEME)
+    [request] = server.requests
+    schema = request.body["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["body"]["minItems"] == schema["properties"]["body"]["maxItems"] == shape.body
+    assert f"exactly {shape.body} short spoken sentences" in request.text()
+    assert 60 <= script.word_count <= 75 and script.fallbacks == []
+    assert script.body == [s for s in body if s in script.body] and script.body[0] == body[0]
+    assert any("supported body sentences chosen to fit 60-75" in e.message for e in events if e.kind == "log")
+
+
+def test_the_local_models_sentences_are_bounded_word_by_word_by_the_schema():
+    """Real llama.cpp (SmolLM2): the schema's patterns become grammar, so every body sentence of the answer has
+    a word count inside the bounds, one sentence per item, in the Latin alphabet, whatever the tiny model wanted."""
+    import re
+
+    from aishorts.stages.llm.chat import LocalGguf
+    from aishorts.stages.llm.prompts import LATIN_WORD, grounded_prompt, script_schema
+    from aishorts.stages.script.grounded import answer_tokens, parse_answer, script_shape
+
+    shape = script_shape(60, 80)
+    backend = LocalGguf.open(LlmParams(backend="local", model="SmolLM2-135M-Instruct"), None, "en")
+    messages = grounded_prompt(THEME, "en", 60, shape, [OCTOPUS["Octopus"]])
+    answer = backend.complete(messages, max_tokens=answer_tokens(shape), temperature=0.7, seed=2,
+                              schema=script_schema(shape, "en"))
+    data = json.loads(answer)
+    assert len(data["body"]) == shape.body
+    least, most = shape.sentence_words
+    word = re.compile(LATIN_WORD)
+    for sentence in [*data["body"], data["hook"], data["cta"]]:
+        assert sentence[-1] in ".!?" and not re.search(r"[.!?]\s", sentence)
+        assert all(word.fullmatch(w.rstrip(".!?")) for w in sentence.split())
+    assert all(least <= len(s.split()) <= most for s in data["body"])
+    assert shape.hook_words[0] <= len(data["hook"].split()) <= shape.hook_words[1]
+    assert len(parse_answer(answer).body) == shape.body

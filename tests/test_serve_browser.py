@@ -290,6 +290,8 @@ def test_a_person_has_the_script_written_first_edits_it_and_the_short_is_made_fr
             assert "Follow for more strange facts about the ocean." in written
             edited = written.replace("Follow for more strange facts about the ocean.", "Share this with a friend.")
             page.fill("#script", edited)
+            assert "octopus crawling on sea floor" in page.input_value("#broll_term").split(", ")  # the model's terms
+            page.fill("#broll_term", "octopus heart, coral reef")
 
             page.locator("details").evaluate("details => details.open = true")
             page.select_option("#pipeline", "quick")
@@ -297,6 +299,7 @@ def test_a_person_has_the_script_written_first_edits_it_and_the_short_is_made_fr
             expect(card).to_have_attribute("data-status", "done", timeout=120_000)
             run_json = json.loads((tmp_path / "runs" / card.get_attribute("data-task-id") / "run.json").read_text())
             assert run_json["params"]["script"]["script_text"] == edited  # what was rendered is what was edited
+            assert run_json["params"]["script"]["broll_terms"] == ["octopus heart", "coral reef"]
             assert page.locator("li.task").count() == 1  # writing the script left no task behind
 
 

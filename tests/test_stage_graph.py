@@ -166,3 +166,8 @@ def test_the_realtime_bench_reads_the_overlap_and_the_supervisors_gaps_from_the_
     assert figures["gaps_s"] < 1.0
     assert figures["ratio"] == pytest.approx(figures["wall_s"] / 10.0)
     assert list(figures["stages"]) == ["a", "b", "c", "d", "e"]
+    # at most two at once here: the stages' own times less the time two ran at once is the time any ran
+    assert figures["overlap_s"] > 1.0
+    assert figures["stage_sum_s"] - figures["overlap_s"] + figures["gaps_s"] == pytest.approx(figures["wall_s"], abs=0.5)
+    assert figures["cpu_s"] == pytest.approx(sum(t["cpu"] for t in figures["stages"].values()))
+    assert figures["stages"]["b"]["cpu"] > 0

@@ -411,3 +411,54 @@ def test_the_quick_preset_is_ultrafast_with_cabac_deblocking_and_the_8x8_transfo
     assert {"cabac=1", "deblock=1", "8x8dct=1"} <= set(x264)
     lean = render.encoder_args(make_timeline_stub(), RenderParams(), lean=True)
     assert lean[lean.index("-x264-params") + 1].split(":")[-2:] == ["sliced-threads=1", "bframes=0"]
+
+
+def test_each_still_is_laid_out_once_and_the_producers_draw_the_same_frames_from_it(tmp_path, run_stage_inline):
+    """A picture shown twice, crossfades between: one laid-out frame per picture, the same video frames as
+    laying it out in every producer, and nothing of the laid-out frames left after the render."""
+    import hashlib
+
+    from aishorts.stages.render.plan import frame_plan
+    from aishorts.stages.render.stage import lay_out_stills, producer_command, producer_graph, still_size
+
+    run_dir = tmp_path / "run"
+    (run_dir / "tts").mkdir(parents=True)
+    (run_dir / "broll").mkdir()
+    ffmpeg("-f", "lavfi", "-i", "sine=f=300:sample_rate=24000:duration=2.8", str(run_dir / "tts" / "narration.wav"))
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x90", "-frames:v", "1", str(run_dir / "broll" / "wide.png"))
+    ffmpeg("-f", "lavfi", "-i", "mandelbrot=s=90x160", "-frames:v", "1", str(run_dir / "broll" / "tall.png"))
+
+    def still(start: float, end: float, name: str, motion: str) -> Segment:
+        return Segment(start=start, end=end, candidate_id=name, path=f"broll/{name}.png", media="still",
+                       motion=motion, transition_s=0.2 if start else 0.0)
+
+    timeline = msgspec.structs.replace(
+        make_timeline_stub(), width=216, height=384, duration_s=3.0, narration_duration_s=2.8, music=None,
+        captions=[], segments=[still(0, 1, "wide", "zoom_in"), still(1, 2, "tall", "pan_left"),
+                               still(2, 3, "wide", "pan_right")],
+    )
+    ctx = type("Ctx", (), {"path": lambda self, p: run_dir / p})()
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    laid_out = lay_out_stills(ctx, timeline, folder, tmp_path / "stills.log")
+    assert sorted(laid_out) == ["broll/tall.png", "broll/wide.png"]
+    w, h = still_size(timeline)
+    assert all(p.stat().st_size == w * h * 3 // 2 for p in laid_out.values())
+
+    def frames(ready: dict | None) -> tuple[str, int]:
+        digest, size, cuts = hashlib.sha256(), 0, frame_plan(timeline)
+        for i in range(len(cuts)):
+            inputs, graph = producer_graph(ctx, timeline, cuts, i, ready)
+            if ready:
+                assert "boxblur" not in graph and "png" not in " ".join(inputs)
+            raw = subprocess.run(producer_command(inputs, graph), capture_output=True, check=True).stdout
+            digest.update(raw)
+            size += len(raw)
+        return digest.hexdigest(), size
+
+    once, each = frames(laid_out), frames(None)
+    assert once == each and once[1] == 90 * 216 * 384 * 3 // 2
+
+    result, _ = run_stage_inline(run_dir, "render", RenderParams(), timeline=timeline)
+    assert result.duration_s == pytest.approx(3.0, abs=0.1)
+    assert not (run_dir / "render" / "stills").exists()

@@ -166,6 +166,27 @@ def test_emoji_are_left_out_of_the_narration_and_a_line_of_only_emoji_is_no_sent
         "Octopuses have three hearts.", ["Their blood is blue because of copper!"], "Follow for more ocean facts.")
 
 
+def test_the_users_broll_terms_come_first_tidied_and_once_each_then_the_scripts_own(run_stage_inline, tmp_path):
+    text = ("Octopuses have three hearts. Two hearts pump blood through the gills.\n"
+            "The third heart feeds the body while copper turns their blood blue!\n\nFollow for more ocean facts.")
+    params = ScriptParams(script_text=text, broll_terms=["  coral   reef ", "Coral Reef", "deep sea"])
+    script, events = run_stage_inline(tmp_path, "script", params, theme=THEME)
+    assert script.broll_queries[:2] == ["coral reef", "deep sea"]
+    assert len(script.broll_queries) == 5  # fewer than three given: topped up from the script's words
+    for query in script.broll_queries[2:]:
+        assert set(query.split()) <= set(words_of(script)) | set(THEME.keywords), query
+    assert any("b-roll terms: yours first" in e.message for e in events)
+
+
+def test_the_users_broll_terms_replace_the_models_queries(run_stage_inline, tmp_path):
+    terms = ["octopus heart", "copper", "gills", "sea floor", "ink cloud", "kelp"]
+    with ChatServer([chat(GOOD_SCRIPT)]) as server:
+        script, _ = run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server), broll_terms=terms),
+                                     theme=THEME)
+    assert script.broll_queries == terms[:5]  # as many as a script carries
+    assert script.hook == "An octopus has three hearts, and two of them take breaks."  # the narration is the model's
+
+
 def test_a_two_sentence_user_script_has_no_call_to_action(run_stage_inline, tmp_path):
     script, _ = run_stage_inline(
         tmp_path, "script", ScriptParams(script_text="Cats sleep a lot. They dream too"), theme=THEME,

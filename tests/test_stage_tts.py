@@ -197,3 +197,50 @@ def test_under_a_small_ceiling_sentences_are_spoken_in_shorter_pieces_and_the_lo
     roomy, roomy_events = stage_context(tmp_path, "tts", TtsParams(), 700 * 2**20)
     assert tts.call_phonemes(lean) == tts.LEAN_CALL_PHONEMES < tts.MAX_CALL_PHONEMES == tts.call_phonemes(roomy)
     assert any("pieces of at most" in e.message for e in lean_events) and not roomy_events
+
+
+def test_sentences_spoken_side_by_side_give_the_same_narration_as_one_at_a_time(tmp_path, monkeypatch):
+    """Two model calls at once on one session (two cores) change nothing in the WAV or its times."""
+    import threading
+
+    from aishorts.stages.tts import stage as tts
+    from tests.conftest import stage_context
+
+    monkeypatch.setattr(tts, "MAX_CALL_PHONEMES", 40)  # several pieces per sentence, joined in order
+    sentences = ["In 1969, people walked on the Moon.", "Octopuses have three hearts and blue blood.",
+                 "Their arms can taste what they touch."]
+    results = {}
+    for workers in (1, 2):
+        narrator = tts.OnnxNarrator("jm_kumo", "en-us", 1.0, "cpu", workers=workers)
+        speak, in_flight, most = narrator._speak_piece, [0], [0]
+        lock = threading.Lock()
+
+        def counted(piece, speak=speak, in_flight=in_flight, most=most, lock=lock):
+            with lock:
+                in_flight[0] += 1
+                most[0] = max(most[0], in_flight[0])
+            try:
+                return speak(piece)
+            finally:
+                with lock:
+                    in_flight[0] -= 1
+
+        monkeypatch.setattr(narrator, "_speak_piece", counted)
+        ctx, _ = stage_context(tmp_path / str(workers), "tts", TtsParams(), 0)
+        spans, samples = tts.write_narration(ctx, narrator, sentences, tmp_path / f"narration-{workers}.wav")
+        results[workers] = (read_wav(tmp_path / f"narration-{workers}.wav")[0], spans, samples, most[0])
+    (one, one_spans, one_samples, one_most), (two, two_spans, two_samples, two_most) = results[1], results[2]
+    assert (one_most, two_most) == (1, 2), "one worker speaks one piece at a time, two speak two"
+    assert one_samples == two_samples and np.array_equal(one, two)
+    assert one_spans == two_spans
+
+
+def test_model_calls_run_side_by_side_only_under_a_roomy_ceiling(tmp_path):
+    from aishorts.stages.tts import stage as tts
+    from aishorts.stages.common.runtime import thread_share
+    from tests.conftest import stage_context
+
+    small, _ = stage_context(tmp_path, "tts", TtsParams(), 500 * 2**20)
+    roomy, _ = stage_context(tmp_path, "tts", TtsParams(), 700 * 2**20)
+    assert tts.call_workers(small) == 1
+    assert tts.call_workers(roomy) == thread_share()

@@ -16,7 +16,7 @@ from tests.runner_helpers import balloon_pipeline, run_cli
 
 def test_the_shipped_limits_hold_every_stage_threshold():
     limits = load_limits()
-    assert limits.for_stage("tts").thresholds == {"lean_below": 450 * MiB}
+    assert limits.for_stage("tts").thresholds == {"lean_below": 450 * MiB, "side_by_side_need": 660 * MiB}
     assert limits.for_stage("render").thresholds == {"lean_below": 600 * MiB}
     assert limits.for_stage("match").thresholds == {"clip_need": 1100 * MiB}
     models = {"need_smollm2": 300 * MiB, "need_qwen_coder_1_5b": 1550 * MiB}
@@ -24,11 +24,13 @@ def test_the_shipped_limits_hold_every_stage_threshold():
     assert limits.for_stage("script").thresholds == {**models, "embed_need": 200 * MiB}
 
 
-def test_the_script_stage_default_for_the_embedding_check_is_the_shipped_one():
-    """Used only when a limits file of the user's leaves `embed_need` out: the two must not drift apart."""
+def test_the_stages_defaults_for_a_limits_file_without_a_threshold_are_the_shipped_ones():
+    """Used only when a limits file of the user's leaves the threshold out: the two must not drift apart."""
     from aishorts.stages.script.grounded import EMBED_NEED
+    from aishorts.stages.tts.stage import SIDE_BY_SIDE_NEED
 
     assert load_limits().for_stage("script").thresholds["embed_need"] == EMBED_NEED
+    assert load_limits().for_stage("tts").thresholds["side_by_side_need"] == SIDE_BY_SIDE_NEED
 
 
 def test_a_limits_files_thresholds_reach_the_stage_in_its_call(tmp_path):
@@ -48,9 +50,9 @@ def test_a_limits_file_that_leaves_thresholds_out_keeps_the_shipped_ones_and_a_l
                    '[stages.render]\nceiling = "900M"\nthresholds = { lean_below = "700M" }\n')
     limits = load_limits(own)
     assert limits.for_stage("tts").ceiling == 800 * MiB
-    assert limits.for_stage("tts").thresholds == {"lean_below": 450 * MiB}
+    assert limits.for_stage("tts").thresholds == {"lean_below": 450 * MiB, "side_by_side_need": 660 * MiB}
     assert limits.for_stage("render").thresholds == {"lean_below": 700 * MiB}
-    assert limits.with_override("tts", 300 * MiB).for_stage("tts").thresholds == {"lean_below": 450 * MiB}
+    assert limits.with_override("tts", 300 * MiB).for_stage("tts").thresholds == {"lean_below": 450 * MiB, "side_by_side_need": 660 * MiB}
 
 
 def test_thresholds_are_written_back_as_read(tmp_path):

@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -622,9 +623,9 @@ def realtime_figures(report: dict, duration_s: float) -> dict:
         "wall_s": report["wall_s"], "duration_s": duration_s, "ratio": report["wall_s"] / duration_s,
         "ratio_without_script": (report["wall_s"] - script_s) / duration_s, "script_s": script_s,
         "stage_sum_s": sum(s["wall_s"] for s in ran),
-        "gaps_s": _supervisor_gaps(ran),
+        "gaps_s": _supervisor_gaps(ran), "overlap_s": _overlap(ran), "cpu_s": sum(s["cpu_s"] for s in ran),
         "stages": {s["name"]: {"start": s["started_at_s"], "end": s["ended_at_s"], "wall": s["wall_s"],
-                               "phases": s["phases"]} for s in ran},
+                               "cpu": s["cpu_s"], "phases": s["phases"]} for s in ran},
     }
 
 
@@ -640,6 +641,17 @@ def _supervisor_gaps(stages: list[dict]) -> float:
         gaps += max(0.0, start - reach)
         reach = max(reach, end)
     return gaps
+
+
+def _overlap(stages: list[dict]) -> float:
+    """Seconds of the run in which two or more stage processes were alive at once."""
+    edges = sorted([(s["started_at_s"], 1) for s in stages] + [(s["ended_at_s"], -1) for s in stages])
+    both, alive, since = 0.0, 0, 0.0
+    for at, step in edges:
+        if alive >= 2:
+            both += at - since
+        alive, since = alive + step, at
+    return both
 
 
 def bench_realtime(results: Results, work: Path, repeats: int) -> None:
@@ -676,23 +688,35 @@ def bench_realtime(results: Results, work: Path, repeats: int) -> None:
     middle = sorted(runs, key=lambda r: r["ratio"])[len(runs) // 2]
     results.add(section, "per-stage timeline of the median run (start-end, s)", "; ".join(
         f"{name} {t['start']:.1f}-{t['end']:.1f}" for name, t in middle["stages"].items()), command=command)
+    results.add(section, "per-stage wall and CPU of the median run (user+sys of each stage's process tree)", "; ".join(
+        f"{name} {t['wall']:.1f} s wall, {t['cpu']:.1f} CPU-s" for name, t in middle["stages"].items())
+        + f"; all stages {middle['cpu_s']:.1f} CPU-s", command=command)
+    results.add(section, "time with two or more stages running at once (median run)",
+                f"{middle['overlap_s']:.1f} s of {middle['wall_s']:.1f} s", command=command)
 
 
-def bench_grounded(results: Results, work: Path, repeats: int) -> None:
-    """Scripts from a source against scripts from nothing, side by side (tools/bench_grounded.py, in a child)."""
+def bench_grounded(results: Results, work: Path, repeats: int, cases_file: Path | None = None) -> None:
+    """Scripts from a source against scripts from nothing, side by side (tools/bench_grounded.py, in a child), or
+    the cases a run of it wrote to `cases_file` (--grounded-cases: on a crowded machine they take an hour)."""
     seeds = 1 if repeats == 1 else 3
-    out = work / "grounded.json"
-    argv = [sys.executable, "-m", "tools.bench_grounded", "--seeds", str(seeds), "--out", str(out)]
-    subprocess.run(argv, cwd=ROOT, check=True, timeout=7200)
+    if cases_file is None:
+        out = work / "grounded.json"
+        argv = [sys.executable, "-m", "tools.bench_grounded", "--seeds", str(seeds), "--out", str(out)]
+        subprocess.run(argv, cwd=ROOT, check=True, timeout=7200)
     from tools.bench_grounded import summary
 
-    cases = json.loads(out.read_text())
+    cases = json.loads((cases_file or out).read_text())
     results.raw["grounded"] = cases
-    command = f"python -m tools.bench_grounded --seeds {seeds}"
+    seeds = len({c["seed"] for c in cases})
+    modes = list(dict.fromkeys(c["mode"] for c in cases))
+    topics = ", ".join(dict.fromkeys(c["topic"] for c in cases))
+    command = f"python -m tools.bench_grounded --seeds {seeds}" + (
+        f" --modes {','.join(modes)}" if modes != ["grounded", "ungrounded"] else "")
     for mode, figures in summary(cases).items():
         first, total = (int(x) for x in figures["first_attempt"].split("/"))
-        results.add("grounded scripts", f"{mode}: octopus, bees, sky x {seeds} seeds",
-                    f"words {figures['words']}; first answer in budget {figures['first_attempt']}; supported"
+        results.add("grounded scripts", f"{mode}: {topics} x {seeds} seeds",
+                    f"words {figures['words']}; inside the budget from the first answer alone"
+                    f" {figures['first_attempt']} (its own words {figures.get('answer_words', 'n/a')}); supported"
                     f" sentences {figures['supported']}; numbers not in the source {figures['numbers_not_in_source']};"
                     f" script stage {figures['stage_s']} s (median)",
                     "first answer in budget for 9 of 10" if mode == "grounded" else "",
@@ -736,12 +760,13 @@ def machine() -> dict:
     }
 
 
-JUDGED_BY_READING = (ROOT / "docs" / "illustrated" / "relevance.md", ROOT / "docs" / "script-samples.md",
-                     ROOT / "docs" / "languages.md")
+JUDGED_BY_READING = (ROOT / "docs" / "illustrated" / "relevance.md", ROOT / "docs" / "grounded.md",
+                     ROOT / "docs" / "script-samples.md", ROOT / "docs" / "languages.md")
 """Appended to BENCHMARKS.md as written: the b-roll relevance table (old photo stills against the illustrated
-library, `python -m tools.illustrated_sheets`) and the local models' script samples (`python -m tools.samples`),
-which a reader judges; and the per-language narration table (`python -m tools.bench_languages`); nothing there
-is measured by this tool."""
+library, `python -m tools.illustrated_sheets`), the grounded scripts case by case with what was read in them
+(`python -m tools.bench_grounded`), and the local models' script samples (`python -m tools.samples`), which a
+reader judges; and the per-language narration table (`python -m tools.bench_languages`); nothing there is
+measured by this tool."""
 
 
 def write_markdown(path: Path, results: Results, info: dict, commands: list[str]) -> None:
@@ -786,7 +811,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks.json")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other sections' rows from the existing --json file; replace only those run now")
+    parser.add_argument("--grounded-cases", type=Path,
+                        help="the grounded section from the cases `python -m tools.bench_grounded --out FILE` wrote")
     args = parser.parse_args(argv)
+    if args.grounded_cases:
+        SECTIONS["grounded"] = partial(bench_grounded, cases_file=args.grounded_cases)
     chosen = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown:
@@ -794,7 +823,7 @@ def main(argv: list[str] | None = None) -> int:
     repeats = 1 if args.quick else 5
     results = Results()
     info = machine()
-    if set(chosen) & MODEL_SECTIONS:
+    if set(chosen) & (MODEL_SECTIONS - ({"grounded"} if args.grounded_cases else set())):
         warm_model_caches()
     with tempfile.TemporaryDirectory(prefix="aishorts-bench-") as tmp:
         for name in chosen:

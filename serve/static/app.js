@@ -55,6 +55,8 @@ function formRequest() {
   if (what === "topic" && value("topic")) request.topic = value("topic");
   if (what === "category" && value("category")) request.category = value("category");
   if (what === "script") request.script = document.getElementById("script").value;
+  const terms = value("broll_term").split(/[,，、]/).map((s) => s.trim()).filter(Boolean);
+  if (terms.length) request.broll_term = terms;
   for (const field of ["platform", "language", "voice", "max_ram", "pipeline"]) {
     if (value(field)) request[field] = value(field);
   }
@@ -200,7 +202,7 @@ async function previewVoice() {
 }
 
 // Script first: the theme and script stages alone write the narration (POST /api/v1/scripts); it lands in the
-// script box to be edited, and "Make the short" then renders those words.
+// script box, its b-roll terms in theirs, to be edited, and "Make the short" then renders those words.
 async function writeScriptFirst() {
   const error = document.getElementById("form-error");
   const status = document.getElementById("write-status");
@@ -213,6 +215,7 @@ async function writeScriptFirst() {
   try {
     const data = await api("POST", "/api/v1/scripts", request);
     document.getElementById("script").value = data.video_script;
+    document.getElementById("broll_term").value = (data.video_terms || []).join(", ");  // to edit beside it
     document.querySelector("input[name=what][value=script]").checked = true;
     showWhat();
     status.textContent = "";
@@ -303,7 +306,13 @@ async function removeTask(taskId) {
   forget(taskId);
 }
 
+// Deleted tasks, for a while: a list answer or an event sent before the deletion but read after it must not bring
+// the card back (the script-first task is deleted while the page may be resyncing).
+const gone = new Map();
+const GONE_MS = 60000;
+
 function forget(taskId) {
+  gone.set(taskId, Date.now());
   tasks.delete(taskId);
   timelines.delete(taskId);
   const li = document.querySelector(`li.task[data-task-id="${CSS.escape(taskId)}"]`);
@@ -313,6 +322,7 @@ function forget(taskId) {
 
 function upsertTask(task) {
   if (previews.has(task.task_id)) return;  // a voice preview is not a short: no card
+  if (Date.now() - (gone.get(task.task_id) || -Infinity) < GONE_MS) return;
   const previous = tasks.get(task.task_id);
   // an older view of the task (an action's answer overtaken by the event of what followed) never undoes a newer one
   if (previous && (task.revision || 0) < (previous.revision || 0)) return;

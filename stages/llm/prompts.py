@@ -258,8 +258,7 @@ def _whole_prompt_in(tongue: Tongue, subject: str, low: int, high: int, seconds:
 
 
 def _grounded_prompt_in(
-    tongue: Tongue, subject: str, low: int, high: int, seconds: int, hook_words: int, body: tuple[int, int],
-    passages: list[str],
+    tongue: Tongue, subject: str, seconds: int, shape: ScriptShape, passages: list[str],
 ) -> list[Message]:
     system = (f"You write narration for vertical short videos in {tongue.english} ({tongue.native}) using only"
               " the facts in the source passages you are given. You answer with JSON only.")
@@ -269,11 +268,11 @@ def _grounded_prompt_in(
         f" {subject}\n"
         "Rules:\n- Say only what the passages say: no fact, number or name that is not in them.\n"
         f"- hook, body and cta in {tongue.english} ({tongue.native}), not English.\n"
-        f"- About {tongue.size((low + high) // 2)} {tongue.unit} in total (between {tongue.size(low)} and"
-        f" {tongue.size(high)}).\n"
-        f"- hook: one sentence of at most {tongue.size(hook_words)} {tongue.unit} that makes viewers curious.\n"
-        f"- body: {body[0]} to {body[1]} short spoken sentences, each retelling one fact from the passages"
-        " in plain words.\n"
+        f"- hook: one sentence of at most {tongue.size(shape.asked_hook_words)} {tongue.unit} that makes viewers"
+        " curious.\n"
+        f"- body: exactly {shape.body} short spoken sentences of {tongue.size(shape.asked_words[0])} to"
+        f" {tongue.size(shape.asked_words[1])} {tongue.unit}, each telling a different fact from the passages,"
+        " close to their words.\n"
         "- cta: one sentence inviting viewers to follow or comment.\n"
         "- queries: 3 to 5 short visual search phrases in English (2 to 4 words, concrete things a camera can"
         " film).\n"
@@ -286,18 +285,38 @@ def _grounded_prompt_in(
 # --- script: from source passages, in one call ------------------------------------------
 
 
+@dataclass(frozen=True)
+class ScriptShape:
+    """The grounded script asked for: how many body sentences, and the words of each part, as the prompt says them
+    and as the JSON schema bounds them (stages/script/grounded.py sizes it for the word budget)."""
+
+    body: int
+    """Body sentences, exactly: a few more than the budget needs, so the stage can choose among them."""
+    asked_words: tuple[int, int]
+    """Words per body sentence the prompt asks for."""
+    sentence_words: tuple[int, int]
+    """Words per body sentence the schema allows: wider than asked, so the grammar seldom cuts a sentence."""
+    hook_words: tuple[int, int]
+    """Words the schema allows the hook; the prompt asks for at most two fewer, so the bound seldom cuts one."""
+    cta_words: tuple[int, int]
+
+    @property
+    def asked_hook_words(self) -> int:
+        return self.hook_words[1] - 2
+
+
 def passages_block(passages: list[str]) -> str:
     return "\n".join(f"[{i}] {text}" for i, text in enumerate(passages, 1))
 
 
 def grounded_prompt(
-    theme: Theme, lang: str, low: int, high: int, seconds: int, hook_words: int, body: tuple[int, int],
-    passages: list[str],
+    theme: Theme, lang: str, seconds: int, shape: ScriptShape, passages: list[str],
 ) -> list[Message]:
     """The whole script from the passages, answered as JSON: hook, body sentences, call to action, queries."""
     angle = f" ({theme.angle})" if theme.angle else ""
+    hook_words, (least, most) = shape.asked_hook_words, shape.asked_words
     if lang in TONGUES:
-        return _grounded_prompt_in(TONGUES[lang], theme.topic + angle, low, high, seconds, hook_words, body, passages)
+        return _grounded_prompt_in(TONGUES[lang], theme.topic + angle, seconds, shape, passages)
     if lang == "pt":
         system = ("Você escreve a narração de vídeos verticais curtos usando só os fatos dos trechos de fonte"
                   " que recebe. Responda só com JSON.")
@@ -306,10 +325,9 @@ def grounded_prompt(
             f"Escreva, em português do Brasil, a narração de um vídeo vertical de até {seconds} segundos sobre:"
             f" {theme.topic}{angle}\n"
             "Regras:\n- Diga só o que os trechos dizem: nenhum fato, número ou nome que não esteja neles.\n"
-            f"- Cerca de {(low + high) // 2} palavras no total (entre {low} e {high}).\n"
             f"- hook: uma frase de abertura com no máximo {hook_words} palavras que desperte curiosidade.\n"
-            f"- body: de {body[0]} a {body[1]} frases curtas faladas, cada uma recontando um fato dos trechos"
-            " com palavras simples.\n"
+            f"- body: exatamente {shape.body} frases curtas faladas de {least} a {most} palavras, cada uma"
+            " contando um fato diferente dos trechos, com as palavras deles.\n"
             "- cta: uma frase convidando para seguir o canal ou comentar.\n"
             "- queries: de 3 a 5 buscas visuais curtas (2 a 4 palavras, coisas que uma câmera pode filmar).\n"
             "- Só texto falado: sem markdown, sem emojis, sem números de trecho."
@@ -321,10 +339,9 @@ def grounded_prompt(
             f"Source passages:\n{passages_block(passages)}\n\n"
             f"Write the narration for a vertical video of at most {seconds} seconds about: {theme.topic}{angle}\n"
             "Rules:\n- Say only what the passages say: no fact, number or name that is not in them.\n"
-            f"- About {(low + high) // 2} words in total (between {low} and {high}).\n"
             f"- hook: one sentence of at most {hook_words} words that makes viewers curious.\n"
-            f"- body: {body[0]} to {body[1]} short spoken sentences, each retelling one fact from the passages"
-            " in plain words.\n"
+            f"- body: exactly {shape.body} short spoken sentences of {least} to {most} words, each telling a"
+            " different fact from the passages in the passages' own words.\n"
             "- cta: one sentence inviting viewers to follow or comment.\n"
             "- queries: 3 to 5 short visual search phrases (2 to 4 words, concrete things a camera can film).\n"
             "- Spoken text only: no markdown, no emojis, no passage numbers."
@@ -332,18 +349,45 @@ def grounded_prompt(
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def script_schema(body: tuple[int, int]) -> dict:
-    """The JSON shape of a grounded script, bounded so that a model following it lands inside the word budget."""
-    # No minLength/maxLength on strings: llama.cpp expands them into nested repetitions whose matching
-    # stalls generation (SmolLM2 wrote nothing in 300 s with them; 13 s without). The prompt asks for
-    # short sentences and the stage checks every length.
+LATIN_WORD = r"[A-Za-z0-9'’¿¡À-ÖØ-öø-ÿŒœ-]{1,20}[,;:]?"
+"""A word of a language written in the Latin alphabet, as the schema lets a sentence spell it: letters (with the
+accents of Portuguese, Spanish, French and Italian), digits, apostrophes and hyphens, up to 20 of them, then a comma
+at most. With any character but a space allowed, Qwen escaped a word bound by gluing words with commas and writing
+Chinese inside English sentences ("Octopuses,with,its,unique,suckers,can,feel,..." as one "word")."""
+BOUNDED_LANGUAGES = ("en", "pt", "es", "fr", "it")
+"""Prompt languages whose sentences the schema bounds word by word: spaced, in the Latin alphabet."""
+
+
+def sentence_schema(words: tuple[int, int]) -> dict:
+    """One sentence of `words[0]` to `words[1]` words, one space between them, ending in . ! or ?: a pattern
+    llama.cpp's json-schema-to-grammar turns into grammar, so the count is kept by the sampler, not the model."""
+    least, most = words
+    return {"type": "string", "pattern": f"^{LATIN_WORD}( {LATIN_WORD}){{{least - 1},{most - 1}}}[.!?]$"}
+
+
+def query_schema() -> dict:
+    """A visual search phrase of one to four words: bounded too, or a tiny model rambles on in it until the answer's
+    tokens run out and the JSON never closes (SmolLM2 did)."""
+    return {"type": "string", "pattern": f"^{LATIN_WORD}( {LATIN_WORD}){{0,3}}$"}
+
+
+def script_schema(shape: ScriptShape, lang: str = "en", bounded: bool = True) -> dict:
+    """The JSON shape of a grounded script: exactly `shape.body` body sentences and, where `bounded` and the
+    language is spaced in the Latin alphabet, the words of every sentence bounded by the schema itself.
+
+    Bounds in words, not minLength/maxLength: llama.cpp expands a character bound into one nested repetition per
+    character, which stalled SmolLM2 (nothing in 300 s). An endpoint is asked with `bounded=False`: not every
+    server's structured output takes a pattern, and a model that size keeps to the lengths it is asked for."""
+    words = bounded and lang in BOUNDED_LANGUAGES
+    text = {"type": "string"}
     return {
         "type": "object",
         "properties": {
-            "hook": {"type": "string"},
-            "body": {"type": "array", "items": {"type": "string"}, "minItems": body[0], "maxItems": body[1]},
-            "cta": {"type": "string"},
-            "queries": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 5},
+            "hook": sentence_schema(shape.hook_words) if words else text,
+            "body": {"type": "array", "items": sentence_schema(shape.sentence_words) if words else text,
+                     "minItems": shape.body, "maxItems": shape.body},
+            "cta": sentence_schema(shape.cta_words) if words else text,
+            "queries": {"type": "array", "items": query_schema() if bounded else text, "minItems": 3, "maxItems": 5},
         },
         "required": ["hook", "body", "cta", "queries"],
         "additionalProperties": False,

@@ -6,7 +6,9 @@ burns the ASS captions (libass), mixes the narration with the music bed
 encodes H.264/AAC once; it is fed raw frames by one short ffmpeg per segment,
 run in order, which fits the picture to the vertical frame over a blurred fill
 of itself, pans (animated crop) or zooms (zoompan) stills, and bakes in the
-crossfade from the previous segment. `renderer="moviepy"` renders the same
+crossfade from the previous segment. Each distinct still is fitted over its
+fill once, before the encoder starts, into one raw frame that the producers
+showing it only pan or zoom (removed after the encode). `renderer="moviepy"` renders the same
 timeline with MoviePy (stages/render/moviepy_renderer.py), kept as the slower reference.
 Both are registered in `BACKENDS` and follow the same plan (stages/render/plan.py).
 
@@ -176,18 +178,21 @@ def _still_motion(motion: str, cut: Cut, skip: int, count: int, width: int, heig
 
 
 def segment_filters(index: int, segment: Segment, cut: Cut, timeline: Timeline, skip: int, count: int,
-                    label: str) -> list[str]:
+                    label: str, laid_out: bool = False) -> list[str]:
     """Filter statements turning input `index` into [label]: frames [skip, skip+count) of the segment's picture.
 
-    Video inputs are already seeked to the first of those frames (see segment_inputs).
+    Video inputs are already seeked to the first of those frames (see segment_inputs). A still given `laid_out`
+    is already the frame lay_out_stills drew for it, so only its pan or zoom is left to draw.
     """
     w, h, fps = timeline.width, timeline.height, timeline.fps
     tail = f"trim=end_frame={count},setpts=PTS-STARTPTS,fps={fps},setsar=1,format=yuv420p[{label}]"
     tag = f"{label}{index}"
     if segment.media == "still":
-        chain = _fill_chain(f"[{index}:v]trim=end_frame=1,setpts=PTS-STARTPTS,", tag,
-                            even(w * (1 + STILL_MARGIN)), even(h * (1 + STILL_MARGIN)))
-        chain[-1] += f",{_still_motion(segment.motion, cut, skip, count, w, h, fps)},{tail}"
+        motion = f"{_still_motion(segment.motion, cut, skip, count, w, h, fps)},{tail}"
+        if laid_out:
+            return [f"[{index}:v]trim=end_frame=1,setpts=PTS-STARTPTS,{motion}"]
+        chain = _fill_chain(f"[{index}:v]trim=end_frame=1,setpts=PTS-STARTPTS,", tag, *still_size(timeline))
+        chain[-1] += f",{motion}"
         return chain
     chain = _fill_chain(f"[{index}:v]fps={fps},setpts=PTS-STARTPTS,", tag, w, h)
     # A source shorter than its segment holds its last frame: the timeline never loops a clip.
@@ -195,26 +200,47 @@ def segment_filters(index: int, segment: Segment, cut: Cut, timeline: Timeline, 
     return chain
 
 
-def segment_inputs(path: Path, segment: Segment, skip: int, count: int, fps: int) -> list[str]:
+def still_size(timeline: Timeline) -> tuple[int, int]:
+    """The size a still is laid out at: larger than the frame by STILL_MARGIN, so it can pan or zoom."""
+    return even(timeline.width * (1 + STILL_MARGIN)), even(timeline.height * (1 + STILL_MARGIN))
+
+
+def segment_inputs(path: Path, segment: Segment, skip: int, count: int, fps: int,
+                   laid_out: tuple[int, int] | None = None) -> list[str]:
     if segment.media == "still":
+        if laid_out:  # one raw yuv420p frame of that size (lay_out_stills)
+            return ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{laid_out[0]}x{laid_out[1]}", "-i", str(path)]
         return ["-i", str(path)]
     # One decoding thread: the encoder is the bottleneck, and each decoder thread holds frames of its own.
     return ["-threads", "1", "-an", "-sn", "-dn", "-ss", f"{segment.source_offset_s + skip / fps:.3f}",
             "-t", f"{count / fps + 1.0:.3f}", "-i", str(path)]
 
 
-def producer_graph(ctx: StageContext, timeline: Timeline, cuts: list[Cut], i: int) -> tuple[list[str], str]:
-    """Inputs and filtergraph that draw segment i's own frames, the crossfade from segment i-1 baked in."""
+def producer_graph(ctx: StageContext, timeline: Timeline, cuts: list[Cut], i: int,
+                   laid_out: dict[str, Path] | None = None) -> tuple[list[str], str]:
+    """Inputs and filtergraph that draw segment i's own frames, the crossfade from segment i-1 baked in.
+
+    `laid_out` maps a still's timeline path to its frame already laid out (lay_out_stills); stills missing
+    from it are laid out here, in this producer.
+    """
     segment, cut, fps = timeline.segments[i], cuts[i], timeline.fps
-    path = ctx.path(segment.path)
+    laid_out = laid_out or {}
+    size = still_size(timeline)
+
+    def source(seg: Segment) -> tuple[Path, tuple[int, int] | None]:
+        done = laid_out.get(seg.path) if seg.media == "still" else None
+        return (done, size) if done else (ctx.path(seg.path), None)
+
+    path, ready = source(segment)
     if cut.fade_in == 0:
-        return segment_inputs(path, segment, 0, cut.own, fps), ";".join(
-            segment_filters(0, segment, cut, timeline, 0, cut.own, "v"))
+        return segment_inputs(path, segment, 0, cut.own, fps, ready), ";".join(
+            segment_filters(0, segment, cut, timeline, 0, cut.own, "v", bool(ready)))
     before, prev_cut = timeline.segments[i - 1], cuts[i - 1]
-    inputs = segment_inputs(ctx.path(before.path), before, prev_cut.own, cut.fade_in, fps)
-    inputs += segment_inputs(path, segment, 0, cut.own, fps)
-    lines = segment_filters(0, before, prev_cut, timeline, prev_cut.own, cut.fade_in, "a")
-    lines += segment_filters(1, segment, cut, timeline, 0, cut.own, "b")
+    before_path, before_ready = source(before)
+    inputs = segment_inputs(before_path, before, prev_cut.own, cut.fade_in, fps, before_ready)
+    inputs += segment_inputs(path, segment, 0, cut.own, fps, ready)
+    lines = segment_filters(0, before, prev_cut, timeline, prev_cut.own, cut.fade_in, "a", bool(before_ready))
+    lines += segment_filters(1, segment, cut, timeline, 0, cut.own, "b", bool(ready))
     # Only the crossfade's own frames pass through xfade, which works in yuv444p: the rest of the
     # segment would otherwise be converted to 4:4:4 and back, frame by frame (3x the producer's CPU).
     lines += [
@@ -224,6 +250,35 @@ def producer_graph(ctx: StageContext, timeline: Timeline, cuts: list[Cut], i: in
         "[faded][btail]concat=n=2:v=1:a=0[v]",
     ]
     return inputs, ";".join(lines)
+
+
+def lay_out_stills(ctx: StageContext, timeline: Timeline, folder: Path, log_path: Path) -> dict[str, Path]:
+    """Each distinct still of the timeline laid out once (fitted over its blurred fill, margin included), as one
+    raw yuv420p frame in `folder`, by one ffmpeg: the segment producers then only pan or zoom it. Without this,
+    every still was decoded and laid out again by each producer that shows it (its own segment and the
+    crossfade into the next one; a picture shown three times, six times over).
+    """
+    paths = list(dict.fromkeys(s.path for s in timeline.segments if s.media == "still"))
+    if not paths:
+        return {}
+    w, h = still_size(timeline)
+    inputs, lines, outputs, laid_out = [], [], [], {}
+    for n, relative in enumerate(paths):
+        inputs += ["-i", str(ctx.path(relative))]
+        chain = _fill_chain(f"[{n}:v]trim=end_frame=1,setpts=PTS-STARTPTS,", f"s{n}", w, h)
+        chain[-1] += f"[s{n}]"
+        lines += chain
+        target = fresh(folder / f"still-{n}.yuv")
+        outputs += ["-map", f"[s{n}]", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "yuv420p", target.name]
+        laid_out[relative] = target
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *inputs,
+               "-filter_complex", ";".join(lines), *outputs]
+    with create(log_path) as log:
+        done = subprocess.run(command, cwd=folder, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                              check=False)
+    if done.returncode != 0 or any(p.stat().st_size != w * h * 3 // 2 for p in laid_out.values()):
+        raise _ffmpeg_failure("ffmpeg could not lay out the stills", log_path)
+    return laid_out
 
 
 def encoder_graph(timeline: Timeline, ass_name: str, fonts_dir: str, music: bool) -> str:
@@ -311,10 +366,15 @@ def render_ffmpeg(ctx: StageContext, timeline: Timeline, params: Params, ass: Pa
         "-progress", "pipe:1", "-nostats", output.name,
     ]
     cuts = frame_plan(timeline)
-    producers = [producer_graph(ctx, timeline, cuts, i) for i in range(len(cuts))]
-    write_text(ctx.out_dir / "segments.txt", "\n\n".join(g for _, g in producers) + "\n")
-    commands = [producer_command(inputs, graph) for inputs, graph in producers]
-    run_pipeline(encoder, commands, ctx.out_dir, timeline.duration_s, ctx.progress, ctx.out_dir / "ffmpeg.log")
+    stills = real_folder(ctx.out_dir / "stills")
+    try:
+        laid_out = lay_out_stills(ctx, timeline, stills, ctx.out_dir / "stills.log")
+        producers = [producer_graph(ctx, timeline, cuts, i, laid_out) for i in range(len(cuts))]
+        write_text(ctx.out_dir / "segments.txt", "\n\n".join(g for _, g in producers) + "\n")
+        commands = [producer_command(inputs, graph) for inputs, graph in producers]
+        run_pipeline(encoder, commands, ctx.out_dir, timeline.duration_s, ctx.progress, ctx.out_dir / "ffmpeg.log")
+    finally:
+        fresh(stills)  # a few MB of raw frames each; nothing reads them after the encode
 
 
 def producer_command(inputs: list[str], graph: str) -> list[str]:

@@ -5,18 +5,22 @@ else the wiki lookup), choosing the passages that fit the topic within the
 model's context, asking the model once for the whole script in a JSON shape
 (hook, body sentences, call to action, queries) that llama.cpp's grammar or
 the endpoint's `response_format` enforces, checking each hook and body
-sentence against the passages (stages/grounding/checks.py), asking once for the
-unsupported ones again, replacing those still unsupported with the source's
-own sentences, fitting the word budget, and writing `sources.txt`. Not
-responsible for the ungrounded ways of writing (stages/script/stage.py) nor for
-reading sources (stages/grounding/sources.py, stages/grounding/wiki.py).
+sentence against the passages (stages/grounding/checks.py), asking once for
+the unsupported ones again when the supported ones cannot fill the budget,
+choosing among the answer's sentences a set that fits the word budget (the
+answer holds more than it needs: the schema fixes their number and bounds
+their words), the source's own sentences only when those fall short, and
+writing `sources.txt`. Not responsible for the ungrounded ways of writing
+(stages/script/stage.py) nor for reading sources (stages/grounding/sources.py,
+stages/grounding/wiki.py).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 
 from aishorts.ipc.artifacts import SentenceSupport, SourceRef, Theme
@@ -33,7 +37,7 @@ from aishorts.stages.grounding.passages import Passage, select, split_passages
 from aishorts.stages.grounding.sources import Source, SourceProblem, read_sources
 from aishorts.stages.grounding.wiki import lookup
 from aishorts.stages.llm.chat import ChatBackend
-from aishorts.stages.llm.prompts import grounded_prompt, rewrite_prompt, rewrite_schema, script_schema
+from aishorts.stages.llm.prompts import ScriptShape, grounded_prompt, rewrite_prompt, rewrite_schema, script_schema
 from aishorts.stages.script.drafts import (
     CTA, MAX_HOOK_WORDS, STOCK_CLOSING, Draft, parse_whole, plain, problems, rescue, topic_as_hook,
 )
@@ -42,11 +46,25 @@ from aishorts.stages.script.language_check import source_language
 LOCAL_PASSAGE_WORDS = 600
 """Passages given to a local model: with the rules and the answer they fit its 2,048-token context."""
 ENDPOINT_PASSAGE_WORDS = 1500
-MEAN_SENTENCE_WORDS = 13
-"""What a body sentence of 40-150 characters came to on average, to size the body for the word budget."""
-ANSWER_TOKENS = 450
-"""A 160-word script is about 300 tokens as JSON; the grammar does not end a string a tiny model rambles in."""
+HOOK_WORDS = (5, MAX_HOOK_WORDS)
+CTA_WORDS = (5, 14)
+ASKED_SENTENCE_WORDS = (10, 20)
+"""What the prompt asks a body sentence to hold."""
+SENTENCE_WORDS_ALLOWED = (8, 36)
+"""What the schema lets a body sentence hold. At most 22, Qwen ran into the bound in a third of its sentences (the
+sources' own run to 25) and was cut mid-clause ("...absorbed high in the."); at most 30, still 3 of 9 on the sky
+source; one that reaches the bound is taken as cut. At least 6, one answer held 9 sentences in 83 words."""
+TYPICAL_SENTENCE_WORDS = 17
+"""Qwen's body sentences asked for 10-20 words from the bench sources: 8-22 words, median 17."""
+TYPICAL_FRAME_WORDS = 16
+"""Its hook and call to action together: 12-19 words."""
+SPARE_SHARE = 1.5
+"""Body sentences asked for beyond what the budget needs (50% more words), so that after the checks drop the
+unsupported and repeated ones the stage still chooses, among the answer's own, a set that fits the budget. At 30%
+more, 4 of 9 bench scripts came from the first answer alone: the checks dropped 2-6 of its sentences in the rest."""
 MAX_CTA_WORDS = 20
+TOKENS_PER_WORD = 1.6
+"""Qwen's tokens per word of JSON-quoted English with its punctuation, with a margin (Portuguese runs longer)."""
 REWRITE_TOKENS_EACH = 45
 """A rewritten sentence of up to about 30 words; a tiny model's rambling string is cut there."""
 NOT_GROUNDED = "not grounded: facts unchecked"
@@ -114,12 +132,18 @@ def passages_for(grounds: Grounds, theme: Theme, budget_words: int) -> list[Pass
     return select(passages, " ".join([theme.topic, theme.angle, *theme.keywords]), budget_words)
 
 
-def body_range(low: int, high: int) -> tuple[int, int]:
-    """How many body sentences to ask for so that hook, body and call to action land in [low, high] words."""
-    frame = 2 * 9  # a hook and a call to action of about nine words each
-    least = max(2, -(-(low - frame) // MEAN_SENTENCE_WORDS))
-    most = max(least, (high - frame) // MEAN_SENTENCE_WORDS)
-    return least, most
+def script_shape(low: int, high: int) -> ScriptShape:
+    """The script to ask for so that the budget can be met from the answer's own sentences: enough body sentences of
+    a typical length to hold SPARE_SHARE times the words the budget leaves the body, each bounded by the schema."""
+    body_words = max(1, high - TYPICAL_FRAME_WORDS)
+    count = max(3, -(-round(SPARE_SHARE * body_words) // TYPICAL_SENTENCE_WORDS))
+    return ScriptShape(count, ASKED_SENTENCE_WORDS, SENTENCE_WORDS_ALLOWED, HOOK_WORDS, CTA_WORDS)
+
+
+def answer_tokens(shape: ScriptShape) -> int:
+    """Room for the longest answer the schema allows, so that the JSON is never cut before it closes."""
+    most = shape.body * shape.sentence_words[1] + shape.hook_words[1] + shape.cta_words[1] + 5 * 4
+    return round(most * TOKENS_PER_WORD) + 40
 
 
 def write_grounded(
@@ -129,30 +153,44 @@ def write_grounded(
     """(draft, answers asked for, per sentence: (text, its support, how it came)) of a script from `passages`."""
     low, high = limits
     seconds = int(PLATFORMS[params.platform].max_duration_s)
-    body = body_range(low, high)
+    shape = script_shape(low, high)
     texts = [p.text for p in passages]
-    messages = grounded_prompt(theme, lang, low, high, seconds, MAX_HOOK_WORDS, body, texts)
-    schema = script_schema(body)
+    messages = grounded_prompt(theme, lang, seconds, shape, texts)
+    bounded = backend.label.startswith("local:")
+    schema = script_schema(shape, lang, bounded)
     draft, attempts = None, 0
     for attempt in range(1, max(1, min(params.max_attempts, 2)) + 1):
         attempts = attempt
-        answer = backend.complete(messages, max_tokens=ANSWER_TOKENS,
+        answer = backend.complete(messages, max_tokens=answer_tokens(shape),
                                   temperature=params.llm.temperature, seed=params.llm.seed + attempt - 1, schema=schema)
         draft = parse_answer(answer)
         if draft.body:
             break
         ctx.log(f"answer {attempt} had no usable body: {preview(answer, 160)!r}")
     first_words = draft.word_total if draft else 0
-    ctx.log(f"first answer: {first_words} words ({'inside' if low <= first_words <= high else 'outside'}"
-            f" {low}-{high}) after {attempts} answer(s)")
+    ctx.log(f"first answer: {first_words} words in {len(draft.body) if draft else 0} body sentences, for a budget of"
+            f" {low}-{high} after {attempts} answer(s)")
     if draft is None or not draft.body:
         draft = Draft("", [], "", fallbacks=["the source's own sentences (the model wrote no usable script)"])
+    if bounded:
+        draft = without_cut(draft, shape, ctx)
     draft = without_repeats(draft, theme, ctx)
     checker = Checker(passages, source_numbers(texts), use_embedding(ctx, lang))
-    checked = check_and_mend(backend, draft, checker, lang, params, ctx)
+    hook_words = word_count(topic_as_hook(theme.topic))
+    checked = check_and_mend(backend, draft, checker, lang, params, limits, hook_words, ctx)
     draft, how = fit_budget(checked, theme, checker, lang, (low, high), ctx)
     draft.queries = choose_queries(draft.queries, draft.sentences, theme)
     return draft, attempts, how
+
+
+def without_cut(draft: Draft, shape: ScriptShape, ctx: StageContext) -> Draft:
+    """The draft without the sentences the schema's word bound ended: one as long as the bound was cut mid-clause."""
+    body = [s for s in draft.body if word_count(s) < shape.sentence_words[1]]
+    hook = draft.hook if word_count(draft.hook) < shape.hook_words[1] else ""
+    cut = len(draft.body) - len(body) + (hook != draft.hook)
+    if cut:
+        ctx.log(f"{cut} sentence(s) the word bound cut short left out")
+    return Draft(hook, body, draft.cta, draft.queries, draft.fallbacks)
 
 
 def parse_answer(answer: str) -> Draft:
@@ -270,9 +308,12 @@ class Checked:
 
 
 def check_and_mend(
-    backend: ChatBackend, draft: Draft, checker: Checker, lang: str, params: ScriptParams, ctx: StageContext,
+    backend: ChatBackend, draft: Draft, checker: Checker, lang: str, params: ScriptParams, limits: tuple[int, int],
+    hook_words: int, ctx: StageContext,
 ) -> Checked:
-    """Every hook and body sentence checked; the unsupported ones asked for again once, then replaced or dropped."""
+    """Every hook and body sentence checked; the unsupported ones asked for again once when the supported ones fall
+    short of the budget (else they are only dropped), then replaced or dropped. `hook_words`: the words of the hook
+    that replaces an unsupported one."""
     passages = checker.passages
     sentences = [s for s in (draft.hook, *draft.body) if s]
     supports = [_checked(s, checker) for s in sentences]
@@ -282,6 +323,10 @@ def check_and_mend(
     if weak:
         ctx.log(f"{len(weak)} of {len(sentences)} sentences not supported by the source: "
                 + "; ".join(preview(sentences[i], 70) for i in weak))
+    if weak and enough_supported(draft, supports, hook_words, limits[0]):
+        ctx.log(f"{len(weak)} unsupported sentence(s) not asked for again: the supported ones fill the budget")
+        weak = []
+    if weak:
         # Only sentences that say something are worth rewriting; debris (a word, a label) is replaced outright.
         claims = [i for i in weak if word_count(sentences[i]) >= SENTENCE_WORDS[0] and plain(sentences[i])]
         rewritten = _rewrite(backend, [sentences[i] for i in claims], passages, lang, params) if claims else []
@@ -299,11 +344,21 @@ def check_and_mend(
     return Checked(hook, body, draft.cta, list(draft.queries), fallbacks)
 
 
+def enough_supported(draft: Draft, supports: list[Support], hook_words: int, low: int) -> bool:
+    """Whether the supported sentences, with the call to action (and a replacement hook, when the hook is not
+    supported), reach `low` words: then a second call to rewrite the others would buy nothing."""
+    sentences = [s for s in (draft.hook, *draft.body) if s]
+    words = sum(word_count(s) for s, found in zip(sentences, supports) if found.supported)
+    if not (draft.hook and supports[0].supported):
+        words += hook_words
+    return words + word_count(draft.cta) >= low
+
+
 def _checked(sentence: str, checker: Checker) -> Support:
     """Its support; a sentence no narration can use (too long, markup, first person) counts as unsupported."""
     found = checker(sentence)
     if found.supported and not usable_sentence(sentence):
-        return Support(False, found.share, found.passage, found.missing_numbers, found.similarity)
+        return replace(found, supported=False)
     return found
 
 
@@ -321,7 +376,8 @@ def _rewrite(backend: ChatBackend, sentences: list[str], passages: list[Passage]
 def fit_budget(
     checked: Checked, theme: Theme, checker: Checker, lang: str, limits: tuple[int, int], ctx: StageContext,
 ) -> tuple[Draft, list[tuple[str, Support | None, str]]]:
-    """Unsupported sentences replaced by the source's own; then the word budget met with the source's sentences."""
+    """The word budget met from the answer's supported sentences, the earliest kept where a choice exists; the
+    source's own sentences join them only when those fall short. Hook and closing line replaced when unusable."""
     low, high = limits
     passages = checker.passages
     fallbacks = list(checked.fallbacks)
@@ -336,19 +392,25 @@ def fit_budget(
         fallbacks.append("a stock closing line")
     body = [entry for entry in checked.body if entry[1].supported]
     dropped = len(checked.body) - len(body)
-    spare = source_sentences(passages, " ".join([theme.topic, *theme.keywords]), [hook, *(s for s, _, _ in body)])
-    total = lambda: sum(map(word_count, [hook, cta, *(s for s, _, _ in body)]))  # noqa: E731
-    replaced = 0
-    while spare and (replaced < dropped or total() < low):
-        sentence = spare.pop(0)
-        if total() + word_count(sentence) > high:
-            continue
-        body.append((sentence, checker(sentence), "from_source"))
-        replaced += 1
     if dropped:
         fallbacks.append(f"{dropped} unsupported sentence(s) dropped")
-    if replaced:
-        fallbacks.append(f"{replaced} sentence(s) taken from the source as written")
+    frame = word_count(hook) + word_count(cta)
+    room = (low - frame, high - frame)
+    chosen = choose_sentences([word_count(s) for s, _, _ in body], *room)
+    if chosen is not None:
+        if len(chosen) < len(body):
+            ctx.log(f"{len(chosen)} of the answer's {len(body)} supported body sentences chosen to fit {low}-{high}"
+                    " words")
+        body = [body[i] for i in chosen]
+    else:  # the answer's supported sentences cannot fill the budget: the source's own join them, after them
+        spare = source_sentences(passages, " ".join([theme.topic, *theme.keywords]), [hook, *(s for s, _, _ in body)])
+        pool = body + [(s, checker(s), "from_source") for s in spare]
+        chosen = choose_sentences([word_count(s) for s, _, _ in pool], *room)
+        body = [pool[i] for i in chosen] if chosen is not None else pool
+        taken = sum(1 for _, _, made in body if made == "from_source")
+        if taken:
+            fallbacks.append(f"{taken} sentence(s) taken from the source as written")
+    total = lambda: sum(map(word_count, [hook, cta, *(s for s, _, _ in body)]))  # noqa: E731
     while len(body) > 1 and total() > high:
         body.pop(-1)
     draft = Draft(hook, [s for s, _, _ in body], cta, checked.queries, fallbacks)
@@ -361,6 +423,23 @@ def fit_budget(
     if fallbacks:
         ctx.log(f"grounded script mended: {', '.join(draft.fallbacks)}")
     return draft, [(hook, hook_support, hook_how), *body]
+
+
+def choose_sentences(lengths: list[int], least: int, most: int) -> list[int] | None:
+    """Indices, in order, of sentences whose words add up to `least`-`most`, the earliest kept wherever a choice
+    exists (the answer's own order tells its story; the source's sentences come after it); None when none fits."""
+
+    @cache
+    def search(index: int, total: int) -> tuple[int, ...] | None:
+        if total > most:
+            return None
+        if index == len(lengths):
+            return () if total >= least else None
+        taken = search(index + 1, total + lengths[index])
+        return (index, *taken) if taken is not None else search(index + 1, total)
+
+    found = search(0, 0)
+    return None if found is None else list(found)
 
 
 # --- the record: support per sentence, sources.txt ------------------------------------------
@@ -379,6 +458,7 @@ def support_records(
             text=text, part="hook" if index == 0 else "body", supported=found.supported, share=found.share,
             source=passage.source if passage else -1, passage=passage.text if passage else "",
             missing_numbers=list(found.missing_numbers), how=made, similarity=found.similarity,
+            novel_words=list(found.novel_words),
         ))
     records.append(SentenceSupport(text=cta, part="cta", how="unchecked"))
     return records

@@ -56,6 +56,25 @@ LINE_MAX_TOKENS = 32
 FACT_CALLS_PER_ATTEMPT = 6
 
 def run(ctx: StageContext, params: ScriptParams, *, theme: Theme) -> Script:
+    script = narration(ctx, params, theme)
+    if params.broll_terms:
+        script.broll_queries = choose_queries(_distinct(params.broll_terms), script.sentences, theme)
+        ctx.log(f"b-roll terms: yours first ({'; '.join(script.broll_queries)})")
+    return script
+
+
+def _distinct(terms: list[str]) -> list[str]:
+    """The user's terms with spacing tidied, each once (case aside), in their order."""
+    seen: dict[str, str] = {}
+    for term in terms:
+        tidy = " ".join(term.split())
+        if tidy and tidy.lower() not in seen:
+            seen[tidy.lower()] = tidy
+    return list(seen.values())
+
+
+def narration(ctx: StageContext, params: ScriptParams, theme: Theme) -> Script:
+    """The user's own text as written, else the model's, from sources when it has any."""
     if params.script_text is not None:
         script = script_from_text(params.script_text, theme, params)
         size = (f"{script.word_count} words" if _unspaced_language(params.language) is None

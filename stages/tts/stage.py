@@ -9,9 +9,11 @@ default, else, for the languages measured intelligible in it, jm_kumo with
 a notice saying how to fetch the native ones; any other language is refused);
 for Japanese and Mandarin, their words and phonemes worked out first in a
 child process (stages/tts/g2p.py), so their dictionaries never sit beside Kokoro;
-appending each sentence to narration.wav (24 kHz mono 16-bit) as it is
-made, with a short pause between sentences; and the Narration artifact with
-absolute sentence and word times.
+with the onnx backend under a roomy ceiling, one model call per core of the
+stage's share side by side (the same narration; sooner where cores are
+free); appending each sentence to narration.wav (24 kHz mono 16-bit) as it
+is made, with a short pause between sentences; and the Narration artifact
+with absolute sentence and word times.
 
 Not responsible for: building the timed model or matching phonemes to words
 (stages/tts/kokoro_timing.py), nor for where voices come from (stages/tts/voices.py),
@@ -22,6 +24,9 @@ from __future__ import annotations
 
 import os
 import wave
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -44,6 +49,11 @@ with its phonemes (measured peak RSS about 380 MB with pieces of 150, 560 MB wit
 LEAN_CALL_PHONEMES = 100
 """Under a small ceiling (below limits.toml's `lean_below`) the pieces are shorter: peak 351 MB against 378 MB with
 150, in the same time (16.0 s against 17.1 s for six sentences, this machine)."""
+SIDE_BY_SIDE_NEED = 660 << 20
+"""Below this ceiling one model call at a time; above it, one per core of the stage's share (see call_workers):
+two calls side by side hold two sets of activations: the stage peaked at 547M and 571M so (45 s of English in
+pieces of 150 phonemes) against 382M one call at a time, under its 700M ceiling. limits.toml's
+`side_by_side_need` of the stage's thresholds; this is the default for a limits file without it."""
 HUB_REPO = "hexgrad/Kokoro-82M"
 
 
@@ -75,7 +85,8 @@ def run(ctx: StageContext, params: Params, *, script: Script) -> Narration:
             prepared = g2p.prepare_in_child(language, sentences)
     with ctx.phase("load_model"):
         voice = choose_voice(ctx, params.voice, params.backend, language)
-        narrator = load_narrator(params.backend, voice, language, params.speed, ctx.device)
+        narrator = load_narrator(params.backend, voice, language, params.speed, ctx.device,
+                                 workers=call_workers(ctx) if params.backend == "onnx" else 1)
         if isinstance(narrator, OnnxNarrator):
             narrator.max_phonemes = call_phonemes(ctx)
             if prepared is not None:
@@ -154,9 +165,19 @@ def call_phonemes(ctx: StageContext) -> int:
     return MAX_CALL_PHONEMES
 
 
-def load_narrator(backend: str, voice: str, language: str, speed: float, device: str) -> Narrator:
+def call_workers(ctx: StageContext) -> int:
+    """How many model calls run side by side: one per core of the stage's share, one under a small ceiling."""
+    need = ctx.thresholds.get("side_by_side_need", SIDE_BY_SIDE_NEED)
+    if ctx.ceiling_bytes and ctx.ceiling_bytes < max(ctx.thresholds.get("lean_below", 0), need):
+        return 1
+    return thread_share()
+
+
+def load_narrator(backend: str, voice: str, language: str, speed: float, device: str, workers: int = 1) -> Narrator:
     if backend not in BACKENDS:
         raise StageError(f"unknown TTS backend {backend!r}; use {' or '.join(BACKENDS)}")
+    if backend == "onnx":
+        return OnnxNarrator(voice, language, speed, device, workers=workers)
     return BACKENDS[backend](voice, language, speed, device)
 
 
@@ -179,23 +200,33 @@ def write_narration(
             wav.setnchannels(1)
             wav.setsampwidth(2)
             wav.setframerate(SAMPLE_RATE)
-            for index, text in enumerate(sentences):
-                ctx.progress(f"sentence {index + 1}/{len(sentences)}", index / len(sentences))
+            ctx.progress(f"sentence 1/{len(sentences)}", 0.0)
+            for index, (text, words, audio, times) in enumerate(spoken(narrator, sentences)):
                 if index:
                     wav.writeframes(gap.tobytes())
                     written += len(gap)
-                words = narrator.words(text)
-                audio, times = narrator.speak(text, words)
                 _check_times(ctx, index, audio, times)
                 pcm = to_pcm16(audio)
                 wav.writeframes(pcm.tobytes())
                 spans.append(_sentence_span(index, text, words, times, written, len(pcm)))
                 written += len(pcm)
+                if index + 1 < len(sentences):
+                    ctx.progress(f"sentence {index + 2}/{len(sentences)}", (index + 1) / len(sentences))
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
     ctx.progress(f"{len(sentences)} sentences, {written / SAMPLE_RATE:.1f} s", 1.0)
     return spans, written
+
+
+def spoken(narrator: Narrator, sentences: list[str]) -> Iterator[tuple[str, list[str], object, list]]:
+    """(sentence, words, audio, word times) for each sentence, in order: several at a time where the narrator can."""
+    if isinstance(narrator, OnnxNarrator):
+        yield from narrator.speak_all(sentences)
+        return
+    for text in sentences:
+        words = narrator.words(text)
+        yield (text, words, *narrator.speak(text, words))
 
 
 def _check_times(ctx: StageContext, index: int, audio, times: list[tuple[float, float]]) -> None:
@@ -228,13 +259,13 @@ class OnnxNarrator:
     backend = "onnx"
     max_phonemes = MAX_CALL_PHONEMES
 
-    def __init__(self, voice: str, language: str, speed: float, device: str) -> None:
+    def __init__(self, voice: str, language: str, speed: float, device: str, workers: int = 1) -> None:
         from aishorts.stages.tts import kokoro_timing
 
         self.style = voices.load_voice(voice)
-        self.voice, self.language, self.speed = voice, language, speed
+        self.voice, self.language, self.speed, self.workers = voice, language, speed, max(1, workers)
         model = kokoro_timing.timed_model()
-        session = _onnx_session(model, device)
+        session = _onnx_session(model, device, threads=max(1, thread_share() // self.workers))
         self.device = "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
 
         from kokoro_onnx import Kokoro
@@ -261,20 +292,57 @@ class OnnxNarrator:
         return self.g2p.words(sentence)
 
     def speak(self, sentence: str, words: list[str]):
-        import numpy as np
-        from kokoro_onnx.chunker import pause_after, split_phonemes
+        return next(self._speak_planned([self._plan(sentence, words)], workers=1))
 
-        from aishorts.stages.tts.kokoro_timing import align_words
+    def speak_all(self, sentences: list[str]) -> Iterator[tuple[str, list[str], object, list]]:
+        """(sentence, words, audio, word times) for each sentence, in order, `self.workers` model calls at a time.
 
+        The phonemes are all worked out first, here (the phonemisers are not shared between threads); only the
+        model calls run side by side, on one session (ONNX Runtime runs concurrent calls on their own threads).
+        """
+        plans = []
+        for text in sentences:
+            words = self.words(text)
+            plans.append(self._plan(text, words))
+        for plan, (audio, times) in zip(plans, self._speak_planned(plans, self.workers), strict=True):
+            yield plan.sentence, plan.words, audio, times
+
+    def _plan(self, sentence: str, words: list[str]) -> _Plan:
         # One call for the sentence in context and for each word alone
+        from kokoro_onnx.chunker import split_phonemes
+
         said, *alone = self.g2p.phonemes([sentence, *words])
         known = self.kokoro.tokenizer.known
         phonemes = " ".join(known(said).split())
-        if not phonemes:
-            return np.zeros(0, dtype=np.float32), [(0.0, 0.0)] * len(words)
+        pieces = list(split_phonemes(phonemes, self.max_phonemes)) if phonemes else []
+        return _Plan(sentence, words, pieces, [known(text) for text in alone])
+
+    def _speak_planned(self, plans: list[_Plan], workers: int) -> Iterator[tuple[object, list]]:
+        """Each plan's (audio, word times), in order; its pieces spoken `workers` at a time."""
+        pieces = [piece for plan in plans for piece in plan.pieces]
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kokoro") if workers > 1 else None
+        try:
+            voiced = pool.map(self._speak_piece, pieces) if pool else map(self._speak_piece, pieces)
+            for plan in plans:
+                yield self._joined(plan, [next(voiced) for _ in plan.pieces])
+        finally:
+            if pool:
+                pool.shutdown(wait=True, cancel_futures=True)  # a failed sentence stops the ones not yet started
+
+    def _speak_piece(self, piece: str):
+        audio, _, timings = self.kokoro.create_timed(piece, self.style, self.speed, self.language, is_phonemes=True)
+        return audio, timings
+
+    def _joined(self, plan: _Plan, voiced: list) -> tuple[object, list]:
+        import numpy as np
+        from kokoro_onnx.chunker import pause_after
+
+        from aishorts.stages.tts.kokoro_timing import align_words
+
+        if not plan.pieces:
+            return np.zeros(0, dtype=np.float32), [(0.0, 0.0)] * len(plan.words)
         parts, chars, starts, ends, offset = [], [], [], [], 0.0
-        for piece in split_phonemes(phonemes, self.max_phonemes):
-            audio, _, timings = self.kokoro.create_timed(piece, self.style, self.speed, self.language, is_phonemes=True)
+        for piece, (audio, timings) in zip(plan.pieces, voiced, strict=True):
             pause = np.zeros(int(pause_after(piece, SENTENCE_GAP_S, 0.1) * SAMPLE_RATE), dtype=np.float32)
             parts += [audio, pause]
             for timing in timings:
@@ -283,14 +351,24 @@ class OnnxNarrator:
                 ends.append(offset + timing.end)
             offset += (len(audio) + len(pause)) / SAMPLE_RATE
         audio = np.concatenate(parts[:-1])  # the pause after the last piece is the stage's to give
-        return audio, align_words([known(text) for text in alone], chars, starts, ends)
+        return audio, align_words(plan.alone, chars, starts, ends)
 
 
-def _onnx_session(model: Path, device: str):
+@dataclass(frozen=True)
+class _Plan:
+    """A sentence ready for the model: its caption words, its phonemes in pieces, each word's phonemes alone."""
+
+    sentence: str
+    words: list[str]
+    pieces: list[str]
+    alone: list[str]
+
+
+def _onnx_session(model: Path, device: str, threads: int):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = thread_share()
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     # Idle pool threads sleep instead of spinning: 22.9 s of CPU for the bench script against 26.7 s,
     # in the same wall time (13.2 s against 13.5 s, 2 threads); spun cycles are taken from the other stages.
