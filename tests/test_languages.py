@@ -174,85 +174,69 @@ def test_each_language_is_narrated_by_a_native_voice(code, tmp_path, run_stage_i
     assert voiced_coverage(audio, rate, [(w.start, w.end) for w in words]) > 0.8
 
 
-# --- one short end to end ------------------------------------------------------------------
+# --- one short end to end, from the person's own script ----------------------------------------------------------
+
+MANDARIN = "章鱼有三颗心脏和蓝色的血液。第三颗心脏供应全身！"
+HINDI = "ऑक्टोपस के तीन दिल होते हैं और उसका खून नीला होता है। तीसरा दिल पूरे शरीर तक खून पहुँचाता है!"
 
 
-@pytest.fixture(scope="module")
-def mandarin_short(tmp_path_factory, native_cache) -> Path:  # noqa: F811
+def short_from_script(tmp_path_factory, native_cache: Path, text: str, language: str) -> Path:
+    """The run directory of a short made by the CLI from `text` in `language`, with the native voices."""
     from aishorts.stages.common.cache import cache_root
 
     for name in ("illustrations", "kokoro-ja"):  # the usual cache's picture index and joined model, not rebuilt
         if (cache_root() / name).is_dir() and not (native_cache / name).exists():
             (native_cache / name).symlink_to(cache_root() / name, target_is_directory=True)
-    work = tmp_path_factory.mktemp("zh")
-    (work / "script.txt").write_text("章鱼有三颗心脏和蓝色的血液。第三颗心脏供应全身！", encoding="utf-8")
+    work = tmp_path_factory.mktemp(language.lower())
+    (work / "script.txt").write_text(text + "\n", encoding="utf-8")
     env = {**os.environ, "AISHORTS_CACHE": str(native_cache)}
-    out = run_cli("--script", work / "script.txt", "--language", "zh-CN", "--run-dir", work / "run",
+    out = run_cli("--script", work / "script.txt", "--language", language, "--run-dir", work / "run",
                   "--max-ram", "4G", cwd=work, env=env, timeout=1200)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return work / "run"
 
 
-@pytest.mark.slow
-def test_a_mandarin_short_is_narrated_and_captioned_in_mandarin(mandarin_short):
-    narration = json.loads((mandarin_short / "tts" / "artifact.json").read_text())
-    assert (narration["voice"], narration["language"]) == ("zf_xiaoxiao", "zh")
-    assert narration["duration_s"] > 3.0
-    srt = (mandarin_short / "captions.srt").read_text(encoding="utf-8")
-    shown = "".join(line for line in srt.splitlines() if line and not line[0].isdigit())
-    assert shown == "章鱼有三颗心脏和蓝色的血液。第三颗心脏供应全身！"
-    fonts = list((mandarin_short / "render" / "fonts").iterdir())
+def shown_captions(run: Path, joiner: str) -> str:
+    srt = (run / "captions.srt").read_text(encoding="utf-8")
+    return joiner.join(line for line in srt.splitlines() if line and not line[0].isdigit())
+
+
+def assert_narrated_and_captioned(run: Path, voice: str, language: str, least_s: float, shown: str, family: str):
+    """A native voice said it (for longer than `least_s`), and the captions' one font covers what they show
+    and is the one libass picked, with no glyph missing."""
+    narration = json.loads((run / "tts" / "artifact.json").read_text())
+    assert (narration["voice"], narration["language"]) == (voice, language)
+    assert narration["duration_s"] > least_s  # not an empty narration
+    fonts = list((run / "render" / "fonts").iterdir())
     assert len(fonts) == 1 and spoken_chars(shown) <= covered_by(fonts[0])
-    ass = (mandarin_short / "captions.ass").read_text(encoding="utf-8")
-    assert "Style: Caption,Noto Sans CJK SC," in ass
-    log = (mandarin_short / "render" / "ffmpeg.log").read_text(errors="replace")
-    assert "Glyph" not in log and "fontselect: (Noto Sans CJK SC" in log
+    assert f"Style: Caption,{family}," in (run / "captions.ass").read_text(encoding="utf-8")
+    log = (run / "render" / "ffmpeg.log").read_text(errors="replace")
+    assert "Glyph" not in log and f"fontselect: ({family}" in log
 
 
-HINDI = "ऑक्टोपस के तीन दिल होते हैं और उसका खून नीला होता है। तीसरा दिल पूरे शरीर तक खून पहुँचाता है!"
+@pytest.fixture(scope="module")
+def mandarin_short(tmp_path_factory, native_cache) -> Path:  # noqa: F811
+    return short_from_script(tmp_path_factory, native_cache, MANDARIN, "zh-CN")
 
 
 @pytest.fixture(scope="module")
 def hindi_short(tmp_path_factory, native_cache) -> Path:  # noqa: F811
-    from aishorts.stages.common.cache import cache_root
-
-    for name in ("illustrations", "kokoro-ja"):
-        if (cache_root() / name).is_dir() and not (native_cache / name).exists():
-            (native_cache / name).symlink_to(cache_root() / name, target_is_directory=True)
-    work = tmp_path_factory.mktemp("hi")
-    (work / "script.txt").write_text(HINDI + "\n", encoding="utf-8")
-    env = {**os.environ, "AISHORTS_CACHE": str(native_cache)}
-    out = run_cli("--script", work / "script.txt", "--language", "hi", "--run-dir", work / "run",
-                  "--max-ram", "4G", cwd=work, env=env, timeout=1200)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return work / "run"
+    return short_from_script(tmp_path_factory, native_cache, HINDI, "hi")
 
 
-def fc_query_charset(font: Path) -> set[int]:
-    """The code points fontconfig says `font` covers (`fc-query`'s charset: hex ranges like `901-902 93e-942`)."""
-    out = subprocess.run(["fc-query", "--format", "%{charset}", str(font)], capture_output=True, text=True, check=True)
-    covered: set[int] = set()
-    for span in out.stdout.split():
-        low, _, high = span.partition("-")
-        covered.update(range(int(low, 16), int(high or low, 16) + 1))
-    return covered
+@pytest.mark.slow
+def test_a_mandarin_short_is_narrated_and_captioned_in_mandarin(mandarin_short):
+    shown = shown_captions(mandarin_short, "")
+    assert shown == MANDARIN
+    assert_narrated_and_captioned(mandarin_short, "zf_xiaoxiao", "zh", 3.0, shown, "Noto Sans CJK SC")
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("fc-query") is None, reason="fontconfig's fc-query is not installed")
 def test_a_hindi_short_is_narrated_by_a_hindi_voice_and_captioned_in_devanagari(hindi_short):
-    narration = json.loads((hindi_short / "tts" / "artifact.json").read_text())
-    assert (narration["voice"], narration["language"]) == ("hf_alpha", "hi")
-    assert narration["duration_s"] > 4.0  # 20 words, not an empty narration
-    srt = (hindi_short / "captions.srt").read_text(encoding="utf-8")
-    shown = " ".join(line for line in srt.splitlines() if line and not line[0].isdigit())
+    shown = shown_captions(hindi_short, " ")
     assert shown.split() == HINDI.split()
-    fonts = list((hindi_short / "render" / "fonts").iterdir())
-    assert len(fonts) == 1 and spoken_chars(shown) <= fc_query_charset(fonts[0])
-    ass = (hindi_short / "captions.ass").read_text(encoding="utf-8")
-    assert "Style: Caption,Noto Sans Devanagari," in ass
-    log = (hindi_short / "render" / "ffmpeg.log").read_text(errors="replace")
-    assert "Glyph" not in log and "fontselect: (Noto Sans Devanagari" in log
+    assert_narrated_and_captioned(hindi_short, "hf_alpha", "hi", 4.0, shown, "Noto Sans Devanagari")  # 20 words
 
 
 # --- the web page and API: MoneyPrinterTurbo's language and voice names -------------------------

@@ -222,7 +222,7 @@ def test_a_chinese_script_from_a_source_is_checked_against_it_character_by_chara
     assert language_problem(script.sentences, "zh") is None
 
 
-# --- labels a model heads its lines with, in every language ----------------------------------
+# --- labels a model heads its lines with, in every language (English too) ----------------------------------
 
 JAPANESE_ANSWER = """タイトル：タコに心臓が三つある理由
 タコの健康状態をチェックしよう！
@@ -239,6 +239,13 @@ def test_a_japanese_title_label_is_cleaned_as_an_english_one_is():
 
 
 @pytest.mark.parametrize(("line", "said"), [
+    # English labels: an article or an ordinal before them too; prose that only starts like one is left alone
+    ("A hook: The sky is vast.", "The sky is vast."),
+    ("First sentence: Honey is made in the hive.", "Honey is made in the hive."),
+    ("Seventh sentence: Bees pollinate plants.", "Bees pollinate plants."),
+    ("Step 2: The nectar thickens.", "The nectar thickens."),
+    ("A hookworm is a parasite.", "A hookworm is a parasite."),
+    ("First, bees gather nectar.", "First, bees gather nectar."),
     ("Gancho: ¿Sabías que el pulpo tiene tres corazones?", "¿Sabías que el pulpo tiene tres corazones?"),
     # Qwen's pt-br answer, seed 2 (BENCHMARKS.md): "Opening:" and "Invitation:" with an opening quote never closed
     ('Abertura: "Desculpe pela confusão anterior.', "Desculpe pela confusão anterior."),
@@ -260,7 +267,7 @@ def test_a_japanese_title_label_is_cleaned_as_an_english_one_is():
     ("结尾：关注我们，了解更多海洋趣闻。", "关注我们，了解更多海洋趣闻。"),
     ("शीर्षक: ऑक्टोपस के तीन दिल क्यों होते हैं", "ऑक्टोपस के तीन दिल क्यों होते हैं"),
 ])
-def test_labels_in_other_languages_are_cleaned_from_a_line(line, said):
+def test_labels_in_every_language_are_cleaned_from_a_line_and_prose_is_left_alone(line, said):
     assert clean_line(line) == said
 
 

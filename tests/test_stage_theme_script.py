@@ -265,20 +265,6 @@ def test_labels_and_bullets_are_stripped_when_that_is_all_that_is_wrong(run_stag
     assert 3 <= len(script.broll_queries) <= 5  # none written by the model: taken from the narration
 
 
-@pytest.mark.parametrize(("line", "cleaned"), [
-    ("A hook: The sky is vast.", "The sky is vast."),
-    ("First sentence: Honey is made in the hive.", "Honey is made in the hive."),
-    ("Seventh sentence: Bees pollinate plants.", "Bees pollinate plants."),
-    ("Step 2: The nectar thickens.", "The nectar thickens."),
-    ("A hookworm is a parasite.", "A hookworm is a parasite."),
-    ("First, bees gather nectar.", "First, bees gather nectar."),
-])
-def test_echoed_prompt_labels_are_stripped_and_prose_is_left_alone(line, cleaned):
-    from aishorts.stages.common.writing import clean_line
-
-    assert clean_line(line) == cleaned
-
-
 def test_markdown_debris_is_rejected_and_retried_with_a_firmer_instruction(run_stage_inline, tmp_path):
     with ChatServer([chat(MARKDOWN_SCRIPT), chat(GOOD_SCRIPT)]) as server:
         script, events = run_stage_inline(tmp_path, "script", ScriptParams(llm=llm(server)), theme=THEME)

@@ -761,12 +761,14 @@ def machine() -> dict:
 
 
 JUDGED_BY_READING = (ROOT / "docs" / "illustrated" / "relevance.md", ROOT / "docs" / "grounded.md",
-                     ROOT / "docs" / "script-samples.md", ROOT / "docs" / "languages.md")
+                     ROOT / "docs" / "script-samples.md", ROOT / "docs" / "languages.md",
+                     ROOT / "docs" / "local-scripts.md")
 """Appended to BENCHMARKS.md as written: the b-roll relevance table (old photo stills against the illustrated
 library, `python -m tools.illustrated_sheets`), the grounded scripts case by case with what was read in them
 (`python -m tools.bench_grounded`), and the local models' script samples (`python -m tools.samples`), which a
-reader judges; and the per-language narration table (`python -m tools.bench_languages`); nothing there is
-measured by this tool."""
+reader judges; the per-language narration table (`python -m tools.bench_languages`) and the local model's
+scripts by language with what was read in them (`python -m tools.bench_languages --scripts N`); nothing there
+is measured by this tool."""
 
 
 def write_markdown(path: Path, results: Results, info: dict, commands: list[str]) -> None:
