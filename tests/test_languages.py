@@ -239,6 +239,36 @@ def test_a_hindi_short_is_narrated_by_a_hindi_voice_and_captioned_in_devanagari(
     assert_narrated_and_captioned(hindi_short, "hf_alpha", "hi", 4.0, shown, "Noto Sans Devanagari")  # 20 words
 
 
+OTHER_SHORTS = {
+    "en-gb": "The octopus has three hearts. The third one sends blood around the whole body!",
+    "es": "El pulpo tiene tres corazones. El tercero lleva la sangre a todo el cuerpo.",
+    "fr-fr": "La pieuvre a trois cœurs. Le troisième envoie le sang dans tout le corps.",
+    "it": "Il polpo ha tre cuori. Il terzo porta il sangue a tutto il corpo.",
+    "ja": "タコには心臓が三つあります。三つ目の心臓は体全体に血を送ります。",
+    "pt-br": "O polvo tem três corações. O terceiro leva o sangue para todo o corpo.",
+}
+"""A two-sentence script in each language the tests above make no whole short in (en-us: the README's own)."""
+
+
+def font_family(font: Path) -> str:
+    return subprocess.run(["fc-query", "--format", "%{family[0]}", str(font)], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("fc-query") is None, reason="fontconfig's fc-query is not installed")
+@pytest.mark.parametrize("code", sorted(OTHER_SHORTS))
+def test_a_short_in_each_other_language_is_narrated_by_its_native_voice_and_captioned(code, tmp_path_factory,
+                                                                                     native_cache):  # noqa: F811
+    text = OTHER_SHORTS[code]
+    run = short_from_script(tmp_path_factory, native_cache, text, code)
+    unspaced = code == "ja"
+    shown = shown_captions(run, "" if unspaced else " ")
+    assert (shown == text) if unspaced else (shown.split() == text.split())
+    [font] = list((run / "render" / "fonts").iterdir())
+    assert_narrated_and_captioned(run, LANGUAGES[code].voice, code, 2.0, shown, font_family(font))
+
+
 # --- the web page and API: MoneyPrinterTurbo's language and voice names -------------------------
 
 
