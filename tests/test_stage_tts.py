@@ -241,6 +241,6 @@ def test_model_calls_run_side_by_side_only_under_a_roomy_ceiling(tmp_path):
     from tests.conftest import stage_context
 
     small, _ = stage_context(tmp_path, "tts", TtsParams(), 500 * 2**20)
-    roomy, _ = stage_context(tmp_path, "tts", TtsParams(), 700 * 2**20)
+    roomy, _ = stage_context(tmp_path, "tts", TtsParams(), 900 * 2**20)
     assert tts.call_workers(small) == 1
     assert tts.call_workers(roomy) == thread_share()
