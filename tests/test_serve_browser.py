@@ -246,6 +246,32 @@ def test_voices_follow_the_language_a_preview_plays_a_finished_card_keeps_its_ch
         expect(page.locator("li.task")).to_have_count(2)
 
 
+def test_a_task_submitted_while_the_list_is_on_its_way_keeps_its_card(tmp_path):
+    quick = write_pipeline(tmp_path / "quick.toml", {"name": "grow", "ceiling": "200M", "params": {"mb": 10}})
+    with running_server(tmp_path / "runs", "--pipeline", quick) as server, browser_page(server) as page:
+        held = []  # the list of tasks the page asks for on loading, answered as it was then, but only later
+
+        def hold(route) -> None:
+            held.append((route, route.fetch()))
+
+        page.route("**/api/v1/tasks?page_size=*", hold)
+        page.reload()
+        deadline = time.monotonic() + 60
+        while not held and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        assert held, "the page never asked for its tasks"
+
+        page.fill("#topic", "Newer than the list")
+        page.locator("details").evaluate("details => details.open = true")
+        page.select_option("#pipeline", "quick")
+        card = submitted(page, server)
+        for route, answer in held:  # a list without the new task: older than it, not a sign it was deleted
+            route.fulfill(response=answer)
+        page.unroute("**/api/v1/tasks?page_size=*")
+        expect_or_say(server, card, "data-status", "done", timeout=120_000)
+        expect(page.locator("li.task")).to_have_count(1)
+
+
 class LlamaCppLike(LoopbackServer):
     """A loopback server speaking what `--llm auto` looks for (llama.cpp's /v1/models) and answering every chat
     with the stage tests' well-formed script, so the script stage runs for real without a model."""

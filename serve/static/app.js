@@ -596,9 +596,12 @@ function listen() {
 }
 
 async function loadTasks() {
+  // Only a task known before the list was asked for can be missing from it because it was deleted: one submitted
+  // while the answer was on its way is simply newer than the list.
+  const known = new Set(tasks.keys());
   const data = await api("GET", "/api/v1/tasks?page_size=200");
   const listed = new Set(data.tasks.map((task) => task.task_id));
-  for (const taskId of [...tasks.keys()]) if (!listed.has(taskId)) forget(taskId);  // deleted elsewhere
+  for (const taskId of known) if (tasks.has(taskId) && !listed.has(taskId)) forget(taskId);  // deleted elsewhere
   for (const task of data.tasks.slice().reverse()) {
     const known = tasks.has(task.task_id);
     upsertTask(task);
