@@ -263,3 +263,61 @@ def _closes(answer: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_a_local_model_is_given_the_sources_best_sentences_in_their_order_to_retell_one_by_one():
+    from aishorts.ipc.artifacts import Theme
+    from aishorts.stages.common.writing import word_count
+    from aishorts.stages.script.grounded import SPARE_SHARE, facts_for
+
+    passages = split_passages([OCTOPUS["Octopus"]])
+    facts = facts_for(passages, THEME, 50)
+    sentences = [s for p in passages for s in p.sentences]
+    assert facts == [s for s in sentences if s in facts]  # the source's order: its story's
+    assert sum(map(word_count, facts)) >= SPARE_SHARE * 50 > sum(map(word_count, facts[:-1]))
+    assert facts_for(passages, Theme(topic="Octopus hearts", angle="", keywords=[]), 200) == []  # too little to retell
+
+
+def test_a_fact_that_points_back_is_told_with_what_it_points_to_or_not_at_all():
+    from aishorts.stages.script.grounded import facts_for
+
+    text = ("Octopus blood is blue. It carries oxygen with hemocyanin, a protein that contains copper."
+            " The giant squid (Architeuthis dux) has the largest eyes of any animal in the sea."
+            " They are as wide as dinner plates in the largest squid ever measured."
+            " Octopuses have three hearts that pump blood through the gills and the body."
+            " An octopus can taste with the suckers on its eight arms.")
+    facts = facts_for(split_passages([text]), THEME, 20)
+    assert facts == [  # "They are as wide ...": its squid was no fact (brackets), so neither is it
+        "Octopus blood is blue. It carries oxygen with hemocyanin, a protein that contains copper.",
+        "Octopuses have three hearts that pump blood through the gills and the body.",
+        "An octopus can taste with the suckers on its eight arms.",
+    ]
+
+
+def test_the_schema_numbers_each_retold_fact_and_the_script_holds_what_was_said_of_each():
+    """Real llama.cpp (SmolLM2): body item k is fixed by the grammar to start `{"fact": k, "say": ` and its sentence
+    bounded in words; the script keeps the sentences, not the numbers."""
+    from dataclasses import replace
+
+    from aishorts.stages.llm.chat import LocalGguf
+    from aishorts.stages.llm.prompts import grounded_prompt, script_schema
+    from aishorts.stages.script.grounded import answer_tokens, facts_for, parse_answer, script_shape
+
+    passages = split_passages([OCTOPUS["Octopus"]])
+    facts = facts_for(passages, THEME, 50)
+    shape = replace(script_shape(60, 80), body=len(facts))
+    backend = LocalGguf.open(LlmParams(backend="local", model="SmolLM2-135M-Instruct"), None, "en")
+    messages = grounded_prompt(THEME, "en", 60, shape, [OCTOPUS["Octopus"]], facts)
+    left_out = [s for p in passages for s in p.sentences if s not in facts]
+    assert left_out and not any(s in messages[-1]["content"] for s in left_out)  # the facts alone, numbered
+    assert all(f"{i}. {fact}" in messages[-1]["content"] for i, fact in enumerate(facts, 1))
+    answers = [backend.complete(messages, max_tokens=answer_tokens(shape), temperature=0.7, seed=seed,
+                                schema=script_schema(shape, "en", True, facts)) for seed in (1, 2, 3)]
+    closed = [answer for answer in answers if _closes(answer)]
+    assert closed, answers
+    least, most = shape.sentence_words
+    for answer in closed:
+        body = json.loads(answer)["body"]
+        assert [item["fact"] for item in body] == list(range(1, len(facts) + 1))
+        assert all(least <= len(item["say"].split()) <= most for item in body)
+        assert parse_answer(answer).body == [item["say"] for item in body]

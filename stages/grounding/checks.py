@@ -191,6 +191,10 @@ def support(sentence: str, passages: list[Passage], known_numbers: set[float],
     return Support(supported, round(shares[best], 3), best, missing, round(float(similarity[best]), 3), novel)
 
 
+SOURCE_SENTENCE_WORDS = (6, 28)
+"""The words of a source sentence a script can say as it stands."""
+
+
 def source_sentences(passages: list[Passage], topic: str, avoid: list[str]) -> list[str]:
     """The passages' own sentences a script can say as they stand, best for `topic` first."""
     scores = bm25_scores(topic, passages)
@@ -198,7 +202,8 @@ def source_sentences(passages: list[Passage], topic: str, avoid: list[str]) -> l
     chosen: list[str] = []
     for index in order:
         for sentence in passages[index].sentences:
-            if not 6 <= word_count(sentence) <= 28 or not usable_sentence(sentence):
+            if not SOURCE_SENTENCE_WORDS[0] <= word_count(sentence) <= SOURCE_SENTENCE_WORDS[1] \
+                    or not usable_sentence(sentence):
                 continue
             if re.search(r"[()\[\]]", sentence) or duplicate(sentence, [*avoid, *chosen], set()):
                 continue

@@ -82,8 +82,8 @@ def split_passages(texts: list[str]) -> list[Passage]:
         for line in prose_lines(text):
             current: list[str] = []
             for sentence in split_sentences(line):
-                if word_count(sentence) < MIN_SENTENCE_WORDS and not current:
-                    continue
+                if not current and word_count(sentence) < MIN_SENTENCE_WORDS and not _short_statement(sentence):
+                    continue  # a label opening the line ("Octopus.", "Main article: X")
                 if current and sum(map(word_count, current)) + word_count(sentence) > PASSAGE_WORDS:
                     passages.append(Passage(index, " ".join(current)))
                     current = []
@@ -91,6 +91,11 @@ def split_passages(texts: list[str]) -> list[Passage]:
             if current and sum(map(word_count, current)) >= MIN_SENTENCE_WORDS:
                 passages.append(Passage(index, " ".join(current)))
     return passages
+
+
+def _short_statement(sentence: str) -> bool:
+    """A short sentence that still says something ("Octopus blood is blue."): the next may point back to it."""
+    return word_count(sentence) >= 3 and sentence[-1] in ".!?" and ":" not in sentence
 
 
 def bm25_scores(query: str, passages: list[Passage]) -> list[float]:

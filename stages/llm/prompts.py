@@ -11,6 +11,7 @@ judging the answers (the theme and script stages).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aishorts.ipc.artifacts import Theme
@@ -258,25 +259,29 @@ def _whole_prompt_in(tongue: Tongue, subject: str, low: int, high: int, seconds:
 
 
 def _grounded_prompt_in(
-    tongue: Tongue, subject: str, seconds: int, shape: ScriptShape, passages: list[str],
+    tongue: Tongue, subject: str, seconds: int, shape: ScriptShape, passages: list[str], facts: list[str],
 ) -> list[Message]:
+    given = "facts" if facts else "source passages"
     system = (f"You write narration for vertical short videos in {tongue.english} ({tongue.native}) using only"
-              " the facts in the source passages you are given. You answer with JSON only.")
+              f" the {given} you are given. You answer with JSON only.")
+    sizes = f"{tongue.size(shape.asked_words[0])} to {tongue.size(shape.asked_words[1])} {tongue.unit}"
+    body = (f"- body: exactly {shape.body} short spoken sentences of {sizes}, one item per fact, in order:"
+            " \"fact\" is the fact's number, \"say\" retells it close to its words, adding nothing.\n" if facts else
+            f"- body: exactly {shape.body} short spoken sentences of {sizes}, each telling a different fact from the"
+            " passages, close to their words.\n")
     user = (
-        f"Source passages:\n{passages_block(passages)}\n\n"
-        f"Write, in {tongue.english}, the narration for a vertical video of at most {seconds} seconds about:"
+        (f"Facts:\n{facts_block(facts)}\n\n" if facts else f"Source passages:\n{passages_block(passages)}\n\n")
+        + f"Write, in {tongue.english}, the narration for a vertical video of at most {seconds} seconds about:"
         f" {subject}\n"
-        "Rules:\n- Say only what the passages say: no fact, number or name that is not in them.\n"
+        f"Rules:\n- Say only what the {given} say: no fact, number or name that is not in them.\n"
         f"- hook, body and cta in {tongue.english} ({tongue.native}), not English.\n"
         f"- hook: one sentence of at most {tongue.size(shape.asked_hook_words)} {tongue.unit} that makes viewers"
         " curious.\n"
-        f"- body: exactly {shape.body} short spoken sentences of {tongue.size(shape.asked_words[0])} to"
-        f" {tongue.size(shape.asked_words[1])} {tongue.unit}, each telling a different fact from the passages,"
-        " close to their words.\n"
+        + body +
         "- cta: one sentence inviting viewers to follow or comment.\n"
         "- queries: 3 to 5 short visual search phrases in English (2 to 4 words, concrete things a camera can"
         " film).\n"
-        "- Spoken text only: no markdown, no emojis, no passage numbers.\n"
+        f"- Spoken text only: no markdown, no emojis, no {'fact' if facts else 'passage'} numbers.\n"
         f"{tongue.order}"
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -309,42 +314,62 @@ def passages_block(passages: list[str]) -> str:
     return "\n".join(f"[{i}] {text}" for i, text in enumerate(passages, 1))
 
 
+def facts_block(facts: list[str]) -> str:
+    return "\n".join(f"{i}. {text}" for i, text in enumerate(facts, 1))
+
+
 def grounded_prompt(
-    theme: Theme, lang: str, seconds: int, shape: ScriptShape, passages: list[str],
+    theme: Theme, lang: str, seconds: int, shape: ScriptShape, passages: list[str], facts: Sequence[str] = (),
 ) -> list[Message]:
-    """The whole script from the passages, answered as JSON: hook, body sentences, call to action, queries."""
+    """The whole script from the passages, answered as JSON: hook, body sentences, call to action, queries.
+
+    With `facts` (exactly `shape.body` of the source's own sentences, in its order) the passages are left out and
+    body sentence k retells fact k: a small model paraphrases one given sentence far more faithfully than it picks
+    distinct facts out of up to 600 words (it repeated itself and padded with claims the source lacks), and the
+    prompt carries about 160 words of source instead."""
     angle = f" ({theme.angle})" if theme.angle else ""
     hook_words, (least, most) = shape.asked_hook_words, shape.asked_words
+    facts = list(facts)
     if lang in TONGUES:
-        return _grounded_prompt_in(TONGUES[lang], theme.topic + angle, seconds, shape, passages)
+        return _grounded_prompt_in(TONGUES[lang], theme.topic + angle, seconds, shape, passages, facts)
     if lang == "pt":
-        system = ("Você escreve a narração de vídeos verticais curtos usando só os fatos dos trechos de fonte"
-                  " que recebe. Responda só com JSON.")
+        given = "fatos" if facts else "trechos"
+        system = (f"Você escreve a narração de vídeos verticais curtos usando só os {given} que recebe."
+                  " Responda só com JSON.")
+        body = (f"- body: exatamente {shape.body} frases curtas faladas de {least} a {most} palavras: um item por fato,"
+                " na ordem: \"fact\" é o número do fato, \"say\" o reconta com as palavras dele, sem"
+                " acrescentar nada.\n" if facts else
+                f"- body: exatamente {shape.body} frases curtas faladas de {least} a {most} palavras, cada uma"
+                " contando um fato diferente dos trechos, com as palavras deles.\n")
         user = (
-            f"Trechos da fonte:\n{passages_block(passages)}\n\n"
-            f"Escreva, em português do Brasil, a narração de um vídeo vertical de até {seconds} segundos sobre:"
+            (f"Fatos:\n{facts_block(facts)}\n\n" if facts else f"Trechos da fonte:\n{passages_block(passages)}\n\n")
+            + f"Escreva, em português do Brasil, a narração de um vídeo vertical de até {seconds} segundos sobre:"
             f" {theme.topic}{angle}\n"
-            "Regras:\n- Diga só o que os trechos dizem: nenhum fato, número ou nome que não esteja neles.\n"
+            f"Regras:\n- Diga só o que os {given} dizem: nenhum fato, número ou nome que não esteja neles.\n"
             f"- hook: uma frase de abertura com no máximo {hook_words} palavras que desperte curiosidade.\n"
-            f"- body: exatamente {shape.body} frases curtas faladas de {least} a {most} palavras, cada uma"
-            " contando um fato diferente dos trechos, com as palavras deles.\n"
+            + body +
             "- cta: uma frase convidando para seguir o canal ou comentar.\n"
             "- queries: de 3 a 5 buscas visuais curtas (2 a 4 palavras, coisas que uma câmera pode filmar).\n"
-            "- Só texto falado: sem markdown, sem emojis, sem números de trecho."
+            f"- Só texto falado: sem markdown, sem emojis, sem números de {'fato' if facts else 'trecho'}."
         )
     else:
-        system = ("You write narration for vertical short videos using only the facts in the source passages"
-                  " you are given. You answer with JSON only.")
+        given = "facts" if facts else "source passages"
+        system = (f"You write narration for vertical short videos using only the {given} you are given."
+                  " You answer with JSON only.")
+        body = (f"- body: exactly {shape.body} short spoken sentences of {least} to {most} words: one item per"
+                " fact, in order: \"fact\" is the fact's number, \"say\" retells it close to its words, adding"
+                " nothing.\n" if facts else
+                f"- body: exactly {shape.body} short spoken sentences of {least} to {most} words, each telling a"
+                " different fact from the passages in the passages' own words.\n")
         user = (
-            f"Source passages:\n{passages_block(passages)}\n\n"
-            f"Write the narration for a vertical video of at most {seconds} seconds about: {theme.topic}{angle}\n"
-            "Rules:\n- Say only what the passages say: no fact, number or name that is not in them.\n"
+            (f"Facts:\n{facts_block(facts)}\n\n" if facts else f"Source passages:\n{passages_block(passages)}\n\n")
+            + f"Write the narration for a vertical video of at most {seconds} seconds about: {theme.topic}{angle}\n"
+            f"Rules:\n- Say only what the {given} say: no fact, number or name that is not in them.\n"
             f"- hook: one sentence of at most {hook_words} words that makes viewers curious.\n"
-            f"- body: exactly {shape.body} short spoken sentences of {least} to {most} words, each telling a"
-            " different fact from the passages in the passages' own words.\n"
+            + body +
             "- cta: one sentence inviting viewers to follow or comment.\n"
             "- queries: 3 to 5 short visual search phrases (2 to 4 words, concrete things a camera can film).\n"
-            "- Spoken text only: no markdown, no emojis, no passage numbers."
+            f"- Spoken text only: no markdown, no emojis, no {'fact' if facts else 'passage'} numbers."
         )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
@@ -371,21 +396,30 @@ def query_schema() -> dict:
     return {"type": "string", "pattern": f"^{LATIN_WORD}( {LATIN_WORD}){{0,3}}$"}
 
 
-def script_schema(shape: ScriptShape, lang: str = "en", bounded: bool = True) -> dict:
+def script_schema(shape: ScriptShape, lang: str = "en", bounded: bool = True, facts: Sequence[str] = ()) -> dict:
     """The JSON shape of a grounded script: exactly `shape.body` body sentences and, where `bounded` and the
     language is spaced in the Latin alphabet, the words of every sentence bounded by the schema itself.
+
+    With `facts`, body item k is `{"fact": k, "say": <its retelling>}`, the number fixed by the schema: without it
+    Qwen left the order after a few facts and wrote one sentence over and over. (Fixed to the fact's first words
+    instead, it went on from them half the time, and "say" held the fact's second half.)
 
     Bounds in words, not minLength/maxLength: llama.cpp expands a character bound into one nested repetition per
     character, which stalled SmolLM2 (nothing in 300 s). An endpoint is asked with `bounded=False`: not every
     server's structured output takes a pattern, and a model that size keeps to the lengths it is asked for."""
     words = bounded and lang in BOUNDED_LANGUAGES
     text = {"type": "string"}
+    sentence = sentence_schema(shape.sentence_words) if words else text
+    body: dict = {"type": "array", "items": sentence, "minItems": shape.body, "maxItems": shape.body}
+    if facts:
+        body = {"type": "array", "minItems": len(facts), "maxItems": len(facts), "prefixItems": [
+            {"type": "object", "properties": {"fact": {"const": number}, "say": sentence},
+             "required": ["fact", "say"], "additionalProperties": False} for number in range(1, len(facts) + 1)]}
     return {
         "type": "object",
         "properties": {
             "hook": sentence_schema(shape.hook_words) if words else text,
-            "body": {"type": "array", "items": sentence_schema(shape.sentence_words) if words else text,
-                     "minItems": shape.body, "maxItems": shape.body},
+            "body": body,
             "cta": sentence_schema(shape.cta_words) if words else text,
             "queries": {"type": "array", "items": query_schema() if bounded else text, "minItems": 3, "maxItems": 5},
         },

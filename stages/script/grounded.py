@@ -2,9 +2,11 @@
 
 Responsible for: gathering the sources of a script (the user's `--source`s,
 else the wiki lookup), choosing the passages that fit the topic within the
-model's context, asking the model once for the whole script in a JSON shape
-(hook, body sentences, call to action, queries) that llama.cpp's grammar or
-the endpoint's `response_format` enforces, checking each hook and body
+model's context (for a local model writing a Latin-alphabet language, the
+passages' best sentences, numbered, for it to retell one by one), asking the
+model once for the whole script in a JSON shape (hook, body sentences, call
+to action, queries) that llama.cpp's grammar or the endpoint's
+`response_format` enforces, checking each hook and body
 sentence against the passages (stages/grounding/checks.py), asking once for
 the unsupported ones again when the supported ones cannot fill the budget,
 choosing among the answer's sentences a set that fits the word budget (the
@@ -32,12 +34,16 @@ from aishorts.stages.common.outputs import write_text
 from aishorts.stages.common.writing import (
     ENDS, SENTENCE_WORDS, clean_line, content_words, duplicate, preview, split_sentences, usable_sentence, word_count,
 )
-from aishorts.stages.grounding.checks import Support, source_numbers, source_sentences, support
+from aishorts.stages.grounding.checks import (
+    SOURCE_SENTENCE_WORDS, Support, source_numbers, source_sentences, support,
+)
 from aishorts.stages.grounding.passages import Passage, select, split_passages
 from aishorts.stages.grounding.sources import Source, SourceProblem, read_sources
 from aishorts.stages.grounding.wiki import lookup
 from aishorts.stages.llm.chat import ChatBackend
-from aishorts.stages.llm.prompts import ScriptShape, grounded_prompt, rewrite_prompt, rewrite_schema, script_schema
+from aishorts.stages.llm.prompts import (
+    BOUNDED_LANGUAGES, ScriptShape, grounded_prompt, rewrite_prompt, rewrite_schema, script_schema,
+)
 from aishorts.stages.script.drafts import (
     CTA, MAX_HOOK_WORDS, STOCK_CLOSING, Draft, parse_whole, plain, problems, rescue, topic_as_hook,
 )
@@ -63,8 +69,18 @@ SPARE_SHARE = 1.5
 unsupported and repeated ones the stage still chooses, among the answer's own, a set that fits the budget. At 30%
 more, 4 of 9 bench scripts came from the first answer alone: the checks dropped 2-6 of its sentences in the rest."""
 MAX_CTA_WORDS = 20
+LEAST_FACT_SHARE = 1.25
+"""Facts worth retelling: a short source's (the bench's sky text holds 144 words of them for a body of 109) still
+leave the stage a choice; retold, they came out at 0.9-1.1 times their words."""
+RETELL_TEMPERATURE = 0.3
+"""Sampling for retelling facts: a paraphrase wants few surprises (at 0.7, Qwen strayed from the facts' order and
+wrote "Forager bees are the only bees that can make honey")."""
+MAX_FACTS = 16
+"""Facts retold in one answer at the most: the answer's tokens grow with them."""
 TOKENS_PER_WORD = 1.6
 """Qwen's tokens per word of JSON-quoted English with its punctuation, with a margin (Portuguese runs longer)."""
+ITEM_TOKENS = 12
+"""A retold fact's `{"fact": 12, "say": "...."}` around its sentence."""
 REWRITE_TOKENS_EACH = 45
 """A rewritten sentence of up to about 30 words; a tiny model's rambling string is cut there."""
 NOT_GROUNDED = "not grounded: facts unchecked"
@@ -140,10 +156,40 @@ def script_shape(low: int, high: int) -> ScriptShape:
     return ScriptShape(count, ASKED_SENTENCE_WORDS, SENTENCE_WORDS_ALLOWED, HOOK_WORDS, CTA_WORDS)
 
 
+def facts_for(passages: list[Passage], theme: Theme, body_words: int) -> list[str]:
+    """The source's own sentences a local model retells one by one: the best for the topic (source_sentences) until
+    they hold SPARE_SHARE times the body's words, in the source's order (its story's); none when they hold less than
+    LEAST_FACT_SHARE times, and the model then picks from the passages themselves.
+
+    A sentence that opens on a pronoun is told with what it points back to: after the sentence before it when that
+    is a fact too, joined to it when it was too short to be one ("Octopus blood is blue. It carries oxygen with
+    hemocyanin, ..."), and left out otherwise (a retold "It carries oxygen ..." told nobody what carries it)."""
+    ranked = source_sentences(passages, " ".join([theme.topic, theme.angle, *theme.keywords]), [])
+    before = {now: earlier for p in passages for earlier, now in zip(p.sentences, p.sentences[1:])}
+    position = {sentence: i for i, sentence in enumerate(s for p in passages for s in p.sentences)}
+    chosen: dict[str, str] = {}  # each chosen sentence of the source: the fact it is told as
+    while ranked and sum(map(word_count, chosen.values())) < SPARE_SHARE * body_words and len(chosen) < MAX_FACTS:
+        sentence = ranked.pop(0)
+        earlier = before.get(sentence, "")
+        if not _POINTS_BACK.match(sentence) or earlier in chosen:
+            chosen[sentence] = sentence
+        elif earlier and word_count(earlier) < SOURCE_SENTENCE_WORDS[0]:
+            chosen[sentence] = f"{earlier} {sentence}"
+    if sum(map(word_count, chosen.values())) < LEAST_FACT_SHARE * body_words or len(chosen) < 3:
+        return []
+    return [chosen[s] for s in sorted(chosen, key=lambda sentence: position.get(sentence, len(position)))]
+
+
+_POINTS_BACK = re.compile(
+    r"^(It|Its|They|Their|Them|This|These|That|Those|He|She|His|Her|Ele|Ela|Eles|Elas|Isso|Isto|Esse|Essa|Esses"
+    r"|Essas|Seu|Sua|Seus|Suas)\b")
+"""Openings (English, Portuguese) that point back to the sentence before."""
+
+
 def answer_tokens(shape: ScriptShape) -> int:
     """Room for the longest answer the schema allows, so that the JSON is never cut before it closes."""
     most = shape.body * shape.sentence_words[1] + shape.hook_words[1] + shape.cta_words[1] + 5 * 4
-    return round(most * TOKENS_PER_WORD) + 40
+    return round(most * TOKENS_PER_WORD) + 40 + ITEM_TOKENS * shape.body
 
 
 def write_grounded(
@@ -155,14 +201,19 @@ def write_grounded(
     seconds = int(PLATFORMS[params.platform].max_duration_s)
     shape = script_shape(low, high)
     texts = [p.text for p in passages]
-    messages = grounded_prompt(theme, lang, seconds, shape, texts)
     bounded = backend.label.startswith("local:")
-    schema = script_schema(shape, lang, bounded)
+    facts = facts_for(passages, theme, high - TYPICAL_FRAME_WORDS) if bounded and lang in BOUNDED_LANGUAGES else []
+    if facts:
+        shape = replace(shape, body=len(facts))
+        ctx.log(f"{len(facts)} facts of the source, {sum(map(word_count, facts))} words, to be retold one by one")
+    messages = grounded_prompt(theme, lang, seconds, shape, texts, facts)
+    schema = script_schema(shape, lang, bounded, facts)
     draft, attempts = None, 0
     for attempt in range(1, max(1, min(params.max_attempts, 2)) + 1):
         attempts = attempt
         answer = backend.complete(messages, max_tokens=answer_tokens(shape),
-                                  temperature=params.llm.temperature, seed=params.llm.seed + attempt - 1, schema=schema)
+                                  temperature=min(params.llm.temperature, RETELL_TEMPERATURE) if facts else
+                                  params.llm.temperature, seed=params.llm.seed + attempt - 1, schema=schema)
         draft = parse_answer(answer)
         if draft.body:
             break
@@ -199,7 +250,8 @@ def parse_answer(answer: str) -> Draft:
     if data is None:
         return parse_whole(answer)  # plain narration, as asked for without a schema
     hook = _sentence(data.get("hook"))
-    body = [s for item in data.get("body") or [] if isinstance(item, str)
+    items = [item.get("say") if isinstance(item, dict) else item for item in data.get("body") or []]  # retold facts
+    body = [s for item in items if isinstance(item, str)
             for s in split_sentences(clean_line(_without_keys(item))) if s and not _JSON_LEFT.search(s)]
     cta = _sentence(data.get("cta"))
     queries = [clean_line(q).lower() for q in data.get("queries") or [] if isinstance(q, str) and q.strip()]
