@@ -56,6 +56,7 @@ def call_for(run_dir: Path, params: ScriptParams) -> StageCall:
 def one_case(work: Path, topic_key: str, mode: str, seed: int, language: str, model: str) -> dict:
     from aishorts.stages.grounding.checks import numbers_in, source_numbers, support
     from aishorts.stages.grounding.passages import split_passages
+    from aishorts.stages.common.context import StageError
     from aishorts.stages.harness import execute
     from aishorts.stages.script.stage import word_range
 
@@ -70,7 +71,15 @@ def one_case(work: Path, topic_key: str, mode: str, seed: int, language: str, mo
     )
     events = []
     start = time.perf_counter()
-    script = execute(call_for(run_dir, params), events.append)
+    try:
+        script = execute(call_for(run_dir, params), events.append)
+    except StageError as exc:  # a result too: the stage could not write a script (seen ungrounded)
+        return {
+            "topic": topic_key, "mode": mode, "seed": seed, "words": 0, "first_attempt": False, "first_answer": "",
+            "answer_words": None, "no_fallback": False, "fallbacks": [f"the stage failed: {exc}"],
+            "supported_share": 0.0, "numbers_not_in_source": 0, "stage_s": round(time.perf_counter() - start, 1),
+            "backend": "", "grounding": "", "sentences": [], "log": [e.message for e in events if e.kind == "log"],
+        }
     stage_s = time.perf_counter() - start
     passages = split_passages([source.read_text()])
     known = source_numbers([source.read_text()])
@@ -134,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                     case = one_case(Path(tmp), topic, mode, seed, args.language, args.model)
                     print(json.dumps({k: v for k, v in case.items() if k not in ("sentences", "log")}), file=sys.stderr, flush=True)
                     cases.append(case)
+                    if args.out:  # as each case ends: a crash or a stop keeps what was measured
+                        args.out.write_text(json.dumps(cases, indent=1, ensure_ascii=False))
     for mode, figures in summary(cases).items():
         print(f"{mode}: {json.dumps(figures)}", file=sys.stderr)
     text = json.dumps(cases, indent=1, ensure_ascii=False)
