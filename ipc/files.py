@@ -27,6 +27,8 @@ from typing import TypeVar
 
 import msgspec
 
+from aishorts.ipc.sizes import MiB
+
 T = TypeVar("T", bound=msgspec.Struct)
 
 
@@ -87,7 +89,7 @@ def open_new_file(path: Path):
     return os.fdopen(fd, "wb")
 
 
-ARTIFACT_LIMIT = 1024 * 1024 * 1024
+ARTIFACT_LIMIT = 1024 * MiB
 """The largest JSON file of a run (an artifact, run.json, a stamp) read into memory; the big payloads are files
 (tests pad artifacts to 200 MB; a real one is a few KB)."""
 
@@ -126,7 +128,7 @@ def read_regular(path: Path, limit: int = ARTIFACT_LIMIT) -> bytes:
 
 
 def _size(count: int) -> str:
-    return f"{count / (1024 * 1024):g} MiB" if count >= 1024 * 1024 else f"{count / 1024:g} KiB"
+    return f"{count / MiB:g} MiB" if count >= MiB else f"{count / 1024:g} KiB"
 
 
 def encode_json(obj: object) -> bytes:

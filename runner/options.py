@@ -25,7 +25,7 @@ from aishorts.ipc.languages import local_script_refusal
 from aishorts.ipc.params import CATEGORIES, LlmParams, PipelineParams
 from aishorts.ipc.request import RequestError, ShortRequest, field_info
 from aishorts.ipc.pipeline import DEFAULT_PIPELINE, STAGE_NAMES, StageSpec
-from aishorts.ipc.sizes import SizeError, parse_size
+from aishorts.ipc.sizes import MiB, SizeError, parse_size
 from aishorts.ipc.text import MAX_TOPIC_CHARS
 from aishorts.runner.errors import UsageError
 from aishorts.runner.limits import Limits, load_limits, parse_limit_override
@@ -233,7 +233,7 @@ def _existing_dir(path: Path) -> Path:
     return path.resolve()
 
 
-MUSIC_FILE_LIMIT = 200 * 1024 * 1024
+MUSIC_FILE_LIMIT = 200 * MiB
 """The largest music file a short takes (an hour of 320 kbit/s MP3 is 144 MB)."""
 
 

@@ -33,7 +33,7 @@ from aishorts.ipc.files import (
 from aishorts.ipc.messages import ProgressEvent, StageCall
 from aishorts.ipc.params import PipelineParams
 from aishorts.ipc.pipeline import StageSpec, artifact_path, module_name_before
-from aishorts.ipc.sizes import format_size
+from aishorts.ipc.sizes import MiB, format_size
 from aishorts.runner.budget import MemoryBudget
 from aishorts.runner.deliverables import restore_deliverables
 from aishorts.runner.errors import UsageError
@@ -509,7 +509,7 @@ def suggested_ceiling(stage: StageReport, usual: int | None) -> int:
     heaviest known run) and 1.5 times the peak it had reached. `aishorts-runner
     probe` finds the real need when even this is not enough.
     """
-    step = 100 * 1024 * 1024
+    step = 100 * MiB
     need = max(usual or 0, stage.peak_rss_bytes * 3 // 2)
     return -(-need // step) * step
 

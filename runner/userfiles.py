@@ -13,9 +13,10 @@ import tomllib
 from pathlib import Path
 
 from aishorts.ipc.files import read_regular
+from aishorts.ipc.sizes import MiB
 from aishorts.runner.errors import UsageError
 
-USER_FILE_LIMIT = 16 * 1024 * 1024
+USER_FILE_LIMIT = 16 * MiB
 """The largest script, topics, limits or pipeline file read (a 10,000-row topics file is about 1 MB)."""
 
 

@@ -17,7 +17,9 @@ from collections.abc import Iterable
 
 import psutil
 
-BODY_LIMIT = 1024 * 1024
+from aishorts.ipc.sizes import MiB
+
+BODY_LIMIT = MiB
 """The largest request body any endpoint takes (a script of text is a few KB), but the upload endpoint."""
 UPLOAD_PATH = "/api/v1/uploads"
 """The one endpoint whose body is a file: audio, video, image or octet-stream, streamed to its route (which counts

@@ -22,12 +22,13 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.concurrency import run_in_threadpool
 
 from aishorts.ipc.files import ArtifactError, resolve_in_run
+from aishorts.ipc.sizes import MiB
 from aishorts.serve.jobs import Job, JobManager, TaskNotFound
 from aishorts.serve.requests import FieldError, ServerSettings, VideoRequest, plan_video
 from aishorts.serve.views import FILES, file_path, task_view
 
 MCP_PATH = "/mcp"
-MAX_INLINE_BYTES = 64 * 1024 * 1024
+MAX_INLINE_BYTES = 64 * MiB
 """The largest file `get_file` hands back inline (base64); a short is a few MB."""
 TEXT_FILES = ("captions.srt", "captions.ass", "report.json", "memory.svg", "sources.txt")
 

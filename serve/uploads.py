@@ -17,9 +17,10 @@ import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from aishorts.ipc.sizes import MiB
 from aishorts.serve.requests import FieldError
 
-UPLOAD_LIMIT = 200 * 1024 * 1024
+UPLOAD_LIMIT = 200 * MiB
 """The largest file taken (runner.options.MUSIC_FILE_LIMIT for a track; a 1080p clip of a minute is about 80 MB)."""
 FOLDER_FILES = 50
 """The most files one upload folder holds (the b-roll stage takes 12 from a folder by default)."""

@@ -19,10 +19,10 @@ from pathlib import Path
 import httpx
 import psutil
 
+from aishorts.ipc.sizes import MiB
+
 from tests.serve_helpers import running_server, stage_of, submit, wait_task
 from tools.balloon import write_pipeline
-
-MiB = 1024 * 1024
 
 
 def main() -> None:

@@ -16,10 +16,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from aishorts.ipc.sizes import MiB
+
 from tests.runner_helpers import RUNNER, balloon_pipeline, run_cli, wait_for
 
 ray_cluster_utils = pytest.importorskip("ray.cluster_utils")
-MiB = 2**20
 
 
 @pytest.fixture(scope="module")

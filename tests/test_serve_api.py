@@ -19,11 +19,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from aishorts.ipc.sizes import MiB
+
 from tests.runner_helpers import RUNNER, balloon_pipeline, marker_env, processes_with_marker, run_cli, wait_for
 from tests.serve_helpers import finished, running_server, stage_of, submit, task, wait_task
 
 ROOT = Path(__file__).resolve().parent.parent
-MiB = 1024 * 1024
 
 
 @pytest.fixture

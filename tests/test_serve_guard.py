@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
-from tests.serve_helpers import running_server
+from aishorts.ipc.sizes import MiB
 
-MiB = 1024 * 1024
+from tests.serve_helpers import running_server
 
 
 def request(url: str, method: str, path: str, body: bytes | None = None, headers: dict | None = None):

@@ -8,6 +8,7 @@ answers in both formatversions, late, or with nothing.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -93,7 +94,8 @@ def test_a_source_that_cannot_be_read_says_which_and_why(tmp_path, name, data, m
 
 
 class _Pages:
-    """Loopback pages: an HTML article, a page too large to fetch; headers recorded."""
+    """Loopback pages: an HTML article, a page too large to fetch, redirects (`/moved-to-URL`, `|` for `/`);
+    headers recorded."""
 
     def __init__(self) -> None:
         self.headers: list[dict[str, str]] = []
@@ -102,6 +104,12 @@ class _Pages:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
                 pages.headers.append(dict(self.headers.items()))
+                if self.path.startswith("/moved-to-"):
+                    self.send_response(302)
+                    self.send_header("Location", self.path.removeprefix("/moved-to-").replace("|", "/"))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if self.path == "/octopus":
                     body, kind = f"<html><head><title>Octopus</title></head><body><p>{HEARTS}</p></body></html>".encode(), "text/html; charset=utf-8"
                 else:
@@ -139,6 +147,25 @@ def test_a_page_is_fetched_without_credentials_and_a_huge_one_is_refused(monkeyp
             read_source(f"{base}/huge", "octopus")
     assert source.title == "Octopus" and source.origin == f"{base}/octopus" and "three hearts" in source.text
     assert all("Authorization" not in h and "aishorts-runner" in h["User-Agent"] for h in pages.headers)
+
+
+def test_a_page_redirected_to_another_page_is_read_and_one_redirected_off_the_web_is_refused(monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with _Pages() as base:
+        [source] = read_source(f"{base}/moved-to-{base.replace('/', '|')}|octopus", "octopus")
+        assert source.origin == f"{base}/octopus", "the address the text came from, after the redirect"
+        for elsewhere in ("ftp:||127.0.0.1:9|octopus.txt", "file:|||etc|hostname"):
+            with pytest.raises(SourceProblem, match="answered HTTP 302"):
+                read_source(f"{base}/moved-to-{elsewhere}", "octopus")
+
+
+def test_a_named_pipe_given_as_a_source_is_refused_at_once_not_waited_on(tmp_path):
+    pipe = tmp_path / "notes.txt"
+    os.mkfifo(pipe)
+    started = time.monotonic()
+    with pytest.raises(SourceProblem, match="not a regular file"):
+        read_source(str(pipe), "octopus")
+    assert time.monotonic() - started < 10
 
 
 # --- passages -----------------------------------------------------------------------------

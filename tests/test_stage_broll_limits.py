@@ -27,11 +27,11 @@ from aishorts.ipc.artifacts import Candidates
 from aishorts.ipc.files import read_struct, write_struct
 from aishorts.ipc.params import BrollParams
 from aishorts.ipc.pipeline import artifact_path
+from aishorts.ipc.sizes import MiB
 from media_server import serve
 from test_stage_broll import SCRIPT, make_clip, make_still
 
 ROOT = Path(__file__).resolve().parent.parent
-MB = 1024 * 1024
 
 
 @contextlib.contextmanager
@@ -82,13 +82,13 @@ def test_a_download_without_a_length_is_stopped_at_the_byte_cap_and_removed(tmp_
     [skipped] = result.skipped
     assert skipped.ref == endless and "max_filesize_mb=2" in skipped.reason
     assert elapsed < 25, "stopped at the cap, not at the time bound"
-    assert most[0] <= 3 * MB, f"{most[0] / MB:.1f} MB were on disk at once, over the 2 MB cap and a margin"
+    assert most[0] <= 3 * MiB, f"{most[0] / MiB:.1f} MiB were on disk at once, over the 2 MB cap and a margin"
     left = sorted(p.name for p in (run_dir / "broll").iterdir())
     assert left == ["artifact.json", "url-2.mp4"], "nothing of the stopped download remains"
 
 
 def write_huge_png(path: Path, side: int) -> Path:
-    """A real RGB PNG of side x side pixels, compressed row by row: cheap to make, 768 MB once decoded at 16000."""
+    """A real RGB PNG of side x side pixels, compressed row by row: cheap to make, 768 MiB once decoded at 16000."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -135,15 +135,15 @@ def test_a_huge_image_in_the_local_folder_is_skipped_without_being_decoded(tmp_p
     [skipped] = result.skipped
     assert Path(skipped.ref).name == "poster.png"
     assert "16000x16000" in skipped.reason and "too large" in skipped.reason
-    assert peak < 400 * MB, f"the stage's tree peaked at {peak / MB:.0f} MB: the huge image was decoded"
+    assert peak < 400 * MiB, f"the stage's tree peaked at {peak / MiB:.0f} MiB: the huge image was decoded"
 
 
 def test_the_peak_reading_sees_the_ffmpeg_in_the_stage_tree(tmp_path):
-    """The measure itself: a stage whose ffmpeg decodes a 6000x6000 still (108 MB of pixels) peaks above that."""
+    """The measure itself: a stage whose ffmpeg decodes a 6000x6000 still (108 MiB of pixels) peaks above that."""
     folder = tmp_path / "mine"
     folder.mkdir()
     write_huge_png(folder / "big.png", 6000)
     params = BrollParams(source="local", local_dir=str(folder), fill_gaps=False)
     result, peak = run_broll_process(tmp_path / "run", params)
     assert [item.width for item in result.items] == [6000]
-    assert peak > 108 * MB
+    assert peak > 108 * MiB

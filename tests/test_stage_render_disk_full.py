@@ -1,7 +1,7 @@
 """A render that runs out of disk says so in one line and leaves no partial video to keep the disk full.
 
 The run directory lives on a real tmpfs (mounting one needs root, as CI has;
-elsewhere the test is skipped), filled until a couple of MB are left once the
+elsewhere the test is skipped), filled until a couple of MiB are left once the
 render's inputs are in place, so that the encoder meets the full disk mid-way.
 """
 
@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from aishorts.ipc.params import RenderParams
+from aishorts.ipc.sizes import MiB
 from aishorts.stages.common.context import StageError
 from test_faults_runs import _tmpfs as tmpfs
 from test_stage_render import make_inputs
 
-MB = 1024 * 1024
-LEFT_FOR_THE_RENDER = 2 * MB
+LEFT_FOR_THE_RENDER = 2 * MiB
 """Room for the font copy and the captions, not for the video: the encoder hits the full disk."""
 
 
@@ -26,9 +26,9 @@ def fill(disk: Path, leave: int) -> None:
     """Write a filler file until only `leave` bytes are free on `disk`."""
     size = shutil.disk_usage(disk).free - leave
     with open(disk / "filler", "wb") as handle:
-        for _ in range(size // MB):
-            handle.write(bytes(MB))
-        handle.write(bytes(size % MB))
+        for _ in range(size // MiB):
+            handle.write(bytes(MiB))
+        handle.write(bytes(size % MiB))
 
 
 def test_a_render_that_fills_the_disk_says_so_and_removes_its_partial_video(tmp_path, run_stage_inline):
@@ -47,4 +47,4 @@ def test_a_render_that_fills_the_disk_says_so_and_removes_its_partial_video(tmp_
         left = sorted(p.relative_to(run_dir).as_posix() for p in (run_dir / "render").rglob("*") if p.is_file())
         assert not [name for name in left if name.endswith((".mp4", ".jpg")) or "partial" in name], left
         assert not list(run_dir.glob("*.mp4")) and not list(run_dir.glob(".*publish*"))
-        assert shutil.disk_usage(disk).free >= free_before - MB, "what the render wrote is gone but small files"
+        assert shutil.disk_usage(disk).free >= free_before - MiB, "what the render wrote is gone but small files"

@@ -31,6 +31,7 @@ from pathlib import Path
 from aishorts.ipc.params import BrollParams
 from aishorts.ipc.sizes import MiB
 from aishorts.stages.broll.visuals import Fetched, UnusableMedia, probe_media
+from aishorts.stages.common import http
 from aishorts.stages.common.outputs import create, removed_on_failure
 
 API_TIMEOUT_S = 20.0
@@ -139,24 +140,14 @@ APIS = {api.name: api for api in (PEXELS, PIXABAY)}
 # ---------------------------------------------------------------- asking the API
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """API requests carry the key: a redirect is refused, never followed (to any host)."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
 def get_json(api: StockApi, url: str, headers: dict[str, str], key: str) -> object:
     """The API's JSON answer to a GET; StockError saying why not (the key never appears in it)."""
     _require_http(url, f"{api.url_env} / the {api.label} API")
-    opener = urllib.request.build_opener(_NoRedirects)
-    request = urllib.request.Request(url, headers={**headers, "User-Agent": USER_AGENT, "Accept": "application/json"})
     shown = f"{api.label} ({urllib.parse.urlsplit(url).netloc})"
     try:
-        with opener.open(request, timeout=API_TIMEOUT_S) as response:
-            body = response.read(MAX_ANSWER_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        exc.close()
+        answer = http.get(url, limit=MAX_ANSWER_BYTES, timeout_s=API_TIMEOUT_S, follow_redirects=False,
+                          headers={**headers, "User-Agent": USER_AGENT, "Accept": "application/json"})
+    except http.HttpStatus as exc:
         if 300 <= exc.code < 400:
             raise StockError(f"{shown} answered with a redirect (HTTP {exc.code}); not followed, so the key went"
                              f" nowhere else. Check {api.url_env}") from None
@@ -165,13 +156,12 @@ def get_json(api: StockApi, url: str, headers: dict[str, str], key: str) -> obje
         if exc.code == 429:
             raise StockError(f"{shown} says the key's request limit is reached (HTTP 429); try again later") from None
         raise StockError(f"{shown} answered HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise StockError(f"{shown} did not answer ({_redacted(str(reason), key)})") from None
-    if len(body) > MAX_ANSWER_BYTES:
-        raise StockError(f"{shown} sent an answer over {MAX_ANSWER_BYTES // MiB} MiB; not a search answer")
+    except http.NoAnswer as exc:
+        raise StockError(f"{shown} did not answer ({_redacted(exc.reason, key)})") from None
+    except http.TooLarge:
+        raise StockError(f"{shown} sent an answer over {MAX_ANSWER_BYTES // MiB} MiB; not a search answer") from None
     try:
-        return json.loads(body)
+        return json.loads(answer.body)
     except ValueError:
         raise StockError(f"{shown} did not answer with JSON") from None
 

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from aishorts.ipc.sizes import MiB
 from aishorts.stages.common.runtime import hub_cache_dir
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -83,7 +84,7 @@ def fetch(repo: str, wanted: Callable[[str], bool], progress: Callable[[str, flo
     done = 0
     for announced in files:
         size = announced.size
-        progress(f"fetching {repo}/{announced.name}" + (f" ({size / 2**20:.0f} MiB)" if size >= 2**20 else ""),
+        progress(f"fetching {repo}/{announced.name}" + (f" ({size / MiB:.0f} MiB)" if size >= MiB else ""),
                  done / total)
         download_checked(f"{where}/{repo}/resolve/{info.sha}/{urllib.parse.quote(announced.name)}",
                          folder / announced.name, announced)

@@ -15,22 +15,24 @@ nor for what the script says (stages/script/stage.py).
 
 from __future__ import annotations
 
+import errno
 import html
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from aishorts.ipc.files import read_regular
+from aishorts.ipc.sizes import MiB
 from aishorts.ipc.text import looks_binary
+from aishorts.stages.common import http
 
 USER_AGENT = "aishorts-runner/0.1 (short video scripts from cited sources; https://github.com/aishorts)"
 FETCH_TIMEOUT_S = 10.0
-MAX_FETCH_BYTES = 5 * 1024 * 1024
+MAX_FETCH_BYTES = 5 * MiB
 """A page or PDF fetched from a URL larger than this is refused: a source is an article, not a library."""
-MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_FILE_BYTES = 50 * MiB
 """A text, Markdown, HTML or PDF file larger than this is refused (ZIM archives are read in place, any size)."""
 ZIM_ARTICLES = 3
 """Articles taken from a ZIM archive for one topic: the best full-text matches."""
@@ -65,10 +67,10 @@ def read_source(ref: str, topic: str) -> list[Source]:
     if ref.startswith(("http://", "https://")):
         return [fetch_url(ref)]
     path = Path(ref)
-    if not path.is_file():
+    if not path.exists():
         raise SourceProblem(f"source {ref}: no such file")
     suffix = path.suffix.lower()
-    if suffix == ".zim":
+    if suffix == ".zim" and path.is_file():
         return read_zim(path, topic)
     data = _read_capped(path)
     if suffix == ".pdf" or data.startswith(b"%PDF-"):
@@ -84,14 +86,14 @@ def read_source(ref: str, topic: str) -> list[Source]:
 
 
 def _read_capped(path: Path) -> bytes:
+    """The file's bytes; a pipe, device or folder is refused rather than waited on."""
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+        return read_regular(path, MAX_FILE_BYTES)
     except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            raise SourceProblem(f"source {path}: larger than {MAX_FILE_BYTES // MiB} MiB; give the article, not the"
+                                " book") from None
         raise SourceProblem(f"source {path}: cannot read it ({exc.strerror})") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise SourceProblem(f"source {path}: larger than {MAX_FILE_BYTES // 2**20} MB; give the article, not the book")
-    return data
 
 
 def _decode(data: bytes, ref: str) -> str:
@@ -109,19 +111,17 @@ def _decode(data: bytes, ref: str) -> str:
 
 def fetch_url(url: str) -> Source:
     """A page or PDF at `url`: no credentials sent, at most MAX_FETCH_BYTES read, FETCH_TIMEOUT_S per read."""
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": "text/html,text/plain,application/pdf"})
     try:
-        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_S) as response:
-            kind = response.headers.get_content_type()
-            charset = response.headers.get_content_charset() or "utf-8"
-            final = response.geturl()
-            data = response.read(MAX_FETCH_BYTES + 1)
-    except urllib.error.HTTPError as exc:
+        answer = http.get(url, limit=MAX_FETCH_BYTES, timeout_s=FETCH_TIMEOUT_S,
+                          headers={"User-Agent": USER_AGENT, "Accept": "text/html,text/plain,application/pdf"})
+    except http.HttpStatus as exc:
         raise SourceProblem(f"source {url}: the server answered HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise SourceProblem(f"source {url}: cannot fetch it ({getattr(exc, 'reason', exc)})") from None
-    if len(data) > MAX_FETCH_BYTES:
-        raise SourceProblem(f"source {url}: larger than {MAX_FETCH_BYTES // 2**20} MB; give a shorter page")
+    except http.NoAnswer as exc:
+        raise SourceProblem(f"source {url}: cannot fetch it ({exc.reason})") from None
+    except http.TooLarge:
+        raise SourceProblem(f"source {url}: larger than {MAX_FETCH_BYTES // MiB} MiB; give a shorter page") from None
+    data, kind, final = answer.body, answer.content_type, answer.url
+    charset = answer.charset or "utf-8"
     if kind == "application/pdf" or data.startswith(b"%PDF-"):
         return pdf_source(data, final)
     text = data.decode(charset, "replace")

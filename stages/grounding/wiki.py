@@ -20,11 +20,11 @@ import hashlib
 import json
 import socket
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 
+from aishorts.ipc.sizes import MiB
+from aishorts.stages.common import http
 from aishorts.stages.common.cache import cache_root, publish, scratch_for
 from aishorts.stages.grounding.sources import USER_AGENT, WIKIPEDIA_LICENCE, Source, wikipedia_credit
 
@@ -32,7 +32,7 @@ TIMEOUT_S = 4.0
 """Per request: a wiki slower than this is skipped, not waited for."""
 RESOLVE_TIMEOUT_S = 2.0
 """Name lookup is not bounded by socket timeouts; a machine with no network must not wait on it."""
-MAX_ANSWER_BYTES = 4 * 1024 * 1024
+MAX_ANSWER_BYTES = 4 * MiB
 ARTICLES = 2
 """Articles fetched for a topic: the best search hit, and the next one when the first is short."""
 SHORT_ARTICLE_WORDS = 400
@@ -151,22 +151,17 @@ def _get(api: str, params: dict[str, str]) -> object:
 
 
 def _fetch(url: str) -> bytes:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    _resolve_quickly(host)
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": "application/json"})
-    loopback = host == "localhost" or host == "::1" or host.startswith("127.")
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if loopback else urllib.request.build_opener()
+    _resolve_quickly(urllib.parse.urlsplit(url).hostname or "")
     try:
-        with opener.open(request, timeout=TIMEOUT_S) as response:
-            data = response.read(MAX_ANSWER_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        raise WikiUnavailable(f"HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise WikiUnavailable(f"no answer within {TIMEOUT_S:g} s" if isinstance(reason, TimeoutError) else str(reason)) from None
-    if len(data) > MAX_ANSWER_BYTES:
-        raise WikiUnavailable(f"its answer is larger than {MAX_ANSWER_BYTES // 2**20} MB")
-    return data
+        answer = http.get(url, limit=MAX_ANSWER_BYTES, timeout_s=TIMEOUT_S,
+                          headers={"User-Agent": USER_AGENT, "Accept": "application/json"})
+    except http.NoAnswer as exc:
+        raise WikiUnavailable(f"no answer within {TIMEOUT_S:g} s" if exc.timed_out else exc.reason) from None
+    except http.TooLarge:
+        raise WikiUnavailable(f"its answer is larger than {MAX_ANSWER_BYTES // MiB} MiB") from None
+    except http.FetchFailed as exc:
+        raise WikiUnavailable(str(exc)) from None
+    return answer.body
 
 
 def _resolve_quickly(host: str) -> None:

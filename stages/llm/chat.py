@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import msgspec
 
 from aishorts.ipc.params import LlmParams
+from aishorts.ipc.sizes import MiB
 from aishorts.stages.common.context import StageContext, StageError
 from aishorts.stages.common.redirects import SameHostRedirects
 from aishorts.stages.common.runtime import lockstep_threads, others_running, thread_share
@@ -54,7 +55,7 @@ BACKOFF_S = 0.5
 RETRY_AFTER_CAP_S = 5.0
 """A server asking for a longer pause than this is waited for only this long, then retried."""
 ERROR_BODY_CHARS = 300
-ANSWER_LIMIT = 4 * 1024 * 1024
+ANSWER_LIMIT = 4 * MiB
 """The largest chat answer read (one choice of a few hundred tokens is a few KB)."""
 ANSWER_TIME_FACTOR = 2.0
 """An answer still arriving after this many times the timeout is abandoned (the timeout bounds each read only)."""
@@ -211,7 +212,7 @@ class OpenAIChat:
         while chunk := response.read1(64 * 1024):  # what has arrived: read() would wait for all 64 KB
             size += len(chunk)
             if size > ANSWER_LIMIT:
-                raise StageError(f"LLM endpoint {self.url} sent more than {ANSWER_LIMIT // (1024 * 1024)} MiB and"
+                raise StageError(f"LLM endpoint {self.url} sent more than {ANSWER_LIMIT // MiB} MiB and"
                                  " kept going; a chat answer is a few KB: is --llm-url an OpenAI-compatible API?")
             if time.monotonic() > deadline:
                 raise StageError(f"LLM endpoint {self.url} was still sending its answer after"

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from aishorts.ipc.artifacts import Candidate, Candidates, Matches, RankedCandidate, Script, SentenceMatch
 from aishorts.ipc.params import MatchParams
+from aishorts.ipc.sizes import MiB
 from aishorts.stages.common import hub
 from aishorts.stages.common.context import StageContext, StageError
 from aishorts.stages.common.runtime import hub_cache_dir, pick_device, thread_share
@@ -103,8 +104,8 @@ def choose_scorer(params: MatchParams, ceiling_bytes: int = 0, progress: Callabl
         return "clip", f"match.scorer=clip was asked for; weights in {folder}", folder
     if ceiling_bytes and ceiling_bytes < clip_need_bytes:  # limits.toml's clip_need
         return "text", (
-            f"the stage's ceiling ({ceiling_bytes / 2**20:.0f}M) is under what CLIP needs"
-            f" ({clip_need_bytes / 2**20:.0f}M), so {TEXT_MODEL_NAME} compares sentences with the candidates'"
+            f"the stage's ceiling ({ceiling_bytes / MiB:.0f}M) is under what CLIP needs"
+            f" ({clip_need_bytes / MiB:.0f}M), so {TEXT_MODEL_NAME} compares sentences with the candidates'"
             " titles, descriptions and tags"
         ), None
     if folder is not None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from aishorts.ipc.artifacts import SentenceSupport, SourceRef, Theme
 from aishorts.ipc.languages import LANGUAGES, normalise, unspaced_char
 from aishorts.ipc.params import PLATFORMS, ScriptParams
+from aishorts.ipc.sizes import MiB
 from aishorts.stages.common.broll_queries import choose_queries
 from aishorts.stages.common.context import StageContext, StageError
 from aishorts.stages.common.outputs import write_text
@@ -85,7 +86,7 @@ REWRITE_TOKENS_EACH = 45
 """A rewritten sentence of up to about 30 words; a tiny model's rambling string is cut there."""
 NOT_GROUNDED = "not grounded: facts unchecked"
 SOURCES_FILE = "sources.txt"
-EMBED_NEED = 200 * 1024 * 1024
+EMBED_NEED = 200 * MiB
 """What MiniLM adds to the stage (onnxruntime, the int8 model, a few dozen texts): +120 MiB measured, with a margin.
 Under a ceiling with less room than this left above the stage's RSS, words and numbers alone check (an
 `embed_need` in the stage's thresholds of a limits file overrides it)."""

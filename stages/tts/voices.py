@@ -37,6 +37,7 @@ from pathlib import Path, PurePosixPath
 
 from aishorts.ipc.files import sha256_file
 from aishorts.ipc.languages import LANGUAGES, language_of_voice
+from aishorts.ipc.sizes import MiB
 from aishorts.stages.common import hub
 from aishorts.stages.common.cache import cache_root, discard, locked, publish, scratch_for
 from aishorts.stages.common.context import StageError
@@ -54,7 +55,7 @@ TABLES = "kokoro-v1.0"
 """The folder of the native tables: Kokoro-82M v1.0's voices, the model the tts stage runs."""
 STYLE_WIDTH = 256
 ROW_BYTES = STYLE_WIDTH * 4
-MAX_TABLE_BYTES = 4 * 1024 * 1024
+MAX_TABLE_BYTES = 4 * MiB
 """A voice table is 510 rows (522,240 bytes); anything much larger is not one."""
 VOICES_IN_TARBALL = PurePosixPath("package/voices")
 VOICE_NAME = re.compile(r"[a-z]{2}_[a-z0-9]+")
