@@ -40,8 +40,9 @@ class FieldError(Exception):
 
 class VideoRequest(ShortRequest, kw_only=True):
     """`POST /api/v1/videos`: the request schema's fields (`ipc.request.ShortRequest`; `script` is the narration
-    text itself), the run's budget and ceilings, plus MoneyPrinterTurbo's names where they map. Names outside it are
-    accepted and listed as ignored, as MoneyPrinterTurbo ignores them (`decode(..., unknown="ignore")`)."""
+    text itself), the run's budget and ceilings, plus MoneyPrinterTurbo's names where they map. Names outside it (its
+    fields with no counterpart here, such as `video_concat_mode` or `n_threads`, and those of its newer versions) are
+    accepted and listed as ignored (`decode(..., unknown=[...])`), as MoneyPrinterTurbo ignores names it lacks."""
 
     max_ram: str | int | None = None
     limits: dict[str, str | int] = {}
@@ -60,10 +61,7 @@ class VideoRequest(ShortRequest, kw_only=True):
     """How many videos of the request (1 to `MAX_VIDEOS`), each its own run with its own seed, in one task."""
     video_terms: Any = None
     """B-roll search terms: a list, or one string of them separated by commas (as `broll_term`)."""
-    # MoneyPrinterTurbo's fields with no counterpart here: accepted so its clients work, and listed as ignored
-    video_concat_mode: Any = None
-    video_transition_mode: Any = None
-    video_clip_duration: Any = None
+    # MoneyPrinterTurbo's names as loosely typed as its clients send them: `_merge_mpt` maps each onto our field
     video_source: Any = None
     video_materials: Any = None
     bgm_file: Any = None
@@ -77,22 +75,12 @@ class VideoRequest(ShortRequest, kw_only=True):
     custom_position: float | None = None
     """With `subtitle_position` "custom": where the captions sit, a percentage of the height from the top."""
     # (`voice_volume` is our own field's name too)
-    font_name: Any = None
-    text_background_color: Any = None
-    n_threads: Any = None
-    paragraph_number: Any = None
 
 
 class TermsRequest(VideoRequest, kw_only=True):
     """`POST /api/v1/terms` (MoneyPrinterTurbo's): a subject and/or a script; how many search terms to give back."""
 
     amount: int = 5
-
-
-IGNORED_MPT_FIELDS = (
-    "video_concat_mode", "video_transition_mode", "video_clip_duration", "font_name",
-    "text_background_color", "n_threads", "paragraph_number",
-)
 
 
 class ResumeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -334,8 +322,7 @@ def _merge_mpt(request: VideoRequest) -> tuple[ShortRequest, list[str], dict[str
         if values[ours] not in (None, value):
             raise FieldError(theirs, f"{theirs} and {ours} say different things; give one of them", 400)
         values[ours], named[ours] = value, theirs
-    ignored = [name for name in IGNORED_MPT_FIELDS if getattr(request, name) is not None]
-    ignored += _mpt_video_source(request, values, named)
+    ignored = _mpt_video_source(request, values, named)
     if request.video_language:
         try:
             their_language = kokoro_language(request.video_language)

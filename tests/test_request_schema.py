@@ -22,7 +22,7 @@ from aishorts.ipc.request import FIELDS, LANGUAGES, RequestError, ShortRequest, 
 from aishorts.runner.batchfile import ROW_FIELDS, batch_row
 from aishorts.runner.cli import build_parser, request_from_args
 from aishorts.runner.errors import UsageError
-from aishorts.serve.requests import IGNORED_MPT_FIELDS, MPT_ALIASES, FieldError, VideoRequest, _merge_mpt, decode
+from aishorts.serve.requests import MPT_ALIASES, FieldError, VideoRequest, _merge_mpt, decode
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "serve" / "static"
@@ -121,7 +121,7 @@ def test_every_name_a_front_end_accepts_maps_back_to_a_field():
     assert cli_names == set(FIELDS)
     assert set(ROW_FIELDS) - BATCH_ONLY == set(FIELDS)
     http = set(VideoRequest.__struct_fields__)
-    assert http - set(FIELDS) == RUN_LEVEL_HTTP | MPT_MAPPED | set(IGNORED_MPT_FIELDS)
+    assert http - set(FIELDS) == RUN_LEVEL_HTTP | MPT_MAPPED
     assert set(MPT_ALIASES.values()) <= set(FIELDS)
 
 

@@ -44,8 +44,11 @@ MPT_DEFAULTS = {
 }
 """MoneyPrinterTurbo's `VideoParams()` as its clients serialise it (model_dump), every field at its default."""
 NOT_OURS = {"video_style", "output_bg_color", "custom_audio_file", "multi_scene_enabled", "scenes", "host_visible",
-            "voice_emotion", "tts_server", "subtitle_margin", "title_enabled", "title_align"}
-"""Some of its newer fields with no counterpart here: accepted, listed in `ignored_fields`."""
+            "voice_emotion", "tts_server", "subtitle_margin", "title_enabled", "title_align", "video_concat_mode",
+            "video_transition_mode", "video_clip_duration", "font_name", "text_background_color", "n_threads",
+            "paragraph_number"}
+"""Its fields with no counterpart here (some of them newer than the API we copy): accepted, listed in
+`ignored_fields`."""
 
 
 def mpt_body(**changes) -> dict:
