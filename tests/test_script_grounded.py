@@ -100,6 +100,26 @@ def test_a_sentence_still_unsupported_after_its_rewrite_is_replaced_by_the_sourc
     assert any("dropped" in f for f in script.fallbacks)
 
 
+def test_the_sources_own_sentences_that_fill_the_budget_never_open_on_a_pronoun_told_alone(run_stage_inline, tmp_path):
+    """"It carries oxygen ..." after a long sentence would leave the viewer asking what "it" is: it is left out, or
+    told after its subject when that one is too short to be chosen by itself."""
+    source = tmp_path / "octopus.txt"
+    source.write_text("Octopus\n\n" + OCTOPUS["Octopus"] + " Octopus ink is dark. It hides an octopus from its"
+                      " enemies while it escapes into the rocks. The common octopus lives in warm coastal waters"
+                      " around the world, from the Mediterranean Sea to the Caribbean Sea. It hunts crabs and"
+                      " clams at night among the octopus rocks of those warm coastal waters.\n")
+    body = [TRUE_BODY[0], INVENTED, "Octopuses fly to the Moon every winter to lay their eggs.", TRUE_BODY[4]]
+    still_wrong = json.dumps({"sentences": ["Octopuses sing at night in nine voices.", "They fly to the Moon."]})
+    with ChatServer([chat(script_json(body)), chat(still_wrong)]) as server:
+        params = ScriptParams(min_words=100, sources=[str(source)], llm=llm(server))
+        script, _ = run_stage_inline(tmp_path / "run", "script", params, theme=THEME)
+    taken = [s.text for s in script.support if s.how == "from_source"]
+    assert taken, "the budget was filled from the source"
+    assert not any(text.startswith(("It ", "They ")) for text in taken), taken
+    assert not any("hunts crabs" in text for text in taken), "its subject was too long to join: left out"
+    assert all(text in source.read_text() for text in taken)
+
+
 def test_an_endpoint_that_refuses_the_schema_is_asked_in_plain_words(run_stage_inline, tmp_path, source_file):
     plain = "\n".join(["An octopus has three hearts that share the work.", *TRUE_BODY,
                        "Follow for more strange facts about the ocean.", "---", "octopus crawling"])

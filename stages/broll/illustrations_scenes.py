@@ -58,6 +58,8 @@ SVG_DPI = 96.0
 
 @dataclass(frozen=True)
 class Pick:
+    """An illustration chosen for a scene: its index in the library, how well it scored, and for what."""
+
     item: int
     score: float
     matched: str

@@ -46,6 +46,8 @@ class StockError(Exception):
 
 @dataclass(frozen=True)
 class Rendition:
+    """One encoding of a hit's video, as the API lists it: where to download it and its frame size."""
+
     url: str
     width: int
     height: int

@@ -72,7 +72,7 @@ more, 4 of 9 bench scripts came from the first answer alone: the checks dropped 
 MAX_CTA_WORDS = 20
 LEAST_FACT_SHARE = 1.25
 """Facts worth retelling: a short source's (the bench's sky text holds 144 words of them for a body of 109) still
-leave the stage a choice; retold, they came out at 0.9-1.1 times their words."""
+leave the stage a choice; retold at RETELL_TEMPERATURE, they came out at 0.9-1.05 times their words (0.74 at 0.7)."""
 RETELL_TEMPERATURE = 0.3
 """Sampling for retelling facts: a paraphrase wants few surprises (at 0.7, Qwen strayed from the facts' order and
 wrote "Forager bees are the only bees that can make honey")."""
@@ -166,19 +166,32 @@ def facts_for(passages: list[Passage], theme: Theme, body_words: int) -> list[st
     is a fact too, joined to it when it was too short to be one ("Octopus blood is blue. It carries oxygen with
     hemocyanin, ..."), and left out otherwise (a retold "It carries oxygen ..." told nobody what carries it)."""
     ranked = source_sentences(passages, " ".join([theme.topic, theme.angle, *theme.keywords]), [])
-    before = {now: earlier for p in passages for earlier, now in zip(p.sentences, p.sentences[1:])}
+    before = sentence_before(passages)
     position = {sentence: i for i, sentence in enumerate(s for p in passages for s in p.sentences)}
     chosen: dict[str, str] = {}  # each chosen sentence of the source: the fact it is told as
     while ranked and sum(map(word_count, chosen.values())) < SPARE_SHARE * body_words and len(chosen) < MAX_FACTS:
         sentence = ranked.pop(0)
-        earlier = before.get(sentence, "")
-        if not _POINTS_BACK.match(sentence) or earlier in chosen:
+        if before.get(sentence, "") in chosen:
             chosen[sentence] = sentence
-        elif earlier and word_count(earlier) < SOURCE_SENTENCE_WORDS[0]:
-            chosen[sentence] = f"{earlier} {sentence}"
+        elif told := told_alone(sentence, before):
+            chosen[sentence] = told
     if sum(map(word_count, chosen.values())) < LEAST_FACT_SHARE * body_words or len(chosen) < 3:
         return []
     return [chosen[s] for s in sorted(chosen, key=lambda sentence: position.get(sentence, len(position)))]
+
+
+def sentence_before(passages: list[Passage]) -> dict[str, str]:
+    """Each sentence of the passages: the one before it in its passage."""
+    return {now: earlier for p in passages for earlier, now in zip(p.sentences, p.sentences[1:])}
+
+
+def told_alone(sentence: str, before: dict[str, str]) -> str | None:
+    """The sentence as it can be told on its own: itself, unless it opens on a pronoun; then joined after the sentence
+    it points back to when that one is too short to be told by itself, else None (nobody would know what "It" is)."""
+    if not _POINTS_BACK.match(sentence):
+        return sentence
+    earlier = before.get(sentence, "")
+    return f"{earlier} {sentence}" if earlier and word_count(earlier) < SOURCE_SENTENCE_WORDS[0] else None
 
 
 _POINTS_BACK = re.compile(
@@ -456,7 +469,9 @@ def fit_budget(
                     " words")
         body = [body[i] for i in chosen]
     else:  # the answer's supported sentences cannot fill the budget: the source's own join them, after them
-        spare = source_sentences(passages, " ".join([theme.topic, *theme.keywords]), [hook, *(s for s, _, _ in body)])
+        ranked = source_sentences(passages, " ".join([theme.topic, *theme.keywords]), [hook, *(s for s, _, _ in body)])
+        before = sentence_before(passages)
+        spare = list(dict.fromkeys(told for s in ranked if (told := told_alone(s, before))))
         pool = body + [(s, checker(s), "from_source") for s in spare]
         chosen = choose_sentences([word_count(s) for s, _, _ in pool], *room)
         body = [pool[i] for i in chosen] if chosen is not None else pool
