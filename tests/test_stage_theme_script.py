@@ -16,6 +16,7 @@ from aishorts.ipc.params import CATEGORIES, LlmParams, ScriptParams, ThemeParams
 from llm_server import ChatServer, chat, closed_port_url
 from script_helpers import THEME, llm
 from aishorts.stages.common.context import StageError
+from aishorts.stages.script.drafts import topic_as_hook
 from aishorts.stages.script.stage import MAX_HOOK_WORDS
 
 
@@ -305,6 +306,22 @@ def test_a_hook_longer_than_twelve_words_does_not_open_the_short(run_stage_inlin
     assert any("the hook has 15 words" in e.message for e in events)
     assert len(script.hook.split()) <= MAX_HOOK_WORDS and script.hook != long_hook
     assert "the topic as the hook" in script.fallbacks
+
+
+@pytest.mark.parametrize(("topic", "hook"), [
+    ("Why octopuses have three hearts", "Here's why octopuses have three hearts."),
+    ("how honey bees make honey", "Here's how honey bees make honey."),
+    ("How do bees make honey", "How do bees make honey?"),
+    ("What makes the sky blue", "What makes the sky blue?"),
+    ("Why is the sky blue?", "Why is the sky blue?"),
+    ("Dolphins sleep with one eye open", "Dolphins sleep with one eye open."),  # "do...", not a question
+    ("Islands of Greece", "Islands of Greece."),
+    ("Como as abelhas fazem mel", "Como as abelhas fazem mel?"),
+    ("Comida de rua", "Comida de rua."),
+    ("章鱼的三颗心脏", "章鱼的三颗心脏。"),
+])
+def test_the_topic_said_as_the_opening_line_is_a_question_only_when_it_is_one(topic, hook):
+    assert topic_as_hook(topic) == hook
 
 
 def test_portuguese_generation_asks_in_portuguese(run_stage_inline, tmp_path):

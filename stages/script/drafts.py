@@ -90,16 +90,28 @@ def _limit(text: str, *words: int) -> str:
     return "-".join(str(round(n * chars_per_word(text))) for n in words) + " characters"
 
 
-QUESTION_WORDS = ("why", "how", "what", "when", "where", "who", "which", "can", "do", "does", "is", "are",
-                   "por que", "como", "o que", "quando", "onde", "quem", "qual")
+QUESTION_OPENINGS = ("what", "who", "whom", "whose", "which", "can", "could", "do", "does", "did", "is", "are",
+                     "was", "were", "will", "would", "should", "has", "have", "may", "might", "must",
+                     "por que", "como", "o que", "quando", "onde", "quem", "qual")
+"""Openings of a topic that is a question as it stands ("What makes the sky blue", "Do bees sleep")."""
+INDIRECT_OPENINGS = ("why", "how", "when", "where")
+"""Openings of a topic that is a question only with its verb put first ("Why the sky is blue")."""
 
 
 def topic_as_hook(topic: str) -> str:
+    """The topic said as an opening line: a question as a question; an indirect one ("Why octopuses have three
+    hearts") as "Here's why octopuses have three hearts.", not as a question it is not; else a statement."""
     text = topic.strip().rstrip(".!?。！？")
     text = text[0].upper() + text[1:]
     if unspaced_char(text[-1]):  # Chinese, Japanese: their own full stop
         return text + "。"
-    return text + ("?" if text.lower().startswith(QUESTION_WORDS) else ".")
+    words = text.lower().split()
+    if words[0] in INDIRECT_OPENINGS:
+        if len(words) > 1 and words[1] in QUESTION_OPENINGS:  # "How do bees make honey"
+            return text + "?"
+        return f"Here's {text[0].lower()}{text[1:]}."
+    question = any(words[: len(opening.split())] == opening.split() for opening in QUESTION_OPENINGS)
+    return text + ("?" if question else ".")
 
 
 def on_topic(sentence: str, topical: set[str]) -> bool:
