@@ -97,15 +97,13 @@ class SvmScene(msgspec.Struct, kw_only=True):
 
 class SvmConfig(msgspec.Struct, kw_only=True):
     """short-video-maker's render config: its voices are Kokoro's, as ours; its orientation, music level and caption
-    position map onto ours; the rest has no counterpart here."""
+    position map onto ours. Its other names (`music`, `paddingBack`, `captionBackgroundColor`) have no counterpart
+    here and are accepted and left unused, as a Struct without `forbid_unknown_fields` leaves them."""
 
     voice: str | None = None
     musicVolume: str | None = None
     orientation: str | None = None
     captionPosition: str | None = None
-    music: Any = None
-    paddingBack: Any = None
-    captionBackgroundColor: Any = None
 
 
 class ShortVideoRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

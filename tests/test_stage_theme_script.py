@@ -308,20 +308,23 @@ def test_a_hook_longer_than_twelve_words_does_not_open_the_short(run_stage_inlin
     assert "the topic as the hook" in script.fallbacks
 
 
-@pytest.mark.parametrize(("topic", "hook"), [
-    ("Why octopuses have three hearts", "Here's why octopuses have three hearts."),
-    ("how honey bees make honey", "Here's how honey bees make honey."),
-    ("How do bees make honey", "How do bees make honey?"),
-    ("What makes the sky blue", "What makes the sky blue?"),
-    ("Why is the sky blue?", "Why is the sky blue?"),
-    ("Dolphins sleep with one eye open", "Dolphins sleep with one eye open."),  # "do...", not a question
-    ("Islands of Greece", "Islands of Greece."),
-    ("Como as abelhas fazem mel", "Como as abelhas fazem mel?"),
-    ("Comida de rua", "Comida de rua."),
-    ("章鱼的三颗心脏", "章鱼的三颗心脏。"),
-])
-def test_the_topic_said_as_the_opening_line_is_a_question_only_when_it_is_one(topic, hook):
-    assert topic_as_hook(topic) == hook
+OPENING_LINES = {
+    "Why octopuses have three hearts": "Here's why octopuses have three hearts.",
+    "how honey bees make honey": "Here's how honey bees make honey.",
+    "How do bees make honey": "How do bees make honey?",
+    "What makes the sky blue": "What makes the sky blue?",
+    "Why is the sky blue?": "Why is the sky blue?",
+    "Dolphins sleep with one eye open": "Dolphins sleep with one eye open.",  # "do...", not a question
+    "Islands of Greece": "Islands of Greece.",
+    "Como as abelhas fazem mel": "Como as abelhas fazem mel?",
+    "Comida de rua": "Comida de rua.",
+    "章鱼的三颗心脏": "章鱼的三颗心脏。",
+}
+"""Topics, and the opening line each is said as when the script's own hook cannot be used."""
+
+
+def test_the_topic_said_as_the_opening_line_is_a_question_only_when_it_is_one():
+    assert {topic: topic_as_hook(topic) for topic in OPENING_LINES} == OPENING_LINES
 
 
 def test_portuguese_generation_asks_in_portuguese(run_stage_inline, tmp_path):

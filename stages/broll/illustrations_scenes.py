@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
 from aishorts.ipc.artifacts import Theme
 from aishorts.stages.broll.illustrations import Illustration, Library, similarities
 from aishorts.stages.common.broll_queries import derive_queries
@@ -72,8 +74,9 @@ class Scene:
     picks: tuple[Pick, ...]
 
 
-@dataclass(frozen=True)
-class Palette:
+class Palette(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A scene's background (palettes.toml): chosen by how near its `words` are to the script."""
+
     name: str
     words: str
     top: tuple[int, int, int]
@@ -81,26 +84,11 @@ class Palette:
     light: tuple[int, int, int]
 
 
-PALETTES: tuple[Palette, ...] = (
-    Palette("deep sea", "deep sea, ocean, underwater, sea creatures, octopus, fish, water, marine life",
-            (14, 92, 128), (2, 18, 38), (90, 200, 230)),
-    Palette("daytime sky", "sky, weather, clouds, sunlight, air, atmosphere, light, colours of the sky",
-            (120, 196, 245), (28, 86, 170), (255, 255, 255)),
-    Palette("night and space", "space, stars, planets, the universe, astronomy, night sky, galaxies",
-            (34, 24, 84), (4, 3, 16), (140, 125, 255)),
-    Palette("meadow", "nature, plants, flowers, bees, honey, gardens, forests, insects, summer",
-            (250, 226, 140), (70, 130, 40), (255, 214, 70)),
-    Palette("body", "the human body, medicine, health, the heart, blood, biology, cells, organs",
-            (255, 150, 140), (110, 24, 56), (255, 215, 225)),
-    Palette("parchment", "history, ancient times, culture, art, museums, kings, wars, old books",
-            (232, 212, 170), (104, 76, 40), (255, 240, 200)),
-    Palette("circuit", "technology, computers, machines, engineering, electricity, robots, inventions",
-            (40, 88, 118), (14, 30, 38), (80, 225, 255)),
-    Palette("kitchen", "food, cooking, kitchens, eating, drinks, recipes, fruit",
-            (255, 232, 205), (230, 120, 80), (255, 250, 230)),
-    Palette("curiosity", "general knowledge, curious facts, psychology, people, everyday life",
-            (74, 44, 110), (30, 8, 56), (255, 170, 220)),
-)
+class _Palettes(msgspec.Struct, forbid_unknown_fields=True):
+    palette: tuple[Palette, ...]
+
+
+PALETTES = msgspec.toml.decode(Path(__file__).with_name("palettes.toml").read_bytes(), type=_Palettes).palette
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,6 @@ from aishorts.stages.common.outputs import create, removed_on_failure
 API_TIMEOUT_S = 20.0
 MAX_ANSWER_BYTES = 8 * MiB
 """A search answer larger than this is not a search answer."""
-USER_AGENT = "aishorts-runner (stock footage search)"
 
 
 class StockError(Exception):
@@ -147,8 +146,8 @@ def get_json(api: StockApi, url: str, headers: dict[str, str], key: str) -> obje
     _require_http(url, f"{api.url_env} / the {api.label} API")
     shown = f"{api.label} ({urllib.parse.urlsplit(url).netloc})"
     try:
-        answer = http.get(url, limit=MAX_ANSWER_BYTES, timeout_s=API_TIMEOUT_S, follow_redirects=False,
-                          headers={**headers, "User-Agent": USER_AGENT, "Accept": "application/json"})
+        answer = http.get(url, limit=MAX_ANSWER_BYTES, timeout_s=API_TIMEOUT_S, accept="application/json",
+                          headers=headers, follow_redirects=False)
     except http.HttpStatus as exc:
         if 300 <= exc.code < 400:
             raise StockError(f"{shown} answered with a redirect (HTTP {exc.code}); not followed, so the key went"
@@ -195,7 +194,7 @@ def download(url: str, target: Path, params: BrollParams) -> Path:
         raise UnusableMedia(str(exc)) from None
     cap = params.max_filesize_mb * MiB
     deadline = time.monotonic() + params.download_timeout_s
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    request = urllib.request.Request(url, headers={"User-Agent": http.USER_AGENT})
     with removed_on_failure(target), create(target) as out:
         try:
             with urllib.request.urlopen(request, timeout=min(API_TIMEOUT_S, params.download_timeout_s)) as response:

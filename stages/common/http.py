@@ -19,6 +19,8 @@ import urllib.request
 from dataclasses import dataclass
 
 WEB_SCHEMES = ("http", "https")
+USER_AGENT = "aishorts-runner/0.1 (short videos from cited sources; https://github.com/aishorts)"
+"""Every request the stages make says who asks (Wikimedia's etiquette asks it of every client)."""
 
 
 class FetchFailed(Exception):
@@ -78,8 +80,10 @@ def is_loopback(host: str) -> bool:
     return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
-def get(url: str, *, limit: int, timeout_s: float, headers: dict[str, str], follow_redirects: bool = True) -> Answer:
-    """The answer to a GET of `url` (an http(s) URL the caller checked), at most `limit` bytes of it.
+def get(url: str, *, limit: int, timeout_s: float, accept: str, headers: dict[str, str] | None = None,
+        follow_redirects: bool = True) -> Answer:
+    """The answer to a GET of `url` (an http(s) URL the caller checked), at most `limit` bytes of it, asked for as
+    `accept` (the Accept header) with USER_AGENT and the caller's `headers`.
 
     `follow_redirects=False` is for requests that carry a key: a redirect then ends in `HttpStatus` with its 3xx
     code, so the key never goes anywhere else.
@@ -89,7 +93,8 @@ def get(url: str, *, limit: int, timeout_s: float, headers: dict[str, str], foll
         handlers.append(urllib.request.ProxyHandler({}))
     opener = urllib.request.build_opener(*handlers)
     try:
-        with opener.open(urllib.request.Request(url, headers=headers), timeout=timeout_s) as response:
+        request = urllib.request.Request(url, headers={**(headers or {}), "User-Agent": USER_AGENT, "Accept": accept})
+        with opener.open(request, timeout=timeout_s) as response:
             body = response.read(limit + 1)
             answer = Answer(body, response.headers.get_content_type(), response.headers.get_content_charset(),
                             response.geturl())

@@ -28,7 +28,6 @@ from aishorts.ipc.sizes import MiB
 from aishorts.ipc.text import looks_binary
 from aishorts.stages.common import http
 
-USER_AGENT = "aishorts-runner/0.1 (short video scripts from cited sources; https://github.com/aishorts)"
 FETCH_TIMEOUT_S = 10.0
 MAX_FETCH_BYTES = 5 * MiB
 """A page or PDF fetched from a URL larger than this is refused: a source is an article, not a library."""
@@ -113,7 +112,7 @@ def fetch_url(url: str) -> Source:
     """A page or PDF at `url`: no credentials sent, at most MAX_FETCH_BYTES read, FETCH_TIMEOUT_S per read."""
     try:
         answer = http.get(url, limit=MAX_FETCH_BYTES, timeout_s=FETCH_TIMEOUT_S,
-                          headers={"User-Agent": USER_AGENT, "Accept": "text/html,text/plain,application/pdf"})
+                          accept="text/html,text/plain,application/pdf")
     except http.HttpStatus as exc:
         raise SourceProblem(f"source {url}: the server answered HTTP {exc.code}") from None
     except http.NoAnswer as exc:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from aishorts.ipc.sizes import MiB
 from aishorts.stages.common import http
 from aishorts.stages.common.cache import cache_root, publish, scratch_for
-from aishorts.stages.grounding.sources import USER_AGENT, WIKIPEDIA_LICENCE, Source, wikipedia_credit
+from aishorts.stages.grounding.sources import WIKIPEDIA_LICENCE, Source, wikipedia_credit
 
 TIMEOUT_S = 4.0
 """Per request: a wiki slower than this is skipped, not waited for."""
@@ -153,8 +153,7 @@ def _get(api: str, params: dict[str, str]) -> object:
 def _fetch(url: str) -> bytes:
     _resolve_quickly(urllib.parse.urlsplit(url).hostname or "")
     try:
-        answer = http.get(url, limit=MAX_ANSWER_BYTES, timeout_s=TIMEOUT_S,
-                          headers={"User-Agent": USER_AGENT, "Accept": "application/json"})
+        answer = http.get(url, limit=MAX_ANSWER_BYTES, timeout_s=TIMEOUT_S, accept="application/json")
     except http.NoAnswer as exc:
         raise WikiUnavailable(f"no answer within {TIMEOUT_S:g} s" if exc.timed_out else exc.reason) from None
     except http.TooLarge:
