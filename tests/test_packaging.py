@@ -43,6 +43,9 @@ def test_the_wheel_installs_only_the_aishorts_package(wheel):
     for folder in ("runner", "ipc", "stages", "serve", "cluster"):
         assert f"aishorts/{folder}/__init__.py" in names
     assert "aishorts/runner/limits.toml" in names and "aishorts/serve/static/index.html" in names
+    folders = {str(path.parent.relative_to(ROOT)) for top in CLASHING[:-1] for path in ROOT.glob(f"{top}/**/__init__.py")}
+    missing = {f"aishorts/{folder}/__init__.py" for folder in folders} - set(names)
+    assert not missing, f"add their packages to pyproject.toml's [tool.setuptools] packages: {sorted(missing)}"
     data_files = {str(path.relative_to(ROOT)) for path in ROOT.glob("stages/*/*.toml")}
     assert data_files and {f"aishorts/{name}" for name in data_files} <= set(names), "every stage's data file ships"
     assert not [name for name in names if name.startswith("aishorts/tools/")]
