@@ -341,3 +341,34 @@ def test_the_schema_numbers_each_retold_fact_and_the_script_holds_what_was_said_
         assert [item["fact"] for item in body] == list(range(1, len(facts) + 1))
         assert all(least <= len(item["say"].split()) <= most for item in body)
         assert parse_answer(answer).body == [item["say"] for item in body]
+
+
+def test_speculation_checks_drafts_from_the_facts_and_the_answer_still_follows_the_schema(monkeypatch):
+    """Real llama.cpp (SmolLM2), the retelling asked as the stage asks it: with n-gram speculation the server checks
+    drafted tokens (the facts' words) in batches and keeps some, and the grammar still holds every token to the
+    schema. (Whether the scripts stay the same is the bench's to say: `tools.bench_grounded --speculation both`.)"""
+    from dataclasses import replace
+
+    from aishorts.stages.llm import chat
+    from aishorts.stages.llm.prompts import grounded_prompt, script_schema
+    from aishorts.stages.script.grounded import answer_tokens, facts_for, script_shape
+
+    facts = facts_for(split_passages([OCTOPUS["Octopus"]]), THEME, 50)
+    shape = replace(script_shape(60, 80), body=len(facts))
+    request = {
+        "messages": grounded_prompt(THEME, "en", 60, shape, [OCTOPUS["Octopus"]], facts),
+        "max_tokens": answer_tokens(shape), "temperature": 0.3, "seed": 1,
+        "response_format": chat._response_format(script_schema(shape, "en", True, facts)),
+    }
+    timings = {}
+    for speculation in (None, chat.SPECULATIVE_NGRAM):
+        monkeypatch.setattr(chat, "SPECULATIVE_NGRAM", speculation)
+        backend = chat.LocalGguf.open(LlmParams(backend="local", model="SmolLM2-135M-Instruct"), None, "en")
+        answer = backend._server.handle_chat_completions(request)
+        timings[speculation] = answer["timings"]
+        text = answer["choices"][0]["message"]["content"]
+        if _closes(text):
+            assert [item["fact"] for item in json.loads(text)["body"]] == list(range(1, len(facts) + 1))
+    assert "draft_n" not in timings[None]
+    drafted = timings[chat.SPECULATIVE_NGRAM]
+    assert drafted["draft_n"] > 0 and 0 < drafted["draft_n_accepted"] <= drafted["draft_n"]

@@ -2,6 +2,7 @@
 
     python -m tools.bench_grounded --seeds 3                  # three topics x three seeds x both modes, JSON out
     python -m tools.bench_grounded --topics polvo --language pt-br --modes grounded
+    python -m tools.bench_grounded --modes grounded --speculation both   # llama.cpp's n-gram drafts off, then on
 
 Each case runs the script stage in this process (the model loads once) with
 the local model: grounded from the topic's source text in tools/bench_sources/
@@ -12,7 +13,9 @@ source does not. Also: words, whether the script came inside the word budget
 from the model's first answer alone (`from_first_answer`), and the stage's
 wall time. At the end, per mode on stderr: the rate of scripts from the
 first answer across all topics and seeds, words, supported share, numbers
-not in the source, and the median stage time (`summary`).
+not in the source, and the median stage time (`summary`). With `--speculation both` each case runs
+twice in a row, without and with llama.cpp's n-gram speculation (stages/llm/chat.py's SPECULATIVE_NGRAM), and
+the summary adds the median of the cases' time ratios, on to off.
 """
 
 from __future__ import annotations
@@ -53,7 +56,19 @@ def call_for(run_dir: Path, params: ScriptParams) -> StageCall:
     )
 
 
-def one_case(work: Path, topic_key: str, mode: str, seed: int, language: str, model: str) -> dict:
+def one_case(work: Path, topic_key: str, mode: str, seed: int, language: str, model: str,
+             speculation: str = "on") -> dict:
+    from aishorts.stages.llm import chat
+
+    chat.SPECULATIVE_NGRAM = SPECULATION[speculation]
+    case = _scripted(work / speculation, topic_key, mode, seed, language, model)
+    return {**case, "speculation": speculation}
+
+
+SPECULATION = {"on": (3, 6), "off": None}
+
+
+def _scripted(work: Path, topic_key: str, mode: str, seed: int, language: str, model: str) -> dict:
     from aishorts.stages.grounding.checks import numbers_in, source_numbers, support
     from aishorts.stages.grounding.passages import split_passages
     from aishorts.stages.common.context import StageError
@@ -129,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--language", default="en-us")
     parser.add_argument("--model", default="", help="local model name (default: the strongest installed)")
+    parser.add_argument("--speculation", choices=("on", "off", "both"), default="on",
+                        help="llama.cpp's n-gram speculation; both: each case without it, then with it")
     parser.add_argument("--out", type=Path, help="write the cases as JSON here (default: stdout)")
     parser.add_argument("--table", type=Path, help="print the cases an earlier run wrote (its --out) as Markdown")
     args = parser.parse_args(argv)
@@ -140,13 +157,17 @@ def main(argv: list[str] | None = None) -> int:
         for topic in args.topics.split(","):
             for mode in args.modes.split(","):
                 for seed in range(args.first_seed, args.first_seed + args.seeds):
-                    case = one_case(Path(tmp), topic, mode, seed, args.language, args.model)
-                    print(json.dumps({k: v for k, v in case.items() if k not in ("sentences", "log")}), file=sys.stderr, flush=True)
-                    cases.append(case)
-                    if args.out:  # as each case ends: a crash or a stop keeps what was measured
-                        args.out.write_text(json.dumps(cases, indent=1, ensure_ascii=False))
+                    for speculation in ("off", "on") if args.speculation == "both" else (args.speculation,):
+                        case = one_case(Path(tmp), topic, mode, seed, args.language, args.model, speculation)
+                        print(json.dumps({k: v for k, v in case.items() if k not in ("sentences", "log")}),
+                              file=sys.stderr, flush=True)
+                        cases.append(case)
+                        if args.out:  # as each case ends: a crash or a stop keeps what was measured
+                            args.out.write_text(json.dumps(cases, indent=1, ensure_ascii=False))
     for mode, figures in summary(cases).items():
         print(f"{mode}: {json.dumps(figures)}", file=sys.stderr)
+    if args.speculation == "both":
+        print(f"speculation on/off, stage time: {json.dumps(speculation_ratios(cases))}", file=sys.stderr)
     text = json.dumps(cases, indent=1, ensure_ascii=False)
     if args.out:
         args.out.write_text(text)
@@ -156,13 +177,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summary(cases: list[dict]) -> dict[str, dict]:
-    """Per mode: medians and rates over its cases."""
+    """Per mode (and speculation, where cases differ in it): medians and rates over its cases."""
     import statistics
 
     out = {}
-    for mode in dict.fromkeys(c["mode"] for c in cases):
-        mine = [c for c in cases if c["mode"] == mode]
-        out[mode] = {
+    both = len({c.get("speculation", "on") for c in cases}) > 1
+    for label in dict.fromkeys(_label(c, both) for c in cases):
+        mine = [c for c in cases if _label(c, both) == label]
+        out[label] = {
             "cases": len(mine),
             "words": f"{min(c['words'] for c in mine)}-{max(c['words'] for c in mine)}"
                      f" (median {statistics.median(c['words'] for c in mine):g})",
@@ -172,6 +194,28 @@ def summary(cases: list[dict]) -> dict[str, dict]:
             "numbers_not_in_source": sum(c["numbers_not_in_source"] for c in mine),
             "stage_s": f"{statistics.median(c['stage_s'] for c in mine):.1f}",
         }
+    return out
+
+
+def _label(case: dict, both: bool) -> str:
+    return f"{case['mode']}, speculation {case.get('speculation', 'on')}" if both else case["mode"]
+
+
+def speculation_ratios(cases: list[dict]) -> dict[str, str]:
+    """Per mode: the median, lowest and highest of each case's stage time with speculation over without it (the two
+    ran one after the other, so both met the same load), and in how many cases the script came out the same."""
+    import statistics
+
+    out = {}
+    for mode in dict.fromkeys(c["mode"] for c in cases):
+        off = {(c["topic"], c["seed"]): c for c in cases if c["mode"] == mode and c["speculation"] == "off"}
+        pairs = [(c, off[(c["topic"], c["seed"])]) for c in cases
+                 if c["mode"] == mode and c["speculation"] == "on" and (c["topic"], c["seed"]) in off]
+        ratios = [on["stage_s"] / without["stage_s"] for on, without in pairs if without["stage_s"]]
+        if ratios:
+            same = sum(on["sentences"] == without["sentences"] for on, without in pairs)
+            out[mode] = (f"median {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f},"
+                         f" {len(ratios)} cases); the same script in {same} of {len(pairs)}")
     return out
 
 
