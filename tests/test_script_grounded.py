@@ -314,6 +314,32 @@ def test_a_fact_that_points_back_is_told_with_what_it_points_to_or_not_at_all():
     ]
 
 
+def test_what_points_back_is_read_in_the_sources_language():
+    """French "Il" is a pronoun: told after its short subject, or left out; Italian "Il" is an article and opens a
+    fact that stands alone."""
+    from aishorts.ipc.artifacts import Theme
+    from aishorts.stages.script.grounded import facts_for
+
+    theme = Theme(topic="Pourquoi la pieuvre a trois cœurs", angle="", keywords=["pieuvre", "cœurs", "polpo", "cuori"])
+    french = ("Le sang est bleu. Il transporte l'oxygène grâce à l'hémocyanine, une protéine qui contient du cuivre."
+              " Le calmar géant (Architeuthis dux) a les plus grands yeux de tous les animaux de la mer."
+              " Ils sont aussi larges que des assiettes chez le plus grand calmar jamais mesuré."
+              " Les pieuvres ont trois cœurs qui pompent le sang dans les branchies et dans le corps."
+              " Une pieuvre peut goûter avec les ventouses de ses huit bras.")
+    assert facts_for(split_passages([french]), theme, 25, "fr") == [
+        "Le sang est bleu. Il transporte l'oxygène grâce à l'hémocyanine, une protéine qui contient du cuivre.",
+        "Les pieuvres ont trois cœurs qui pompent le sang dans les branchies et dans le corps.",
+        "Une pieuvre peut goûter avec les ventouses de ses huit bras.",
+    ]
+    italian = split_passages([
+        "Il polpo ha tre cuori che pompano il sangue blu nelle branchie e in tutto il corpo dell'animale."
+        " Il cuore sistemico del polpo smette di battere quando nuota, e per questo il polpo si stanca presto."
+        " Questo spiega perché il polpo preferisce strisciare sul fondo del mare invece di nuotare a lungo."])
+    told = facts_for(italian, theme, 30, "it")
+    assert [fact.split()[0] for fact in told] == ["Il", "Il", "Questo"]  # "Questo" after the fact it points to
+    assert facts_for(italian, theme, 30, "fr") == [], "read as French, both of its 'Il' sentences would point back"
+
+
 def test_the_schema_numbers_each_retold_fact_and_the_script_holds_what_was_said_of_each():
     """Real llama.cpp (SmolLM2): body item k is fixed by the grammar to start `{"fact": k, "say": ` and its sentence
     bounded in words; the script keeps the sentences, not the numbers."""

@@ -157,7 +157,7 @@ def script_shape(low: int, high: int) -> ScriptShape:
     return ScriptShape(count, ASKED_SENTENCE_WORDS, SENTENCE_WORDS_ALLOWED, HOOK_WORDS, CTA_WORDS)
 
 
-def facts_for(passages: list[Passage], theme: Theme, body_words: int) -> list[str]:
+def facts_for(passages: list[Passage], theme: Theme, body_words: int, lang: str = "en") -> list[str]:
     """The source's own sentences a local model retells one by one: the best for the topic (source_sentences) until
     they hold SPARE_SHARE times the body's words, in the source's order (its story's); none when they hold less than
     LEAST_FACT_SHARE times, and the model then picks from the passages themselves.
@@ -173,7 +173,7 @@ def facts_for(passages: list[Passage], theme: Theme, body_words: int) -> list[st
         sentence = ranked.pop(0)
         if before.get(sentence, "") in chosen:
             chosen[sentence] = sentence
-        elif told := told_alone(sentence, before):
+        elif told := told_alone(sentence, before, lang):
             chosen[sentence] = told
     if sum(map(word_count, chosen.values())) < LEAST_FACT_SHARE * body_words or len(chosen) < 3:
         return []
@@ -185,19 +185,31 @@ def sentence_before(passages: list[Passage]) -> dict[str, str]:
     return {now: earlier for p in passages for earlier, now in zip(p.sentences, p.sentences[1:])}
 
 
-def told_alone(sentence: str, before: dict[str, str]) -> str | None:
-    """The sentence as it can be told on its own: itself, unless it opens on a pronoun; then joined after the sentence
-    it points back to when that one is too short to be told by itself, else None (nobody would know what "It" is)."""
-    if not _POINTS_BACK.match(sentence):
+def told_alone(sentence: str, before: dict[str, str], lang: str = "en") -> str | None:
+    """The sentence as it can be told on its own: itself, unless it opens on a word that points back (POINTING_BACK);
+    then joined after the sentence it points back to when that one is too short to be told by itself, else None
+    (nobody would know what "It" is)."""
+    opening = POINTING_BACK.get(lang)
+    if opening is None or not opening.match(sentence):
         return sentence
     earlier = before.get(sentence, "")
     return f"{earlier} {sentence}" if earlier and word_count(earlier) < SOURCE_SENTENCE_WORDS[0] else None
 
 
-_POINTS_BACK = re.compile(
-    r"^(It|Its|They|Their|Them|This|These|That|Those|He|She|His|Her|Ele|Ela|Eles|Elas|Isso|Isto|Esse|Essa|Esses"
-    r"|Essas|Seu|Sua|Seus|Suas)\b")
-"""Openings (English, Portuguese) that point back to the sentence before."""
+def _opening(words: str) -> re.Pattern[str]:
+    return re.compile(rf"^(?:{'|'.join(words.split())})\b")
+
+
+POINTING_BACK = {
+    "en": _opening("It Its They Their Them This These That Those He She His Her"),
+    "pt": _opening("Ele Ela Eles Elas Isso Isto Esse Essa Esses Essas Seu Sua Seus Suas"),
+    "es": _opening("Él Ella Ellos Ellas Esto Eso Este Esta Estos Estas Ese Esa Esos Esas Su Sus"),
+    "fr": _opening("Il Elle Ils Elles Ce Cela Ceci Cette Ces Son Sa Ses Leur Leurs"),
+    "it": _opening("Esso Essa Essi Esse Questo Questa Questi Queste Ciò Suo Sua Suoi Sue Loro Lui Lei"),
+}
+"""Openings that point back to the sentence before, by prompt language: a pronoun, a demonstrative or a possessive
+(French "Il" is a pronoun, Italian "Il" an article). A sentence whose subject is dropped ("Tiene tres corazones")
+points back unseen."""
 
 
 def answer_tokens(shape: ScriptShape) -> int:
@@ -216,7 +228,8 @@ def write_grounded(
     shape = script_shape(low, high)
     texts = [p.text for p in passages]
     bounded = backend.label.startswith("local:")
-    facts = facts_for(passages, theme, high - TYPICAL_FRAME_WORDS) if bounded and lang in BOUNDED_LANGUAGES else []
+    retold = bounded and lang in BOUNDED_LANGUAGES
+    facts = facts_for(passages, theme, high - TYPICAL_FRAME_WORDS, lang) if retold else []
     if facts:
         shape = replace(shape, body=len(facts))
         ctx.log(f"{len(facts)} facts of the source, {sum(map(word_count, facts))} words, to be retold one by one")
@@ -471,7 +484,7 @@ def fit_budget(
     else:  # the answer's supported sentences cannot fill the budget: the source's own join them, after them
         ranked = source_sentences(passages, " ".join([theme.topic, *theme.keywords]), [hook, *(s for s, _, _ in body)])
         before = sentence_before(passages)
-        spare = list(dict.fromkeys(told for s in ranked if (told := told_alone(s, before))))
+        spare = list(dict.fromkeys(told for s in ranked if (told := told_alone(s, before, lang))))
         pool = body + [(s, checker(s), "from_source") for s in spare]
         chosen = choose_sentences([word_count(s) for s, _, _ in pool], *room)
         body = [pool[i] for i in chosen] if chosen is not None else pool
