@@ -62,7 +62,7 @@ def token_from(args: argparse.Namespace) -> str | None:
     from_env = os.environ.get(TOKEN_ENV) or None
     if args.token:
         print(f"aishorts-runner serve: warning: --token is visible to every user of this machine (`ps`); set"
-              f" {TOKEN_ENV} instead" + (f" (it is set, and is used rather than --token)" if from_env else ""),
+              f" {TOKEN_ENV} instead" + (" (it is set, and is used rather than --token)" if from_env else ""),
               file=sys.stderr, flush=True)
     return from_env or args.token or None
 

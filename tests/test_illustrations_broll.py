@@ -13,6 +13,7 @@ import subprocess
 from aishorts.ipc.artifacts import Script
 from aishorts.ipc.files import resolve_in_run
 from aishorts.ipc.params import BrollParams
+from aishorts.ipc.sizes import MiB
 from aishorts.stages.broll.illustrations_scenes import SCENE_SIZE
 from aishorts.stages.broll.stage import CREDITS_FILE
 from aishorts.stages.common.media import ffmpeg_exe
@@ -110,13 +111,13 @@ def test_scenes_and_credits_replace_links_planted_at_their_names(tmp_path, run_s
 
 def test_the_builtin_library_stays_within_the_broll_stages_ceiling(tmp_path):
     """Run as its own process, as the supervisor starts it: its tree's peak, read from the kernel."""
-    from test_stage_broll_limits import MB, run_broll_process
+    from test_stage_broll_limits import run_broll_process
 
     from aishorts.runner.limits import load_limits
 
     result, peak = run_broll_process(tmp_path / "run", BrollParams(source="builtin"))
 
     assert result.source == "builtin" and len(result.items) == 4
-    print(f"broll builtin peak: {peak / MB:.0f} MB")
+    print(f"broll builtin peak: {peak / MiB:.0f} MiB")
     ceiling = load_limits().for_stage("broll").ceiling
-    assert peak < ceiling, f"the builtin library peaked at {peak / MB:.0f} MB, over the {ceiling / MB:.0f} MB ceiling"
+    assert peak < ceiling, f"the builtin library peaked at {peak / MiB:.0f} MiB, over the {ceiling / MiB:.0f} MiB ceiling"
