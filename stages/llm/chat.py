@@ -37,6 +37,7 @@ import msgspec
 
 from aishorts.ipc.params import LlmParams
 from aishorts.ipc.sizes import MiB
+from aishorts.stages.common.http import is_loopback
 from aishorts.stages.common.context import StageContext, StageError
 from aishorts.stages.common.redirects import SameHostRedirects
 from aishorts.stages.common.runtime import lockstep_threads, others_running, thread_share
@@ -262,8 +263,7 @@ def _opener_for(url: str) -> urllib.request.OpenerDirector:
 
     A server on this machine is never proxied.
     """
-    host = (urllib.parse.urlsplit(url).hostname or "").lower()
-    if host == "localhost" or host == "::1" or host.startswith("127."):
+    if is_loopback((urllib.parse.urlsplit(url).hostname or "").lower()):
         return urllib.request.build_opener(urllib.request.ProxyHandler({}), SameHostRedirects())
     return urllib.request.build_opener(SameHostRedirects())
 

@@ -27,6 +27,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from aishorts.ipc.params import LlmParams
+from aishorts.stages.common.http import is_loopback
 from aishorts.stages.common.context import StageError
 from aishorts.stages.common.redirects import SameHostRedirects
 
@@ -118,8 +119,7 @@ def _openai_models(base: str) -> list[str]:
 
 def _get_json(url: str) -> object:
     """The JSON at `url` on a loopback server, or None when nothing (or nothing sensible) answers there."""
-    host = urllib.request.urlparse(url).hostname or ""
-    if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
+    if not is_loopback(urllib.request.urlparse(url).hostname or ""):
         return None  # probes never leave this machine
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), SameHostRedirects())
     try:
